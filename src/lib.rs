@@ -1,0 +1,12 @@
+//! `pipe`: score piano performances on the 19 PercePiano perceptual dimensions.
+//!
+//! The crate is a staged pipeline: `dag` knows keys, artifacts and planning but
+//! nothing of audio; `stages` plugs the domain steps (render, decode, resample,
+//! ...) into it; `audio` and `dataset` hold the domain logic the stages call.
+
+pub mod audio;
+pub mod config;
+pub mod dag;
+pub mod dataset;
+pub mod stages;
+pub mod table;
