@@ -1,1 +1,347 @@
+//! `pipeline.toml`: the schema, defaults and loading. Unknown keys are errors
+//! (with their line), and every relative path is taken relative to the file.
 
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where artifacts (`store/`), outputs (`out/`) and the run record live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    pub dataset: DatasetConfig,
+    #[serde(default)]
+    pub render: RenderConfig,
+    #[serde(default)]
+    pub decode: DecodeConfig,
+    #[serde(default)]
+    pub resample: ResampleConfig,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+
+/// A dataset: PercePiano MIDI (rendered to audio) or a folder of recordings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DatasetConfig {
+    Percepiano {
+        /// `label_2round_mean_reg_19_with0_rm_highstd0.json`: clip -> 19 means (+ an unused 20th value).
+        labels: PathBuf,
+        /// The per-segment metadata table (`manifest.csv`).
+        metadata: PathBuf,
+        /// Folder of performance MIDI files named `<clip_id>.mid`.
+        midi_dir: PathBuf,
+        #[serde(default)]
+        folds: FoldConfig,
+        /// Use only the first N clips (sorted by id): quick trials.
+        #[serde(default)]
+        limit: Option<usize>,
+    },
+    AudioFolder {
+        /// Folder of audio files (wav, flac, mp3, ogg).
+        audio_dir: PathBuf,
+        /// CSV: clip_id, piece, optional performer, optional file, and the 19 dimensions.
+        labels: PathBuf,
+        #[serde(default)]
+        folds: FoldConfig,
+    },
+}
+
+impl DatasetConfig {
+    pub fn folds(&self) -> &FoldConfig {
+        match self {
+            DatasetConfig::Percepiano { folds, .. } | DatasetConfig::AudioFolder { folds, .. } => {
+                folds
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FoldConfig {
+    #[serde(default)]
+    pub strategy: FoldStrategy,
+    /// Number of folds for the piece split.
+    #[serde(default = "default_k")]
+    pub k: usize,
+    /// Tie-break seed for the piece split.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// PercePiano's performer split (`performer4fold.json`), for `strategy = "performer"`.
+    #[serde(default)]
+    pub performer_split: Option<PathBuf>,
+}
+
+impl Default for FoldConfig {
+    fn default() -> Self {
+        FoldConfig {
+            strategy: FoldStrategy::Piece,
+            k: default_k(),
+            seed: default_seed(),
+            performer_split: None,
+        }
+    }
+}
+
+fn default_k() -> usize {
+    4
+}
+fn default_seed() -> u64 {
+    42
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FoldStrategy {
+    /// Group by score excerpt: every performance of an excerpt in one fold.
+    #[default]
+    Piece,
+    /// PercePiano's performer folds (validation performers per fold).
+    Performer,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenderConfig {
+    /// The SF2 used to synthesize MIDI.
+    #[serde(default = "default_soundfont")]
+    pub soundfont: PathBuf,
+    #[serde(default = "default_render_rate")]
+    pub sample_rate: u32,
+    /// Release tail kept after the last note-off or pedal release, seconds.
+    #[serde(default = "default_tail")]
+    pub tail_seconds: f32,
+    /// Linear output gain.
+    #[serde(default = "default_gain")]
+    pub gain: f32,
+}
+
+impl Default for RenderConfig {
+    fn default() -> Self {
+        RenderConfig {
+            soundfont: default_soundfont(),
+            sample_rate: default_render_rate(),
+            tail_seconds: default_tail(),
+            gain: default_gain(),
+        }
+    }
+}
+
+fn default_soundfont() -> PathBuf {
+    PathBuf::from("data/soundfont/piano.sf2")
+}
+fn default_render_rate() -> u32 {
+    44_100
+}
+fn default_tail() -> f32 {
+    1.0
+}
+fn default_gain() -> f32 {
+    1.0
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecodeConfig {
+    /// Shorter clips are rejected: MERT's receptive field is 400 samples at 24 kHz (16.7 ms)
+    /// and MuQ needs more than 1024 samples; 25 ms covers the first, the encoder checks the rest.
+    #[serde(default = "default_min_seconds")]
+    pub min_seconds: f64,
+}
+
+impl Default for DecodeConfig {
+    fn default() -> Self {
+        DecodeConfig {
+            min_seconds: default_min_seconds(),
+        }
+    }
+}
+
+fn default_min_seconds() -> f64 {
+    0.025
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResampleConfig {
+    /// The encoders' input rate.
+    #[serde(default = "default_encoder_rate")]
+    pub sample_rate: u32,
+    #[serde(default)]
+    pub quality: crate::audio::ResampleQuality,
+}
+
+impl Default for ResampleConfig {
+    fn default() -> Self {
+        ResampleConfig {
+            sample_rate: default_encoder_rate(),
+            quality: Default::default(),
+        }
+    }
+}
+
+fn default_encoder_rate() -> u32 {
+    24_000
+}
+
+impl Config {
+    /// Reads and validates `path`; relative paths inside become relative to its folder.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Config::parse(&text, base).with_context(|| format!("in {}", path.display()))
+    }
+
+    pub fn parse(text: &str, base: &Path) -> Result<Config> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        cfg.resolve_paths(base);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.data_dir);
+        fix(&mut self.render.soundfont);
+        match &mut self.dataset {
+            DatasetConfig::Percepiano {
+                labels,
+                metadata,
+                midi_dir,
+                folds,
+                ..
+            } => {
+                fix(labels);
+                fix(metadata);
+                fix(midi_dir);
+                if let Some(p) = &mut folds.performer_split {
+                    fix(p);
+                }
+            }
+            DatasetConfig::AudioFolder {
+                audio_dir,
+                labels,
+                folds,
+            } => {
+                fix(audio_dir);
+                fix(labels);
+                if let Some(p) = &mut folds.performer_split {
+                    fix(p);
+                }
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let folds = self.dataset.folds();
+        if folds.k < 2 {
+            anyhow::bail!("dataset.folds.k = {}: need at least 2 folds", folds.k);
+        }
+        if folds.strategy == FoldStrategy::Performer && folds.performer_split.is_none() {
+            anyhow::bail!(
+                "dataset.folds.strategy = \"performer\" needs dataset.folds.performer_split (a performer4fold.json)"
+            );
+        }
+        if self.resample.sample_rate < 8000 {
+            anyhow::bail!(
+                "resample.sample_rate = {}: expected an audio rate such as 24000",
+                self.resample.sample_rate
+            );
+        }
+        if self.render.sample_rate < 8000 {
+            anyhow::bail!(
+                "render.sample_rate = {}: expected an audio rate such as 44100",
+                self.render.sample_rate
+            );
+        }
+        if !(self.decode.min_seconds >= 0.0) {
+            anyhow::bail!("decode.min_seconds must be >= 0");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[dataset]
+kind = "percepiano"
+labels = "labels.json"
+metadata = "manifest.csv"
+midi_dir = "midi"
+"#;
+
+    #[test]
+    fn defaults_and_relative_paths() {
+        let cfg = Config::parse(MINIMAL, Path::new("/proj")).unwrap();
+        assert_eq!(cfg.data_dir, PathBuf::from("/proj/data"));
+        assert_eq!(cfg.resample.sample_rate, 24_000);
+        assert_eq!(cfg.render.sample_rate, 44_100);
+        let DatasetConfig::Percepiano { labels, folds, .. } = &cfg.dataset else {
+            panic!("kind")
+        };
+        assert_eq!(labels, &PathBuf::from("/proj/labels.json"));
+        assert_eq!(folds, &FoldConfig::default());
+        assert_eq!(folds.k, 4);
+        assert_eq!(folds.seed, 42);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_its_line() {
+        let text = format!("{MINIMAL}\n[resample]\nqualty = \"fast\"\n");
+        let err = Config::parse(&text, Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("qualty"), "{err}");
+        assert!(err.contains("line 9"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_inside_the_tagged_dataset_is_an_error() {
+        let text = MINIMAL.replace("midi_dir", "midi_folder");
+        let err = Config::parse(&text, Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("midi_folder"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Config::parse(
+            &format!("{MINIMAL}\n[resample]\nquality = \"ultra\"\n"),
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("ultra"), "{err}");
+        let err = Config::parse(
+            &format!("{MINIMAL}\n[dataset.folds]\nk = 1\n"),
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("dataset.folds.k"), "{err}");
+        let err = Config::parse(
+            &format!("{MINIMAL}\n[dataset.folds]\nstrategy = \"performer\"\n"),
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("performer_split"), "{err}");
+    }
+}

@@ -1,1 +1,64 @@
-fn main() {}
+//! `pipe`: score piano performances on the 19 PercePiano dimensions.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use pipe::cli;
+
+#[derive(Parser)]
+#[command(
+    name = "pipe",
+    version,
+    about = "Score piano performances on the 19 PercePiano dimensions: a content-hashed, incremental pipeline"
+)]
+struct Args {
+    /// Pipeline description.
+    #[arg(short, long, global = true, default_value = "pipeline.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Materialize every stale output (or up to one stage).
+    Run(cli::RunArgs),
+    /// Which stages are fresh or stale, and why.
+    Status,
+    /// Print the stage graph.
+    Dag,
+    /// Delete artifacts the last run no longer references.
+    Clean {
+        /// List what would be deleted, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match dispatch(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(args: Args) -> Result<ExitCode> {
+    let config = pipe::config::Config::load(&args.config).with_context(|| {
+        format!(
+            "loading pipeline description (use -c FILE for another than {})",
+            args.config.display()
+        )
+    })?;
+    match args.command {
+        Command::Run(run) => cli::run(&config, &run),
+        Command::Status => cli::status(&config).map(|_| ExitCode::SUCCESS),
+        Command::Dag => cli::dag(&config).map(|_| ExitCode::SUCCESS),
+        Command::Clean { dry_run } => cli::clean(&config, dry_run).map(|_| ExitCode::SUCCESS),
+    }
+}

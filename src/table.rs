@@ -1,1 +1,195 @@
+//! Parquet tables any Arrow tool reads: a small column builder over arrow-rs,
+//! written atomically, with key-value metadata both in the Arrow schema and
+//! in the Parquet footer.
 
+use anyhow::{Context, Result, bail};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array,
+    RecordBatch, StringArray,
+};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::Compression;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+#[derive(Default)]
+pub struct TableBuilder {
+    fields: Vec<Field>,
+    columns: Vec<ArrayRef>,
+    metadata: HashMap<String, String>,
+}
+
+impl TableBuilder {
+    pub fn new() -> TableBuilder {
+        TableBuilder::default()
+    }
+
+    fn push(mut self, name: &str, array: ArrayRef, nullable: bool) -> Self {
+        self.fields
+            .push(Field::new(name, array.data_type().clone(), nullable));
+        self.columns.push(array);
+        self
+    }
+
+    pub fn utf8<S: AsRef<str>>(self, name: &str, values: &[S]) -> Self {
+        let a = StringArray::from_iter_values(values.iter().map(|s| s.as_ref()));
+        self.push(name, Arc::new(a), false)
+    }
+
+    pub fn i32_opt(self, name: &str, values: Vec<Option<i32>>) -> Self {
+        let nullable = values.iter().any(|v| v.is_none());
+        self.push(name, Arc::new(Int32Array::from(values)), nullable)
+    }
+
+    pub fn f64(self, name: &str, values: Vec<f64>) -> Self {
+        self.push(name, Arc::new(Float64Array::from(values)), false)
+    }
+
+    pub fn f32(self, name: &str, values: Vec<f32>) -> Self {
+        self.push(name, Arc::new(Float32Array::from(values)), false)
+    }
+
+    pub fn bool(self, name: &str, values: Vec<bool>) -> Self {
+        self.push(name, Arc::new(BooleanArray::from(values)), false)
+    }
+
+    /// A `FixedSizeList<Float32, dim>` column from row-major values.
+    pub fn f32_vectors(self, name: &str, dim: usize, values: Vec<f32>) -> Result<Self> {
+        if dim == 0 || values.len() % dim != 0 {
+            bail!(
+                "column `{name}`: {} values do not split into rows of {dim}",
+                values.len()
+            );
+        }
+        let item = Arc::new(Field::new("item", DataType::Float32, false));
+        let a = FixedSizeListArray::try_new(
+            item,
+            dim as i32,
+            Arc::new(Float32Array::from(values)),
+            None,
+        )?;
+        Ok(self.push(name, Arc::new(a), false))
+    }
+
+    pub fn meta(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.to_string(), value.into());
+        self
+    }
+
+    pub fn batch(self) -> Result<RecordBatch> {
+        let schema = Arc::new(Schema::new_with_metadata(self.fields, self.metadata));
+        Ok(RecordBatch::try_new(schema, self.columns)?)
+    }
+
+    /// Writes the table to `path` (overwriting it; the caller picks a temporary path
+    /// when atomicity matters, as the DAG engine does).
+    pub fn write(self, path: &Path) -> Result<()> {
+        let batch = self.batch()?;
+        write_batch(&batch, path)
+    }
+}
+
+pub fn write_batch(batch: &RecordBatch, path: &Path) -> Result<()> {
+    let kv: Vec<KeyValue> = batch
+        .schema()
+        .metadata()
+        .iter()
+        .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+        .collect();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_key_value_metadata(Some(kv))
+        .build();
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props))?;
+    writer
+        .write(batch)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writer
+        .close()
+        .with_context(|| format!("finishing {}", path.display()))?;
+    Ok(())
+}
+
+/// Reads a whole Parquet file as record batches.
+pub fn read(path: &Path) -> Result<Vec<RecordBatch>> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("{} is not a readable Parquet file", path.display()))?;
+    // Batches come back with a bare schema; give them the file's (with its metadata).
+    let schema = builder.schema().clone();
+    let batches = builder
+        .build()?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .with_context(|| format!("reading {}", path.display()))?;
+    batches
+        .into_iter()
+        .map(|b| Ok(b.with_schema(schema.clone())?))
+        .collect()
+}
+
+/// Typed column access for readers of our own tables.
+pub fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T> {
+    let col = batch
+        .column_by_name(name)
+        .with_context(|| format!("table has no column `{name}`"))?;
+    col.as_any().downcast_ref::<T>().with_context(|| {
+        format!(
+            "column `{name}` has type {}, not the expected one",
+            col.data_type()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_keeps_types_values_and_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        TableBuilder::new()
+            .utf8("id", &["a", "b"])
+            .i32_opt("fold", vec![Some(1), None])
+            .f64("x", vec![0.5, 0.25])
+            .bool("flag", vec![true, false])
+            .f32_vectors("features", 3, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+            .unwrap()
+            .meta("encoder", "mert")
+            .write(&path)
+            .unwrap();
+        let batches = read(&path).unwrap();
+        let b = &batches[0];
+        assert_eq!(b.num_rows(), 2);
+        assert_eq!(column::<StringArray>(b, "id").unwrap().value(1), "b");
+        let fold = column::<Int32Array>(b, "fold").unwrap();
+        assert_eq!((fold.value(0), fold.is_null(1)), (1, true));
+        assert_eq!(column::<Float64Array>(b, "x").unwrap().value(1), 0.25);
+        let f = column::<FixedSizeListArray>(b, "features").unwrap();
+        assert_eq!(f.value_length(), 3);
+        let row1 = f.value(1);
+        let row1 = row1.as_any().downcast_ref::<Float32Array>().unwrap();
+        assert_eq!(row1.values().to_vec(), vec![4.0, 5.0, 6.0]);
+        assert_eq!(
+            b.schema().metadata().get("encoder").map(String::as_str),
+            Some("mert")
+        );
+        assert!(column::<Float64Array>(b, "id").is_err());
+    }
+
+    #[test]
+    fn ragged_vectors_are_rejected() {
+        assert!(
+            TableBuilder::new()
+                .f32_vectors("v", 2, vec![1.0, 2.0, 3.0])
+                .is_err()
+        );
+    }
+}

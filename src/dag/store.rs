@@ -1,0 +1,219 @@
+//! The content-addressed artifact store: `<root>/store/<stage>/<key>.<ext>`.
+//!
+//! Every write goes to a temporary file in the same directory and is renamed
+//! into place, so a killed run leaves either the whole artifact or none.
+
+use anyhow::{Context, Result};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::Key;
+
+const TMP_PREFIX: &str = ".tmp-";
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// `root` is the data folder (e.g. `data/`); artifacts live under `root/store`.
+    pub fn new(root: impl Into<PathBuf>) -> Store {
+        Store { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn stage_dir(&self, stage: &str) -> PathBuf {
+        self.root.join("store").join(stage)
+    }
+
+    pub fn artifact_path(&self, stage: &str, key: &Key, ext: &str) -> PathBuf {
+        self.stage_dir(stage).join(format!("{key}.{ext}"))
+    }
+
+    pub fn exists(&self, stage: &str, key: &Key, ext: &str) -> bool {
+        self.artifact_path(stage, key, ext).is_file()
+    }
+
+    /// Runs `write` against a fresh temporary path next to the final artifact
+    /// and renames the result into place only if `write` succeeded.
+    pub fn commit_with(
+        &self,
+        stage: &str,
+        key: &Key,
+        ext: &str,
+        write: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<PathBuf> {
+        let dir = self.stage_dir(stage);
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let tmp = temp_path(&dir, ext);
+        let result = write(&tmp);
+        if let Err(e) = result {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        if !tmp.is_file() {
+            anyhow::bail!(
+                "stage `{stage}` reported success but wrote no file to {}",
+                tmp.display()
+            );
+        }
+        fault_injection::maybe_abort_before_commit();
+        let dest = self.artifact_path(stage, key, ext);
+        fs::rename(&tmp, &dest)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
+        Ok(dest)
+    }
+
+    /// Deletes temporary files left behind by an interrupted run.
+    /// Only call this while holding the run lock.
+    pub fn remove_temporaries(&self) -> Result<usize> {
+        let mut removed = 0;
+        let store = self.root.join("store");
+        let Ok(stages) = fs::read_dir(&store) else {
+            return Ok(0);
+        };
+        for stage in stages.flatten() {
+            let Ok(entries) = fs::read_dir(stage.path()) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                    fs::remove_file(e.path())
+                        .with_context(|| format!("removing {}", e.path().display()))?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Every artifact file in the store, as (stage, file name, path).
+    pub fn list(&self) -> Result<Vec<(String, String, PathBuf)>> {
+        let mut out = Vec::new();
+        let store = self.root.join("store");
+        let Ok(stages) = fs::read_dir(&store) else {
+            return Ok(out);
+        };
+        for stage in stages.flatten() {
+            let stage_name = stage.file_name().to_string_lossy().into_owned();
+            for e in fs::read_dir(stage.path())?.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !name.starts_with(TMP_PREFIX) {
+                    out.push((stage_name.clone(), name, e.path()));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// Writes `bytes` to `dest` atomically (temp file in the same folder + rename).
+pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let ext = dest.extension().and_then(|e| e.to_str()).unwrap_or("tmp");
+    let tmp = temp_path(dir, ext);
+    fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, dest)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))
+}
+
+/// Copies `src` to `dest` atomically.
+pub fn copy_atomic(src: &Path, dest: &Path) -> Result<()> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let ext = dest.extension().and_then(|e| e.to_str()).unwrap_or("tmp");
+    let tmp = temp_path(dir, ext);
+    fs::copy(src, &tmp)
+        .with_context(|| format!("copying {} to {}", src.display(), tmp.display()))?;
+    fs::rename(&tmp, dest)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))
+}
+
+fn temp_path(dir: &Path, ext: &str) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    // Keep the real extension last so writers that dispatch on it still work.
+    dir.join(format!("{TMP_PREFIX}{}-{n}.{ext}", std::process::id()))
+}
+
+/// Crash testing: `PIPE_FAULT_ABORT_AFTER_COMMITS=N` aborts the process right
+/// before the (N+1)-th artifact would be renamed into place, leaving its
+/// temporary file behind exactly as a kill at the worst moment would.
+mod fault_injection {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    pub fn maybe_abort_before_commit() {
+        static LIMIT: OnceLock<Option<u64>> = OnceLock::new();
+        static DONE: AtomicU64 = AtomicU64::new(0);
+        let limit = LIMIT.get_or_init(|| {
+            std::env::var("PIPE_FAULT_ABORT_AFTER_COMMITS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+        });
+        if let Some(limit) = limit
+            && DONE.fetch_add(1, Ordering::SeqCst) >= *limit
+        {
+            eprintln!("pipe: fault injection: aborting before commit");
+            std::process::abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_write_leaves_no_artifact_and_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let key = Key::of_bytes(b"x");
+        let err = store
+            .commit_with("s", &key, "bin", |p| {
+                fs::write(p, b"half")?;
+                anyhow::bail!("stage blew up")
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("blew up"));
+        assert!(!store.exists("s", &key, "bin"));
+        assert_eq!(fs::read_dir(store.stage_dir("s")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn commit_renames_into_place_and_temporaries_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let key = Key::of_bytes(b"y");
+        let path = store
+            .commit_with("s", &key, "bin", |p| Ok(fs::write(p, b"data")?))
+            .unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"data");
+        assert!(store.exists("s", &key, "bin"));
+        fs::write(store.stage_dir("s").join(".tmp-1-2.bin"), b"junk").unwrap();
+        assert_eq!(
+            store.list().unwrap().len(),
+            1,
+            "temporaries are not artifacts"
+        );
+        assert_eq!(store.remove_temporaries().unwrap(), 1);
+        assert!(store.exists("s", &key, "bin"));
+    }
+
+    #[test]
+    fn stage_that_writes_nothing_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let err = store
+            .commit_with("s", &Key::of_bytes(b"z"), "bin", |_| Ok(()))
+            .unwrap_err();
+        assert!(err.to_string().contains("wrote no file"), "{err}");
+    }
+}

@@ -1,0 +1,127 @@
+//! manifest: one row per clip (ids, piece, work, performer, fold, duration,
+//! source, the 19 labels) as `data/out/manifest.parquet`.
+
+use anyhow::{Context, Result};
+use rayon::prelude::*;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::ALL;
+use crate::audio;
+use crate::dag::{Node, NodeSpec, Source, Stage, store};
+use crate::dataset::{DIMENSIONS, Dataset};
+use crate::table::TableBuilder;
+
+pub struct Manifest {
+    dataset: Arc<Dataset>,
+}
+
+impl Manifest {
+    pub fn new(dataset: Arc<Dataset>) -> Manifest {
+        Manifest { dataset }
+    }
+}
+
+impl Stage for Manifest {
+    fn name(&self) -> &'static str {
+        "manifest"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn ext(&self) -> &'static str {
+        "parquet"
+    }
+    fn describe(&self) -> String {
+        "clip table: ids, piece, work, performer, fold, duration, source, 19 labels".into()
+    }
+    fn upstream(&self) -> Vec<&'static str> {
+        vec!["resample"]
+    }
+    fn plan(&self) -> Result<Vec<NodeSpec>> {
+        let mut inputs: Vec<(String, Source)> = self
+            .dataset
+            .table_files
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("table_file_{i}"), Source::File(p.clone())))
+            .collect();
+        // The resampled audio gives each clip's duration (and its path, for users).
+        inputs.extend(self.dataset.clips.iter().map(|c| {
+            (
+                c.id.clone(),
+                Source::Node {
+                    stage: "resample",
+                    item: c.id.clone(),
+                },
+            )
+        }));
+        Ok(vec![NodeSpec {
+            item: ALL.into(),
+            params: json!({ "folds": self.dataset.folds }),
+            inputs,
+        }])
+    }
+    fn run(&self, node: &Node, out: &Path) -> Result<()> {
+        let clips = &self.dataset.clips;
+        let audio_paths: Vec<PathBuf> = clips
+            .iter()
+            .map(|c| node.input(&c.id).map(|i| i.path.clone()))
+            .collect::<Result<_>>()?;
+        let durations: Vec<f64> = audio_paths
+            .par_iter()
+            .map(|p| audio::wav::read_f32(p).map(|pcm| pcm.duration_seconds()))
+            .collect::<Result<_>>()?;
+        let display = |p: &Path| p.display().to_string().trim_start_matches("./").to_string();
+        let mut t = TableBuilder::new()
+            .utf8(
+                "clip_id",
+                &clips.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+            )
+            .utf8(
+                "piece",
+                &clips.iter().map(|c| c.piece.as_str()).collect::<Vec<_>>(),
+            )
+            .utf8(
+                "work",
+                &clips.iter().map(|c| c.work.as_str()).collect::<Vec<_>>(),
+            )
+            .utf8(
+                "performer",
+                &clips
+                    .iter()
+                    .map(|c| c.performer.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bool(
+                "is_rendering",
+                clips.iter().map(|c| c.is_rendering).collect(),
+            )
+            .i32_opt(
+                "fold",
+                clips.iter().map(|c| c.fold.map(|f| f as i32)).collect(),
+            )
+            .f64("duration_s", durations)
+            .utf8(
+                "source",
+                &clips.iter().map(|c| display(&c.source)).collect::<Vec<_>>(),
+            )
+            .utf8(
+                "audio",
+                &audio_paths.iter().map(|p| display(p)).collect::<Vec<_>>(),
+            );
+        for (d, name) in DIMENSIONS.iter().enumerate() {
+            t = t.f64(name, clips.iter().map(|c| c.labels[d]).collect());
+        }
+        t.meta("pipe.dimensions", DIMENSIONS.join(","))
+            .meta("pipe.folds", serde_json::to_string(&self.dataset.folds)?)
+            .write(out)
+            .context("writing the manifest")
+    }
+    fn publish(&self, nodes: &[&Node], out_dir: &Path) -> Result<Vec<PathBuf>> {
+        let dest = out_dir.join("manifest.parquet");
+        store::copy_atomic(&nodes[0].path, &dest)?;
+        Ok(vec![dest])
+    }
+}

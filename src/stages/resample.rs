@@ -1,0 +1,67 @@
+//! resample: mono f32 at the source rate -> the encoders' rate (rubato sinc).
+
+use anyhow::Result;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::audio;
+use crate::config::ResampleConfig;
+use crate::dag::{Node, NodeSpec, Source, Stage};
+use crate::dataset::Dataset;
+
+pub struct Resample {
+    dataset: Arc<Dataset>,
+    cfg: ResampleConfig,
+}
+
+impl Resample {
+    pub fn new(dataset: Arc<Dataset>, cfg: ResampleConfig) -> Resample {
+        Resample { dataset, cfg }
+    }
+}
+
+impl Stage for Resample {
+    fn name(&self) -> &'static str {
+        "resample"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn ext(&self) -> &'static str {
+        "wav"
+    }
+    fn describe(&self) -> String {
+        format!(
+            "resample to {} Hz ({:?} sinc, rubato)",
+            self.cfg.sample_rate, self.cfg.quality
+        )
+        .to_lowercase()
+    }
+    fn upstream(&self) -> Vec<&'static str> {
+        vec!["decode"]
+    }
+    fn plan(&self) -> Result<Vec<NodeSpec>> {
+        let params = serde_json::to_value(&self.cfg)?;
+        Ok(self
+            .dataset
+            .clips
+            .iter()
+            .map(|c| NodeSpec {
+                item: c.id.clone(),
+                params: params.clone(),
+                inputs: vec![(
+                    "pcm".into(),
+                    Source::Node {
+                        stage: "decode",
+                        item: c.id.clone(),
+                    },
+                )],
+            })
+            .collect())
+    }
+    fn run(&self, node: &Node, out: &Path) -> Result<()> {
+        let pcm = audio::wav::read_f32(&node.input("pcm")?.path)?;
+        let resampled = audio::resample(&pcm, self.cfg.sample_rate, self.cfg.quality)?;
+        audio::wav::write_f32(out, &resampled)
+    }
+}

@@ -1,0 +1,280 @@
+//! `pipe` as a user runs it: the real binary on a few PercePiano clips.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A pipeline.toml over the shipped PercePiano data, with its own data folder.
+fn config(dir: &Path, limit: usize, extra: &str) -> PathBuf {
+    let r = repo();
+    let text = format!(
+        r#"
+data_dir = "{data}"
+[dataset]
+kind = "percepiano"
+labels = "{r}/data/percepiano/labels/label_2round_mean_reg_19_with0_rm_highstd0.json"
+metadata = "{r}/data/percepiano/manifest.csv"
+midi_dir = "{r}/data/percepiano/midi/performance"
+limit = {limit}
+[render]
+soundfont = "{sf}"
+{extra}
+"#,
+        data = dir.join("data").display(),
+        r = r.display(),
+        sf = soundfont().display(),
+    );
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn soundfont() -> PathBuf {
+    let text = std::fs::read_to_string(repo().join("pipeline.toml")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("soundfont"))
+        .expect("default soundfont");
+    repo().join(line.split('"').nth(1).unwrap())
+}
+
+fn pipe(cfg: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pipe"))
+        .arg("-c")
+        .arg(cfg)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Every artifact in the store: (stage/file, bytes).
+fn store_contents(data: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for stage in std::fs::read_dir(data.join("store")).unwrap().flatten() {
+        for f in std::fs::read_dir(stage.path()).unwrap().flatten() {
+            let name = format!(
+                "{}/{}",
+                stage.file_name().to_string_lossy(),
+                f.file_name().to_string_lossy()
+            );
+            out.push((name, std::fs::read(f.path()).unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn run_is_incremental_and_explains_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 3, "");
+    let o = pipe(&cfg, &["run"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("manifest.parquet"), "{}", text(&o));
+
+    // The manifest: one row per clip, 19 labels, folds, durations.
+    let batches = pipe::table::read(&dir.path().join("data/out/manifest.parquet")).unwrap();
+    let b = &batches[0];
+    assert_eq!(b.num_rows(), 3);
+    for col in [
+        "clip_id",
+        "piece",
+        "work",
+        "performer",
+        "fold",
+        "duration_s",
+        "source",
+        "is_rendering",
+        "timing",
+        "interpretation",
+    ] {
+        assert!(b.column_by_name(col).is_some(), "manifest lacks {col}");
+    }
+    let dur = pipe::table::column::<arrow_array::Float64Array>(b, "duration_s").unwrap();
+    assert!(
+        dur.values().iter().all(|&d| d > 4.0 && d < 120.0),
+        "{dur:?}"
+    );
+
+    // Second run: nothing to do.
+    let o = pipe(&cfg, &["run"]);
+    assert!(o.status.success());
+    assert!(
+        text(&o).contains("up to date: 4 stages fresh"),
+        "{}",
+        text(&o)
+    );
+
+    // One param changes: status and dry-run say which stages and why.
+    let cfg = config(dir.path(), 3, "[resample]\nquality = \"fast\"\n");
+    let o = pipe(&cfg, &["status"]);
+    let t = text(&o);
+    assert!(t.contains("render: fresh"), "{t}");
+    assert!(t.contains("decode: fresh"), "{t}");
+    assert!(t.contains("resample: 3 of 3 stale"), "{t}");
+    assert!(t.contains("param quality: \"high\" -> \"fast\""), "{t}");
+    assert!(t.contains("upstream `resample` changed"), "{t}");
+    let o = pipe(&cfg, &["run", "--dry-run"]);
+    assert!(
+        text(&o).contains("resample: 3 of 3 would run"),
+        "{}",
+        text(&o)
+    );
+    let o = pipe(&cfg, &["run"]);
+    let t = text(&o);
+    assert!(t.contains("render: 3 fresh"), "{t}");
+    assert!(t.contains("resample: 3 computed"), "{t}");
+    assert!(t.contains("manifest: 1 computed"), "{t}");
+
+    // --force one stage; --until stops early.
+    let o = pipe(&cfg, &["run", "--force", "decode", "--until", "decode"]);
+    let t = text(&o);
+    assert!(t.contains("decode: 3 computed"), "{t}");
+    assert!(!t.contains("resample"), "{t}");
+    let o = pipe(&cfg, &["dag"]);
+    assert!(
+        text(&o).contains("resample ─▶ manifest (1 node"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn a_killed_run_resumes_to_identical_outputs() {
+    let clean = tempfile::tempdir().unwrap();
+    let o = pipe(&config(clean.path(), 2, ""), &["run"]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let crashed = tempfile::tempdir().unwrap();
+    let cfg = config(crashed.path(), 2, "");
+    let o = Command::new(env!("CARGO_BIN_EXE_pipe"))
+        .arg("-c")
+        .arg(&cfg)
+        .args(["run", "-j", "1"])
+        .env("PIPE_FAULT_ABORT_AFTER_COMMITS", "3")
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "the fault injection must kill the run");
+    let leftovers = std::fs::read_dir(crashed.path().join("data/store/resample"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+                .count()
+        })
+        .unwrap_or(0)
+        + std::fs::read_dir(crashed.path().join("data/store/decode"))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+                    .count()
+            })
+            .unwrap_or(0);
+    assert_eq!(leftovers, 1, "the aborted commit leaves its temporary file");
+
+    let o = pipe(&cfg, &["run"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("render: 2 fresh"),
+        "render finished before the crash: {t}"
+    );
+    let a = store_contents(&clean.path().join("data"));
+    let b = store_contents(&crashed.path().join("data"));
+    assert_eq!(
+        a.iter().map(|x| &x.0).collect::<Vec<_>>(),
+        b.iter().map(|x| &x.0).collect::<Vec<_>>()
+    );
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        if !name.starts_with("manifest/") {
+            assert!(x == y, "{name} differs after resume");
+        }
+    }
+}
+
+#[test]
+fn config_typos_are_errors_with_the_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 2, "[resample]\nsample_rte = 24000\n");
+    let o = pipe(&cfg, &["run"]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("sample_rte") && t.contains("line 12"), "{t}");
+    assert!(t.contains("pipeline.toml"), "{t}");
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing runs on a bad config"
+    );
+}
+
+#[test]
+fn a_second_run_on_the_same_store_is_refused_while_the_first_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 1, "");
+    let _held = pipe::dag::runlock::RunLock::acquire(&dir.path().join("data"), false).unwrap();
+    let o = pipe(&cfg, &["run"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("another `pipe run`"), "{}", text(&o));
+}
+
+#[test]
+fn bad_audio_fails_alone_and_is_reported_at_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let audio = dir.path().join("audio");
+    std::fs::create_dir_all(&audio).unwrap();
+    // One good clip (a rendered WAV from the fixtures), one empty file, one text file.
+    let good = repo().join("tests/fixtures/audio");
+    let wav = std::fs::read_dir(&good)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "wav") && !p.to_string_lossy().contains("nan"))
+        .expect("a WAV fixture");
+    std::fs::copy(&wav, audio.join("good.wav")).unwrap();
+    std::fs::write(audio.join("empty.wav"), b"").unwrap();
+    std::fs::write(
+        audio.join("text.wav"),
+        b"this is not audio at all, just some words",
+    )
+    .unwrap();
+    let dims = pipe::dataset::DIMENSIONS.join(",");
+    let row = |id: &str| format!("{id},p_{id},{}", vec!["0.5"; 19].join(","));
+    std::fs::write(
+        dir.path().join("labels.csv"),
+        format!(
+            "clip_id,piece,{dims}\n{}\n{}\n{}\n",
+            row("good"),
+            row("empty"),
+            row("text")
+        ),
+    )
+    .unwrap();
+    let cfg = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &cfg,
+        "[dataset]\nkind = \"audio_folder\"\naudio_dir = \"audio\"\nlabels = \"labels.csv\"\n[dataset.folds]\nk = 2\n",
+    )
+    .unwrap();
+    let o = pipe(&cfg, &["run"]);
+    assert!(!o.status.success(), "bad clips give a non-zero exit");
+    let t = text(&o);
+    assert!(t.contains("decode: 1 computed, 0 fresh, 2 failed"), "{t}");
+    assert!(
+        t.contains("empty.wav") && t.contains("text.wav"),
+        "errors name the files: {t}"
+    );
+    assert!(
+        t.contains("resample: 1 computed"),
+        "the good clip goes on: {t}"
+    );
+}

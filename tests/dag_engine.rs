@@ -1,0 +1,468 @@
+//! The DAG engine on toy stages: what runs, what is fresh, and why.
+
+use anyhow::{Result, bail};
+use pipe::dag::{self, Node, NodeSpec, RunOptions, Source, Stage, Store};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Per-item: reads a number from an input file, multiplies by `factor`.
+struct Scale {
+    inputs_dir: PathBuf,
+    items: Vec<String>,
+    factor: i64,
+    ran: Mutex<Vec<String>>,
+}
+
+impl Stage for Scale {
+    fn name(&self) -> &'static str {
+        "scale"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn ext(&self) -> &'static str {
+        "txt"
+    }
+    fn describe(&self) -> String {
+        "multiply each input".into()
+    }
+    fn upstream(&self) -> Vec<&'static str> {
+        vec![]
+    }
+    fn plan(&self) -> Result<Vec<NodeSpec>> {
+        Ok(self
+            .items
+            .iter()
+            .map(|i| NodeSpec {
+                item: i.clone(),
+                params: json!({"factor": self.factor}),
+                inputs: vec![(
+                    "value".into(),
+                    Source::File(self.inputs_dir.join(format!("{i}.txt"))),
+                )],
+            })
+            .collect())
+    }
+    fn run(&self, node: &Node, out: &Path) -> Result<()> {
+        self.ran.lock().unwrap().push(node.item.clone());
+        let text = std::fs::read_to_string(&node.input("value")?.path)?;
+        let v: i64 = text
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{}: not a number", node.item))?;
+        if v < 0 {
+            bail!("negative input in {}", node.item);
+        }
+        std::fs::write(out, (v * self.factor).to_string())?;
+        Ok(())
+    }
+}
+
+/// Per-item: adds one to the upstream value.
+struct AddOne {
+    items: Vec<String>,
+    ran: Mutex<Vec<String>>,
+}
+
+impl Stage for AddOne {
+    fn name(&self) -> &'static str {
+        "add_one"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn ext(&self) -> &'static str {
+        "txt"
+    }
+    fn describe(&self) -> String {
+        "add one".into()
+    }
+    fn upstream(&self) -> Vec<&'static str> {
+        vec!["scale"]
+    }
+    fn plan(&self) -> Result<Vec<NodeSpec>> {
+        Ok(self
+            .items
+            .iter()
+            .map(|i| NodeSpec {
+                item: i.clone(),
+                params: json!({}),
+                inputs: vec![(
+                    "scaled".into(),
+                    Source::Node {
+                        stage: "scale",
+                        item: i.clone(),
+                    },
+                )],
+            })
+            .collect())
+    }
+    fn run(&self, node: &Node, out: &Path) -> Result<()> {
+        self.ran.lock().unwrap().push(node.item.clone());
+        let v: i64 = std::fs::read_to_string(&node.input("scaled")?.path)?.parse()?;
+        std::fs::write(out, (v + 1).to_string())?;
+        Ok(())
+    }
+}
+
+/// Aggregate: sums all items.
+struct Sum {
+    items: Vec<String>,
+    ran: Mutex<usize>,
+}
+
+impl Stage for Sum {
+    fn name(&self) -> &'static str {
+        "sum"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn ext(&self) -> &'static str {
+        "txt"
+    }
+    fn describe(&self) -> String {
+        "sum everything".into()
+    }
+    fn upstream(&self) -> Vec<&'static str> {
+        vec!["add_one"]
+    }
+    fn plan(&self) -> Result<Vec<NodeSpec>> {
+        let inputs = self
+            .items
+            .iter()
+            .map(|i| {
+                (
+                    i.clone(),
+                    Source::Node {
+                        stage: "add_one",
+                        item: i.clone(),
+                    },
+                )
+            })
+            .collect();
+        Ok(vec![NodeSpec {
+            item: "all".into(),
+            params: json!({}),
+            inputs,
+        }])
+    }
+    fn run(&self, node: &Node, out: &Path) -> Result<()> {
+        *self.ran.lock().unwrap() += 1;
+        let mut total = 0i64;
+        for i in &node.inputs {
+            total += std::fs::read_to_string(&i.path)?.parse::<i64>()?;
+        }
+        std::fs::write(out, total.to_string())?;
+        Ok(())
+    }
+    fn publish(&self, nodes: &[&Node], out_dir: &Path) -> Result<Vec<PathBuf>> {
+        let dest = out_dir.join("sum.txt");
+        dag::store::copy_atomic(&nodes[0].path, &dest)?;
+        Ok(vec![dest])
+    }
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new(values: &[(&str, i64)]) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("in")).unwrap();
+        let f = Fixture { dir };
+        for (k, v) in values {
+            f.set(k, *v);
+        }
+        f
+    }
+    fn set(&self, item: &str, v: i64) {
+        std::fs::write(
+            self.dir.path().join("in").join(format!("{item}.txt")),
+            v.to_string(),
+        )
+        .unwrap();
+    }
+    fn store(&self) -> Store {
+        Store::new(self.dir.path().join("data"))
+    }
+    fn stages(&self, items: &[&str], factor: i64) -> (Vec<Box<dyn Stage>>, Counters) {
+        let items: Vec<String> = items.iter().map(|s| s.to_string()).collect();
+        let scale = std::sync::Arc::new(Scale {
+            inputs_dir: self.dir.path().join("in"),
+            items: items.clone(),
+            factor,
+            ran: Mutex::new(vec![]),
+        });
+        let add = std::sync::Arc::new(AddOne {
+            items: items.clone(),
+            ran: Mutex::new(vec![]),
+        });
+        let sum = std::sync::Arc::new(Sum {
+            items,
+            ran: Mutex::new(0),
+        });
+        let counters = Counters {
+            scale: scale.clone(),
+            add: add.clone(),
+            sum: sum.clone(),
+        };
+        (
+            vec![
+                Box::new(ArcStage(scale)),
+                Box::new(ArcStage(add)),
+                Box::new(ArcStage(sum)),
+            ],
+            counters,
+        )
+    }
+    fn published_sum(&self) -> i64 {
+        std::fs::read_to_string(self.dir.path().join("data/out/sum.txt"))
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+}
+
+struct Counters {
+    scale: std::sync::Arc<Scale>,
+    add: std::sync::Arc<AddOne>,
+    sum: std::sync::Arc<Sum>,
+}
+
+impl Counters {
+    fn ran(&self) -> (Vec<String>, Vec<String>, usize) {
+        let mut a = self.scale.ran.lock().unwrap().clone();
+        let mut b = self.add.ran.lock().unwrap().clone();
+        a.sort();
+        b.sort();
+        (a, b, *self.sum.ran.lock().unwrap())
+    }
+}
+
+/// Lets the test keep a handle on a stage it hands to the engine.
+struct ArcStage<S>(std::sync::Arc<S>);
+
+impl<S: Stage> Stage for ArcStage<S> {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn version(&self) -> u32 {
+        self.0.version()
+    }
+    fn ext(&self) -> &'static str {
+        self.0.ext()
+    }
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+    fn upstream(&self) -> Vec<&'static str> {
+        self.0.upstream()
+    }
+    fn plan(&self) -> Result<Vec<NodeSpec>> {
+        self.0.plan()
+    }
+    fn run(&self, node: &Node, out: &Path) -> Result<()> {
+        self.0.run(node, out)
+    }
+    fn publish(&self, nodes: &[&Node], out_dir: &Path) -> Result<Vec<PathBuf>> {
+        self.0.publish(nodes, out_dir)
+    }
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+#[test]
+fn fresh_run_computes_all_and_second_run_nothing() {
+    let fx = Fixture::new(&[("a", 1), ("b", 2), ("c", 3)]);
+    let (stages, c) = fx.stages(&["a", "b", "c"], 10);
+    let r = dag::run(&stages, &fx.store(), &RunOptions::default()).unwrap();
+    assert_eq!(r.computed(), 7);
+    assert_eq!(c.ran(), (s(&["a", "b", "c"]), s(&["a", "b", "c"]), 1));
+    assert_eq!(fx.published_sum(), 11 + 21 + 31);
+
+    let (stages, c) = fx.stages(&["a", "b", "c"], 10);
+    let r = dag::run(&stages, &fx.store(), &RunOptions::default()).unwrap();
+    assert_eq!(r.computed(), 0);
+    assert_eq!(c.ran(), (vec![], vec![], 0));
+    assert_eq!(r.stages.iter().map(|s| s.fresh).sum::<usize>(), 7);
+}
+
+#[test]
+fn param_change_recomputes_exactly_the_downstream_set_and_says_why() {
+    let fx = Fixture::new(&[("a", 1), ("b", 2)]);
+    let (stages, _) = fx.stages(&["a", "b"], 10);
+    dag::run(&stages, &fx.store(), &RunOptions::default()).unwrap();
+
+    let (stages, c) = fx.stages(&["a", "b"], 100);
+    let dry = dag::run(
+        &stages,
+        &fx.store(),
+        &RunOptions {
+            dry_run: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let plan = dry.plan.unwrap();
+    assert_eq!(c.ran(), (vec![], vec![], 0), "dry run runs nothing");
+    let scale = plan.stage("scale").unwrap();
+    assert_eq!(scale.stale_count(), 2);
+    assert_eq!(scale.reason_summary()[0].0, "param factor: 10 -> 100");
+    assert_eq!(
+        plan.stage("add_one").unwrap().reason_summary()[0].0,
+        "upstream `scale` changed"
+    );
+    assert_eq!(
+        plan.stage("sum").unwrap().reason_summary()[0].0,
+        "upstream `add_one` changed"
+    );
+
+    dag::run(&stages, &fx.store(), &RunOptions::default()).unwrap();
+    assert_eq!(c.ran(), (s(&["a", "b"]), s(&["a", "b"]), 1));
+    assert_eq!(fx.published_sum(), 101 + 201);
+
+    // Changing one input file reruns that item's chain and the aggregate only.
+    fx.set("b", 5);
+    let (stages, c) = fx.stages(&["a", "b"], 100);
+    let r = dag::run(&stages, &fx.store(), &RunOptions::default()).unwrap();
+    assert_eq!(c.ran(), (s(&["b"]), s(&["b"]), 1));
+    assert!(
+        r.plan
+            .unwrap()
+            .stage("scale")
+            .unwrap()
+            .node("b")
+            .unwrap()
+            .reasons[0]
+            .starts_with("input file `value` changed")
+    );
+    assert_eq!(fx.published_sum(), 101 + 501);
+
+    // Going back to an earlier param finds the old artifacts: nothing runs.
+    fx.set("b", 2);
+    let (stages, c) = fx.stages(&["a", "b"], 10);
+    dag::run(&stages, &fx.store(), &RunOptions::default()).unwrap();
+    assert_eq!(c.ran(), (vec![], vec![], 0));
+    assert_eq!(fx.published_sum(), 11 + 21);
+}
+
+#[test]
+fn adding_one_item_computes_one_node_per_per_item_stage() {
+    let fx = Fixture::new(&[("a", 1), ("b", 2), ("c", 3)]);
+    let (stages, _) = fx.stages(&["a", "b"], 2);
+    dag::run(&stages, &fx.store(), &RunOptions::default()).unwrap();
+    let (stages, c) = fx.stages(&["a", "b", "c"], 2);
+    let r = dag::run(&stages, &fx.store(), &RunOptions::default()).unwrap();
+    assert_eq!(c.ran(), (s(&["c"]), s(&["c"]), 1));
+    assert_eq!(r.stage("scale").unwrap().fresh, 2);
+    assert_eq!(
+        r.plan
+            .unwrap()
+            .stage("scale")
+            .unwrap()
+            .node("c")
+            .unwrap()
+            .reasons,
+        s(&["new: never computed"])
+    );
+}
+
+#[test]
+fn until_stops_early_and_force_recomputes_one_stage() {
+    let fx = Fixture::new(&[("a", 1), ("b", 2)]);
+    let (stages, c) = fx.stages(&["a", "b"], 3);
+    let r = dag::run(
+        &stages,
+        &fx.store(),
+        &RunOptions {
+            until: Some("scale".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(r.stages.len(), 1);
+    assert_eq!(c.ran(), (s(&["a", "b"]), vec![], 0));
+    assert!(!fx.dir.path().join("data/out/sum.txt").exists());
+
+    let (stages, c) = fx.stages(&["a", "b"], 3);
+    dag::run(&stages, &fx.store(), &RunOptions::default()).unwrap();
+    assert_eq!(
+        c.ran(),
+        (vec![], s(&["a", "b"]), 1),
+        "scale was already fresh"
+    );
+
+    // --force reruns that stage only: its output is identical, so downstream keys hold.
+    let (stages, c) = fx.stages(&["a", "b"], 3);
+    let r = dag::run(
+        &stages,
+        &fx.store(),
+        &RunOptions {
+            force: s(&["add_one"]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(c.ran(), (vec![], s(&["a", "b"]), 0));
+    assert_eq!(r.stage("add_one").unwrap().computed, 2);
+
+    let (stages, _) = fx.stages(&["a", "b"], 3);
+    let err = dag::run(
+        &stages,
+        &fx.store(),
+        &RunOptions {
+            until: Some("nope".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("unknown stage `nope`"), "{err}");
+    let err = dag::run(
+        &stages,
+        &fx.store(),
+        &RunOptions {
+            until: Some("scale".into()),
+            force: s(&["sum"]),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("--force sum"), "{err}");
+}
+
+#[test]
+fn a_bad_item_fails_alone_and_blocks_only_its_downstream() {
+    let fx = Fixture::new(&[("a", 1), ("bad", -1), ("c", 3)]);
+    let (stages, c) = fx.stages(&["a", "bad", "c"], 1);
+    let r = dag::run(&stages, &fx.store(), &RunOptions::default()).unwrap();
+    let scale = r.stage("scale").unwrap();
+    assert_eq!(scale.computed, 2);
+    assert_eq!(scale.failed.len(), 1);
+    assert_eq!(scale.failed[0].0, "bad");
+    assert!(scale.failed[0].1.contains("negative input in bad"));
+    assert_eq!(r.stage("add_one").unwrap().blocked, 1);
+    assert_eq!(r.stage("sum").unwrap().blocked, 1);
+    assert_eq!(r.failed(), 3);
+    assert_eq!(c.ran().1, s(&["a", "c"]));
+
+    // Fixing the input completes the run; the good clips are not recomputed.
+    fx.set("bad", 2);
+    let (stages, c) = fx.stages(&["a", "bad", "c"], 1);
+    let r = dag::run(&stages, &fx.store(), &RunOptions::default()).unwrap();
+    assert_eq!(r.failed(), 0);
+    assert_eq!(c.ran(), (s(&["bad"]), s(&["bad"]), 1));
+    assert_eq!(fx.published_sum(), 2 + 3 + 4);
+}
+
+#[test]
+fn a_missing_input_file_is_an_error_naming_it() {
+    let fx = Fixture::new(&[("a", 1)]);
+    let (stages, _) = fx.stages(&["a", "ghost"], 1);
+    let err = dag::run(&stages, &fx.store(), &RunOptions::default()).unwrap_err();
+    assert!(format!("{err:#}").contains("ghost.txt"), "{err:#}");
+}
