@@ -36,30 +36,51 @@ impl Adam {
         assert_eq!(params.len(), self.m.len());
         assert_eq!(grad.len(), self.m.len());
         self.step += 1;
-        let bc1 = 1.0 - BETA1.powi(self.step);
-        let bc2_sqrt = (1.0 - BETA2.powi(self.step)).sqrt();
-        let step_size = self.lr / bc1;
-        let (wd, lr) = (self.weight_decay, self.lr);
-        for (((p, &g), m), v) in params
-            .iter_mut()
-            .zip(grad)
-            .zip(&mut self.m)
-            .zip(&mut self.v)
-        {
-            let g = match self.mode {
-                WeightDecay::L2 => g + wd * *p,
-                WeightDecay::Decoupled => {
-                    *p *= 1.0 - lr * wd;
-                    g
-                }
-            };
-            // torch: exp_avg.lerp_(grad, 1-β1); exp_avg_sq.mul_(β2).addcmul_(g, g, 1-β2)
-            *m += (1.0 - BETA1) * (g - *m);
-            *v = *v * BETA2 + (1.0 - BETA2) * g * g;
-            let denom = v.sqrt() / bc2_sqrt + EPS;
-            *p -= step_size * *m / denom;
+        let k = Consts {
+            step_size: self.lr / (1.0 - BETA1.powi(self.step)),
+            bc2_sqrt: (1.0 - BETA2.powi(self.step)).sqrt(),
+            // L2: decay joins the gradient; decoupled: weights shrink first.
+            l2: if self.mode == WeightDecay::L2 { self.weight_decay } else { 0.0 },
+            shrink: if self.mode == WeightDecay::Decoupled { 1.0 - self.lr * self.weight_decay } else { 1.0 },
+        };
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present (checked above). Only mul/add/sqrt/div
+            // are used, all correctly rounded, so this path gives the same
+            // bits as the portable one.
+            unsafe { update_avx2(params, grad, &mut self.m, &mut self.v, k) };
+            return;
         }
+        update(params, grad, &mut self.m, &mut self.v, k)
     }
+}
+
+#[derive(Clone, Copy)]
+struct Consts {
+    step_size: f32,
+    bc2_sqrt: f32,
+    l2: f32,
+    shrink: f32,
+}
+
+#[inline(always)]
+fn update(params: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], k: Consts) {
+    for (((p, &g), m), v) in params.iter_mut().zip(grad).zip(m).zip(v) {
+        // shrink = 1 and l2 = 0 leave p and g unchanged bit for bit.
+        *p *= k.shrink;
+        let g = g + k.l2 * *p;
+        // torch: exp_avg.lerp_(grad, 1-β1); exp_avg_sq.mul_(β2).addcmul_(g, g, 1-β2)
+        *m += (1.0 - BETA1) * (g - *m);
+        *v = *v * BETA2 + (1.0 - BETA2) * g * g;
+        let denom = v.sqrt() / k.bc2_sqrt + EPS;
+        *p -= k.step_size * *m / denom;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx,avx2")]
+fn update_avx2(params: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], k: Consts) {
+    update(params, grad, m, v, k)
 }
 
 #[cfg(test)]

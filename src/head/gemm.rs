@@ -1,16 +1,18 @@
 //! Dense f32 matrix products for the heads.
 //!
-//! One register-tiled kernel (4 rows × 16 columns of C held in registers,
+//! One register-tiled kernel (6 rows × 16 columns of C held in registers,
 //! walking the shared dimension) serves both products training needs:
 //! `X·W` (forward) and `Xᵀ·G` (weight gradients), by reading A through
-//! strides instead of packing it. Columns are the outer loop so that a
-//! 16-column slab of B stays in L2 while every row tile passes over it.
+//! strides while packing it into row tiles. Columns are the outer loop so
+//! that a packed 16-column slab of B stays in L2 while every row tile passes
+//! over it.
 //!
 //! Every element of C is summed over the shared dimension in index order,
-//! in every code path (tile or remainder, AVX2 or not), and Rust never fuses
-//! mul+add into FMA on its own: results are bit-identical whatever path runs.
+//! in every code path (tile or remainder), with fused multiply-add where the
+//! CPU has it (checked once at run time, see [`uses_fma`]) and plain
+//! mul+add otherwise: results are bit-identical from run to run.
 
-const MR: usize = 4;
+const MR: usize = 6;
 const NR: usize = 16;
 
 /// Shapes and strides of `C[rows, n] (+)= Σ_p A(r, p) · B[p, n]` with
@@ -30,8 +32,14 @@ fn store(c: &mut f32, v: f32, accumulate: bool) {
     if accumulate { *c += v } else { *c = v }
 }
 
+/// `acc + a·b`, fused (one rounding) on the FMA path.
 #[inline(always)]
-fn gemm_body(c: &mut [f32], a: &[f32], b: &[f32], s: Spec) {
+fn madd<const FMA: bool>(acc: f32, a: f32, b: f32) -> f32 {
+    if FMA { a.mul_add(b, acc) } else { acc + a * b }
+}
+
+#[inline(always)]
+fn gemm_body<const FMA: bool>(c: &mut [f32], a: &[f32], b: &[f32], s: Spec) {
     let Spec {
         rows,
         steps,
@@ -40,59 +48,77 @@ fn gemm_body(c: &mut [f32], a: &[f32], b: &[f32], s: Spec) {
         a_step,
         accumulate,
     } = s;
-    let full_rows = rows - rows % MR;
     let full_cols = n - n % NR;
-    for j0 in (0..full_cols).step_by(NR) {
-        for r0 in (0..full_rows).step_by(MR) {
-            let mut acc = [[0f32; NR]; MR];
+    if full_cols > 0 {
+        // Pack A into row tiles, `[tile][step][MR]`, zero-padding the last
+        // tile: the kernel then reads A contiguously and never branches on
+        // a short tile (padded rows are computed and dropped).
+        let tiles = rows.div_ceil(MR);
+        let mut apack = vec![0f32; tiles * steps * MR];
+        for row in 0..rows {
+            let (t, r) = (row / MR, row % MR);
             for p in 0..steps {
-                let brow: &[f32; NR] = b[p * n + j0..p * n + j0 + NR].try_into().unwrap();
-                let base = r0 * a_row + p * a_step;
-                let av = [
-                    a[base],
-                    a[base + a_row],
-                    a[base + 2 * a_row],
-                    a[base + 3 * a_row],
-                ];
-                for (accr, &ar) in acc.iter_mut().zip(&av) {
-                    for (x, &bj) in accr.iter_mut().zip(brow) {
-                        *x += ar * bj;
+                apack[(t * steps + p) * MR + r] = a[row * a_row + p * a_step];
+            }
+        }
+        // B's slab is packed contiguously too: read in place, rows of a wide
+        // B sit a power-of-two stride apart and collide in a few cache sets.
+        let mut bpack = vec![0f32; steps * NR];
+        for j0 in (0..full_cols).step_by(NR) {
+            for (dst, src) in bpack.chunks_exact_mut(NR).zip(b.chunks_exact(n)) {
+                dst.copy_from_slice(&src[j0..j0 + NR]);
+            }
+            for (t, tile) in apack.chunks_exact(steps * MR).enumerate() {
+                let mut acc = [[0f32; NR]; MR];
+                for (bv, av) in bpack.chunks_exact(NR).zip(tile.chunks_exact(MR)) {
+                    let brow: &[f32; NR] = bv.try_into().unwrap();
+                    let av: &[f32; MR] = av.try_into().unwrap();
+                    for (accr, &ar) in acc.iter_mut().zip(av) {
+                        for (x, &bj) in accr.iter_mut().zip(brow) {
+                            *x = madd::<FMA>(*x, ar, bj);
+                        }
+                    }
+                }
+                for (r, accr) in acc.iter().enumerate().take(rows - t * MR) {
+                    let row = t * MR + r;
+                    let crow = &mut c[row * n + j0..row * n + j0 + NR];
+                    for (cj, &v) in crow.iter_mut().zip(accr) {
+                        store(cj, v, accumulate);
                     }
                 }
             }
-            for (r, accr) in acc.iter().enumerate() {
-                let crow = &mut c[(r0 + r) * n + j0..(r0 + r) * n + j0 + NR];
-                for (cj, &v) in crow.iter_mut().zip(accr) {
-                    store(cj, v, accumulate);
-                }
-            }
         }
     }
-    // Remainders: leftover rows over all columns, leftover columns over the
-    // tiled rows. Same per-element summation order as the tiles.
-    let mut scalar = |r: usize, j: usize| {
-        let mut acc = 0f32;
-        for p in 0..steps {
-            acc += a[r * a_row + p * a_step] * b[p * n + j];
-        }
-        store(&mut c[r * n + j], acc, accumulate);
-    };
-    for r in full_rows..rows {
-        for j in 0..n {
-            scalar(r, j);
-        }
-    }
-    for r in 0..full_rows {
+    // Leftover columns (n % NR): same per-element summation order.
+    for r in 0..rows {
         for j in full_cols..n {
-            scalar(r, j);
+            let mut acc = 0f32;
+            for p in 0..steps {
+                acc = madd::<FMA>(acc, a[r * a_row + p * a_step], b[p * n + j]);
+            }
+            store(&mut c[r * n + j], acc, accumulate);
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx,avx2")]
-fn gemm_avx2(c: &mut [f32], a: &[f32], b: &[f32], s: Spec) {
-    gemm_body(c, a, b, s)
+#[target_feature(enable = "avx,avx2,fma")]
+fn gemm_avx2_fma(c: &mut [f32], a: &[f32], b: &[f32], s: Spec) {
+    gemm_body::<true>(c, a, b, s)
+}
+
+/// Whether products use fused multiply-add (x86-64 with AVX2 and FMA).
+/// Results are bit-identical across runs on one machine, and across
+/// machines that agree on this flag.
+pub fn uses_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 fn gemm(c: &mut [f32], a: &[f32], b: &[f32], s: Spec) {
@@ -106,13 +132,13 @@ fn gemm(c: &mut [f32], a: &[f32], b: &[f32], s: Spec) {
         "gemm: A too small"
     );
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above); the function has
-        // no other preconditions.
-        unsafe { gemm_avx2(c, a, b, s) };
+    if uses_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked by `uses_fma`); the
+        // function has no other preconditions.
+        unsafe { gemm_avx2_fma(c, a, b, s) };
         return;
     }
-    gemm_body(c, a, b, s)
+    gemm_body::<false>(c, a, b, s)
 }
 
 /// `C[m, n] = A[m, k] · B[k, n]` (row-major), or `+=` with `accumulate`.
@@ -173,7 +199,11 @@ mod tests {
             for j in 0..n {
                 let mut acc = 0f32;
                 for p in 0..k {
-                    acc += a[i * k + p] * b[p * n + j];
+                    acc = if uses_fma() {
+                        a[i * k + p].mul_add(b[p * n + j], acc)
+                    } else {
+                        acc + a[i * k + p] * b[p * n + j]
+                    };
                 }
                 c[i * n + j] = acc;
             }
