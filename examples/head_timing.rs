@@ -9,16 +9,23 @@ use pipe::head::rng::Rng;
 use pipe::head::{CvData, HeadConfig, N_DIMS, train_cv};
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("a number")).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().expect("a number"))
+        .collect();
     let (n, d, pieces) = (1200usize, 1536usize, 200usize);
     let mut rng = Rng::new(1, 0);
     let features: Vec<f32> = (0..n * d).map(|_| rng.uniform_f32() * 2.0 - 1.0).collect();
     // Labels depend on the first 32 features plus noise, in the label range.
-    let a: Vec<f32> = (0..32 * N_DIMS).map(|_| rng.uniform_f32() * 2.0 - 1.0).collect();
+    let a: Vec<f32> = (0..32 * N_DIMS)
+        .map(|_| rng.uniform_f32() * 2.0 - 1.0)
+        .collect();
     let mut labels = Vec::with_capacity(n * N_DIMS);
     for i in 0..n {
         for k in 0..N_DIMS {
-            let z: f32 = (0..32).map(|j| a[j * N_DIMS + k] * features[i * d + j]).sum();
+            let z: f32 = (0..32)
+                .map(|j| a[j * N_DIMS + k] * features[i * d + j])
+                .sum();
             labels.push(0.55 + 0.05 * z + 0.05 * (rng.uniform_f32() - 0.5));
         }
     }
@@ -44,7 +51,13 @@ fn main() -> anyhow::Result<()> {
     for f in &out.folds {
         println!(
             "fold {}: {} train / {} val / {} test clips, {} epochs (best {}), {:.2} s",
-            f.fold, f.n_train, f.n_val, f.n_test, f.fit.epochs_run, f.fit.best_epoch, f.fit.train_seconds
+            f.fold,
+            f.n_train,
+            f.n_val,
+            f.n_test,
+            f.fit.epochs_run,
+            f.fit.best_epoch,
+            f.fit.train_seconds
         );
     }
     let epochs: usize = out.folds.iter().map(|f| f.fit.epochs_run).sum();

@@ -40,8 +40,16 @@ impl Adam {
             step_size: self.lr / (1.0 - BETA1.powi(self.step)),
             bc2_sqrt: (1.0 - BETA2.powi(self.step)).sqrt(),
             // L2: decay joins the gradient; decoupled: weights shrink first.
-            l2: if self.mode == WeightDecay::L2 { self.weight_decay } else { 0.0 },
-            shrink: if self.mode == WeightDecay::Decoupled { 1.0 - self.lr * self.weight_decay } else { 1.0 },
+            l2: if self.mode == WeightDecay::L2 {
+                self.weight_decay
+            } else {
+                0.0
+            },
+            shrink: if self.mode == WeightDecay::Decoupled {
+                1.0 - self.lr * self.weight_decay
+            } else {
+                1.0
+            },
         };
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {

@@ -96,7 +96,7 @@ pub fn split_train_val<G: Ord>(
 fn check<G: Ord + Debug>(data: &CvData<G>) -> Result<usize> {
     ensure!(data.d_in > 0, "feature width is 0");
     ensure!(
-        data.features.len() % data.d_in == 0,
+        data.features.len().is_multiple_of(data.d_in),
         "features have {} values, not a multiple of the width {}",
         data.features.len(),
         data.d_in

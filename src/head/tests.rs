@@ -278,8 +278,8 @@ impl Synthetic {
 fn fast(arch: Arch) -> HeadConfig {
     HeadConfig {
         arch,
-        hidden: 32,
-        head_hidden: 8,
+        hidden: 16,
+        head_hidden: 4,
         lr: 1e-2,
         batch_size: 32,
         max_epochs: 60,
@@ -291,12 +291,11 @@ fn fast(arch: Arch) -> HeadConfig {
 
 #[test]
 fn linear_probe_and_mlp_learn_a_linear_target() {
-    let s = synthetic(40, 10, 12, 0.01, 7);
+    let s = synthetic(40, 10, 8, 0.01, 7);
     for (arch, output) in [
         (Arch::Linear, OutputActivation::Linear),
         (Arch::Linear, OutputActivation::Sigmoid),
         (Arch::Mlp, OutputActivation::Sigmoid),
-        (Arch::MlpPerDim, OutputActivation::Sigmoid),
     ] {
         let cfg = HeadConfig {
             output,
@@ -305,17 +304,6 @@ fn linear_probe_and_mlp_learn_a_linear_target() {
         let out = train_cv(&cfg, &s.data()).unwrap();
         assert!(out.predictions.iter().all(|p| p.is_finite()));
         let r2 = s.oof_r2(&out.predictions);
-        eprintln!(
-            "DBG {arch:?}/{output:?} r2 {r2} epochs {:?} t {:?}",
-            out.folds
-                .iter()
-                .map(|f| (f.fit.epochs_run, f.fit.best_epoch))
-                .collect::<Vec<_>>(),
-            out.folds
-                .iter()
-                .map(|f| f.fit.train_seconds)
-                .collect::<Vec<_>>()
-        );
         assert!(r2 > 0.95, "{arch:?}/{output:?}: out-of-fold R² {r2}");
         for f in &out.folds {
             assert!(f.fit.epochs_run >= f.fit.best_epoch && f.fit.best_epoch >= 1);
@@ -325,8 +313,17 @@ fn linear_probe_and_mlp_learn_a_linear_target() {
 }
 
 #[test]
+fn per_dimension_heads_learn_a_linear_target() {
+    // Smaller problem: 19 heads per step make this arch the slowest in debug.
+    let s = synthetic(24, 8, 8, 0.01, 13);
+    let out = train_cv(&fast(Arch::MlpPerDim), &s.data()).unwrap();
+    let r2 = s.oof_r2(&out.predictions);
+    assert!(r2 > 0.9, "out-of-fold R² {r2}");
+}
+
+#[test]
 fn shuffled_labels_give_no_skill() {
-    let mut s = synthetic(40, 10, 12, 0.01, 8);
+    let mut s = synthetic(40, 10, 8, 0.01, 8);
     // Permute whole label rows across clips: features no longer carry signal.
     let mut perm: Vec<usize> = (0..400).collect();
     Rng::new(9, 0).shuffle(&mut perm);

@@ -97,7 +97,7 @@ impl TrainedHead {
     /// Scores `features` `[n, d_in]` (raw, unstandardised); returns `[n, n_out]`.
     pub fn predict(&self, features: &[f32]) -> Result<Vec<f32>> {
         ensure!(
-            features.len() % self.d_in == 0,
+            features.len().is_multiple_of(self.d_in),
             "features have {} values, not a multiple of the head's input width {}",
             features.len(),
             self.d_in

@@ -184,7 +184,7 @@ impl<'a> OutOfFold<'a> {
     pub fn new(y_true: &'a [f32], y_pred: &'a [f32], n_dims: usize) -> Result<Self> {
         ensure!(n_dims > 0, "n_dims must be positive");
         ensure!(
-            y_true.len() % n_dims == 0,
+            y_true.len().is_multiple_of(n_dims),
             "labels have {} values, not a multiple of {n_dims} dimensions",
             y_true.len()
         );
