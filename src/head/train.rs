@@ -145,6 +145,16 @@ fn gather(src: &[f32], width: usize, rows: &[usize]) -> Vec<f32> {
 
 /// Trains a head. `stream` separates the random streams of runs sharing a
 /// seed (e.g. the folds of a CV). Single-threaded and bit-reproducible.
+///
+/// Each epoch shuffles the training rows and takes mini-batches of
+/// `batch_size` (the last one may be smaller, like PyTorch's default
+/// `drop_last=False`). After each epoch the *validation loss* is the
+/// configured loss on all validation rows at once, in eval mode (no
+/// dropout): CCC over the whole split, and for the uncertainty loss
+/// including its 0.5·s_d terms. Training stops after `patience` epochs
+/// without a strictly lower validation loss, and the weights of the best
+/// epoch are returned. Features are standardised with statistics of the
+/// training rows only (not validation, not test).
 pub fn fit(cfg: &HeadConfig, data: &FitData, stream: u64) -> Result<(TrainedHead, FitReport)> {
     cfg.validate()?;
     let FitData {

@@ -314,3 +314,31 @@ fn bootstrap_drops_and_counts_undefined_resamples() {
     // 5 sigma of Binomial(3000, 1/3) is about 129.
     assert!((ci.resamples_undefined as i64 - 1000).abs() < 130, "{ci:?}");
 }
+
+#[test]
+fn bootstrap_config_toml_defaults_and_unknown_keys() {
+    let c: BootstrapConfig = toml::from_str("resamples = 2000\n").unwrap();
+    assert_eq!((c.resamples, c.level, c.seed), (2000, 0.95, 42));
+    let e = toml::from_str::<BootstrapConfig>("samples = 10\n").unwrap_err();
+    assert!(e.to_string().contains("samples"), "{e}");
+}
+
+#[test]
+fn percentile_ci_can_exclude_a_biased_estimate() {
+    // Share of distinct clips: 1 on the data, about 1 - 1/e ≈ 0.63 on a
+    // resample. The percentile interval then lies entirely below the
+    // estimate, and `contains_estimate` says so instead of hiding it.
+    let rows = vec![(0..50).collect::<Vec<usize>>()];
+    let cfg = BootstrapConfig {
+        resamples: 200,
+        ..Default::default()
+    };
+    let ci = bootstrap_ci(&rows, &cfg, |rs| {
+        let distinct: std::collections::BTreeSet<_> = rs[0].iter().collect();
+        Some(distinct.len() as f64 / rs[0].len() as f64)
+    })
+    .unwrap();
+    assert_eq!(ci.estimate, 1.0);
+    assert!(ci.hi < 0.8 && ci.lo > 0.45, "{ci:?}");
+    assert!(!ci.contains_estimate());
+}
