@@ -9,5 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod dag;
 pub mod dataset;
+pub mod head;
+pub mod metrics;
 pub mod stages;
 pub mod table;

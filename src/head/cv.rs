@@ -1,0 +1,214 @@
+//! k-fold cross-validation by piece: for each test fold, carve a validation
+//! split from the other folds' pieces, train, and predict the test fold.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+
+use anyhow::{Context, Result, ensure};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::N_DIMS;
+use super::config::HeadConfig;
+use super::rng::Rng;
+use super::train::{FitData, FitReport, fit};
+
+/// One experiment's data, all row-major with one row per clip.
+#[derive(Clone, Copy, Debug)]
+pub struct CvData<'a, G> {
+    /// `[n, d_in]` pooled features.
+    pub features: &'a [f32],
+    pub d_in: usize,
+    /// `[n, 19]` labels in PercePiano's dimension order.
+    pub labels: &'a [f32],
+    /// Test fold of each clip, `0..k`.
+    pub folds: &'a [usize],
+    /// Piece (group) of each clip; a piece must sit in a single fold.
+    pub groups: &'a [G],
+}
+
+/// What happened in one fold.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FoldReport {
+    pub fold: usize,
+    pub n_train: usize,
+    pub n_val: usize,
+    pub n_test: usize,
+    /// Pieces held out for early stopping (out of the training folds' pieces).
+    pub n_val_pieces: usize,
+    pub fit: FitReport,
+}
+
+/// Out-of-fold predictions for every clip plus per-fold reports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CvOutput {
+    /// `[n, 19]`: clip i's prediction from the head that never saw its fold.
+    pub predictions: Vec<f32>,
+    pub folds: Vec<FoldReport>,
+}
+
+/// Random stream of the validation split of fold f; training streams use
+/// `16·(f+1) + …` so no two purposes share a stream.
+const STREAM_VAL_SPLIT: u64 = 15;
+
+/// Train and validation rows for test fold `test_fold`: the training folds'
+/// pieces are sorted, shuffled with `(seed, fold)` and the first
+/// round(val_fraction·pieces) (at least 1, leaving at least 1) become the
+/// validation split. Whole pieces only, never from the test fold.
+pub fn split_train_val<G: Ord>(
+    groups: &[G],
+    folds: &[usize],
+    test_fold: usize,
+    val_fraction: f32,
+    seed: u64,
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    let pieces: BTreeSet<&G> = groups
+        .iter()
+        .zip(folds)
+        .filter(|&(_, &f)| f != test_fold)
+        .map(|(g, _)| g)
+        .collect();
+    let mut pieces: Vec<&G> = pieces.into_iter().collect();
+    ensure!(
+        pieces.len() >= 2,
+        "test fold {test_fold}: the other folds hold {} piece(s); need 2 to split off a validation piece",
+        pieces.len()
+    );
+    Rng::new(seed, 16 * test_fold as u64 + STREAM_VAL_SPLIT).shuffle(&mut pieces);
+    let n_val =
+        ((val_fraction as f64 * pieces.len() as f64).round() as usize).clamp(1, pieces.len() - 1);
+    let val: BTreeSet<&G> = pieces[..n_val].iter().copied().collect();
+    let (mut train, mut val_rows) = (Vec::new(), Vec::new());
+    for (i, (g, &f)) in groups.iter().zip(folds).enumerate() {
+        if f == test_fold {
+            continue;
+        }
+        if val.contains(g) {
+            val_rows.push(i);
+        } else {
+            train.push(i);
+        }
+    }
+    Ok((train, val_rows))
+}
+
+/// Checks shapes, finiteness and the piece split; returns k.
+fn check<G: Ord + Debug>(data: &CvData<G>) -> Result<usize> {
+    ensure!(data.d_in > 0, "feature width is 0");
+    ensure!(
+        data.features.len().is_multiple_of(data.d_in),
+        "features have {} values, not a multiple of the width {}",
+        data.features.len(),
+        data.d_in
+    );
+    let n = data.features.len() / data.d_in;
+    ensure!(n > 0, "no clips");
+    ensure!(
+        data.labels.len() == n * N_DIMS,
+        "labels have {} values; expected {n} clips x {N_DIMS} PercePiano dimensions = {}",
+        data.labels.len(),
+        n * N_DIMS
+    );
+    ensure!(
+        data.folds.len() == n,
+        "{} fold ids for {n} clips",
+        data.folds.len()
+    );
+    ensure!(
+        data.groups.len() == n,
+        "{} piece ids for {n} clips",
+        data.groups.len()
+    );
+    if let Some(i) = data.features.iter().position(|x| !x.is_finite()) {
+        anyhow::bail!(
+            "feature {} of clip {} is {}",
+            i % data.d_in,
+            i / data.d_in,
+            data.features[i]
+        );
+    }
+    if let Some(i) = data.labels.iter().position(|x| !x.is_finite()) {
+        anyhow::bail!(
+            "label dimension {} of clip {} is {}",
+            i % N_DIMS,
+            i / N_DIMS,
+            data.labels[i]
+        );
+    }
+    let k = data.folds.iter().max().copied().unwrap_or(0) + 1;
+    ensure!(k >= 2, "cross-validation needs at least 2 folds, got {k}");
+    let mut count = vec![0usize; k];
+    let mut fold_of: BTreeMap<&G, usize> = BTreeMap::new();
+    for (i, (g, &f)) in data.groups.iter().zip(data.folds).enumerate() {
+        count[f] += 1;
+        let first = *fold_of.entry(g).or_insert(f);
+        ensure!(
+            first == f,
+            "piece {g:?} is in fold {first} and fold {f} (clip {i}); folds must split by piece"
+        );
+    }
+    if let Some(f) = count.iter().position(|&c| c == 0) {
+        anyhow::bail!("fold {f} of 0..{k} has no clips");
+    }
+    Ok(k)
+}
+
+/// Cross-validated training: for each test fold, train on the other folds
+/// (minus a validation split of whole pieces), predict the test fold.
+///
+/// Folds train in parallel (rayon), each single-threaded with random
+/// streams derived from `(cfg.seed, fold)`, so predictions are
+/// bit-identical whatever the thread count.
+pub fn train_cv<G: Ord + Debug + Sync>(cfg: &HeadConfig, data: &CvData<G>) -> Result<CvOutput> {
+    cfg.validate()?;
+    let k = check(data)?;
+    let results: Vec<(Vec<usize>, Vec<f32>, FoldReport)> = (0..k)
+        .into_par_iter()
+        .map(|fold| -> Result<_> {
+            let (train_rows, val_rows) =
+                split_train_val(data.groups, data.folds, fold, cfg.val_fraction, cfg.seed)?;
+            let test_rows: Vec<usize> = (0..data.folds.len())
+                .filter(|&i| data.folds[i] == fold)
+                .collect();
+            let fit_data = FitData {
+                features: data.features,
+                d_in: data.d_in,
+                labels: data.labels,
+                n_out: N_DIMS,
+                train_rows: &train_rows,
+                val_rows: &val_rows,
+            };
+            let (head, report) = fit(cfg, &fit_data, 16 * (fold as u64 + 1))
+                .with_context(|| format!("training fold {fold} of {k}"))?;
+            let mut x_test = Vec::with_capacity(test_rows.len() * data.d_in);
+            for &r in &test_rows {
+                x_test.extend_from_slice(&data.features[r * data.d_in..(r + 1) * data.d_in]);
+            }
+            let pred = head.predict(&x_test)?;
+            let n_val_pieces = val_rows
+                .iter()
+                .map(|&r| &data.groups[r])
+                .collect::<BTreeSet<_>>()
+                .len();
+            let fold_report = FoldReport {
+                fold,
+                n_train: train_rows.len(),
+                n_val: val_rows.len(),
+                n_test: test_rows.len(),
+                n_val_pieces,
+                fit: report,
+            };
+            Ok((test_rows, pred, fold_report))
+        })
+        .collect::<Result<_>>()?;
+    let mut predictions = vec![f32::NAN; data.labels.len()];
+    let mut folds = Vec::with_capacity(k);
+    for (rows, pred, report) in results {
+        for (j, &r) in rows.iter().enumerate() {
+            predictions[r * N_DIMS..(r + 1) * N_DIMS]
+                .copy_from_slice(&pred[j * N_DIMS..(j + 1) * N_DIMS]);
+        }
+        folds.push(report);
+    }
+    Ok(CvOutput { predictions, folds })
+}

@@ -1,0 +1,352 @@
+//! Evaluation metrics for out-of-fold predictions.
+//!
+//! Definitions (the study's, see DESIGN.md):
+//! - Per fold, **R²** is the mean over the dimensions of each dimension's
+//!   R² = 1 − SS_res/SS_tot on that fold's held-out clips (SS_tot around the
+//!   fold's own mean of the true values). An experiment's R² is the mean over
+//!   folds. MAE, Pearson r and dispersion ratio are aggregated the same way.
+//! - **Pearson r** comes with a two-sided p-value from the t-test with n − 2
+//!   degrees of freedom (identical to `scipy.stats.pearsonr`).
+//! - **Dispersion ratio** = std(pred) / std(true) with population standard
+//!   deviations (ddof = 0); the ratio is the same for any common ddof.
+//! - The **bootstrap CI** (see [`bootstrap`]) resamples held-out clips within
+//!   each fold and recomputes exactly the fold-mean of dimension-mean R².
+//!
+//! Degenerate cases: if a dimension's true values are constant within a fold,
+//! its R² (and Pearson r, dispersion ratio) are undefined. That is a data
+//! error for the point estimate: [`evaluate`] fails and names the fold and
+//! dimension instead of silently dropping or zeroing it (sklearn would report
+//! 0 or 1, which biases the mean). Constant *predictions* are legitimate
+//! (a collapsed model): R² is defined, dispersion is 0, Pearson r is `None`.
+//! Inside the bootstrap a resample can make a dimension constant by chance
+//! (only with tiny folds); such resamples are dropped and counted.
+
+pub mod bootstrap;
+pub mod dist;
+
+use anyhow::{Result, bail, ensure};
+use serde::{Deserialize, Serialize};
+
+pub use bootstrap::{BootstrapConfig, Ci, bootstrap_ci, percentile};
+pub use dist::{pearson_p_value, student_t_two_sided_p};
+
+/// True if every value equals the first (an undefined-variance column).
+fn is_constant(xs: &[f64]) -> bool {
+    xs.iter().all(|&x| x == xs[0])
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len() as f64
+}
+
+/// Coefficient of determination 1 − SS_res/SS_tot. `None` when `y_true` is
+/// empty or constant (SS_tot = 0).
+pub fn r2_score(y_true: &[f64], y_pred: &[f64]) -> Option<f64> {
+    assert_eq!(y_true.len(), y_pred.len(), "r2_score: length mismatch");
+    if y_true.is_empty() || is_constant(y_true) {
+        return None;
+    }
+    let m = mean(y_true);
+    let (mut ss_res, mut ss_tot) = (0.0, 0.0);
+    for (&t, &p) in y_true.iter().zip(y_pred) {
+        ss_res += (t - p) * (t - p);
+        ss_tot += (t - m) * (t - m);
+    }
+    Some(1.0 - ss_res / ss_tot)
+}
+
+/// Mean absolute error. `None` for empty input.
+pub fn mae(y_true: &[f64], y_pred: &[f64]) -> Option<f64> {
+    assert_eq!(y_true.len(), y_pred.len(), "mae: length mismatch");
+    if y_true.is_empty() {
+        return None;
+    }
+    Some(
+        y_true
+            .iter()
+            .zip(y_pred)
+            .map(|(t, p)| (t - p).abs())
+            .sum::<f64>()
+            / y_true.len() as f64,
+    )
+}
+
+/// Pearson correlation with its two-sided p-value.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pearson {
+    pub r: f64,
+    pub p: f64,
+}
+
+/// Pearson r and p (t-test, n − 2 dof). `None` if n < 3 or either side is
+/// constant.
+pub fn pearson(x: &[f64], y: &[f64]) -> Option<Pearson> {
+    assert_eq!(x.len(), y.len(), "pearson: length mismatch");
+    let n = x.len();
+    if n < 3 || is_constant(x) || is_constant(y) {
+        return None;
+    }
+    let (mx, my) = (mean(x), mean(y));
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (&a, &b) in x.iter().zip(y) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx) * (a - mx);
+        syy += (b - my) * (b - my);
+    }
+    let r = (sxy / (sxx.sqrt() * syy.sqrt())).clamp(-1.0, 1.0);
+    Some(Pearson {
+        r,
+        p: pearson_p_value(r, n),
+    })
+}
+
+/// Population standard deviation (ddof = 0).
+pub fn std_pop(xs: &[f64]) -> f64 {
+    let m = mean(xs);
+    (xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / xs.len() as f64).sqrt()
+}
+
+/// std(pred) / std(true), population std. `None` if `y_true` is empty or constant.
+pub fn dispersion_ratio(y_true: &[f64], y_pred: &[f64]) -> Option<f64> {
+    assert_eq!(
+        y_true.len(),
+        y_pred.len(),
+        "dispersion_ratio: length mismatch"
+    );
+    if y_true.is_empty() || is_constant(y_true) {
+        return None;
+    }
+    Some(std_pop(y_pred) / std_pop(y_true))
+}
+
+/// Metrics of one dimension on one set of clips.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DimMetrics {
+    pub r2: f64,
+    pub mae: f64,
+    /// `None` when the predictions are constant.
+    pub pearson: Option<Pearson>,
+    pub dispersion: f64,
+}
+
+/// Metrics of one fold's held-out clips.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FoldMetrics {
+    pub fold: usize,
+    pub n_clips: usize,
+    pub dims: Vec<DimMetrics>,
+    /// Mean over dimensions.
+    pub r2: f64,
+    pub mae: f64,
+    /// Mean r over dimensions whose r is defined; `None` if none is.
+    pub pearson_r: Option<f64>,
+    pub dispersion: f64,
+}
+
+/// Per-dimension summary across folds (means over folds).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DimSummary {
+    pub r2: f64,
+    pub mae: f64,
+    /// Mean over folds where r is defined.
+    pub pearson_r: Option<f64>,
+    pub dispersion: f64,
+    /// Pearson r and p on all out-of-fold predictions pooled (one test on all
+    /// n clips; averaging per-fold p-values would be meaningless).
+    pub pooled_pearson: Option<Pearson>,
+}
+
+/// Everything [`evaluate`] computes for one experiment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub folds: Vec<FoldMetrics>,
+    pub per_dim: Vec<DimSummary>,
+    /// Mean over folds of the fold R² (the study's headline number).
+    pub r2: f64,
+    pub mae: f64,
+    pub pearson_r: Option<f64>,
+    pub dispersion: f64,
+    /// Bootstrap CI of `r2`.
+    pub r2_ci: Ci,
+}
+
+/// Row-major `[n, n_dims]` labels and predictions plus the fold of each row:
+/// the shape every experiment-level metric works on.
+#[derive(Clone, Copy, Debug)]
+pub struct OutOfFold<'a> {
+    pub y_true: &'a [f32],
+    pub y_pred: &'a [f32],
+    pub n_dims: usize,
+}
+
+impl<'a> OutOfFold<'a> {
+    /// Checks the shapes and returns the view.
+    pub fn new(y_true: &'a [f32], y_pred: &'a [f32], n_dims: usize) -> Result<Self> {
+        ensure!(n_dims > 0, "n_dims must be positive");
+        ensure!(
+            y_true.len().is_multiple_of(n_dims),
+            "labels have {} values, not a multiple of {n_dims} dimensions",
+            y_true.len()
+        );
+        ensure!(
+            y_pred.len() == y_true.len(),
+            "predictions have {} values but labels have {} ({} clips x {n_dims} dimensions)",
+            y_pred.len(),
+            y_true.len(),
+            y_true.len() / n_dims
+        );
+        Ok(OutOfFold {
+            y_true,
+            y_pred,
+            n_dims,
+        })
+    }
+
+    pub fn n_clips(&self) -> usize {
+        self.y_true.len() / self.n_dims
+    }
+
+    /// Column `dim` of labels and predictions over `rows`, as f64.
+    pub fn column(&self, rows: &[usize], dim: usize) -> (Vec<f64>, Vec<f64>) {
+        let t = rows
+            .iter()
+            .map(|&r| self.y_true[r * self.n_dims + dim] as f64)
+            .collect();
+        let p = rows
+            .iter()
+            .map(|&r| self.y_pred[r * self.n_dims + dim] as f64)
+            .collect();
+        (t, p)
+    }
+
+    /// Mean over dimensions of each dimension's R² on `rows`; `None` if any
+    /// dimension is undefined there.
+    pub fn dim_mean_r2(&self, rows: &[usize]) -> Option<f64> {
+        let mut sum = 0.0;
+        for d in 0..self.n_dims {
+            let (t, p) = self.column(rows, d);
+            sum += r2_score(&t, &p)?;
+        }
+        Some(sum / self.n_dims as f64)
+    }
+
+    /// The experiment statistic: mean over folds of [`Self::dim_mean_r2`].
+    pub fn fold_mean_r2(&self, fold_rows: &[Vec<usize>]) -> Option<f64> {
+        let mut sum = 0.0;
+        for rows in fold_rows {
+            sum += self.dim_mean_r2(rows)?;
+        }
+        Some(sum / fold_rows.len() as f64)
+    }
+}
+
+/// Rows of each fold `0..k`, with k = max fold + 1. Every fold must be non-empty.
+pub fn rows_by_fold(folds: &[usize]) -> Result<Vec<Vec<usize>>> {
+    ensure!(!folds.is_empty(), "no clips to evaluate");
+    let k = folds.iter().max().copied().unwrap_or(0) + 1;
+    let mut out = vec![Vec::new(); k];
+    for (i, &f) in folds.iter().enumerate() {
+        out[f].push(i);
+    }
+    for (f, rows) in out.iter().enumerate() {
+        ensure!(!rows.is_empty(), "fold {f} of 0..{k} has no clips");
+    }
+    Ok(out)
+}
+
+fn mean_defined(xs: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let (mut s, mut n) = (0.0, 0usize);
+    for x in xs.flatten() {
+        s += x;
+        n += 1;
+    }
+    (n > 0).then(|| s / n as f64)
+}
+
+/// Metrics of one dimension on `rows`; errors if the true values are constant.
+fn dim_metrics(oof: &OutOfFold, rows: &[usize], dim: usize, fold: usize) -> Result<DimMetrics> {
+    let (t, p) = oof.column(rows, dim);
+    let Some(r2) = r2_score(&t, &p) else {
+        bail!(
+            "fold {fold}, dimension {dim}: the {} held-out true values are all {}, so R² is undefined",
+            t.len(),
+            t.first().copied().unwrap_or(f64::NAN)
+        );
+    };
+    Ok(DimMetrics {
+        r2,
+        mae: mae(&t, &p).unwrap_or(f64::NAN),
+        pearson: pearson(&t, &p),
+        dispersion: dispersion_ratio(&t, &p).unwrap_or(f64::NAN),
+    })
+}
+
+/// Full evaluation of out-of-fold predictions: per fold and dimension
+/// metrics, their means, pooled Pearson tests and the bootstrap CI of R².
+///
+/// `y_true`, `y_pred`: row-major `[n, n_dims]`; `folds[i]` is clip i's test fold.
+pub fn evaluate(
+    y_true: &[f32],
+    y_pred: &[f32],
+    n_dims: usize,
+    folds: &[usize],
+    boot: &BootstrapConfig,
+) -> Result<Evaluation> {
+    let oof = OutOfFold::new(y_true, y_pred, n_dims)?;
+    ensure!(
+        folds.len() == oof.n_clips(),
+        "{} fold ids for {} clips",
+        folds.len(),
+        oof.n_clips()
+    );
+    let fold_rows = rows_by_fold(folds)?;
+    let mut fold_metrics = Vec::with_capacity(fold_rows.len());
+    for (f, rows) in fold_rows.iter().enumerate() {
+        let dims = (0..n_dims)
+            .map(|d| dim_metrics(&oof, rows, d, f))
+            .collect::<Result<Vec<_>>>()?;
+        let nd = n_dims as f64;
+        fold_metrics.push(FoldMetrics {
+            fold: f,
+            n_clips: rows.len(),
+            r2: dims.iter().map(|m| m.r2).sum::<f64>() / nd,
+            mae: dims.iter().map(|m| m.mae).sum::<f64>() / nd,
+            pearson_r: mean_defined(dims.iter().map(|m| m.pearson.map(|p| p.r))),
+            dispersion: dims.iter().map(|m| m.dispersion).sum::<f64>() / nd,
+            dims,
+        });
+    }
+    let k = fold_metrics.len() as f64;
+    let all_rows: Vec<usize> = (0..oof.n_clips()).collect();
+    let per_dim = (0..n_dims)
+        .map(|d| {
+            let (t, p) = oof.column(&all_rows, d);
+            DimSummary {
+                r2: fold_metrics.iter().map(|f| f.dims[d].r2).sum::<f64>() / k,
+                mae: fold_metrics.iter().map(|f| f.dims[d].mae).sum::<f64>() / k,
+                pearson_r: mean_defined(
+                    fold_metrics.iter().map(|f| f.dims[d].pearson.map(|p| p.r)),
+                ),
+                dispersion: fold_metrics
+                    .iter()
+                    .map(|f| f.dims[d].dispersion)
+                    .sum::<f64>()
+                    / k,
+                pooled_pearson: pearson(&t, &p),
+            }
+        })
+        .collect();
+    let r2_ci = bootstrap_ci(&fold_rows, boot, |rows| oof.fold_mean_r2(rows))?;
+    Ok(Evaluation {
+        r2: fold_metrics.iter().map(|f| f.r2).sum::<f64>() / k,
+        mae: fold_metrics.iter().map(|f| f.mae).sum::<f64>() / k,
+        pearson_r: mean_defined(fold_metrics.iter().map(|f| f.pearson_r)),
+        dispersion: fold_metrics.iter().map(|f| f.dispersion).sum::<f64>() / k,
+        folds: fold_metrics,
+        per_dim,
+        r2_ci,
+    })
+}
+
+#[cfg(test)]
+mod tests;
