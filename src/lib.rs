@@ -6,7 +6,9 @@
 
 pub mod audio;
 pub mod config;
+pub mod cpu;
 pub mod dag;
 pub mod dataset;
+pub mod ops;
 pub mod stages;
 pub mod table;
