@@ -9,6 +9,7 @@ pub mod config;
 pub mod cpu;
 pub mod dag;
 pub mod dataset;
+pub mod encoder;
 pub mod ops;
 pub mod stages;
 pub mod table;

@@ -4,6 +4,10 @@
 //! clarity over speed (rayon over rows only where it is free). Reductions that
 //! feed normalisations (mean/variance) accumulate in f64.
 
+mod backend;
+
+pub use backend::{CpuBackend, CpuConv1d, CpuLinear, CpuTensor};
+
 use crate::ops::Act;
 use rayon::prelude::*;
 
