@@ -105,7 +105,7 @@ impl Backend for CpuBackend {
         bias: Option<&[f32]>,
     ) -> Result<CpuConv1d> {
         ensure!(
-            groups > 0 && c_in % groups == 0 && c_out % groups == 0,
+            groups > 0 && c_in.is_multiple_of(groups) && c_out.is_multiple_of(groups),
             "conv1d: groups {groups} must divide c_in {c_in} and c_out {c_out}"
         );
         let want = c_out * (c_in / groups) * k;
@@ -258,7 +258,7 @@ impl Backend for CpuBackend {
         scale: f32,
     ) -> Result<CpuTensor> {
         ensure!(
-            heads > 0 && q.cols % heads == 0,
+            heads > 0 && q.cols.is_multiple_of(heads),
             "attention: {} columns do not split into {heads} heads",
             q.cols
         );

@@ -93,7 +93,7 @@ pub fn conv1d(
     bias: Option<&[f32]>,
 ) -> (Vec<f32>, usize) {
     assert!(
-        groups > 0 && c_in % groups == 0 && c_out % groups == 0,
+        groups > 0 && c_in.is_multiple_of(groups) && c_out.is_multiple_of(groups),
         "conv1d: bad groups"
     );
     assert!(stride > 0, "conv1d: stride must be positive");
@@ -160,7 +160,7 @@ pub fn group_norm(
     eps: f32,
 ) -> Vec<f32> {
     assert!(
-        groups > 0 && channels % groups == 0,
+        groups > 0 && channels.is_multiple_of(groups),
         "group_norm: bad groups"
     );
     assert_eq!(x.len(), channels * t, "group_norm: x is not [channels, t]");

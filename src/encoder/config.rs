@@ -163,14 +163,14 @@ impl MertConfig {
             "config: num_attention_heads is 0"
         );
         ensure!(
-            self.hidden_size % self.num_attention_heads == 0,
+            self.hidden_size.is_multiple_of(self.num_attention_heads),
             "config: hidden_size {} is not a multiple of num_attention_heads {}",
             self.hidden_size,
             self.num_attention_heads
         );
         let g = self.num_conv_pos_embedding_groups;
         ensure!(
-            g > 0 && self.hidden_size % g == 0,
+            g > 0 && self.hidden_size.is_multiple_of(g),
             "config: hidden_size {} is not a multiple of num_conv_pos_embedding_groups {g}",
             self.hidden_size
         );

@@ -346,7 +346,7 @@ impl<B: Backend> Mert<B> {
         if b.shape(&pos).0 != t {
             pos = b.slice_rows(&pos, 0, t)?;
         }
-        if let Some(tr) = trace.as_deref_mut() {
+        if let Some(tr) = trace {
             tr.projected = b.download(&projected)?;
             tr.pos_conv = b.download(&pos)?;
         }
