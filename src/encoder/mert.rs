@@ -411,3 +411,102 @@ impl<B: Backend> Mert<B> {
         b.linear(&ctx, &layer.out, Act::None, Some(residual))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(max_frames: usize) -> MertConfig {
+        MertConfig {
+            max_frames,
+            ..MertConfig::mert_95m()
+        }
+    }
+
+    #[test]
+    fn window_plan_balances_and_keeps_the_frame_grid() {
+        // 2500 frames in windows of at most 1000: three windows of 834/833/833.
+        let n = 2499 * 320 + 400 + 100;
+        let plan = window_plan(&cfg(1000), n).unwrap();
+        let frames: Vec<usize> = plan.iter().map(|w| w.frames).collect();
+        assert_eq!(frames, vec![834, 833, 833]);
+        assert_eq!(plan[1].frame_start, 834);
+        assert_eq!(
+            (plan[1].sample_start, plan[1].sample_end),
+            (834 * 320, (834 + 832) * 320 + 400)
+        );
+        assert_eq!(plan[2].sample_end, n, "last window runs to the clip's end");
+        let c = cfg(1000);
+        for w in &plan {
+            assert_eq!(c.frames_for(w.sample_end - w.sample_start), w.frames);
+        }
+        // A clip within max_frames is one window over the whole clip.
+        assert_eq!(
+            window_plan(&c, 24_000).unwrap(),
+            vec![Window {
+                frame_start: 0,
+                frames: 74,
+                sample_start: 0,
+                sample_end: 24_000
+            }]
+        );
+        // Exactly max_frames: still one window.
+        assert_eq!(window_plan(&c, 999 * 320 + 400).unwrap().len(), 1);
+        assert_eq!(window_plan(&c, 1000 * 320 + 400).unwrap().len(), 2);
+        assert!(
+            window_plan(&c, 399)
+                .unwrap_err()
+                .to_string()
+                .contains("receptive field")
+        );
+    }
+
+    #[test]
+    fn normalize_is_zero_mean_unit_variance() {
+        // mean 2, population variance 2/3.
+        let y = normalize(&[1.0, 2.0, 3.0]);
+        let s = 1.0 / (2.0f64 / 3.0 + 1e-7).sqrt();
+        for (g, w) in y.iter().zip([-s, 0.0, s]) {
+            assert!((*g as f64 - w).abs() < 1e-6, "{y:?}");
+        }
+    }
+
+    #[test]
+    fn random_init_has_the_real_95m_shapes() {
+        let c = MertConfig::mert_95m();
+        let w = MertWeights::random_init(&c, 1);
+        let lin = |l: &LinearW| l.w.len() + l.b.as_ref().map_or(0, Vec::len);
+        let norm = |n: &NormW| n.gamma.len() + n.beta.len();
+        let mut count =
+            lin(&w.proj) + lin(&w.pos_conv) + norm(&w.enc_ln) + w.proj_ln.as_ref().map_or(0, norm);
+        for cv in &w.conv {
+            count += cv.w.len() + cv.norm.as_ref().map_or(0, norm);
+        }
+        for l in &w.layers {
+            count += [&l.q, &l.k, &l.v, &l.out, &l.ffn_in, &l.ffn_out]
+                .into_iter()
+                .map(lin)
+                .sum::<usize>();
+            count += norm(&l.ln_attn) + norm(&l.ln_ffn);
+        }
+        // 94.4M as SPEC §1.5 (weight_g and masked_spec_embed excluded).
+        assert_eq!(count, 94_370_816);
+        assert_eq!(w.pos_conv.w.len(), 768 * 48 * 128);
+        assert_eq!(w.layers[11].ffn_in.w.len(), 3072 * 768);
+        // Seeded: same seed, same weights; another seed differs.
+        let tiny = MertConfig {
+            hidden_size: 32,
+            num_conv_pos_embedding_groups: 4,
+            ..cfg(10)
+        };
+        let a = MertWeights::random_init(&tiny, 3);
+        assert_eq!(
+            a.layers[0].q.w,
+            MertWeights::random_init(&tiny, 3).layers[0].q.w
+        );
+        assert_ne!(
+            a.layers[0].q.w,
+            MertWeights::random_init(&tiny, 4).layers[0].q.w
+        );
+    }
+}
