@@ -174,3 +174,47 @@ fn long_clip_runs_windowed() {
         "{e}"
     );
 }
+
+#[test]
+fn encode_cli_writes_every_hidden_state() {
+    use pipe::encoder::cli::{EncodeArgs, run};
+    let tmp = tempfile::tempdir().unwrap();
+    let output = tmp.path().join("states.safetensors");
+    let dir = fixtures().join("mert_tiny_postln");
+    let args = EncodeArgs {
+        model: Some(dir.clone()),
+        random: None,
+        seed: 0,
+        input: fixtures().join("inputs.safetensors"),
+        input_tensor: "wave_b".into(),
+        output: output.clone(),
+        max_frames: None,
+        no_normalize: false,
+    };
+    run(args.clone()).unwrap();
+    let out = WeightStore::open(&output).unwrap();
+    let golden = WeightStore::open(&dir.join("golden.safetensors")).unwrap();
+    assert_eq!(out.names().count(), 3);
+    for i in 0..3 {
+        assert_eq!(
+            out.shape(&format!("hidden_states.{i}")),
+            Some(&[56usize, 64][..])
+        );
+        let got = tensor(&out, &format!("hidden_states.{i}"));
+        check(
+            &format!("cli hidden_states.{i}.b"),
+            &got,
+            &tensor(&golden, &format!("hidden_states.{i}.b")),
+        );
+    }
+    // A missing input tensor is named in the error.
+    let e = format!(
+        "{:#}",
+        run(EncodeArgs {
+            input_tensor: "wave_c".into(),
+            ..args
+        })
+        .unwrap_err()
+    );
+    assert!(e.contains("wave_c") && e.contains("wave_a"), "{e}");
+}

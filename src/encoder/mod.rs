@@ -1,6 +1,7 @@
 //! Music foundation-model encoders (MERT-v1), written once against [`backend::Backend`].
 
 pub mod backend;
+pub mod cli;
 pub mod config;
 pub mod mert;
 pub mod mert_weights;
