@@ -38,9 +38,8 @@ fn check(what: &str, got: &[f32], want: &[f32]) -> (f32, f32) {
     (err, bound)
 }
 
-fn golden_model(name: &str) {
+fn golden_model(name: &str, backend: CpuBackend) {
     let dir = fixtures().join(name);
-    let backend = CpuBackend;
     let model = Mert::load(&backend, &dir).unwrap();
     let golden = WeightStore::open(&dir.join("golden.safetensors")).unwrap();
     let inputs = WeightStore::open(&fixtures().join("inputs.safetensors")).unwrap();
@@ -103,12 +102,22 @@ fn golden_model(name: &str) {
 
 #[test]
 fn mert_tiny_postln_matches_pytorch() {
-    golden_model("mert_tiny_postln");
+    golden_model("mert_tiny_postln", CpuBackend::reference());
+}
+
+#[test]
+fn mert_tiny_postln_fast_cpu_matches_pytorch() {
+    golden_model("mert_tiny_postln", CpuBackend::new());
 }
 
 #[test]
 fn mert_tiny_preln_matches_pytorch() {
-    golden_model("mert_tiny_preln");
+    golden_model("mert_tiny_preln", CpuBackend::reference());
+}
+
+#[test]
+fn mert_tiny_preln_fast_cpu_matches_pytorch() {
+    golden_model("mert_tiny_preln", CpuBackend::new());
 }
 
 #[test]
@@ -146,7 +155,7 @@ fn long_clip_runs_windowed() {
     // 60 s of synthetic audio on a tiny random model with the real conv stack, in windows of 500 frames.
     let mut cfg = MertConfig::from_dir(&fixtures().join("mert_tiny_preln")).unwrap();
     cfg.max_frames = 500;
-    let backend = CpuBackend;
+    let backend = CpuBackend::new();
     let model = Mert::new(&backend, cfg.clone(), &MertWeights::random_init(&cfg, 7)).unwrap();
     let n = 60 * 24_000 + 123;
     let wave: Vec<f32> = (0..n)

@@ -1,6 +1,6 @@
 //! [`Backend`] on the host: each op is a thin wrapper over the reference op in `crate::cpu`.
 
-use super::{activate, add, attention, conv1d, group_norm, layer_norm, linear, transpose};
+use super::{activate, add, attention, conv1d, fast, group_norm, layer_norm, linear, transpose};
 use crate::encoder::backend::Backend;
 use crate::ops::Act;
 use anyhow::{Result, ensure};
@@ -33,9 +33,31 @@ pub struct CpuConv1d {
     groups: usize,
 }
 
-/// The plain CPU backend (reference ops, rayon over rows).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct CpuBackend;
+/// The CPU backend. `CpuBackend::new()` runs linear, conv1d and attention on the
+/// `gemm` crate (`cpu::fast`); `CpuBackend::reference()` runs only the plain reference
+/// ops (the oracle). Every other op is the reference op in both.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuBackend {
+    fast: bool,
+}
+
+impl Default for CpuBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CpuBackend {
+    /// Fast backend (gemm for the matmul-shaped ops).
+    pub fn new() -> Self {
+        Self { fast: true }
+    }
+
+    /// Plain reference ops only.
+    pub fn reference() -> Self {
+        Self { fast: false }
+    }
+}
 
 impl Backend for CpuBackend {
     type Tensor = CpuTensor;
@@ -44,7 +66,8 @@ impl Backend for CpuBackend {
     type Vector = Vec<f32>;
 
     fn name(&self) -> String {
-        format!("cpu ({} threads)", rayon::current_num_threads())
+        let kind = if self.fast { "gemm" } else { "reference" };
+        format!("cpu-{kind} ({} threads)", rayon::current_num_threads())
     }
 
     fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<CpuTensor> {
@@ -149,7 +172,8 @@ impl Backend for CpuBackend {
             x.cols,
             w.in_dim
         );
-        let mut y = linear(
+        let f = if self.fast { fast::linear } else { linear };
+        let mut y = f(
             &x.data,
             x.rows,
             x.cols,
@@ -186,19 +210,18 @@ impl Backend for CpuBackend {
             x.rows,
             w.c_in
         );
-        let (mut y, t_out) = conv1d(
-            &x.data,
-            x.rows,
-            x.cols,
-            &w.w,
-            w.c_out,
-            w.k,
-            stride,
-            pad,
-            w.groups,
-            w.bias.as_deref(),
-        );
-        activate(&mut y, act);
+        let (c_in, t, b) = (x.rows, x.cols, w.bias.as_deref());
+        let (y, t_out) = if self.fast {
+            fast::conv1d(
+                &x.data, c_in, t, &w.w, w.c_out, w.k, stride, pad, w.groups, b, act,
+            )
+        } else {
+            let (mut y, t_out) = conv1d(
+                &x.data, c_in, t, &w.w, w.c_out, w.k, stride, pad, w.groups, b,
+            );
+            activate(&mut y, act);
+            (y, t_out)
+        };
         Ok(CpuTensor {
             data: y,
             rows: w.c_out,
@@ -266,7 +289,12 @@ impl Backend for CpuBackend {
             (k.rows, k.cols) == (q.rows, q.cols) && (v.rows, v.cols) == (q.rows, q.cols),
             "attention: q, k, v shapes differ"
         );
-        let y = attention(
+        let f = if self.fast {
+            fast::attention
+        } else {
+            attention
+        };
+        let y = f(
             &q.data,
             &k.data,
             &v.data,

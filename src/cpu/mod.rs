@@ -5,6 +5,7 @@
 //! feed normalisations (mean/variance) accumulate in f64.
 
 mod backend;
+pub mod fast;
 
 pub use backend::{CpuBackend, CpuConv1d, CpuLinear, CpuTensor};
 

@@ -171,7 +171,7 @@ pub fn load_model<B: Backend>(backend: &B, args: &EncodeArgs) -> Result<Mert<B>>
 
 /// `pipe encode` on the CPU backend.
 pub fn run(args: EncodeArgs) -> Result<()> {
-    let backend = CpuBackend;
+    let backend = CpuBackend::new();
     let model = load_model(&backend, &args)?;
     let wave = read_waveform(&args.input, &args.input_tensor)?;
     let s = encode_to_file(&backend, &model, &wave, &args.output)?;
