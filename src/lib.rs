@@ -7,9 +7,12 @@
 pub mod audio;
 pub mod cli;
 pub mod config;
+pub mod cpu;
 pub mod dag;
 pub mod dataset;
+pub mod encoder;
 pub mod head;
 pub mod metrics;
+pub mod ops;
 pub mod stages;
 pub mod table;
