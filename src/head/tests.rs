@@ -512,3 +512,39 @@ fn standardizer_uses_training_rows_only() {
     assert_eq!(st.inv_std, vec![1.0, 1.0]);
     assert_eq!(st.apply_rows(&features, &[2]), vec![998.0, -15.0]);
 }
+
+#[test]
+fn split_needs_two_training_pieces() {
+    // Two pieces, two folds: the training side has one piece, nothing to hold out.
+    let e = split_train_val(&[0u32, 0, 1, 1], &[0, 0, 1, 1], 0, 0.15, 42).unwrap_err();
+    assert!(e.to_string().contains("hold 1 piece(s)"), "{e}");
+}
+
+#[test]
+fn trained_head_round_trips_through_json_and_predicts_the_same() {
+    let s = synthetic(8, 4, 5, 0.01, 14);
+    let rows: Vec<usize> = (0..24).collect();
+    let val: Vec<usize> = (24..32).collect();
+    let data = FitData {
+        features: &s.features,
+        d_in: s.d,
+        labels: &s.labels,
+        n_out: N_DIMS,
+        train_rows: &rows,
+        val_rows: &val,
+    };
+    let cfg = HeadConfig {
+        max_epochs: 3,
+        loss: LossKind::Uncertainty,
+        ..fast(Arch::Mlp)
+    };
+    let (head, _) = fit(&cfg, &data, 0).unwrap();
+    assert_eq!(head.loss_params.len(), N_DIMS);
+    // The log-variances moved from their initial 0.
+    assert!(head.loss_params.iter().any(|&v| v != 0.0));
+    let back: TrainedHead = serde_json::from_str(&serde_json::to_string(&head).unwrap()).unwrap();
+    let x = &s.features[..4 * s.d];
+    assert_eq!(head.predict(x).unwrap(), back.predict(x).unwrap());
+    let e = head.predict(&x[..7]).unwrap_err();
+    assert!(e.to_string().contains("input width 5"), "{e}");
+}
