@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::N_DIMS;
 use super::config::HeadConfig;
 use super::rng::Rng;
-use super::train::{FitData, FitReport, fit};
+use super::train::{FitData, FitReport, TrainedHead, fit};
 
 /// One experiment's data, all row-major with one row per clip.
 #[derive(Clone, Copy, Debug)]
@@ -211,4 +211,48 @@ pub fn train_cv<G: Ord + Debug + Sync>(cfg: &HeadConfig, data: &CvData<G>) -> Re
         folds.push(report);
     }
     Ok(CvOutput { predictions, folds })
+}
+
+/// Trains one head on every clip (for scoring new recordings), holding out
+/// a validation split of whole pieces for early stopping exactly as
+/// [`train_cv`] does inside a fold. `folds` are not needed: nothing is
+/// held out for testing.
+pub fn train_final<G: Ord + Debug + Sync>(
+    cfg: &HeadConfig,
+    features: &[f32],
+    d_in: usize,
+    labels: &[f32],
+    groups: &[G],
+) -> Result<(TrainedHead, FitReport)> {
+    cfg.validate()?;
+    ensure!(
+        d_in > 0 && features.len().is_multiple_of(d_in),
+        "features are not [n, {d_in}]"
+    );
+    let n = features.len() / d_in;
+    ensure!(
+        labels.len() == n * N_DIMS,
+        "labels have {} values; expected {n} clips x {N_DIMS} PercePiano dimensions = {}",
+        labels.len(),
+        n * N_DIMS
+    );
+    ensure!(
+        groups.len() == n,
+        "{} piece ids for {n} clips",
+        groups.len()
+    );
+    // All clips in fold 1 and test fold 0 empty: the split draws its
+    // validation pieces from all pieces.
+    let all_train = vec![1usize; n];
+    let (train_rows, val_rows) =
+        split_train_val(groups, &all_train, 0, cfg.val_fraction, cfg.seed)?;
+    let data = FitData {
+        features,
+        d_in,
+        labels,
+        n_out: N_DIMS,
+        train_rows: &train_rows,
+        val_rows: &val_rows,
+    };
+    fit(cfg, &data, 0).context("training the final head on all clips")
 }

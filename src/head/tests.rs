@@ -548,3 +548,21 @@ fn trained_head_round_trips_through_json_and_predicts_the_same() {
     let e = head.predict(&x[..7]).unwrap_err();
     assert!(e.to_string().contains("input width 5"), "{e}");
 }
+
+#[test]
+fn final_head_trains_on_all_pieces_minus_a_validation_split() {
+    let s = synthetic(20, 5, 6, 0.01, 15);
+    let cfg = HeadConfig {
+        max_epochs: 40,
+        ..fast(Arch::Linear)
+    };
+    let (head, report) = train_final(&cfg, &s.features, s.d, &s.labels, &s.groups).unwrap();
+    assert!(report.best_epoch >= 1);
+    // In-sample fit of a learnable target is good.
+    let pred = head.predict(&s.features).unwrap();
+    let oof = OutOfFold::new(&s.labels, &pred, N_DIMS).unwrap();
+    let r2 = oof.dim_mean_r2(&(0..100).collect::<Vec<_>>()).unwrap();
+    assert!(r2 > 0.95, "R² {r2}");
+    let e = train_final(&cfg, &s.features, s.d, &s.labels[..19], &s.groups).unwrap_err();
+    assert!(e.to_string().contains("19 PercePiano dimensions"), "{e}");
+}
