@@ -316,7 +316,13 @@ fn linear_probe_and_mlp_learn_a_linear_target() {
 fn per_dimension_heads_learn_a_linear_target() {
     // Smaller problem: 19 heads per step make this arch the slowest in debug.
     let s = synthetic(24, 8, 8, 0.01, 13);
-    let out = train_cv(&fast(Arch::MlpPerDim), &s.data()).unwrap();
+    let cfg = HeadConfig {
+        batch_size: 64,
+        lr: 2e-2,
+        max_epochs: 40,
+        ..fast(Arch::MlpPerDim)
+    };
+    let out = train_cv(&cfg, &s.data()).unwrap();
     let r2 = s.oof_r2(&out.predictions);
     assert!(r2 > 0.9, "out-of-fold R² {r2}");
 }
