@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::N_DIMS;
-use super::config::HeadConfig;
+use super::config::{HeadConfig, OutputActivation};
 use super::rng::Rng;
 use super::train::{FitData, FitReport, TrainedHead, fit};
 
@@ -92,6 +92,22 @@ pub fn split_train_val<G: Ord>(
     Ok((train, val_rows))
 }
 
+/// A sigmoid output lives in (0, 1): labels outside [0, 1] cannot be fitted.
+fn check_label_range(cfg: &HeadConfig, labels: &[f32]) -> Result<()> {
+    if cfg.output == OutputActivation::Sigmoid
+        && let Some(i) = labels.iter().position(|&y| !(0.0..=1.0).contains(&y))
+    {
+        anyhow::bail!(
+            "label dimension {} of clip {} is {}, outside the sigmoid output's range [0, 1]; \
+             scale labels to [0, 1] (PercePiano's are in [1/7, 1]) or set output = \"linear\"",
+            i % N_DIMS,
+            i / N_DIMS,
+            labels[i]
+        );
+    }
+    Ok(())
+}
+
 /// Checks shapes, finiteness and the piece split; returns k.
 fn check<G: Ord + Debug>(data: &CvData<G>) -> Result<usize> {
     ensure!(data.d_in > 0, "feature width is 0");
@@ -162,6 +178,7 @@ fn check<G: Ord + Debug>(data: &CvData<G>) -> Result<usize> {
 pub fn train_cv<G: Ord + Debug + Sync>(cfg: &HeadConfig, data: &CvData<G>) -> Result<CvOutput> {
     cfg.validate()?;
     let k = check(data)?;
+    check_label_range(cfg, data.labels)?;
     let results: Vec<(Vec<usize>, Vec<f32>, FoldReport)> = (0..k)
         .into_par_iter()
         .map(|fold| -> Result<_> {

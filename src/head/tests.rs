@@ -450,6 +450,36 @@ fn bad_inputs_get_errors_with_context() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("piece 0 is in fold 1 and fold 0"), "{e}");
+    let mut labels = s.labels.clone();
+    labels[3 * N_DIMS + 7] = 5.0;
+    let e = train_cv(
+        &cfg,
+        &CvData {
+            labels: &labels,
+            ..s.data()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("label dimension 7 of clip 3 is 5") && e.contains("linear"),
+        "{e}"
+    );
+    let linear = HeadConfig {
+        output: OutputActivation::Linear,
+        max_epochs: 2,
+        ..cfg.clone()
+    };
+    assert!(
+        train_cv(
+            &linear,
+            &CvData {
+                labels: &labels,
+                ..s.data()
+            }
+        )
+        .is_ok()
+    );
     let mut feats = s.features.clone();
     feats[4 * 5 + 2] = f32::NAN;
     let e = train_cv(
