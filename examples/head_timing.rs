@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use pipe::head::rng::Rng;
 use pipe::head::{CvData, HeadConfig, N_DIMS, train_cv};
+use pipe::metrics::{BootstrapConfig, evaluate};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<usize> = std::env::args()
@@ -65,6 +66,23 @@ fn main() -> anyhow::Result<()> {
         "4 folds, n={n}, D={d}: {wall:.2} s wall on {} threads, {:.1} ms per epoch-fold",
         rayon::current_num_threads(),
         1e3 * out.folds.iter().map(|f| f.fit.train_seconds).sum::<f64>() / epochs as f64
+    );
+    let t = Instant::now();
+    let ev = evaluate(
+        &labels,
+        &out.predictions,
+        N_DIMS,
+        &folds,
+        &BootstrapConfig::default(),
+    )?;
+    println!(
+        "out-of-fold R² {:.4} [{:.4}, {:.4}] (95% bootstrap, {} resamples, {:.2} s), dispersion {:.3}",
+        ev.r2,
+        ev.r2_ci.lo,
+        ev.r2_ci.hi,
+        ev.r2_ci.resamples_used,
+        t.elapsed().as_secs_f64(),
+        ev.dispersion
     );
     Ok(())
 }

@@ -9,9 +9,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::N_DIMS;
-use super::config::HeadConfig;
+use super::config::{HeadConfig, OutputActivation};
 use super::rng::Rng;
-use super::train::{FitData, FitReport, fit};
+use super::train::{FitData, FitReport, TrainedHead, fit};
 
 /// One experiment's data, all row-major with one row per clip.
 #[derive(Clone, Copy, Debug)]
@@ -92,6 +92,22 @@ pub fn split_train_val<G: Ord>(
     Ok((train, val_rows))
 }
 
+/// A sigmoid output lives in (0, 1): labels outside [0, 1] cannot be fitted.
+fn check_label_range(cfg: &HeadConfig, labels: &[f32]) -> Result<()> {
+    if cfg.output == OutputActivation::Sigmoid
+        && let Some(i) = labels.iter().position(|&y| !(0.0..=1.0).contains(&y))
+    {
+        anyhow::bail!(
+            "label dimension {} of clip {} is {}, outside the sigmoid output's range [0, 1]; \
+             scale labels to [0, 1] (PercePiano's are in [1/7, 1]) or set output = \"linear\"",
+            i % N_DIMS,
+            i / N_DIMS,
+            labels[i]
+        );
+    }
+    Ok(())
+}
+
 /// Checks shapes, finiteness and the piece split; returns k.
 fn check<G: Ord + Debug>(data: &CvData<G>) -> Result<usize> {
     ensure!(data.d_in > 0, "feature width is 0");
@@ -162,6 +178,7 @@ fn check<G: Ord + Debug>(data: &CvData<G>) -> Result<usize> {
 pub fn train_cv<G: Ord + Debug + Sync>(cfg: &HeadConfig, data: &CvData<G>) -> Result<CvOutput> {
     cfg.validate()?;
     let k = check(data)?;
+    check_label_range(cfg, data.labels)?;
     let results: Vec<(Vec<usize>, Vec<f32>, FoldReport)> = (0..k)
         .into_par_iter()
         .map(|fold| -> Result<_> {
@@ -211,4 +228,48 @@ pub fn train_cv<G: Ord + Debug + Sync>(cfg: &HeadConfig, data: &CvData<G>) -> Re
         folds.push(report);
     }
     Ok(CvOutput { predictions, folds })
+}
+
+/// Trains one head on every clip (for scoring new recordings), holding out
+/// a validation split of whole pieces for early stopping exactly as
+/// [`train_cv`] does inside a fold. `folds` are not needed: nothing is
+/// held out for testing.
+pub fn train_final<G: Ord + Debug + Sync>(
+    cfg: &HeadConfig,
+    features: &[f32],
+    d_in: usize,
+    labels: &[f32],
+    groups: &[G],
+) -> Result<(TrainedHead, FitReport)> {
+    cfg.validate()?;
+    ensure!(
+        d_in > 0 && features.len().is_multiple_of(d_in),
+        "features are not [n, {d_in}]"
+    );
+    let n = features.len() / d_in;
+    ensure!(
+        labels.len() == n * N_DIMS,
+        "labels have {} values; expected {n} clips x {N_DIMS} PercePiano dimensions = {}",
+        labels.len(),
+        n * N_DIMS
+    );
+    ensure!(
+        groups.len() == n,
+        "{} piece ids for {n} clips",
+        groups.len()
+    );
+    // All clips in fold 1 and test fold 0 empty: the split draws its
+    // validation pieces from all pieces.
+    let all_train = vec![1usize; n];
+    let (train_rows, val_rows) =
+        split_train_val(groups, &all_train, 0, cfg.val_fraction, cfg.seed)?;
+    let data = FitData {
+        features,
+        d_in,
+        labels,
+        n_out: N_DIMS,
+        train_rows: &train_rows,
+        val_rows: &val_rows,
+    };
+    fit(cfg, &data, 0).context("training the final head on all clips")
 }

@@ -4,6 +4,16 @@
 //!
 //! Everything is f32, single-threaded per training run and seeded, so a
 //! config plus data gives bit-identical predictions.
+//!
+//! Choices, each explained where it lives:
+//! - output activation sigmoid by default ([`OutputActivation`]);
+//! - Adam with L2-coupled weight decay like `torch.optim.Adam` ([`adam`]);
+//! - PyTorch `nn.Linear` init, exact-erf GELU, inverted dropout after the
+//!   hidden activation only ([`net`]);
+//! - validation split = whole pieces of the training folds, ~15%, seeded
+//!   ([`split_train_val`]); early stopping on the configured loss over the
+//!   whole validation split, best weights restored ([`fit`]);
+//! - standardisation fitted on the training rows only ([`Standardizer`]).
 
 pub mod act;
 pub mod adam;
@@ -19,7 +29,7 @@ pub mod train;
 pub const N_DIMS: usize = 19;
 
 pub use config::{Activation, Arch, HeadConfig, LossKind, OutputActivation, WeightDecay};
-pub use cv::{CvData, CvOutput, FoldReport, split_train_val, train_cv};
+pub use cv::{CvData, CvOutput, FoldReport, split_train_val, train_cv, train_final};
 pub use train::{FitData, FitReport, Standardizer, TrainedHead, fit};
 
 #[cfg(test)]

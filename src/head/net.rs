@@ -302,16 +302,10 @@ impl Net {
                     for i in 0..b {
                         let g = cache.dz[i * k + dim];
                         db3 += g;
-                        for ((gw, &vv), ((du, &w), &da)) in
-                            gw3.iter_mut().zip(&v[i * hh..(i + 1) * hh]).zip(
-                                cache.du[i * hh..(i + 1) * hh]
-                                    .iter_mut()
-                                    .zip(w3)
-                                    .zip(&dact2[i * hh..(i + 1) * hh]),
-                            )
-                        {
-                            *gw += vv * g;
-                            *du = g * w * da;
+                        let o = i * hh;
+                        for j in 0..hh {
+                            gw3[j] += v[o + j] * g;
+                            cache.du[o + j] = g * w3[j] * dact2[o + j];
                         }
                     }
                     grad[l.b3 + dim] = db3;

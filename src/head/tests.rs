@@ -316,7 +316,13 @@ fn linear_probe_and_mlp_learn_a_linear_target() {
 fn per_dimension_heads_learn_a_linear_target() {
     // Smaller problem: 19 heads per step make this arch the slowest in debug.
     let s = synthetic(24, 8, 8, 0.01, 13);
-    let out = train_cv(&fast(Arch::MlpPerDim), &s.data()).unwrap();
+    let cfg = HeadConfig {
+        batch_size: 64,
+        lr: 2e-2,
+        max_epochs: 40,
+        ..fast(Arch::MlpPerDim)
+    };
+    let out = train_cv(&cfg, &s.data()).unwrap();
     let r2 = s.oof_r2(&out.predictions);
     assert!(r2 > 0.9, "out-of-fold R² {r2}");
 }
@@ -444,6 +450,36 @@ fn bad_inputs_get_errors_with_context() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("piece 0 is in fold 1 and fold 0"), "{e}");
+    let mut labels = s.labels.clone();
+    labels[3 * N_DIMS + 7] = 5.0;
+    let e = train_cv(
+        &cfg,
+        &CvData {
+            labels: &labels,
+            ..s.data()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("label dimension 7 of clip 3 is 5") && e.contains("linear"),
+        "{e}"
+    );
+    let linear = HeadConfig {
+        output: OutputActivation::Linear,
+        max_epochs: 2,
+        ..cfg.clone()
+    };
+    assert!(
+        train_cv(
+            &linear,
+            &CvData {
+                labels: &labels,
+                ..s.data()
+            }
+        )
+        .is_ok()
+    );
     let mut feats = s.features.clone();
     feats[4 * 5 + 2] = f32::NAN;
     let e = train_cv(
@@ -511,4 +547,58 @@ fn standardizer_uses_training_rows_only() {
     assert_eq!(st.mean, vec![2.0, 10.0]);
     assert_eq!(st.inv_std, vec![1.0, 1.0]);
     assert_eq!(st.apply_rows(&features, &[2]), vec![998.0, -15.0]);
+}
+
+#[test]
+fn split_needs_two_training_pieces() {
+    // Two pieces, two folds: the training side has one piece, nothing to hold out.
+    let e = split_train_val(&[0u32, 0, 1, 1], &[0, 0, 1, 1], 0, 0.15, 42).unwrap_err();
+    assert!(e.to_string().contains("hold 1 piece(s)"), "{e}");
+}
+
+#[test]
+fn trained_head_round_trips_through_json_and_predicts_the_same() {
+    let s = synthetic(8, 4, 5, 0.01, 14);
+    let rows: Vec<usize> = (0..24).collect();
+    let val: Vec<usize> = (24..32).collect();
+    let data = FitData {
+        features: &s.features,
+        d_in: s.d,
+        labels: &s.labels,
+        n_out: N_DIMS,
+        train_rows: &rows,
+        val_rows: &val,
+    };
+    let cfg = HeadConfig {
+        max_epochs: 3,
+        loss: LossKind::Uncertainty,
+        ..fast(Arch::Mlp)
+    };
+    let (head, _) = fit(&cfg, &data, 0).unwrap();
+    assert_eq!(head.loss_params.len(), N_DIMS);
+    // The log-variances moved from their initial 0.
+    assert!(head.loss_params.iter().any(|&v| v != 0.0));
+    let back: TrainedHead = serde_json::from_str(&serde_json::to_string(&head).unwrap()).unwrap();
+    let x = &s.features[..4 * s.d];
+    assert_eq!(head.predict(x).unwrap(), back.predict(x).unwrap());
+    let e = head.predict(&x[..7]).unwrap_err();
+    assert!(e.to_string().contains("input width 5"), "{e}");
+}
+
+#[test]
+fn final_head_trains_on_all_pieces_minus_a_validation_split() {
+    let s = synthetic(20, 5, 6, 0.01, 15);
+    let cfg = HeadConfig {
+        max_epochs: 40,
+        ..fast(Arch::Linear)
+    };
+    let (head, report) = train_final(&cfg, &s.features, s.d, &s.labels, &s.groups).unwrap();
+    assert!(report.best_epoch >= 1);
+    // In-sample fit of a learnable target is good.
+    let pred = head.predict(&s.features).unwrap();
+    let oof = OutOfFold::new(&s.labels, &pred, N_DIMS).unwrap();
+    let r2 = oof.dim_mean_r2(&(0..100).collect::<Vec<_>>()).unwrap();
+    assert!(r2 > 0.95, "R² {r2}");
+    let e = train_final(&cfg, &s.features, s.d, &s.labels[..19], &s.groups).unwrap_err();
+    assert!(e.to_string().contains("19 PercePiano dimensions"), "{e}");
 }

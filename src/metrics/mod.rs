@@ -180,7 +180,7 @@ pub struct OutOfFold<'a> {
 }
 
 impl<'a> OutOfFold<'a> {
-    /// Checks the shapes and returns the view.
+    /// Checks shapes and finiteness and returns the view.
     pub fn new(y_true: &'a [f32], y_pred: &'a [f32], n_dims: usize) -> Result<Self> {
         ensure!(n_dims > 0, "n_dims must be positive");
         ensure!(
@@ -195,6 +195,16 @@ impl<'a> OutOfFold<'a> {
             y_true.len(),
             y_true.len() / n_dims
         );
+        for (what, m) in [("label", y_true), ("prediction", y_pred)] {
+            if let Some(i) = m.iter().position(|x| !x.is_finite()) {
+                bail!(
+                    "{what} of clip {}, dimension {} is {}",
+                    i / n_dims,
+                    i % n_dims,
+                    m[i]
+                );
+            }
+        }
         Ok(OutOfFold {
             y_true,
             y_pred,

@@ -189,6 +189,14 @@ fn evaluate_rejects_bad_shapes() {
     assert!(e.to_string().contains("9 fold ids for 10 clips"), "{e}");
     let e = evaluate(&yt, &yp, 4, &FOLDS, &BootstrapConfig::default()).unwrap_err();
     assert!(e.to_string().contains("multiple of 4"), "{e}");
+    let mut nan = yp.clone();
+    nan[3 * 4 + 1] = f32::NAN;
+    let e = evaluate(&yt, &nan, 3, &FOLDS, &BootstrapConfig::default()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("prediction of clip 4, dimension 1 is NaN"),
+        "{e}"
+    );
     // Fold ids 0 and 2 only: fold 1 is empty.
     let gap: Vec<usize> = FOLDS.iter().map(|&f| f * 2).collect();
     let e = evaluate(&yt, &yp, 3, &gap, &BootstrapConfig::default()).unwrap_err();
