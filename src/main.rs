@@ -29,6 +29,8 @@ enum Command {
     Status,
     /// Print the stage graph.
     Dag,
+    /// Run an encoder on one waveform and write every hidden state to safetensors.
+    Encode(pipe::encoder::cli::EncodeArgs),
     /// Delete artifacts the last run no longer references.
     Clean {
         /// List what would be deleted, delete nothing.
@@ -49,16 +51,24 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(args: Args) -> Result<ExitCode> {
+    let command = match args.command {
+        // `encode` works on one file and needs no pipeline description.
+        Command::Encode(encode) => {
+            return pipe::encoder::cli::run(encode).map(|_| ExitCode::SUCCESS);
+        }
+        other => other,
+    };
     let config = pipe::config::Config::load(&args.config).with_context(|| {
         format!(
             "loading pipeline description (use -c FILE for another than {})",
             args.config.display()
         )
     })?;
-    match args.command {
+    match command {
         Command::Run(run) => cli::run(&config, &run),
         Command::Status => cli::status(&config).map(|_| ExitCode::SUCCESS),
         Command::Dag => cli::dag(&config).map(|_| ExitCode::SUCCESS),
         Command::Clean { dry_run } => cli::clean(&config, dry_run).map(|_| ExitCode::SUCCESS),
+        Command::Encode(_) => unreachable!("dispatched above"),
     }
 }

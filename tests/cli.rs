@@ -278,3 +278,38 @@ fn bad_audio_fails_alone_and_is_reported_at_the_end() {
         "the good clip goes on: {t}"
     );
 }
+
+#[test]
+fn encode_writes_every_hidden_state_matching_the_pytorch_golden() {
+    use pipe::encoder::weights::WeightStore;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("hs.safetensors");
+    let spec = repo().join("tests/fixtures/spec");
+    let o = Command::new(env!("CARGO_BIN_EXE_pipe"))
+        .args(["encode", "--model"])
+        .arg(spec.join("mert_tiny_preln"))
+        .arg("--input")
+        .arg(spec.join("inputs.safetensors"))
+        .args(["--input-tensor", "wave_b", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let got = WeightStore::open(&out).unwrap();
+    let golden = WeightStore::open(&spec.join("mert_tiny_preln/golden.safetensors")).unwrap();
+    for i in 0..3 {
+        let shape = golden
+            .shape(&format!("hidden_states.{i}.b"))
+            .unwrap()
+            .to_vec();
+        assert_eq!(shape, vec![56, 64]);
+        let a = got.get(&format!("hidden_states.{i}"), &shape).unwrap();
+        let b = golden.get(&format!("hidden_states.{i}.b"), &shape).unwrap();
+        let scale = b.iter().fold(1f32, |m, x| m.max(x.abs()));
+        let err = a
+            .iter()
+            .zip(&b)
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(err <= 1e-4 * scale, "hidden_states.{i}: max error {err}");
+    }
+}
