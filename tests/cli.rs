@@ -313,3 +313,38 @@ fn encode_writes_every_hidden_state_matching_the_pytorch_golden() {
         assert!(err <= 1e-4 * scale, "hidden_states.{i}: max error {err}");
     }
 }
+
+#[test]
+fn a_clip_shorter_than_the_receptive_field_is_rejected_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let audio = dir.path().join("audio");
+    std::fs::create_dir_all(&audio).unwrap();
+    // 10 ms of 16-bit silence at 24 kHz: a valid WAV, too short for any encoder.
+    let pcm = pipe::audio::Pcm {
+        sample_rate: 24_000,
+        samples: vec![0.0; 240],
+    };
+    pipe::audio::wav::write_i16(&audio.join("tiny.wav"), &pcm).unwrap();
+    let dims = pipe::dataset::DIMENSIONS.join(",");
+    std::fs::write(
+        dir.path().join("labels.csv"),
+        format!(
+            "clip_id,piece,{dims}\ntiny,p,{}\n",
+            vec!["0.5"; 19].join(",")
+        ),
+    )
+    .unwrap();
+    let cfg = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &cfg,
+        "[dataset]\nkind = \"audio_folder\"\naudio_dir = \"audio\"\nlabels = \"labels.csv\"\n",
+    )
+    .unwrap();
+    let o = pipe(&cfg, &["run"]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(
+        t.contains("clip tiny") && t.contains("0.0100 s long") && t.contains("min_seconds"),
+        "{t}"
+    );
+}
