@@ -267,7 +267,7 @@ impl Config {
                 self.render.sample_rate
             );
         }
-        if !(self.decode.min_seconds >= 0.0) {
+        if self.decode.min_seconds.is_nan() || self.decode.min_seconds < 0.0 {
             anyhow::bail!("decode.min_seconds must be >= 0");
         }
         Ok(())

@@ -60,7 +60,7 @@ impl TableBuilder {
 
     /// A `FixedSizeList<Float32, dim>` column from row-major values.
     pub fn f32_vectors(self, name: &str, dim: usize, values: Vec<f32>) -> Result<Self> {
-        if dim == 0 || values.len() % dim != 0 {
+        if dim == 0 || !values.len().is_multiple_of(dim) {
             bail!(
                 "column `{name}`: {} values do not split into rows of {dim}",
                 values.len()

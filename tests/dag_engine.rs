@@ -270,6 +270,12 @@ impl<S: Stage> Stage for ArcStage<S> {
     fn publish(&self, nodes: &[&Node], out_dir: &Path) -> Result<Vec<PathBuf>> {
         self.0.publish(nodes, out_dir)
     }
+    fn batch_key(&self, node: &Node) -> Option<String> {
+        self.0.batch_key(node)
+    }
+    fn run_batch(&self, nodes: &[&Node], outs: &[PathBuf]) -> Vec<Result<()>> {
+        self.0.run_batch(nodes, outs)
+    }
 }
 
 fn s(v: &[&str]) -> Vec<String> {
@@ -465,4 +471,108 @@ fn a_missing_input_file_is_an_error_naming_it() {
     let (stages, _) = fx.stages(&["a", "ghost"], 1);
     let err = dag::run(&stages, &fx.store(), &RunOptions::default()).unwrap_err();
     assert!(format!("{err:#}").contains("ghost.txt"), "{err:#}");
+}
+
+/// Per (clip, variant) nodes batched by clip: one "expensive pass" per clip
+/// serves every stale variant of it.
+struct Variants {
+    clips: Vec<String>,
+    variants: Vec<i64>,
+    /// (clip, number of nodes) per batch call.
+    passes: Mutex<Vec<(String, usize)>>,
+}
+
+impl Stage for Variants {
+    fn name(&self) -> &'static str {
+        "variants"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn ext(&self) -> &'static str {
+        "txt"
+    }
+    fn describe(&self) -> String {
+        "one pass per clip, many outputs".into()
+    }
+    fn upstream(&self) -> Vec<&'static str> {
+        vec![]
+    }
+    fn plan(&self) -> Result<Vec<NodeSpec>> {
+        Ok(self
+            .clips
+            .iter()
+            .flat_map(|c| {
+                self.variants.iter().map(move |v| NodeSpec {
+                    item: format!("{c}/{v}"),
+                    params: json!({"variant": v, "clip": c}),
+                    inputs: vec![],
+                })
+            })
+            .collect())
+    }
+    fn run(&self, node: &Node, out: &Path) -> Result<()> {
+        self.run_batch(&[node], &[out.to_path_buf()]).pop().unwrap()
+    }
+    fn batch_key(&self, node: &Node) -> Option<String> {
+        Some(node.params["clip"].as_str().unwrap().to_string())
+    }
+    fn run_batch(&self, nodes: &[&Node], outs: &[PathBuf]) -> Vec<Result<()>> {
+        let clip = nodes[0].params["clip"].as_str().unwrap().to_string();
+        self.passes.lock().unwrap().push((clip, nodes.len()));
+        nodes
+            .iter()
+            .zip(outs)
+            .map(|(n, o)| {
+                let v = n.params["variant"].as_i64().unwrap();
+                if v < 0 {
+                    bail!("variant {v} is invalid");
+                }
+                Ok(std::fs::write(o, format!("{}", v * 2))?)
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn batched_nodes_share_one_pass_and_new_variants_compute_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    let make = |variants: Vec<i64>| {
+        let s = std::sync::Arc::new(Variants {
+            clips: s(&["x", "y"]),
+            variants,
+            passes: Mutex::new(vec![]),
+        });
+        (vec![Box::new(ArcStage(s.clone())) as Box<dyn Stage>], s)
+    };
+    let (stages, st) = make(vec![1, 2]);
+    let r = dag::run(&stages, &store, &RunOptions::default()).unwrap();
+    assert_eq!(r.computed(), 4);
+    let mut passes = st.passes.lock().unwrap().clone();
+    passes.sort();
+    assert_eq!(
+        passes,
+        vec![("x".to_string(), 2), ("y".to_string(), 2)],
+        "one pass per clip"
+    );
+
+    // A third variant: one pass per clip, computing only the new variant.
+    let (stages, st) = make(vec![1, 2, 3]);
+    let r = dag::run(&stages, &store, &RunOptions::default()).unwrap();
+    assert_eq!((r.computed(), r.stage("variants").unwrap().fresh), (2, 4));
+    let mut passes = st.passes.lock().unwrap().clone();
+    passes.sort();
+    assert_eq!(passes, vec![("x".to_string(), 1), ("y".to_string(), 1)]);
+
+    // A failing node in a batch fails alone; its batch mates are committed.
+    let (stages, _) = make(vec![-1, 4]);
+    let r = dag::run(&stages, &store, &RunOptions::default()).unwrap();
+    let st = r.stage("variants").unwrap();
+    assert_eq!((st.computed, st.failed.len()), (2, 2));
+    assert!(
+        st.failed
+            .iter()
+            .all(|(item, e)| item.ends_with("/-1") && e.contains("invalid"))
+    );
 }

@@ -112,18 +112,14 @@ pub fn run(stages: &[Box<dyn Stage>], store: &Store, opts: &RunOptions) -> Resul
         failed_keys.extend(blocked.iter().map(|n| n.node.key));
 
         let bar = progress_bar(stage.name(), runnable.len());
+        let batches = group_batches(*stage, runnable.iter().map(|pn| &pn.node).collect());
         let results: Vec<(&Node, Result<()>)> = pool.install(|| {
-            runnable
+            batches
                 .par_iter()
-                .map(|pn| {
-                    let node = &pn.node;
-                    let r = store
-                        .commit_with(node.stage, &node.key, stage.ext(), |tmp| {
-                            stage.run(node, tmp)
-                        })
-                        .map(|_| ());
-                    bar.inc(1);
-                    (node, r)
+                .flat_map_iter(|batch| {
+                    let results = run_batch(*stage, store, batch);
+                    bar.inc(batch.len() as u64);
+                    batch.iter().copied().zip(results).collect::<Vec<_>>()
                 })
                 .collect()
         });
@@ -161,6 +157,69 @@ pub fn run(stages: &[Box<dyn Stage>], store: &Store, opts: &RunOptions) -> Resul
         report.stages.push(sr);
     }
     Ok(report)
+}
+
+/// Groups nodes by the stage's batch key (unbatched nodes run alone), in plan order.
+fn group_batches<'a>(stage: &dyn Stage, nodes: Vec<&'a Node>) -> Vec<Vec<&'a Node>> {
+    let mut batches: Vec<Vec<&Node>> = Vec::new();
+    let mut by_key: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for node in nodes {
+        match stage.batch_key(node) {
+            Some(k) => match by_key.get(&k) {
+                Some(&i) => batches[i].push(node),
+                None => {
+                    by_key.insert(k, batches.len());
+                    batches.push(vec![node]);
+                }
+            },
+            None => batches.push(vec![node]),
+        }
+    }
+    batches
+}
+
+/// Runs one batch into temporary files and commits each node that succeeded.
+fn run_batch(stage: &dyn Stage, store: &Store, batch: &[&Node]) -> Vec<Result<()>> {
+    let ext = stage.ext();
+    let temps: Result<Vec<PathBuf>> = batch
+        .iter()
+        .map(|n| store.temp_path(n.stage, ext))
+        .collect();
+    let temps = match temps {
+        Ok(t) => t,
+        Err(e) => {
+            return batch
+                .iter()
+                .map(|_| Err(anyhow::anyhow!("{e:#}")))
+                .collect();
+        }
+    };
+    let mut results = if batch.len() == 1 {
+        vec![stage.run(batch[0], &temps[0])]
+    } else {
+        stage.run_batch(batch, &temps)
+    };
+    if results.len() != batch.len() {
+        results = batch
+            .iter()
+            .map(|_| {
+                Err(anyhow::anyhow!(
+                    "stage `{}` returned the wrong number of batch results",
+                    stage.name()
+                ))
+            })
+            .collect();
+    }
+    batch
+        .iter()
+        .zip(temps)
+        .zip(results)
+        .map(|((node, tmp), r)| {
+            store
+                .finish(node.stage, &node.key, ext, &tmp, r)
+                .map(|_| ())
+        })
+        .collect()
 }
 
 fn node_record(node: &Node, ext: &str) -> NodeRecord {

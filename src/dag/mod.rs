@@ -90,6 +90,21 @@ pub trait Stage: Send + Sync {
     /// Computes one node, writing its artifact to `out` (a temporary path
     /// that the engine renames into the store on success).
     fn run(&self, node: &Node, out: &Path) -> Result<()>;
+    /// Nodes with the same batch key are computed together by one
+    /// [`Stage::run_batch`] call: e.g. every stale feature set of one clip
+    /// from a single encoder pass, while each keeps its own key.
+    fn batch_key(&self, _node: &Node) -> Option<String> {
+        None
+    }
+    /// Computes several nodes at once; `outs[i]` is `nodes[i]`'s temporary
+    /// path. Returns one result per node, in order.
+    fn run_batch(&self, nodes: &[&Node], outs: &[PathBuf]) -> Vec<Result<()>> {
+        nodes
+            .iter()
+            .zip(outs)
+            .map(|(n, o)| self.run(n, o))
+            .collect()
+    }
     /// Friendly copies under `out_dir` once every node of the stage is fresh.
     fn publish(&self, _nodes: &[&Node], _out_dir: &Path) -> Result<Vec<PathBuf>> {
         Ok(Vec::new())

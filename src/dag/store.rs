@@ -48,12 +48,30 @@ impl Store {
         ext: &str,
         write: impl FnOnce(&Path) -> Result<()>,
     ) -> Result<PathBuf> {
+        let tmp = self.temp_path(stage, ext)?;
+        let result = write(&tmp);
+        self.finish(stage, key, ext, &tmp, result)
+    }
+
+    /// A fresh temporary path in the stage's folder (created if needed).
+    pub fn temp_path(&self, stage: &str, ext: &str) -> Result<PathBuf> {
         let dir = self.stage_dir(stage);
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let tmp = temp_path(&dir, ext);
-        let result = write(&tmp);
+        Ok(temp_path(&dir, ext))
+    }
+
+    /// Renames a temporary file written by a stage into place if `result` is
+    /// Ok; otherwise removes it and returns the error.
+    pub fn finish(
+        &self,
+        stage: &str,
+        key: &Key,
+        ext: &str,
+        tmp: &Path,
+        result: Result<()>,
+    ) -> Result<PathBuf> {
         if let Err(e) = result {
-            let _ = fs::remove_file(&tmp);
+            let _ = fs::remove_file(tmp);
             return Err(e);
         }
         if !tmp.is_file() {
@@ -64,7 +82,7 @@ impl Store {
         }
         fault_injection::maybe_abort_before_commit();
         let dest = self.artifact_path(stage, key, ext);
-        fs::rename(&tmp, &dest)
+        fs::rename(tmp, &dest)
             .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
         Ok(dest)
     }
