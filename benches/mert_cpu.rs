@@ -31,6 +31,72 @@ fn main() {
         }
         return;
     }
+    if arch == "conv" {
+        // The MERT conv stack on a 10 s clip, layer by layer.
+        let cfg = MertConfig::mert_95m();
+        let mut t = 240_000;
+        let mut c_in = 1;
+        let mut x: Vec<f32> = (0..t).map(|i| (i as f32 * 0.01).sin()).collect();
+        for (i, (&k, &s)) in cfg.conv_kernel.iter().zip(&cfg.conv_stride).enumerate() {
+            let w = vec![0.01f32; 512 * c_in * k];
+            let t0 = Instant::now();
+            let (y, t_out) = pipe::cpu::fast::conv1d(
+                &x,
+                c_in,
+                t,
+                &w,
+                512,
+                k,
+                s,
+                0,
+                1,
+                None,
+                pipe::ops::Act::Gelu,
+            );
+            let sec = t0.elapsed().as_secs_f64();
+            let flop = 2.0 * (512 * c_in * k * t_out) as f64;
+            println!(
+                "conv{i}: {c_in}x{t} -> 512x{t_out}: {:.1} ms, {:.1} GFLOP/s",
+                sec * 1e3,
+                flop / sec / 1e9
+            );
+            if i == 0 {
+                let g = vec![1.0f32; 512];
+                let t1 = Instant::now();
+                let _ = pipe::cpu::group_norm(&y, 512, t_out, 512, &g, &g, 1e-5);
+                println!(
+                    "group_norm 512x{t_out}: {:.1} ms",
+                    t1.elapsed().as_secs_f64() * 1e3
+                );
+            }
+            x = y;
+            t = t_out;
+            c_in = 512;
+        }
+        let x = vec![0.1f32; 768 * 749];
+        let w = vec![0.01f32; 768 * 48 * 128];
+        let t0 = Instant::now();
+        let _ = pipe::cpu::fast::conv1d(
+            &x,
+            768,
+            749,
+            &w,
+            768,
+            128,
+            1,
+            64,
+            16,
+            None,
+            pipe::ops::Act::Gelu,
+        );
+        let sec = t0.elapsed().as_secs_f64();
+        println!(
+            "pos conv 768x749 k128 g16: {:.1} ms, {:.1} GFLOP/s",
+            sec * 1e3,
+            2.0 * (768usize * 48 * 128 * 750) as f64 / sec / 1e9
+        );
+        return;
+    }
     let secs: f64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10.0);
     let backend = if args.iter().any(|a| a == "reference") {
         CpuBackend::reference()
