@@ -32,9 +32,7 @@ impl View<'_> {
 fn matmul(
     dst: &mut [f32],
     dst_rs: usize,
-    m: usize,
-    n: usize,
-    k: usize,
+    (m, n, k): (usize, usize, usize),
     lhs: View,
     rhs: View,
     par: Parallelism,
@@ -125,7 +123,14 @@ pub fn linear(
         rs: 1,
         cs: in_dim,
     };
-    matmul(&mut y, out_dim, rows, out_dim, in_dim, lhs, rhs, threads());
+    matmul(
+        &mut y,
+        out_dim,
+        (rows, out_dim, in_dim),
+        lhs,
+        rhs,
+        threads(),
+    );
     if let Some(b) = bias {
         assert_eq!(b.len(), out_dim, "linear: bias is not [out_dim]");
     }
@@ -206,9 +211,7 @@ pub fn conv1d(
             matmul(
                 &mut block_out[..cog * nt],
                 nt,
-                cog,
-                nt,
-                depth,
+                (cog, nt, depth),
                 lhs,
                 rhs,
                 threads(),
@@ -259,7 +262,7 @@ pub fn attention(
                 rs: 1,
                 cs: hd,
             };
-            matmul(&mut s, t, t, t, head_dim, qh, kt, Parallelism::None);
+            matmul(&mut s, t, (t, t, head_dim), qh, kt, Parallelism::None);
             for row in s.chunks_mut(t.max(1)) {
                 let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(scale * x));
                 let mut sum = 0.0f32;
@@ -281,7 +284,7 @@ pub fn attention(
                 rs: hd,
                 cs: 1,
             };
-            matmul(&mut o, head_dim, t, head_dim, t, p, vh, Parallelism::None);
+            matmul(&mut o, head_dim, (t, head_dim, t), p, vh, Parallelism::None);
             o
         })
         .collect();
