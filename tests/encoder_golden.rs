@@ -227,3 +227,43 @@ fn encode_cli_writes_every_hidden_state() {
     );
     assert!(e.contains("wave_c") && e.contains("wave_a"), "{e}");
 }
+
+#[test]
+fn windows_are_processed_alone_and_concatenated_in_order() {
+    let dir = fixtures().join("mert_tiny_postln");
+    let backend = CpuBackend::new();
+    let mut cfg = MertConfig::from_dir(&dir).unwrap();
+    let weights = MertWeights::from_dir(&cfg, &dir).unwrap();
+    cfg.max_frames = 30;
+    let model = Mert::new(&backend, cfg.clone(), &weights).unwrap();
+    let inputs = WeightStore::open(&fixtures().join("inputs.safetensors")).unwrap();
+    let wave = tensor(&inputs, "wave_a");
+    let plan = pipe::encoder::window_plan(&cfg, wave.len()).unwrap();
+    let frames: Vec<usize> = plan.iter().map(|w| w.frames).collect();
+    assert_eq!(frames, vec![25, 25, 24]);
+    let out = model.encode(&backend, &wave, &[2]).unwrap();
+    assert_eq!(out.frames, 74);
+    let mut want = Vec::new();
+    for w in &plan {
+        let one = model
+            .forward_window(&backend, &wave[w.sample_start..w.sample_end], &[2], None)
+            .unwrap();
+        want.extend_from_slice(one.states[2].as_ref().unwrap());
+    }
+    assert!(
+        out.states[2].as_deref() == Some(&want[..]),
+        "windowed encode is not the concatenation of its windows"
+    );
+    // Windowing changes the result (each window has its own normalisation and context).
+    let golden = WeightStore::open(&dir.join("golden.safetensors")).unwrap();
+    let whole = tensor(&golden, "hidden_states.2.a");
+    let diff = want
+        .iter()
+        .zip(&whole)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        diff > 1e-3,
+        "windows should differ from the single pass (diff {diff})"
+    );
+}
