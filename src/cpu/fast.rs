@@ -129,6 +129,19 @@ fn gelu_vec(v: f32) -> f32 {
     0.5 * v * (1.0 + erf)
 }
 
+/// Sum with 8 independent accumulators (vectorises).
+fn sum(x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] += c[i];
+        }
+    }
+    acc.iter().sum::<f32>() + rest
+}
+
 /// Apply `act` in place, in parallel; GELU on the vectorisable path.
 pub fn activate(x: &mut [f32], act: Act) {
     match act {
@@ -321,12 +334,8 @@ pub fn attention(
             matmul(&mut s, t, (t, t, head_dim), qh, kt, Parallelism::None);
             for row in s.chunks_mut(t.max(1)) {
                 let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(scale * x));
-                let mut sum = 0.0f32;
-                for x in row.iter_mut() {
-                    *x = (scale * *x - max).exp();
-                    sum += *x;
-                }
-                let inv = 1.0 / sum;
+                row.iter_mut().for_each(|x| *x = exp_vec(scale * *x - max));
+                let inv = 1.0 / sum(row);
                 row.iter_mut().for_each(|x| *x *= inv);
             }
             let mut o = vec![0.0f32; t * head_dim];
