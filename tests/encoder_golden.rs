@@ -173,6 +173,11 @@ fn long_clip_runs_windowed() {
             "state {i} has non-finite values"
         );
     }
+    // Non-finite input is refused, naming the sample.
+    let mut bad = wave[..24_000].to_vec();
+    bad[123] = f32::NAN;
+    let e = model.encode(&backend, &bad, &[0]).unwrap_err().to_string();
+    assert!(e.contains("sample 123"), "{e}");
     // Too short for one frame: a clear error.
     let e = model
         .encode(&backend, &wave[..399], &[0])
