@@ -204,6 +204,8 @@ fn encode_cli_writes_every_hidden_state() {
         output: output.clone(),
         max_frames: None,
         no_normalize: false,
+        reference_ops: false,
+        save_model: None,
     };
     run(args.clone()).unwrap();
     let out = WeightStore::open(&output).unwrap();
@@ -271,4 +273,46 @@ fn windows_are_processed_alone_and_concatenated_in_order() {
         diff > 1e-3,
         "windows should differ from the single pass (diff {diff})"
     );
+}
+
+#[test]
+fn encode_cli_random_95m_has_real_shapes() {
+    use pipe::encoder::cli::{EncodeArgs, run};
+    use safetensors::tensor::TensorView;
+    let tmp = tempfile::tempdir().unwrap();
+    // 0.3 s of a tone: 7200 samples -> 22 frames.
+    let wave: Vec<u8> = (0..7200)
+        .flat_map(|i| ((i as f32 * 0.05).sin() * 0.5).to_le_bytes())
+        .collect();
+    let input = tmp.path().join("in.safetensors");
+    let view = TensorView::new(safetensors::Dtype::F32, vec![1, 7200], &wave).unwrap();
+    std::fs::write(
+        &input,
+        safetensors::serialize([("wave", view)], None).unwrap(),
+    )
+    .unwrap();
+    let output = tmp.path().join("out.safetensors");
+    run(EncodeArgs {
+        model: None,
+        random: Some("95m".into()),
+        seed: 5,
+        input,
+        input_tensor: "wave".into(),
+        output: output.clone(),
+        max_frames: None,
+        no_normalize: false,
+        reference_ops: false,
+        save_model: None,
+    })
+    .unwrap();
+    let out = WeightStore::open(&output).unwrap();
+    assert_eq!(out.names().count(), 13);
+    for i in 0..13 {
+        assert_eq!(
+            out.shape(&format!("hidden_states.{i}")),
+            Some(&[22usize, 768][..])
+        );
+    }
+    let last = tensor(&out, "hidden_states.12");
+    assert!(last.iter().all(|v| v.is_finite()));
 }

@@ -359,6 +359,18 @@ impl MertWeights {
     }
 }
 
+/// Write `dir/config.json` and `dir/model.safetensors` (HF names) so [`MertWeights::from_dir`]
+/// and `Mert::load` read the model back, e.g. a seeded random control encoder.
+pub fn save_dir(cfg: &MertConfig, weights: &MertWeights, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let config = dir.join("config.json");
+    let text = serde_json::to_string_pretty(cfg).context("serialising MERT config")?;
+    std::fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
+    let model = dir.join("model.safetensors");
+    std::fs::write(&model, weights.to_safetensors()?)
+        .with_context(|| format!("writing {}", model.display()))
+}
+
 fn push_linear<'a>(out: &mut Vec<(String, Vec<usize>, &'a [f32])>, name: &str, l: &'a LinearW) {
     out.push((format!("{name}.weight"), vec![l.out, l.inp], &l.w));
     if let Some(b) = &l.b {
@@ -399,6 +411,13 @@ mod tests {
             assert!(da == db, "{na} differs after the round trip");
         }
         assert!(store.contains("feature_extractor.conv_layers.3.conv.bias"));
+        // Through a directory: config.json + model.safetensors.
+        let tmp = tempfile::tempdir().unwrap();
+        save_dir(&cfg, &w, tmp.path()).unwrap();
+        let cfg2 = MertConfig::from_dir(tmp.path()).unwrap();
+        assert_eq!(cfg2, cfg);
+        let again = MertWeights::from_dir(&cfg2, tmp.path()).unwrap();
+        assert_eq!(again.layers[1].ffn_out.w, w.layers[1].ffn_out.w);
         assert!(store.contains("encoder.layers.1.final_layer_norm.weight"));
     }
 }
