@@ -27,7 +27,7 @@ pub struct EncodeArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Safetensors file holding the input waveform: mono float32 (or f16/bf16), already at
-    /// the model's sample rate (24 kHz for MERT-v1), shape [N] or [1, N].
+    /// the model's sample rate (24 kHz for MERT-v1), shape `[N]` or `[1, N]`.
     #[arg(long)]
     pub input: PathBuf,
     /// Name of the waveform tensor inside --input.
