@@ -2,7 +2,7 @@
 //!
 //! `cpu` holds the plain reference implementation of each op (the test oracle);
 //! the GPU backend implements the same ops in WGSL and is tested against it.
-//! The [`Backend`] trait (in `crate::encoder::backend`) is the device-resident
+//! The [`Backend`](crate::encoder::Backend) trait (in `crate::encoder::backend`) is the device-resident
 //! version of this op set that the encoder forward passes are written against.
 
 /// Element-wise activation fused after a linear layer.

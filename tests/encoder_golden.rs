@@ -173,6 +173,11 @@ fn long_clip_runs_windowed() {
             "state {i} has non-finite values"
         );
     }
+    // Non-finite input is refused, naming the sample.
+    let mut bad = wave[..24_000].to_vec();
+    bad[123] = f32::NAN;
+    let e = model.encode(&backend, &bad, &[0]).unwrap_err().to_string();
+    assert!(e.contains("sample 123"), "{e}");
     // Too short for one frame: a clear error.
     let e = model
         .encode(&backend, &wave[..399], &[0])
@@ -199,6 +204,8 @@ fn encode_cli_writes_every_hidden_state() {
         output: output.clone(),
         max_frames: None,
         no_normalize: false,
+        reference_ops: false,
+        save_model: None,
     };
     run(args.clone()).unwrap();
     let out = WeightStore::open(&output).unwrap();
@@ -226,4 +233,86 @@ fn encode_cli_writes_every_hidden_state() {
         .unwrap_err()
     );
     assert!(e.contains("wave_c") && e.contains("wave_a"), "{e}");
+}
+
+#[test]
+fn windows_are_processed_alone_and_concatenated_in_order() {
+    let dir = fixtures().join("mert_tiny_postln");
+    let backend = CpuBackend::new();
+    let mut cfg = MertConfig::from_dir(&dir).unwrap();
+    let weights = MertWeights::from_dir(&cfg, &dir).unwrap();
+    cfg.max_frames = 30;
+    let model = Mert::new(&backend, cfg.clone(), &weights).unwrap();
+    let inputs = WeightStore::open(&fixtures().join("inputs.safetensors")).unwrap();
+    let wave = tensor(&inputs, "wave_a");
+    let plan = pipe::encoder::window_plan(&cfg, wave.len()).unwrap();
+    let frames: Vec<usize> = plan.iter().map(|w| w.frames).collect();
+    assert_eq!(frames, vec![25, 25, 24]);
+    let out = model.encode(&backend, &wave, &[2]).unwrap();
+    assert_eq!(out.frames, 74);
+    let mut want = Vec::new();
+    for w in &plan {
+        let one = model
+            .forward_window(&backend, &wave[w.sample_start..w.sample_end], &[2], None)
+            .unwrap();
+        want.extend_from_slice(one.states[2].as_ref().unwrap());
+    }
+    assert!(
+        out.states[2].as_deref() == Some(&want[..]),
+        "windowed encode is not the concatenation of its windows"
+    );
+    // Windowing changes the result (each window has its own normalisation and context).
+    let golden = WeightStore::open(&dir.join("golden.safetensors")).unwrap();
+    let whole = tensor(&golden, "hidden_states.2.a");
+    let diff = want
+        .iter()
+        .zip(&whole)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        diff > 1e-3,
+        "windows should differ from the single pass (diff {diff})"
+    );
+}
+
+#[test]
+fn encode_cli_random_95m_has_real_shapes() {
+    use pipe::encoder::cli::{EncodeArgs, run};
+    use safetensors::tensor::TensorView;
+    let tmp = tempfile::tempdir().unwrap();
+    // 0.3 s of a tone: 7200 samples -> 22 frames.
+    let wave: Vec<u8> = (0..7200)
+        .flat_map(|i| ((i as f32 * 0.05).sin() * 0.5).to_le_bytes())
+        .collect();
+    let input = tmp.path().join("in.safetensors");
+    let view = TensorView::new(safetensors::Dtype::F32, vec![1, 7200], &wave).unwrap();
+    std::fs::write(
+        &input,
+        safetensors::serialize([("wave", view)], None).unwrap(),
+    )
+    .unwrap();
+    let output = tmp.path().join("out.safetensors");
+    run(EncodeArgs {
+        model: None,
+        random: Some("95m".into()),
+        seed: 5,
+        input,
+        input_tensor: "wave".into(),
+        output: output.clone(),
+        max_frames: None,
+        no_normalize: false,
+        reference_ops: false,
+        save_model: None,
+    })
+    .unwrap();
+    let out = WeightStore::open(&output).unwrap();
+    assert_eq!(out.names().count(), 13);
+    for i in 0..13 {
+        assert_eq!(
+            out.shape(&format!("hidden_states.{i}")),
+            Some(&[22usize, 768][..])
+        );
+    }
+    let last = tensor(&out, "hidden_states.12");
+    assert!(last.iter().all(|v| v.is_finite()));
 }

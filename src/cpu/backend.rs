@@ -57,6 +57,14 @@ impl CpuBackend {
     pub fn reference() -> Self {
         Self { fast: false }
     }
+
+    fn act(&self, x: &mut [f32], act: Act) {
+        if self.fast {
+            fast::activate(x, act)
+        } else {
+            activate(x, act)
+        }
+    }
 }
 
 impl Backend for CpuBackend {
@@ -239,7 +247,7 @@ impl Backend for CpuBackend {
         act: Act,
     ) -> Result<CpuTensor> {
         let mut y = group_norm(&x.data, x.rows, x.cols, groups, gamma, beta, eps);
-        activate(&mut y, act);
+        self.act(&mut y, act);
         Ok(CpuTensor {
             data: y,
             rows: x.rows,
@@ -268,7 +276,7 @@ impl Backend for CpuBackend {
     }
 
     fn activate(&self, mut x: CpuTensor, act: Act) -> Result<CpuTensor> {
-        activate(&mut x.data, act);
+        self.act(&mut x.data, act);
         Ok(x)
     }
 

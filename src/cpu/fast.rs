@@ -32,9 +32,7 @@ impl View<'_> {
 fn matmul(
     dst: &mut [f32],
     dst_rs: usize,
-    m: usize,
-    n: usize,
-    k: usize,
+    (m, n, k): (usize, usize, usize),
     lhs: View,
     rhs: View,
     par: Parallelism,
@@ -85,16 +83,85 @@ fn threads() -> Parallelism {
     Parallelism::Rayon(rayon::current_num_threads())
 }
 
+/// `e^x` for f32 without a libm call, so loops over it vectorise (Cephes `expf`:
+/// range reduction by ln 2 and a degree-6 polynomial, relative error ~1e-7).
+#[inline(always)]
+fn exp_vec(x: f32) -> f32 {
+    let x = x.clamp(-87.0, 88.0);
+    // Round x·log2(e) to nearest with the 1.5·2²³ trick (no libm `round`).
+    let n = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5; // Cephes 5.0000001201e-1 rounds to 0.5 in f32
+    let y = p * r * r + r + 1.0;
+    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// Exact-form GELU with the same erf formula as [`crate::ops::erf`] (both branches
+/// evaluated, then selected, so the loop vectorises) and [`exp_vec`].
+#[inline(always)]
+fn gelu_vec(v: f32) -> f32 {
+    let x = v * std::f32::consts::FRAC_1_SQRT_2;
+    let a = x.abs();
+    let z = x * x;
+    let small = std::f32::consts::FRAC_2_SQRT_PI
+        * x
+        * (1.0
+            + z * (-1.0 / 3.0
+                + z * (1.0 / 10.0
+                    + z * (-1.0 / 42.0
+                        + z * (1.0 / 216.0 + z * (-1.0 / 1320.0 + z * (1.0 / 9360.0)))))));
+    let t = 1.0 / (1.0 + 0.5 * a);
+    let poly = -1.265_512_2
+        + t * (1.000_023_7
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_204
+                                + t * (1.488_515_9 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let big = 1.0 - t * exp_vec(-z + poly);
+    let erf = if a < 0.5 { small } else { big.copysign(x) };
+    0.5 * v * (1.0 + erf)
+}
+
+/// Sum with 8 independent accumulators (vectorises).
+fn sum(x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] += c[i];
+        }
+    }
+    acc.iter().sum::<f32>() + rest
+}
+
+/// Apply `act` in place, in parallel; GELU on the vectorisable path.
+pub fn activate(x: &mut [f32], act: Act) {
+    match act {
+        Act::None => {}
+        Act::Gelu => x
+            .par_chunks_mut(4096)
+            .for_each(|c| c.iter_mut().for_each(|v| *v = gelu_vec(*v))),
+        _ => x
+            .par_chunks_mut(4096)
+            .for_each(|c| c.iter_mut().for_each(|v| *v = act.apply(*v))),
+    }
+}
+
 /// Add the bias per column and apply the activation, over rows of width `out_dim`.
 fn bias_act(y: &mut [f32], out_dim: usize, bias: Option<&[f32]>, act: Act) {
-    if bias.is_none() && act == Act::None {
-        return;
+    if let Some(b) = bias {
+        y.par_chunks_mut(out_dim)
+            .for_each(|row| row.iter_mut().zip(b).for_each(|(v, b)| *v += b));
     }
-    y.par_chunks_mut(out_dim).for_each(|row| {
-        for (j, v) in row.iter_mut().enumerate() {
-            *v = act.apply(*v + bias.map_or(0.0, |b| b[j]));
-        }
-    });
+    activate(y, act);
 }
 
 /// Same as [`crate::cpu::linear`], on gemm.
@@ -125,7 +192,14 @@ pub fn linear(
         rs: 1,
         cs: in_dim,
     };
-    matmul(&mut y, out_dim, rows, out_dim, in_dim, lhs, rhs, threads());
+    matmul(
+        &mut y,
+        out_dim,
+        (rows, out_dim, in_dim),
+        lhs,
+        rhs,
+        threads(),
+    );
     if let Some(b) = bias {
         assert_eq!(b.len(), out_dim, "linear: bias is not [out_dim]");
     }
@@ -206,9 +280,7 @@ pub fn conv1d(
             matmul(
                 &mut block_out[..cog * nt],
                 nt,
-                cog,
-                nt,
-                depth,
+                (cog, nt, depth),
                 lhs,
                 rhs,
                 threads(),
@@ -219,12 +291,12 @@ pub fn conv1d(
             }
         }
     }
-    y.par_chunks_mut(t_out).enumerate().for_each(|(oc, row)| {
-        let b = bias.map_or(0.0, |b| b[oc]);
-        for v in row.iter_mut() {
-            *v = act.apply(*v + b);
-        }
-    });
+    if let Some(b) = bias {
+        y.par_chunks_mut(t_out)
+            .zip(b)
+            .for_each(|(row, b)| row.iter_mut().for_each(|v| *v += b));
+    }
+    activate(&mut y, act);
     (y, t_out)
 }
 
@@ -259,15 +331,11 @@ pub fn attention(
                 rs: 1,
                 cs: hd,
             };
-            matmul(&mut s, t, t, t, head_dim, qh, kt, Parallelism::None);
+            matmul(&mut s, t, (t, t, head_dim), qh, kt, Parallelism::None);
             for row in s.chunks_mut(t.max(1)) {
                 let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(scale * x));
-                let mut sum = 0.0f32;
-                for x in row.iter_mut() {
-                    *x = (scale * *x - max).exp();
-                    sum += *x;
-                }
-                let inv = 1.0 / sum;
+                row.iter_mut().for_each(|x| *x = exp_vec(scale * *x - max));
+                let inv = 1.0 / sum(row);
                 row.iter_mut().for_each(|x| *x *= inv);
             }
             let mut o = vec![0.0f32; t * head_dim];
@@ -281,7 +349,7 @@ pub fn attention(
                 rs: hd,
                 cs: 1,
             };
-            matmul(&mut o, head_dim, t, head_dim, t, p, vh, Parallelism::None);
+            matmul(&mut o, head_dim, (t, head_dim, t), p, vh, Parallelism::None);
             o
         })
         .collect();
@@ -315,6 +383,33 @@ mod tests {
             .zip(b)
             .map(|(x, y)| (x - y).abs())
             .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn vectorised_gelu_matches_reference() {
+        let mut x: Vec<f32> = (0..20_001).map(|i| (i as f32 - 10_000.0) * 1e-3).collect();
+        x.extend([
+            -100.0,
+            -30.0,
+            1e-7,
+            -1e-7,
+            30.0,
+            100.0,
+            0.5 * std::f32::consts::SQRT_2,
+        ]);
+        let mut want = x.clone();
+        super::super::gelu(&mut want);
+        let mut got = x.clone();
+        activate(&mut got, Act::Gelu);
+        for ((g, w), v) in got.iter().zip(&want).zip(&x) {
+            assert!(
+                (g - w).abs() <= 1e-6 * w.abs().max(1.0),
+                "gelu({v}): {g} vs {w}"
+            );
+        }
+        assert_eq!(exp_vec(0.0), 1.0);
+        assert!((exp_vec(1.0) - std::f32::consts::E).abs() < 1e-6);
+        assert!((exp_vec(-20.0) / (-20.0f32).exp() - 1.0).abs() < 1e-6);
     }
 
     #[test]

@@ -27,7 +27,13 @@
 //!   backend only needs to synchronise in [`Backend::download`].
 //!
 //! [`crate::cpu::CpuBackend`] is the reference implementation: every method is
-//! a thin wrapper over the matching `crate::cpu` function.
+//! a thin wrapper over the matching `crate::cpu` function (`CpuBackend::reference()`),
+//! or its gemm fast path (`CpuBackend::new()`).
+//!
+//! To test a new backend, call
+//! [`crate::encoder::conformance::check_backend`]`(&backend, 1e-5)`: it runs every
+//! op on small odd-sized tensors and compares with the reference ops; then run the
+//! MERT goldens through `Mert::<YourBackend>::load` (see `tests/encoder_golden.rs`).
 
 use crate::ops::Act;
 use anyhow::Result;

@@ -3,7 +3,7 @@
 use super::backend::Backend;
 use super::config::MertConfig;
 use super::mert::Mert;
-use super::mert_weights::MertWeights;
+use super::mert_weights::{MertWeights, save_dir};
 use super::weights::WeightStore;
 use crate::cpu::CpuBackend;
 use anyhow::{Context, Result, bail, ensure};
@@ -27,7 +27,7 @@ pub struct EncodeArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Safetensors file holding the input waveform: mono float32 (or f16/bf16), already at
-    /// the model's sample rate (24 kHz for MERT-v1), shape [N] or [1, N].
+    /// the model's sample rate (24 kHz for MERT-v1), shape `[N]` or `[1, N]`.
     #[arg(long)]
     pub input: PathBuf,
     /// Name of the waveform tensor inside --input.
@@ -42,6 +42,13 @@ pub struct EncodeArgs {
     /// Skip the HF-processor waveform normalisation (MERT was pre-trained without it).
     #[arg(long)]
     pub no_normalize: bool,
+    /// Run the plain reference CPU ops (the test oracle) instead of the gemm fast path.
+    #[arg(long)]
+    pub reference_ops: bool,
+    /// Also write the model (config.json + model.safetensors) to this directory, e.g. to
+    /// keep a --random control encoder.
+    #[arg(long)]
+    pub save_model: Option<PathBuf>,
 }
 
 /// What one `encode_file` run did.
@@ -166,12 +173,19 @@ pub fn load_model<B: Backend>(backend: &B, args: &EncodeArgs) -> Result<Mert<B>>
     if args.no_normalize {
         cfg.do_normalize = false;
     }
+    if let Some(dir) = &args.save_model {
+        save_dir(&cfg, &weights, dir)?;
+    }
     Mert::new(backend, cfg, &weights)
 }
 
 /// `pipe encode` on the CPU backend.
 pub fn run(args: EncodeArgs) -> Result<()> {
-    let backend = CpuBackend::new();
+    let backend = if args.reference_ops {
+        CpuBackend::reference()
+    } else {
+        CpuBackend::new()
+    };
     let model = load_model(&backend, &args)?;
     let wave = read_waveform(&args.input, &args.input_tensor)?;
     let s = encode_to_file(&backend, &model, &wave, &args.output)?;

@@ -259,6 +259,27 @@ mod tests {
     }
 
     #[test]
+    fn preprocessor_config_sets_do_normalize() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/spec/mert_tiny_postln/config.json");
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::copy(&src, tmp.path().join("config.json")).unwrap();
+        assert!(
+            MertConfig::from_dir(tmp.path()).unwrap().do_normalize,
+            "HF processor default"
+        );
+        std::fs::write(
+            tmp.path().join("preprocessor_config.json"),
+            r#"{"do_normalize": false}"#,
+        )
+        .unwrap();
+        assert!(!MertConfig::from_dir(tmp.path()).unwrap().do_normalize);
+        std::fs::write(tmp.path().join("config.json"), "{").unwrap();
+        let e = format!("{:#}", MertConfig::from_dir(tmp.path()).unwrap_err());
+        assert!(e.contains("config.json"), "{e}");
+    }
+
+    #[test]
     fn bad_config_is_rejected() {
         let mut c = MertConfig::mert_95m();
         c.feat_extract_norm = "layer".into();

@@ -227,6 +227,9 @@ impl<B: Backend> Mert<B> {
     /// (indices `0..=L`). Frames of all windows are concatenated.
     pub fn encode(&self, backend: &B, wave: &[f32], want: &[usize]) -> Result<MertOutput> {
         let plan = window_plan(&self.cfg, wave.len())?;
+        if let Some(i) = wave.iter().position(|v| !v.is_finite()) {
+            bail!("waveform sample {i} is {} (not finite)", wave[i]);
+        }
         let n_states = self.cfg.num_hidden_states();
         let mut states: Vec<Option<Vec<f32>>> = vec![None; n_states];
         let mut frames = 0;

@@ -280,3 +280,144 @@ impl SplitMix64 {
         }
     }
 }
+
+impl MertWeights {
+    /// All tensors under their HF names and shapes, f32 (the positional conv as a
+    /// fused `.weight`, one of the spellings the loader accepts).
+    pub fn named_tensors(&self) -> Vec<(String, Vec<usize>, &[f32])> {
+        let mut out: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
+        for (i, c) in self.conv.iter().enumerate() {
+            let p = format!("feature_extractor.conv_layers.{i}");
+            out.push((format!("{p}.conv.weight"), vec![c.c_out, c.c_in, c.k], &c.w));
+            if let Some(b) = &c.b {
+                out.push((format!("{p}.conv.bias"), vec![c.c_out], b));
+            }
+            if let Some(n) = &c.norm {
+                push_norm(&mut out, &format!("{p}.layer_norm"), n);
+            }
+        }
+        if let Some(n) = &self.proj_ln {
+            push_norm(&mut out, "feature_projection.layer_norm", n);
+        }
+        push_linear(&mut out, "feature_projection.projection", &self.proj);
+        let pc = &self.pos_conv;
+        let k = pc.w.len() / (pc.out * pc.inp);
+        out.push((
+            "encoder.pos_conv_embed.conv.weight".into(),
+            vec![pc.out, pc.inp, k],
+            &pc.w,
+        ));
+        if let Some(b) = &pc.b {
+            out.push(("encoder.pos_conv_embed.conv.bias".into(), vec![pc.out], b));
+        }
+        push_norm(&mut out, "encoder.layer_norm", &self.enc_ln);
+        for (l, w) in self.layers.iter().enumerate() {
+            let p = format!("encoder.layers.{l}");
+            for (name, lw) in [
+                ("q_proj", &w.q),
+                ("k_proj", &w.k),
+                ("v_proj", &w.v),
+                ("out_proj", &w.out),
+            ] {
+                push_linear(&mut out, &format!("{p}.attention.{name}"), lw);
+            }
+            push_norm(&mut out, &format!("{p}.layer_norm"), &w.ln_attn);
+            push_linear(
+                &mut out,
+                &format!("{p}.feed_forward.intermediate_dense"),
+                &w.ffn_in,
+            );
+            push_linear(
+                &mut out,
+                &format!("{p}.feed_forward.output_dense"),
+                &w.ffn_out,
+            );
+            push_norm(&mut out, &format!("{p}.final_layer_norm"), &w.ln_ffn);
+        }
+        out
+    }
+
+    /// Serialise as a HF-named `model.safetensors` that [`MertWeights::from_store`] reads back.
+    pub fn to_safetensors(&self) -> Result<Vec<u8>> {
+        let named = self.named_tensors();
+        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = named
+            .into_iter()
+            .map(|(n, s, d)| (n, s, d.iter().flat_map(|v| v.to_le_bytes()).collect()))
+            .collect();
+        let views = bytes
+            .iter()
+            .map(|(n, s, b)| {
+                Ok((
+                    n.clone(),
+                    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
+            .map_err(|e| anyhow::anyhow!("building tensor views: {e:?}"))?;
+        safetensors::serialize(views, None)
+            .map_err(|e| anyhow::anyhow!("serialising MERT weights: {e:?}"))
+    }
+}
+
+/// Write `dir/config.json` and `dir/model.safetensors` (HF names) so [`MertWeights::from_dir`]
+/// and `Mert::load` read the model back, e.g. a seeded random control encoder.
+pub fn save_dir(cfg: &MertConfig, weights: &MertWeights, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let config = dir.join("config.json");
+    let text = serde_json::to_string_pretty(cfg).context("serialising MERT config")?;
+    std::fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
+    let model = dir.join("model.safetensors");
+    std::fs::write(&model, weights.to_safetensors()?)
+        .with_context(|| format!("writing {}", model.display()))
+}
+
+fn push_linear<'a>(out: &mut Vec<(String, Vec<usize>, &'a [f32])>, name: &str, l: &'a LinearW) {
+    out.push((format!("{name}.weight"), vec![l.out, l.inp], &l.w));
+    if let Some(b) = &l.b {
+        out.push((format!("{name}.bias"), vec![l.out], b));
+    }
+}
+
+fn push_norm<'a>(out: &mut Vec<(String, Vec<usize>, &'a [f32])>, name: &str, n: &'a NormW) {
+    out.push((format!("{name}.weight"), vec![n.gamma.len()], &n.gamma));
+    out.push((format!("{name}.bias"), vec![n.beta.len()], &n.beta));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_weights_round_trip_through_the_loader() {
+        let cfg = MertConfig {
+            hidden_size: 32,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            intermediate_size: 48,
+            conv_dim: vec![16; 7],
+            num_conv_pos_embeddings: 16,
+            num_conv_pos_embedding_groups: 4,
+            conv_bias: true,
+            ..MertConfig::mert_95m()
+        };
+        let w = MertWeights::random_init(&cfg, 11);
+        let store = WeightStore::from_bytes(w.to_safetensors().unwrap(), "random").unwrap();
+        let back = MertWeights::from_store(&cfg, &store).unwrap();
+        let a = w.named_tensors();
+        let b = back.named_tensors();
+        assert_eq!(a.len(), b.len());
+        for ((na, sa, da), (nb, sb, db)) in a.iter().zip(&b) {
+            assert_eq!((na, sa), (nb, sb));
+            assert!(da == db, "{na} differs after the round trip");
+        }
+        assert!(store.contains("feature_extractor.conv_layers.3.conv.bias"));
+        // Through a directory: config.json + model.safetensors.
+        let tmp = tempfile::tempdir().unwrap();
+        save_dir(&cfg, &w, tmp.path()).unwrap();
+        let cfg2 = MertConfig::from_dir(tmp.path()).unwrap();
+        assert_eq!(cfg2, cfg);
+        let again = MertWeights::from_dir(&cfg2, tmp.path()).unwrap();
+        assert_eq!(again.layers[1].ffn_out.w, w.layers[1].ffn_out.w);
+        assert!(store.contains("encoder.layers.1.final_layer_norm.weight"));
+    }
+}

@@ -3,6 +3,7 @@
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod conformance;
 pub mod mert;
 pub mod mert_weights;
 pub mod weights;
