@@ -200,7 +200,7 @@ fn encode_cli_writes_every_hidden_state() {
         random: None,
         seed: 0,
         input: fixtures().join("inputs.safetensors"),
-        input_tensor: "wave_b".into(),
+        input_tensor: Some("wave_b".into()),
         output: output.clone(),
         max_frames: None,
         no_normalize: false,
@@ -227,7 +227,7 @@ fn encode_cli_writes_every_hidden_state() {
     let e = format!(
         "{:#}",
         run(EncodeArgs {
-            input_tensor: "wave_c".into(),
+            input_tensor: Some("wave_c".into()),
             ..args
         })
         .unwrap_err()
@@ -297,7 +297,7 @@ fn encode_cli_random_95m_has_real_shapes() {
         random: Some("95m".into()),
         seed: 5,
         input,
-        input_tensor: "wave".into(),
+        input_tensor: Some("wave".into()),
         output: output.clone(),
         max_frames: None,
         no_normalize: false,

@@ -26,13 +26,14 @@ pub struct EncodeArgs {
     /// Seed for --random.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Safetensors file holding the input waveform: mono float32 (or f16/bf16), already at
-    /// the model's sample rate (24 kHz for MERT-v1), shape `[N]` or `[1, N]`.
+    /// The input: an audio file (WAV/FLAC/MP3/OGG: decoded, downmixed to mono and
+    /// resampled to the model's rate), or with --input-tensor a safetensors file holding
+    /// a mono float32 (or f16/bf16) waveform already at the model's rate, shape [N] or [1, N].
     #[arg(long)]
     pub input: PathBuf,
-    /// Name of the waveform tensor inside --input.
+    /// Name of the waveform tensor inside a safetensors --input.
     #[arg(long)]
-    pub input_tensor: String,
+    pub input_tensor: Option<String>,
     /// Output safetensors file: `hidden_states.0` … `hidden_states.L`, each [frames, hidden].
     #[arg(long, short)]
     pub output: PathBuf,
@@ -73,6 +74,14 @@ pub fn read_waveform(path: &Path, name: &str) -> Result<Vec<f32>> {
         path.display()
     );
     store.get(name, &shape)
+}
+
+/// Decode an audio file to mono and resample it (high-quality sinc) to `rate`.
+pub fn read_audio(path: &Path, rate: u32) -> Result<Vec<f32>> {
+    let pcm = crate::audio::decode_file(path)?;
+    let pcm = crate::audio::resample(&pcm, rate, crate::audio::ResampleQuality::High)
+        .with_context(|| format!("resampling {} to {rate} Hz", path.display()))?;
+    Ok(pcm.samples)
 }
 
 /// Encode `wave` with `model` on `backend` and write all hidden states to `output`.
@@ -187,7 +196,10 @@ pub fn run(args: EncodeArgs) -> Result<()> {
         CpuBackend::new()
     };
     let model = load_model(&backend, &args)?;
-    let wave = read_waveform(&args.input, &args.input_tensor)?;
+    let wave = match &args.input_tensor {
+        Some(name) => read_waveform(&args.input, name)?,
+        None => read_audio(&args.input, model.config().sample_rate)?,
+    };
     let s = encode_to_file(&backend, &model, &wave, &args.output)?;
     eprintln!(
         "encoded {} samples -> {} frames x {} hidden, {} states in {:.2} s on {}; wrote {}",
