@@ -348,3 +348,38 @@ fn a_clip_shorter_than_the_receptive_field_is_rejected_by_name() {
         "{t}"
     );
 }
+
+#[test]
+fn clean_drops_only_artifacts_the_last_run_no_longer_references() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 2, "");
+    assert!(pipe(&cfg, &["run"]).status.success());
+    let before = store_contents(&dir.path().join("data"));
+    let cfg = config(dir.path(), 2, "[resample]\nquality = \"fast\"\n");
+    assert!(pipe(&cfg, &["run"]).status.success());
+    // The old resample outputs (2) and the old manifest (1) are now unreferenced.
+    let o = pipe(&cfg, &["clean", "--dry-run"]);
+    assert!(
+        text(&o).contains("3 unreferenced artifact(s), would free"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        store_contents(&dir.path().join("data")).len(),
+        before.len() + 3,
+        "dry run deletes nothing"
+    );
+    let o = pipe(&cfg, &["clean"]);
+    assert!(
+        text(&o).contains("3 unreferenced artifact(s), freed"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(store_contents(&dir.path().join("data")).len(), before.len());
+    let o = pipe(&cfg, &["run"]);
+    assert!(
+        text(&o).contains("up to date"),
+        "what the run uses survives: {}",
+        text(&o)
+    );
+}
