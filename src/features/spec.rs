@@ -8,6 +8,7 @@
 //! over long clips is separate and happens before. `max_frames` must be ≥ 1.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 
 use anyhow::{Context, Result, ensure};
@@ -83,18 +84,15 @@ pub fn pool_many(specs: &[FeatureSetSpec], hs: &HiddenStates<'_>) -> Result<Vec<
         spec.validate(hs.num_states())?;
         let used = spec.frames_used(hs.frames());
         ensure!(used > 0, "{spec}: the clip has 0 frames");
-        let key = (&spec.layers, used);
-        if !seqs.contains_key(&key) {
-            let seq = spec
-                .layers
-                .select(hs, used)
-                .with_context(|| spec.to_string())?;
-            seqs.insert(key, seq);
-        }
-        let v = spec
-            .pooling
-            .pool(&seqs[&key])
-            .with_context(|| spec.to_string())?;
+        let seq = match seqs.entry((&spec.layers, used)) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(
+                spec.layers
+                    .select(hs, used)
+                    .with_context(|| spec.to_string())?,
+            ),
+        };
+        let v = spec.pooling.pool(seq).with_context(|| spec.to_string())?;
         out.push(v);
     }
     Ok(out)
