@@ -133,6 +133,17 @@ mod tests {
     }
 
     #[test]
+    fn serializes_to_stable_json_for_stage_keys() {
+        let s = spec("6,9,12", Pooling::Multiscale, 500);
+        let j = serde_json::to_string(&s).unwrap();
+        assert_eq!(
+            j,
+            r#"{"layers":"6,9,12","pooling":"multiscale","max_frames":500}"#
+        );
+        assert_eq!(serde_json::from_str::<FeatureSetSpec>(&j).unwrap(), s);
+    }
+
+    #[test]
     fn pool_many_equals_separate_pooling() {
         let s = states();
         let hs = HiddenStates::dense(5, 3, &s).unwrap();
