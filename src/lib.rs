@@ -11,6 +11,7 @@ pub mod cpu;
 pub mod dag;
 pub mod dataset;
 pub mod encoder;
+pub mod features;
 pub mod head;
 pub mod metrics;
 pub mod ops;
