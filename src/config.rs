@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, Deserialize)]
@@ -18,6 +19,66 @@ pub struct Config {
     pub decode: DecodeConfig,
     #[serde(default)]
     pub resample: ResampleConfig,
+    /// Named encoders: real weights, or a seeded random-init control.
+    #[serde(default)]
+    pub encoders: BTreeMap<String, EncoderConfig>,
+    /// Named feature sets: encoder (or a weight-free baseline) + layers + pooling.
+    #[serde(default)]
+    pub features: BTreeMap<String, FeatureSetConfig>,
+}
+
+/// An encoder: its architecture and where its weights come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncoderConfig {
+    /// Architecture family; only "mert" runs today.
+    pub arch: String,
+    /// Folder with HF `config.json` + `model.safetensors`.
+    #[serde(default)]
+    pub weights: Option<PathBuf>,
+    /// Seeded random weights of a named size instead (`control`, `95m`, `330m`): a control, never pre-trained.
+    #[serde(default)]
+    pub random: Option<String>,
+    #[serde(default)]
+    pub seed: u64,
+    /// The HF processor's per-clip waveform normalisation.
+    #[serde(default = "default_true")]
+    pub normalize: bool,
+    /// Most frames per forward pass; longer clips run in windows.
+    #[serde(default = "default_max_frames")]
+    pub window_frames: usize,
+    /// How to get the weights, printed when `weights` is missing.
+    #[serde(default)]
+    pub download_hint: Option<String>,
+}
+
+/// A feature set: how one vector per clip is made.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureSetConfig {
+    /// A key of `[encoders]`, or a weight-free baseline: `raw_stats`, `logmel_stats`.
+    pub encoder: String,
+    /// Hidden states to use: "7-12" (mean of 7..=12), "6,9,12" (concatenated), "12", "all".
+    #[serde(default)]
+    pub layers: Option<String>,
+    /// Pooling over time: mean, max, mean_std, stats4, multiscale.
+    #[serde(default)]
+    pub pooling: Option<String>,
+    /// At most this many frames enter pooling.
+    #[serde(default = "default_max_frames")]
+    pub max_frames: usize,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// Weight-free baseline "encoders" a feature set may name.
+pub const BASELINES: [&str; 2] = ["raw_stats", "logmel_stats"];
+
+fn default_true() -> bool {
+    true
+}
+fn default_max_frames() -> usize {
+    1000
 }
 
 fn default_data_dir() -> PathBuf {
@@ -215,6 +276,11 @@ impl Config {
             }
         };
         fix(&mut self.data_dir);
+        for enc in self.encoders.values_mut() {
+            if let Some(w) = &mut enc.weights {
+                fix(w);
+            }
+        }
         fix(&mut self.render.soundfont);
         match &mut self.dataset {
             DatasetConfig::Percepiano {
@@ -269,6 +335,38 @@ impl Config {
         }
         if self.decode.min_seconds.is_nan() || self.decode.min_seconds < 0.0 {
             anyhow::bail!("decode.min_seconds must be >= 0");
+        }
+        for (name, enc) in &self.encoders {
+            if enc.arch != "mert" {
+                anyhow::bail!(
+                    "encoders.{name}.arch = {:?}: only \"mert\" runs in this version",
+                    enc.arch
+                );
+            }
+            match (&enc.weights, &enc.random) {
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => anyhow::bail!(
+                    "encoders.{name}: set exactly one of `weights` (a folder) or `random` (control, 95m, 330m)"
+                ),
+            }
+            if BASELINES.contains(&name.as_str()) {
+                anyhow::bail!("encoders.{name}: that name is reserved for a weight-free baseline");
+            }
+        }
+        for (name, fs) in &self.features {
+            if !self.encoders.contains_key(&fs.encoder) && !BASELINES.contains(&fs.encoder.as_str())
+            {
+                let mut known: Vec<&str> = self.encoders.keys().map(String::as_str).collect();
+                known.extend(BASELINES);
+                anyhow::bail!(
+                    "features.{name}.encoder = {:?}: no such encoder (known: {})",
+                    fs.encoder,
+                    known.join(", ")
+                );
+            }
+            if fs.max_frames == 0 {
+                anyhow::bail!("features.{name}.max_frames must be > 0");
+            }
         }
         Ok(())
     }

@@ -30,7 +30,7 @@ pub struct RunArgs {
 
 pub fn run(config: &Config, args: &RunArgs) -> Result<ExitCode> {
     let started = Instant::now();
-    let stages = stages::build(config)?;
+    let stages = build(config)?;
     let store = Store::new(&config.data_dir);
     let opts = RunOptions {
         until: args.until.clone(),
@@ -119,7 +119,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<ExitCode> {
 }
 
 pub fn status(config: &Config) -> Result<()> {
-    let stages = stages::build(config)?;
+    let stages = build(config)?;
     let store = Store::new(&config.data_dir);
     let report = dag::run(
         &stages,
@@ -131,6 +131,15 @@ pub fn status(config: &Config) -> Result<()> {
     )?;
     print_plan(report.plan.as_ref().expect("plan"), "stale");
     Ok(())
+}
+
+/// The pipeline's stages, after saying on stderr what it leaves out and why.
+fn build(config: &Config) -> Result<Vec<Box<dyn crate::dag::Stage>>> {
+    let pipeline = stages::build(config)?;
+    for note in &pipeline.notes {
+        eprintln!("note: {note}");
+    }
+    Ok(pipeline.stages)
 }
 
 fn print_plan(plan: &Plan, verb: &str) {
@@ -159,7 +168,7 @@ fn print_plan(plan: &Plan, verb: &str) {
 }
 
 pub fn dag(config: &Config) -> Result<()> {
-    let stages = stages::build(config)?;
+    let stages = build(config)?;
     let store = Store::new(&config.data_dir);
     let report = dag::run(
         &stages,

@@ -20,7 +20,7 @@ pub struct EncodeArgs {
     /// `preprocessor_config.json`). Omit it and pass --random to use seeded random weights.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Use seeded random weights of a real architecture instead of --model: `95m` or `330m`.
+    /// Use seeded random weights instead of --model: `95m`, `330m` or the small `control`.
     #[arg(long, conflicts_with = "model")]
     pub random: Option<String>,
     /// Seed for --random.
@@ -166,11 +166,7 @@ pub fn load_model<B: Backend>(backend: &B, args: &EncodeArgs) -> Result<Mert<B>>
             (cfg, w)
         }
         (None, Some(arch)) => {
-            let cfg = match arch {
-                "95m" => MertConfig::mert_95m(),
-                "330m" => MertConfig::mert_330m(),
-                other => bail!("--random {other:?}: expected 95m or 330m"),
-            };
+            let cfg = MertConfig::preset(arch).context("--random")?;
             let w = MertWeights::random_init(&cfg, args.seed);
             (cfg, w)
         }

@@ -85,6 +85,27 @@ impl MertConfig {
         Self::base(1024, 24, 16, 4096, true)
     }
 
+    /// The pipeline's random-init control: the MERT-v1-95M layout (post-LN, 12 layers so
+    /// 13 hidden states, the same conv kernels and strides, 75 Hz frames) at reduced width
+    /// (conv 64 channels, hidden 64, one 64-wide head, FFN 256), about 60x cheaper than
+    /// 95M, so the default run fits a 2-core machine. Seeded random weights only: it
+    /// measures what the architecture alone gives, never a pre-trained result.
+    pub fn mert_control() -> Self {
+        let mut cfg = Self::base(64, 12, 1, 256, false);
+        cfg.conv_dim = vec![64; 7];
+        cfg
+    }
+
+    /// A named architecture for seeded random weights: `control`, `95m` or `330m`.
+    pub fn preset(name: &str) -> Result<Self> {
+        Ok(match name {
+            "control" => Self::mert_control(),
+            "95m" => Self::mert_95m(),
+            "330m" => Self::mert_330m(),
+            other => bail!("unknown MERT preset {other:?}: expected control, 95m or 330m"),
+        })
+    }
+
     fn base(hidden: usize, layers: usize, heads: usize, ffn: usize, pre_ln: bool) -> Self {
         Self {
             hidden_size: hidden,

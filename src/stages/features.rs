@@ -1,0 +1,433 @@
+//! features: one vector per (feature set, clip). Every stale feature set of a
+//! clip that uses the same encoder is computed from ONE forward pass (the
+//! engine batches them by `encoder/clip`), yet each keeps its own key: adding
+//! a feature set computes only it, changing a pooling re-pools only it, and
+//! changing the weights re-encodes every set of that encoder.
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use crate::audio;
+use crate::config::{BASELINES, EncoderConfig, FeatureSetConfig};
+use crate::cpu::CpuBackend;
+use crate::dag::{Node, NodeSpec, Source, Stage, store};
+use crate::dataset::Dataset;
+use crate::encoder::{Mert, MertConfig, MertWeights};
+use crate::features::{self, FeatureSetSpec};
+use crate::table::TableBuilder;
+
+/// A feature set ready to plan: its config and parsed spec (`None` for a
+/// weight-free baseline, which has no layers to select).
+pub struct FeatureSet {
+    pub name: String,
+    pub cfg: FeatureSetConfig,
+    pub spec: Option<FeatureSetSpec>,
+}
+
+impl FeatureSet {
+    /// Checks a `[features.NAME]` entry and parses its layers and pooling.
+    pub fn from_config(name: &str, cfg: &FeatureSetConfig) -> Result<FeatureSet> {
+        let spec = if BASELINES.contains(&cfg.encoder.as_str()) {
+            if cfg.layers.is_some() || cfg.pooling.is_some() {
+                bail!(
+                    "features.{name}: layers and pooling do not apply to the weight-free baseline `{}`",
+                    cfg.encoder
+                );
+            }
+            None
+        } else {
+            let layers = cfg.layers.as_deref().unwrap_or("7-12");
+            let pooling = cfg.pooling.as_deref().unwrap_or("mean");
+            let spec: FeatureSetSpec =
+                serde_json::from_value(json!({ "layers": layers, "pooling": pooling, "max_frames": cfg.max_frames }))
+                    .map_err(|e| anyhow!("features.{name}: {e} (layers like \"7-12\", \"6,9,12\", \"12\", \"all\"; pooling one of mean, max, mean_std, stats4, multiscale)"))?;
+            Some(spec)
+        };
+        Ok(FeatureSet {
+            name: name.to_string(),
+            cfg: cfg.clone(),
+            spec,
+        })
+    }
+}
+
+struct Model {
+    backend: CpuBackend,
+    mert: Mert<CpuBackend>,
+}
+
+pub struct Features {
+    dataset: Arc<Dataset>,
+    sets: Vec<FeatureSet>,
+    encoders: BTreeMap<String, EncoderConfig>,
+    /// Loaded on first use, per encoder, shared by the worker threads.
+    models: BTreeMap<String, OnceLock<std::result::Result<Arc<Model>, String>>>,
+}
+
+impl Features {
+    pub fn new(
+        dataset: Arc<Dataset>,
+        sets: Vec<FeatureSet>,
+        encoders: BTreeMap<String, EncoderConfig>,
+    ) -> Features {
+        let models = encoders
+            .keys()
+            .map(|k| (k.clone(), OnceLock::new()))
+            .collect();
+        Features {
+            dataset,
+            sets,
+            encoders,
+            models,
+        }
+    }
+
+    fn set(&self, name: &str) -> Result<&FeatureSet> {
+        // Names come from this stage's own params, so a miss is a bug, but say which.
+        self.sets
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| anyhow!("no feature set `{name}`"))
+    }
+
+    fn model(&self, encoder: &str) -> Result<Arc<Model>> {
+        let cell = self
+            .models
+            .get(encoder)
+            .ok_or_else(|| anyhow!("no encoder `{encoder}`"))?;
+        cell.get_or_init(|| {
+            load_model(encoder, &self.encoders[encoder])
+                .map(Arc::new)
+                .map_err(|e| format!("{e:#}"))
+        })
+        .clone()
+        .map_err(|e| anyhow!("{e}"))
+    }
+
+    /// Encodes one clip once and pools it for every node of the batch.
+    fn compute(&self, nodes: &[&Node]) -> Result<Vec<Vec<f32>>> {
+        let sets: Vec<&FeatureSet> = nodes
+            .iter()
+            .map(|n| self.set(n.params["feature_set"]["name"].as_str().unwrap_or_default()))
+            .collect::<Result<_>>()?;
+        let encoder = sets[0].cfg.encoder.as_str();
+        let pcm = audio::wav::read_f32(&nodes[0].input("audio")?.path)?;
+        match encoder {
+            "raw_stats" => {
+                return sets
+                    .iter()
+                    .map(|_| features::baseline::audio_stats(&pcm))
+                    .collect();
+            }
+            "logmel_stats" => {
+                return sets
+                    .iter()
+                    .map(|_| features::mel::logmel_stats(&pcm))
+                    .collect();
+            }
+            _ => {}
+        }
+        let model = self.model(encoder)?;
+        let rate = model.mert.config().sample_rate;
+        if pcm.sample_rate != rate {
+            bail!(
+                "clip audio is at {} Hz but encoder `{encoder}` takes {rate} Hz: set [resample] sample_rate = {rate}",
+                pcm.sample_rate
+            );
+        }
+        let n_states = model.mert.config().num_hidden_states();
+        let specs: Vec<FeatureSetSpec> = sets
+            .iter()
+            .map(|s| {
+                s.spec
+                    .clone()
+                    .ok_or_else(|| anyhow!("feature set `{}` has no layers/pooling", s.name))
+            })
+            .collect::<Result<_>>()?;
+        let mut want = BTreeSet::new();
+        for spec in &specs {
+            want.extend(spec.layers.indices(n_states)?);
+        }
+        let want: Vec<usize> = want.into_iter().collect();
+        let out = model.mert.encode(&model.backend, &pcm.samples, &want)?;
+        let hs = features::HiddenStates::new(out.frames, out.hidden, &out.states)?;
+        features::pool_many(&specs, &hs)
+    }
+}
+
+fn load_model(name: &str, cfg: &EncoderConfig) -> Result<Model> {
+    let backend = CpuBackend::new();
+    let (mut mcfg, weights) = match (&cfg.weights, &cfg.random) {
+        (Some(dir), _) => {
+            let mcfg = MertConfig::from_dir(dir)?;
+            let w = MertWeights::from_dir(&mcfg, dir)?;
+            (mcfg, w)
+        }
+        (None, Some(preset)) => {
+            let mcfg = MertConfig::preset(preset)?;
+            let w = MertWeights::random_init(&mcfg, cfg.seed);
+            (mcfg, w)
+        }
+        (None, None) => bail!("encoder `{name}` has neither weights nor random"),
+    };
+    mcfg.do_normalize = cfg.normalize;
+    mcfg.max_frames = cfg.window_frames;
+    let mert = Mert::new(&backend, mcfg, &weights)
+        .with_context(|| format!("preparing encoder `{name}`"))?;
+    Ok(Model { backend, mert })
+}
+
+/// The params that determine an encoder's output (the weights' content is an input).
+fn encoder_params(cfg: &EncoderConfig) -> serde_json::Value {
+    json!({
+        "arch": cfg.arch,
+        "random": cfg.random,
+        "seed": if cfg.random.is_some() { Some(cfg.seed) } else { None },
+        "normalize": cfg.normalize,
+        "window_frames": cfg.window_frames,
+    })
+}
+
+impl Stage for Features {
+    fn name(&self) -> &'static str {
+        "features"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn ext(&self) -> &'static str {
+        "f32"
+    }
+    fn describe(&self) -> String {
+        format!(
+            "encode each clip once per encoder, pool every feature set ({} sets)",
+            self.sets.len()
+        )
+    }
+    fn upstream(&self) -> Vec<&'static str> {
+        vec!["resample"]
+    }
+    fn plan(&self) -> Result<Vec<NodeSpec>> {
+        let mut out = Vec::new();
+        for set in &self.sets {
+            let enc = self.encoders.get(&set.cfg.encoder);
+            let params = json!({
+                "feature_set": { "name": set.name, "spec": set.spec, "encoder": set.cfg.encoder },
+                "encoder": enc.map(encoder_params),
+            });
+            for c in &self.dataset.clips {
+                let mut inputs = vec![(
+                    "audio".to_string(),
+                    Source::Node {
+                        stage: "resample",
+                        item: c.id.clone(),
+                    },
+                )];
+                if let Some(dir) = enc.and_then(|e| e.weights.as_ref()) {
+                    inputs.push(("config".into(), Source::File(dir.join("config.json"))));
+                    inputs.push((
+                        "weights".into(),
+                        Source::File(dir.join("model.safetensors")),
+                    ));
+                }
+                out.push(NodeSpec {
+                    item: format!("{}/{}", set.name, c.id),
+                    params: params.clone(),
+                    inputs,
+                });
+            }
+        }
+        Ok(out)
+    }
+    fn run(&self, node: &Node, out: &Path) -> Result<()> {
+        let v = self.compute(&[node])?.pop().expect("one vector per node");
+        write_vector(out, &v)
+    }
+    fn batch_key(&self, node: &Node) -> Option<String> {
+        let clip = node.item.split_once('/').map(|(_, c)| c)?;
+        Some(format!(
+            "{}/{clip}",
+            node.params["feature_set"]["encoder"].as_str()?
+        ))
+    }
+    fn run_batch(&self, nodes: &[&Node], outs: &[PathBuf]) -> Vec<Result<()>> {
+        match self.compute(nodes) {
+            Ok(vectors) => vectors
+                .iter()
+                .zip(outs)
+                .map(|(v, o)| write_vector(o, v))
+                .collect(),
+            Err(e) => {
+                let msg = format!("{e:#}");
+                nodes.iter().map(|_| Err(anyhow!("{msg}"))).collect()
+            }
+        }
+    }
+}
+
+/// A feature vector artifact: raw little-endian f32.
+pub fn write_vector(path: &Path, v: &[f32]) -> Result<()> {
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+pub fn read_vector(path: &Path) -> Result<Vec<f32>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() % 4 != 0 {
+        bail!(
+            "{} is not a f32 vector ({} bytes)",
+            path.display(),
+            bytes.len()
+        );
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
+/// Input name of the weights file in a table node (clip ids never look like this).
+const WEIGHTS_INPUT: &str = "__weights";
+
+/// feature_tables: one Parquet table per feature set,
+/// `data/out/features/<set>.parquet` (clip_id, fold, features: FixedSizeList<Float32, D>).
+pub struct FeatureTables {
+    dataset: Arc<Dataset>,
+    sets: Vec<(String, FeatureSetConfig, serde_json::Value)>,
+    encoders: BTreeMap<String, EncoderConfig>,
+}
+
+impl FeatureTables {
+    pub fn new(
+        dataset: Arc<Dataset>,
+        sets: &[FeatureSet],
+        encoders: BTreeMap<String, EncoderConfig>,
+    ) -> Result<FeatureTables> {
+        let sets = sets
+            .iter()
+            .map(|s| {
+                Ok((
+                    s.name.clone(),
+                    s.cfg.clone(),
+                    serde_json::to_value(&s.spec)?,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        Ok(FeatureTables {
+            dataset,
+            sets,
+            encoders,
+        })
+    }
+}
+
+impl Stage for FeatureTables {
+    fn name(&self) -> &'static str {
+        "feature_tables"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn ext(&self) -> &'static str {
+        "parquet"
+    }
+    fn describe(&self) -> String {
+        "one Parquet table per feature set: clip_id, fold, features (FixedSizeList<Float32, D>)"
+            .into()
+    }
+    fn upstream(&self) -> Vec<&'static str> {
+        vec!["features"]
+    }
+    fn plan(&self) -> Result<Vec<NodeSpec>> {
+        Ok(self
+            .sets
+            .iter()
+            .map(|(name, cfg, spec)| NodeSpec {
+                item: name.clone(),
+                params: json!({ "spec": spec, "encoder": cfg.encoder, "description": cfg.description, "folds": self.dataset.folds }),
+                inputs: self
+                    .encoders
+                    .get(&cfg.encoder)
+                    .and_then(|e| e.weights.as_ref())
+                    .map(|dir| (WEIGHTS_INPUT.to_string(), Source::File(dir.join("model.safetensors"))))
+                    .into_iter()
+                    .chain(
+                        self.dataset
+                            .clips
+                            .iter()
+                            .map(|c| (c.id.clone(), Source::Node { stage: "features", item: format!("{name}/{}", c.id) })),
+                    )
+                    .collect(),
+            })
+            .collect())
+    }
+    fn run(&self, node: &Node, out: &Path) -> Result<()> {
+        let (name, cfg, spec) = self
+            .sets
+            .iter()
+            .find(|s| s.0 == node.item)
+            .ok_or_else(|| anyhow!("no feature set `{}`", node.item))?;
+        let clips = &self.dataset.clips;
+        let mut values = Vec::new();
+        let mut dim = None;
+        for c in clips {
+            let v = read_vector(&node.input(&c.id)?.path)?;
+            if *dim.get_or_insert(v.len()) != v.len() {
+                bail!(
+                    "feature set `{name}`: clip {} has {} values, others {}",
+                    c.id,
+                    v.len(),
+                    dim.unwrap_or(0)
+                );
+            }
+            values.extend(v);
+        }
+        let dim = dim.unwrap_or(0);
+        let weights = match (node.input(WEIGHTS_INPUT), self.encoders.get(&cfg.encoder)) {
+            (Ok(w), Some(enc)) => format!("blake3:{} ({})", w.key, describe_weights(enc)),
+            (_, Some(enc)) => describe_weights(enc),
+            (_, None) => "none (weight-free baseline)".to_string(),
+        };
+        TableBuilder::new()
+            .utf8(
+                "clip_id",
+                &clips.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+            )
+            .i32_opt(
+                "fold",
+                clips.iter().map(|c| c.fold.map(|f| f as i32)).collect(),
+            )
+            .f32_vectors("features", dim, values)?
+            .meta("pipe.feature_set", name.as_str())
+            .meta("pipe.encoder", cfg.encoder.as_str())
+            .meta("pipe.weights", weights)
+            .meta("pipe.spec", spec.to_string())
+            .meta("pipe.dim", dim.to_string())
+            .meta("pipe.description", cfg.description.as_str())
+            .write(out)
+    }
+    fn publish(&self, nodes: &[&Node], out_dir: &Path) -> Result<Vec<PathBuf>> {
+        nodes
+            .iter()
+            .map(|n| {
+                let dest = out_dir.join("features").join(format!("{}.parquet", n.item));
+                store::copy_atomic(&n.path, &dest)?;
+                Ok(dest)
+            })
+            .collect()
+    }
+}
+
+fn describe_weights(cfg: &EncoderConfig) -> String {
+    match (&cfg.weights, &cfg.random) {
+        (Some(dir), _) => format!("pre-trained weights from {}", dir.display()),
+        (None, Some(preset)) => format!(
+            "CONTROL: seeded random init ({preset}, seed {}), not pre-trained",
+            cfg.seed
+        ),
+        (None, None) => String::new(),
+    }
+}

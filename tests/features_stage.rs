@@ -1,0 +1,153 @@
+//! The features stages on a tiny real-architecture encoder (the MERT golden
+//! fixture's weights): one pass per clip serves every feature set, and only
+//! what a change touches is recomputed.
+
+use pipe::audio::{Pcm, wav};
+use pipe::config::Config;
+use pipe::dag::{self, RunOptions, RunReport, Store};
+use std::path::{Path, PathBuf};
+
+fn fixture_model() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spec/mert_tiny_postln")
+}
+
+/// Three 1 s clips (two pieces) of harmonic tones at 24 kHz, a labels CSV, a model folder.
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let audio = dir.path().join("audio");
+    std::fs::create_dir_all(&audio).unwrap();
+    for (i, f0) in [220.0f32, 330.0, 440.0].iter().enumerate() {
+        let samples = (0..24_000)
+            .map(|n| {
+                let t = n as f32 / 24_000.0;
+                0.3 * (2.0 * std::f32::consts::PI * f0 * t).sin()
+                    + 0.1 * (4.0 * std::f32::consts::PI * f0 * t).sin()
+            })
+            .collect();
+        wav::write_f32(
+            &audio.join(format!("c{i}.wav")),
+            &Pcm {
+                sample_rate: 24_000,
+                samples,
+            },
+        )
+        .unwrap();
+    }
+    let dims = pipe::dataset::DIMENSIONS.join(",");
+    let row = |id: &str, piece: &str| format!("{id},{piece},{}", vec!["0.5"; 19].join(","));
+    std::fs::write(
+        dir.path().join("labels.csv"),
+        format!(
+            "clip_id,piece,{dims}\n{}\n{}\n{}\n",
+            row("c0", "p0"),
+            row("c1", "p0"),
+            row("c2", "p1")
+        ),
+    )
+    .unwrap();
+    let model = dir.path().join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture_model().join(f), model.join(f)).unwrap();
+    }
+    dir
+}
+
+const BASE: &str = r#"
+[dataset]
+kind = "audio_folder"
+audio_dir = "audio"
+labels = "labels.csv"
+[dataset.folds]
+k = 2
+[encoders.tiny]
+arch = "mert"
+weights = "model"
+[encoders.ctl]
+arch = "mert"
+random = "control"
+seed = 7
+[encoders.absent]
+arch = "mert"
+weights = "no/such/folder"
+download_hint = "get it somewhere"
+[features.a]
+encoder = "tiny"
+layers = "1-2"
+pooling = "mean"
+"#;
+
+fn run(dir: &Path, extra: &str) -> (RunReport, Vec<String>) {
+    let cfg = Config::parse(&format!("{BASE}{extra}"), dir).unwrap();
+    let pipeline = pipe::stages::build(&cfg).unwrap();
+    let report = dag::run(
+        &pipeline.stages,
+        &Store::new(&cfg.data_dir),
+        &RunOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(report.failed(), 0, "{:?}", report.stages);
+    (report, pipeline.notes)
+}
+
+fn computed(r: &RunReport, stage: &str) -> usize {
+    r.stage(stage).map_or(0, |s| s.computed)
+}
+
+#[test]
+fn feature_sets_share_the_encoder_and_recompute_only_what_changed() {
+    let dir = setup();
+    let (r, notes) = run(dir.path(), "");
+    assert_eq!(computed(&r, "features"), 3);
+    assert!(notes.is_empty(), "{notes:?}");
+    let table = dir.path().join("data/out/features/a.parquet");
+    let b = &pipe::table::read(&table).unwrap()[0];
+    assert_eq!(b.num_rows(), 3);
+    let meta = b.schema().metadata().clone();
+    assert_eq!(meta.get("pipe.dim").map(String::as_str), Some("64"));
+    assert!(meta["pipe.weights"].starts_with("blake3:"), "{meta:?}");
+    let f = pipe::table::column::<arrow_array::FixedSizeListArray>(b, "features").unwrap();
+    assert_eq!(f.value_length(), 64);
+
+    // A second feature set on the same encoder: only its 3 nodes run; `a` stays fresh.
+    let extra_b = "[features.b]\nencoder = \"tiny\"\nlayers = \"2\"\npooling = \"mean_std\"\n";
+    let (r, _) = run(dir.path(), extra_b);
+    assert_eq!(
+        (computed(&r, "features"), r.stage("features").unwrap().fresh),
+        (3, 3)
+    );
+    assert_eq!(computed(&r, "feature_tables"), 1, "only b's table is new");
+
+    // Changing b's pooling re-pools b only.
+    let (r, _) = run(dir.path(), &extra_b.replace("mean_std", "max"));
+    assert_eq!(computed(&r, "features"), 3);
+    assert_eq!(r.stage("features").unwrap().fresh, 3);
+
+    // Changing the weights file re-encodes every set of that encoder.
+    let w = dir.path().join("model/model.safetensors");
+    let mut bytes = std::fs::read(&w).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 0x01; // flip one bit of the last tensor's last value
+    std::fs::write(&w, bytes).unwrap();
+    let (r, _) = run(dir.path(), &extra_b.replace("mean_std", "max"));
+    assert_eq!(computed(&r, "features"), 6);
+    assert_eq!(computed(&r, "resample"), 0, "audio stages untouched");
+}
+
+#[test]
+fn missing_weights_skip_their_sets_with_a_note_and_the_rest_runs() {
+    let dir = setup();
+    let extra = "[features.gone]\nencoder = \"absent\"\nlayers = \"7-12\"\npooling = \"mean\"\n\
+                 [features.control]\nencoder = \"ctl\"\nlayers = \"7-12\"\npooling = \"mean\"\n\
+                 [features.raw]\nencoder = \"raw_stats\"\n";
+    let (r, notes) = run(dir.path(), extra);
+    assert_eq!(notes.len(), 1);
+    assert!(
+        notes[0].contains("`gone` not run") && notes[0].contains("get it somewhere"),
+        "{notes:?}"
+    );
+    assert_eq!(computed(&r, "feature_tables"), 3, "a, control, raw");
+    let b = &pipe::table::read(&dir.path().join("data/out/features/control.parquet")).unwrap()[0];
+    assert!(b.schema().metadata()["pipe.weights"].starts_with("CONTROL: seeded random init"));
+    assert_eq!(b.schema().metadata()["pipe.dim"], "64");
+}
