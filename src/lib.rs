@@ -8,5 +8,7 @@ pub mod audio;
 pub mod config;
 pub mod dag;
 pub mod dataset;
+pub mod gpu;
+pub mod ops;
 pub mod stages;
 pub mod table;
