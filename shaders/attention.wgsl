@@ -24,8 +24,8 @@ const BQ: u32 = 64u;
 const BKV: u32 = 16u;
 const D: u32 = 64u;
 
-var<workgroup> Ks: array<array<f32, 64>, 16>;
-var<workgroup> Vs: array<array<f32, 64>, 16>;
+var<workgroup> Ks: array<array<vec4<f32>, 16>, 16>; // [key][dim/4]
+var<workgroup> Vs: array<array<vec4<f32>, 16>, 16>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -34,13 +34,14 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let valid = qi < P.t;
     let col0 = head * P.hd;
 
-    var qr: array<f32, 64>;
-    var acc: array<f32, 64>;
+    // q and the output row as 16 vec4 registers (64 dims, zero-padded).
+    var qr: array<vec4<f32>, 16>;
+    var acc: array<vec4<f32>, 16>;
     if (valid) {
         let base = qi * P.stride + P.q_off + col0;
         for (var j = 0u; j < D; j++) {
             if (j < P.hd) {
-                qr[j] = q[base + j] * P.scale;
+                qr[j / 4u][j % 4u] = q[base + j] * P.scale;
             }
         }
     }
@@ -59,26 +60,27 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
                 kv = k[kj * P.stride + P.k_off + col0 + c];
                 vv = v[kj * P.stride + P.v_off + col0 + c];
             }
-            Ks[r][c] = kv;
-            Vs[r][c] = vv;
+            Ks[r][c / 4u][c % 4u] = kv;
+            Vs[r][c / 4u][c % 4u] = vv;
         }
         workgroupBarrier();
 
         var s: array<f32, 16>;
         var mt = m;
         for (var r = 0u; r < BKV; r++) {
-            var d = 0.0;
-            for (var j = 0u; j < D; j++) {
+            var d = vec4<f32>(0.0);
+            for (var j = 0u; j < D / 4u; j++) {
                 d = fma(qr[j], Ks[r][j], d);
             }
-            s[r] = d;
+            let dot_r = (d.x + d.y) + (d.z + d.w);
+            s[r] = dot_r;
             if (k0 + r < P.t) {
-                mt = max(mt, d);
+                mt = max(mt, dot_r);
             }
         }
         let corr = exp(m - mt);
         l *= corr;
-        for (var j = 0u; j < D; j++) {
+        for (var j = 0u; j < D / 4u; j++) {
             acc[j] *= corr;
         }
         for (var r = 0u; r < BKV; r++) {
@@ -87,8 +89,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
                 p = exp(s[r] - mt);
             }
             l += p;
-            for (var j = 0u; j < D; j++) {
-                acc[j] = fma(p, Vs[r][j], acc[j]);
+            for (var j = 0u; j < D / 4u; j++) {
+                acc[j] = fma(vec4<f32>(p), Vs[r][j], acc[j]);
             }
         }
         m = mt;
@@ -100,7 +102,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         let inv = 1.0 / l;
         for (var j = 0u; j < D; j++) {
             if (j < P.hd) {
-                o[base + j] = acc[j] * inv;
+                o[base + j] = acc[j / 4u][j % 4u] * inv;
             }
         }
     }
