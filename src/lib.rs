@@ -6,8 +6,10 @@
 
 pub mod audio;
 pub mod config;
+pub mod cpu;
 pub mod dag;
 pub mod dataset;
+pub mod encoder;
 pub mod gpu;
 pub mod ops;
 pub mod stages;

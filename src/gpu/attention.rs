@@ -52,7 +52,11 @@ pub fn attention(
         head_dim > 0 && head_dim <= MAX_HEAD_DIM,
         "GPU attention: head_dim {head_dim} not in 1..={MAX_HEAD_DIM}"
     );
-    for (name, tensor, off) in [("q", q, layout.q_off), ("k", k, layout.k_off), ("v", v, layout.v_off)] {
+    for (name, tensor, off) in [
+        ("q", q, layout.q_off),
+        ("k", k, layout.k_off),
+        ("v", v, layout.v_off),
+    ] {
         anyhow::ensure!(
             off + h <= layout.stride && tensor.len() >= t * layout.stride,
             "GPU attention: {name} ({} floats, offset {off}) does not hold {t} rows of stride {} with {h} channels",
@@ -60,9 +64,9 @@ pub fn attention(
             layout.stride
         );
     }
-    let kern = b
-        .gpu()
-        .kernel("attention", || with_common(include_str!("../../shaders/attention.wgsl")))?;
+    let kern = b.gpu().kernel("attention", || {
+        with_common(include_str!("../../shaders/attention.wgsl"))
+    })?;
     let out = b.alloc(t * h)?;
     let p = Params {
         t: u32_of("attention", "t", t)?,

@@ -72,9 +72,9 @@ pub fn conv1d(
     }
     let t_out = s.t_out();
     let cog = s.c_out / s.groups;
-    let kern = b
-        .gpu()
-        .kernel("conv1d", || with_common(include_str!("../../shaders/conv1d.wgsl")))?;
+    let kern = b.gpu().kernel("conv1d", || {
+        with_common(include_str!("../../shaders/conv1d.wgsl"))
+    })?;
     let y = b.alloc(s.c_out * t_out)?;
     let p = Params {
         t_in: u32_of("conv1d", "t", s.t)?,
@@ -101,7 +101,12 @@ pub fn conv1d(
     b.dispatch(
         &kern,
         &op,
-        &[x.buffer(), w.buffer(), bias.unwrap_or(w).buffer(), y.buffer()],
+        &[
+            x.buffer(),
+            w.buffer(),
+            bias.unwrap_or(w).buffer(),
+            y.buffer(),
+        ],
         bytemuck::bytes_of(&p),
         groups,
     )?;

@@ -136,8 +136,7 @@ impl Gpu {
         let lost = Arc::new(Mutex::new(None));
         let lost_cb = lost.clone();
         device.set_device_lost_callback(move |reason, msg| {
-            *lost_cb.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(format!("{reason:?}: {msg}"));
+            *lost_cb.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("{reason:?}: {msg}"));
         });
         // Errors outside our error scopes would otherwise panic inside wgpu.
         device.on_uncaptured_error(Arc::new(|e| {

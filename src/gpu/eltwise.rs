@@ -16,16 +16,22 @@ struct Params {
 
 /// Set the first `t.len()` elements of `t` to `value` (NaN allowed).
 pub fn fill(b: &mut Batch, t: &Tensor, value: f32) -> anyhow::Result<()> {
-    let k = b
-        .gpu()
-        .kernel("fill", || with_common(include_str!("../../shaders/fill.wgsl")))?;
+    let k = b.gpu().kernel("fill", || {
+        with_common(include_str!("../../shaders/fill.wgsl"))
+    })?;
     let p = Params {
         n: u32_of("fill", "len", t.len())?,
         a: value.to_bits(),
         _p: [0; 2],
     };
     let op = || format!("fill(len={})", t.len());
-    b.dispatch(&k, &op, &[t.buffer()], bytemuck::bytes_of(&p), grid_1d(t.len().div_ceil(256)))
+    b.dispatch(
+        &k,
+        &op,
+        &[t.buffer()],
+        bytemuck::bytes_of(&p),
+        grid_1d(t.len().div_ceil(256)),
+    )
 }
 
 /// x = act(x), in place.
@@ -33,24 +39,30 @@ pub fn act(b: &mut Batch, x: &Tensor, act: Act) -> anyhow::Result<()> {
     if act == Act::None {
         return Ok(());
     }
-    let k = b
-        .gpu()
-        .kernel("act", || with_common(include_str!("../../shaders/act.wgsl")))?;
+    let k = b.gpu().kernel("act", || {
+        with_common(include_str!("../../shaders/act.wgsl"))
+    })?;
     let p = Params {
         n: u32_of("act", "len", x.len())?,
         a: act_code(act),
         _p: [0; 2],
     };
     let op = || format!("act({act:?}, len={})", x.len());
-    b.dispatch(&k, &op, &[x.buffer()], bytemuck::bytes_of(&p), grid_1d(x.len().div_ceil(256)))
+    b.dispatch(
+        &k,
+        &op,
+        &[x.buffer()],
+        bytemuck::bytes_of(&p),
+        grid_1d(x.len().div_ceil(256)),
+    )
 }
 
 /// a += b, in place (residual connections).
 pub fn add(b: &mut Batch, a: &Tensor, other: &Tensor) -> anyhow::Result<()> {
     check_len("add", "b", other.len(), a.len())?;
-    let k = b
-        .gpu()
-        .kernel("add", || with_common(include_str!("../../shaders/add.wgsl")))?;
+    let k = b.gpu().kernel("add", || {
+        with_common(include_str!("../../shaders/add.wgsl"))
+    })?;
     let p = Params {
         n: u32_of("add", "len", a.len())?,
         a: 0,
@@ -84,6 +96,12 @@ pub fn transpose(b: &mut Batch, x: &Tensor, rows: usize, cols: usize) -> anyhow:
         u32_of("transpose", "row tiles", rows.div_ceil(16))?,
         1,
     ];
-    b.dispatch(&k, &op, &[x.buffer(), y.buffer()], bytemuck::bytes_of(&p), groups)?;
+    b.dispatch(
+        &k,
+        &op,
+        &[x.buffer(), y.buffer()],
+        bytemuck::bytes_of(&p),
+        groups,
+    )?;
     Ok(y)
 }

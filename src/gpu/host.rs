@@ -40,7 +40,17 @@ pub fn linear_residual(
     let wt = b.upload(w)?;
     let bt = bias.map(|v| b.upload(v)).transpose()?;
     let rt = residual.map(|v| b.upload(v)).transpose()?;
-    let y = matmul::linear(&mut b, &xt, rows, in_dim, &wt, out_dim, bt.as_ref(), act, rt.as_ref())?;
+    let y = matmul::linear(
+        &mut b,
+        &xt,
+        rows,
+        in_dim,
+        &wt,
+        out_dim,
+        bt.as_ref(),
+        act,
+        rt.as_ref(),
+    )?;
     b.read(&y)
 }
 
@@ -62,7 +72,15 @@ pub fn conv1d(
     let xt = b.upload(x)?;
     let wt = b.upload(w)?;
     let bt = bias.map(|v| b.upload(v)).transpose()?;
-    let shape = ConvShape { c_in, t, c_out, k, stride, pad, groups };
+    let shape = ConvShape {
+        c_in,
+        t,
+        c_out,
+        k,
+        stride,
+        pad,
+        groups,
+    };
     let (y, t_out) = super::conv::conv1d(&mut b, &xt, &wt, shape, bt.as_ref(), Act::None)?;
     Ok((b.read(&y)?, t_out))
 }
@@ -123,7 +141,12 @@ pub fn attention(
     let mut b = gpu()?.batch();
     let (qt, kt, vt) = (b.upload(q)?, b.upload(k)?, b.upload(v)?);
     let h = heads * head_dim;
-    let layout = QkvLayout { stride: h, q_off: 0, k_off: 0, v_off: 0 };
+    let layout = QkvLayout {
+        stride: h,
+        q_off: 0,
+        k_off: 0,
+        v_off: 0,
+    };
     let y = super::attention::attention(&mut b, &qt, &kt, &vt, layout, t, heads, head_dim, scale)?;
     b.read(&y)
 }

@@ -90,11 +90,13 @@ pub fn linear(
     }
     let vec4 = in_dim % 4 == 0;
     let k = if vec4 {
-        b.gpu()
-            .kernel("matmul_vec4", || with_common(&format!("{LOAD_VEC4}\n{BODY}")))?
+        b.gpu().kernel("matmul_vec4", || {
+            with_common(&format!("{LOAD_VEC4}\n{BODY}"))
+        })?
     } else {
-        b.gpu()
-            .kernel("matmul_scalar", || with_common(&format!("{LOAD_SCALAR}\n{BODY}")))?
+        b.gpu().kernel("matmul_scalar", || {
+            with_common(&format!("{LOAD_SCALAR}\n{BODY}"))
+        })?
     };
     let y = b.alloc(rows * out_dim)?;
     let p = Params {

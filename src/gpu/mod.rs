@@ -10,6 +10,7 @@
 //! Every kernel is tested against the CPU reference op in `tests/gpu_kernels.rs`.
 
 pub mod attention;
+pub mod backend;
 pub mod batch;
 pub mod conv;
 pub mod device;
@@ -19,6 +20,7 @@ pub mod matmul;
 pub mod norm;
 pub mod pool;
 
+pub use backend::GpuBackend;
 pub use batch::Batch;
 pub use device::{AdapterInfo, Gpu, InitError};
 pub use pool::Tensor;

@@ -58,7 +58,10 @@ pub fn group_norm(
         eps,
     };
     let groups_u = u32_of("group_norm", "groups", groups)?;
-    anyhow::ensure!(groups_u <= 65535, "GPU group_norm: too many groups ({groups})");
+    anyhow::ensure!(
+        groups_u <= 65535,
+        "GPU group_norm: too many groups ({groups})"
+    );
     let op = || format!("group_norm(channels={channels}, t={t}, groups={groups}, act={act:?})");
     b.dispatch(
         &k,

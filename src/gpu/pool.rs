@@ -159,10 +159,25 @@ mod tests {
 
     #[test]
     fn buckets_cover_request_with_bounded_slack() {
-        for bytes in [1u64, 4, 255, 256, 257, 1000, 4096, 5000, 1 << 20, (1 << 20) + 1, 123_456_789] {
+        for bytes in [
+            1u64,
+            4,
+            255,
+            256,
+            257,
+            1000,
+            4096,
+            5000,
+            1 << 20,
+            (1 << 20) + 1,
+            123_456_789,
+        ] {
             let c = bucket(bytes);
             assert!(c >= bytes && c % 256 == 0, "{bytes} -> {c}");
-            assert!(c <= (bytes.max(256) * 5 / 4).div_ceil(256) * 256 + 256, "{bytes} -> {c}");
+            assert!(
+                c <= (bytes.max(256) * 5 / 4).div_ceil(256) * 256 + 256,
+                "{bytes} -> {c}"
+            );
         }
         assert_eq!(bucket(1000), bucket(1010));
     }

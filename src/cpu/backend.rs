@@ -1,0 +1,354 @@
+//! [`Backend`] on the host: each op is a thin wrapper over the reference op in `crate::cpu`.
+
+use super::{activate, add, attention, conv1d, fast, group_norm, layer_norm, linear, transpose};
+use crate::encoder::backend::Backend;
+use crate::ops::Act;
+use anyhow::{Result, ensure};
+
+/// A host tensor `[rows, cols]`, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CpuTensor {
+    pub data: Vec<f32>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// Linear weights kept in PyTorch layout.
+#[derive(Clone, Debug)]
+pub struct CpuLinear {
+    w: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    out_dim: usize,
+    in_dim: usize,
+}
+
+/// Conv1d weights kept in PyTorch layout.
+#[derive(Clone, Debug)]
+pub struct CpuConv1d {
+    w: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    c_out: usize,
+    c_in: usize,
+    k: usize,
+    groups: usize,
+}
+
+/// The CPU backend. `CpuBackend::new()` runs linear, conv1d and attention on the
+/// `gemm` crate (`cpu::fast`); `CpuBackend::reference()` runs only the plain reference
+/// ops (the oracle). Every other op is the reference op in both.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuBackend {
+    fast: bool,
+}
+
+impl Default for CpuBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CpuBackend {
+    /// Fast backend (gemm for the matmul-shaped ops).
+    pub fn new() -> Self {
+        Self { fast: true }
+    }
+
+    /// Plain reference ops only.
+    pub fn reference() -> Self {
+        Self { fast: false }
+    }
+
+    fn act(&self, x: &mut [f32], act: Act) {
+        if self.fast {
+            fast::activate(x, act)
+        } else {
+            activate(x, act)
+        }
+    }
+}
+
+impl Backend for CpuBackend {
+    type Tensor = CpuTensor;
+    type Linear = CpuLinear;
+    type Conv1d = CpuConv1d;
+    type Vector = Vec<f32>;
+
+    fn name(&self) -> String {
+        let kind = if self.fast { "gemm" } else { "reference" };
+        format!("cpu-{kind} ({} threads)", rayon::current_num_threads())
+    }
+
+    fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<CpuTensor> {
+        ensure!(
+            data.len() == rows * cols,
+            "upload: {} values is not [{rows}, {cols}]",
+            data.len()
+        );
+        Ok(CpuTensor {
+            data: data.to_vec(),
+            rows,
+            cols,
+        })
+    }
+
+    fn download(&self, x: &CpuTensor) -> Result<Vec<f32>> {
+        Ok(x.data.clone())
+    }
+
+    fn shape(&self, x: &CpuTensor) -> (usize, usize) {
+        (x.rows, x.cols)
+    }
+
+    fn prepare_linear(
+        &self,
+        w: &[f32],
+        out_dim: usize,
+        in_dim: usize,
+        bias: Option<&[f32]>,
+    ) -> Result<CpuLinear> {
+        ensure!(
+            w.len() == out_dim * in_dim,
+            "linear weight: {} values is not [{out_dim}, {in_dim}]",
+            w.len()
+        );
+        if let Some(b) = bias {
+            ensure!(
+                b.len() == out_dim,
+                "linear bias: {} values is not [{out_dim}]",
+                b.len()
+            );
+        }
+        Ok(CpuLinear {
+            w: w.to_vec(),
+            bias: bias.map(<[f32]>::to_vec),
+            out_dim,
+            in_dim,
+        })
+    }
+
+    fn prepare_conv1d(
+        &self,
+        w: &[f32],
+        c_out: usize,
+        c_in: usize,
+        k: usize,
+        groups: usize,
+        bias: Option<&[f32]>,
+    ) -> Result<CpuConv1d> {
+        ensure!(
+            groups > 0 && c_in.is_multiple_of(groups) && c_out.is_multiple_of(groups),
+            "conv1d: groups {groups} must divide c_in {c_in} and c_out {c_out}"
+        );
+        let want = c_out * (c_in / groups) * k;
+        ensure!(
+            w.len() == want,
+            "conv1d weight: {} values is not [{c_out}, {}, {k}]",
+            w.len(),
+            c_in / groups
+        );
+        if let Some(b) = bias {
+            ensure!(
+                b.len() == c_out,
+                "conv1d bias: {} values is not [{c_out}]",
+                b.len()
+            );
+        }
+        Ok(CpuConv1d {
+            w: w.to_vec(),
+            bias: bias.map(<[f32]>::to_vec),
+            c_out,
+            c_in,
+            k,
+            groups,
+        })
+    }
+
+    fn prepare_vector(&self, v: &[f32]) -> Result<Vec<f32>> {
+        Ok(v.to_vec())
+    }
+
+    fn linear(
+        &self,
+        x: &CpuTensor,
+        w: &CpuLinear,
+        act: Act,
+        residual: Option<&CpuTensor>,
+    ) -> Result<CpuTensor> {
+        ensure!(
+            x.cols == w.in_dim,
+            "linear: input has {} columns, weight expects {}",
+            x.cols,
+            w.in_dim
+        );
+        let f = if self.fast { fast::linear } else { linear };
+        let mut y = f(
+            &x.data,
+            x.rows,
+            x.cols,
+            &w.w,
+            w.out_dim,
+            w.bias.as_deref(),
+            act,
+        );
+        if let Some(r) = residual {
+            ensure!(
+                (r.rows, r.cols) == (x.rows, w.out_dim),
+                "linear: residual shape mismatch"
+            );
+            add(&mut y, &r.data);
+        }
+        Ok(CpuTensor {
+            data: y,
+            rows: x.rows,
+            cols: w.out_dim,
+        })
+    }
+
+    fn conv1d(
+        &self,
+        x: &CpuTensor,
+        w: &CpuConv1d,
+        stride: usize,
+        pad: usize,
+        act: Act,
+    ) -> Result<CpuTensor> {
+        ensure!(
+            x.rows == w.c_in,
+            "conv1d: input has {} channels, weight expects {}",
+            x.rows,
+            w.c_in
+        );
+        let (c_in, t, b) = (x.rows, x.cols, w.bias.as_deref());
+        let (y, t_out) = if self.fast {
+            fast::conv1d(
+                &x.data, c_in, t, &w.w, w.c_out, w.k, stride, pad, w.groups, b, act,
+            )
+        } else {
+            let (mut y, t_out) = conv1d(
+                &x.data, c_in, t, &w.w, w.c_out, w.k, stride, pad, w.groups, b,
+            );
+            activate(&mut y, act);
+            (y, t_out)
+        };
+        Ok(CpuTensor {
+            data: y,
+            rows: w.c_out,
+            cols: t_out,
+        })
+    }
+
+    fn group_norm(
+        &self,
+        x: &CpuTensor,
+        groups: usize,
+        gamma: &Vec<f32>,
+        beta: &Vec<f32>,
+        eps: f32,
+        act: Act,
+    ) -> Result<CpuTensor> {
+        let mut y = group_norm(&x.data, x.rows, x.cols, groups, gamma, beta, eps);
+        self.act(&mut y, act);
+        Ok(CpuTensor {
+            data: y,
+            rows: x.rows,
+            cols: x.cols,
+        })
+    }
+
+    fn layer_norm(
+        &self,
+        x: &CpuTensor,
+        gamma: &Vec<f32>,
+        beta: &Vec<f32>,
+        eps: f32,
+    ) -> Result<CpuTensor> {
+        ensure!(
+            gamma.len() == x.cols,
+            "layer_norm: gamma has {} values for {} columns",
+            gamma.len(),
+            x.cols
+        );
+        Ok(CpuTensor {
+            data: layer_norm(&x.data, x.rows, x.cols, gamma, beta, eps),
+            rows: x.rows,
+            cols: x.cols,
+        })
+    }
+
+    fn activate(&self, mut x: CpuTensor, act: Act) -> Result<CpuTensor> {
+        self.act(&mut x.data, act);
+        Ok(x)
+    }
+
+    fn attention(
+        &self,
+        q: &CpuTensor,
+        k: &CpuTensor,
+        v: &CpuTensor,
+        heads: usize,
+        scale: f32,
+    ) -> Result<CpuTensor> {
+        ensure!(
+            heads > 0 && q.cols.is_multiple_of(heads),
+            "attention: {} columns do not split into {heads} heads",
+            q.cols
+        );
+        ensure!(
+            (k.rows, k.cols) == (q.rows, q.cols) && (v.rows, v.cols) == (q.rows, q.cols),
+            "attention: q, k, v shapes differ"
+        );
+        let f = if self.fast {
+            fast::attention
+        } else {
+            attention
+        };
+        let y = f(
+            &q.data,
+            &k.data,
+            &v.data,
+            q.rows,
+            heads,
+            q.cols / heads,
+            scale,
+        );
+        Ok(CpuTensor {
+            data: y,
+            rows: q.rows,
+            cols: q.cols,
+        })
+    }
+
+    fn add(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
+        ensure!((a.rows, a.cols) == (b.rows, b.cols), "add: shapes differ");
+        let mut y = a.data.clone();
+        add(&mut y, &b.data);
+        Ok(CpuTensor {
+            data: y,
+            rows: a.rows,
+            cols: a.cols,
+        })
+    }
+
+    fn transpose(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        Ok(CpuTensor {
+            data: transpose(&x.data, x.rows, x.cols),
+            rows: x.cols,
+            cols: x.rows,
+        })
+    }
+
+    fn slice_rows(&self, x: &CpuTensor, start: usize, len: usize) -> Result<CpuTensor> {
+        ensure!(
+            start + len <= x.rows,
+            "slice_rows: {start}..{} out of {} rows",
+            start + len,
+            x.rows
+        );
+        let data = x.data[start * x.cols..(start + len) * x.cols].to_vec();
+        Ok(CpuTensor {
+            data,
+            rows: len,
+            cols: x.cols,
+        })
+    }
+}

@@ -1,0 +1,141 @@
+//! The op-set trait the encoder forward passes are written against, once, for every backend.
+//!
+//! # Implementing a backend
+//!
+//! A backend owns a device and runs a small set of ops on tensors that stay on
+//! that device between ops. The model code never looks inside a tensor: it
+//! uploads the input once, chains ops, and downloads only the hidden states the
+//! caller asked for.
+//!
+//! - **Tensors** are 2-D, row-major f32, shape `[rows, cols]`. Time-major
+//!   activations are `[t, hidden]`; conv activations are channel-major
+//!   `[channels, t]` (as PyTorch's `[C, T]` for one clip). Every op returns a
+//!   new tensor; inputs are borrowed and never modified (except [`Backend::activate`],
+//!   which consumes its input so it may run in place).
+//! - **Weights** are prepared once per model with the `prepare_*` methods, from
+//!   PyTorch-layout host slices. The backend may store them in any layout
+//!   (transposed, packed, f16, ...) as long as the ops compute the documented
+//!   result. Prepared weights are never modified by the ops.
+//! - **Numerics**: each op must match the plain reference op of the same name
+//!   in [`crate::cpu`] (the oracle; its unit tests and the GPU kernel tests
+//!   compare against it) to f32 accuracy. GELU is the exact erf form with
+//!   [`crate::ops::erf`]'s formula. Normalisations use the population variance.
+//! - **Shapes** are checked by the model code before calling; a backend may
+//!   still return an error (out of memory, device lost, shape mismatch) with
+//!   context, and must never read or write out of bounds.
+//! - **Errors** are `anyhow::Error`. Ops may be asynchronous on the device: a
+//!   backend only needs to synchronise in [`Backend::download`].
+//!
+//! [`crate::cpu::CpuBackend`] is the reference implementation: every method is
+//! a thin wrapper over the matching `crate::cpu` function (`CpuBackend::reference()`),
+//! or its gemm fast path (`CpuBackend::new()`).
+//!
+//! To test a new backend, call
+//! [`crate::encoder::conformance::check_backend`]`(&backend, 1e-5)`: it runs every
+//! op on small odd-sized tensors and compares with the reference ops; then run the
+//! MERT goldens through `Mert::<YourBackend>::load` (see `tests/encoder_golden.rs`).
+
+use crate::ops::Act;
+use anyhow::Result;
+
+/// A device that runs the encoder op set. See the module docs for the contract.
+pub trait Backend {
+    /// A device-resident 2-D f32 tensor `[rows, cols]`, row-major.
+    type Tensor;
+    /// Prepared weights for [`Backend::linear`]: `W` `[out, in]` (PyTorch layout) and an optional bias `[out]`.
+    type Linear;
+    /// Prepared weights for [`Backend::conv1d`]: `W` `[c_out, c_in/groups, k]`, optional bias `[c_out]`, and `groups`.
+    type Conv1d;
+    /// A prepared parameter vector (norm `gamma`/`beta`).
+    type Vector;
+
+    /// Short human-readable name of the device, for logs.
+    fn name(&self) -> String;
+
+    /// Copy a host `[rows, cols]` row-major slice to the device.
+    fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<Self::Tensor>;
+    /// Copy a tensor back to the host, row-major (`rows·cols` values). Waits for pending work.
+    fn download(&self, x: &Self::Tensor) -> Result<Vec<f32>>;
+    /// `(rows, cols)` of a tensor, without synchronising.
+    fn shape(&self, x: &Self::Tensor) -> (usize, usize);
+
+    /// Prepare linear weights: `w` is `[out_dim, in_dim]`, `bias` is `[out_dim]`.
+    fn prepare_linear(
+        &self,
+        w: &[f32],
+        out_dim: usize,
+        in_dim: usize,
+        bias: Option<&[f32]>,
+    ) -> Result<Self::Linear>;
+    /// Prepare conv1d weights: `w` is `[c_out, c_in/groups, k]`, `bias` is `[c_out]`.
+    fn prepare_conv1d(
+        &self,
+        w: &[f32],
+        c_out: usize,
+        c_in: usize,
+        k: usize,
+        groups: usize,
+        bias: Option<&[f32]>,
+    ) -> Result<Self::Conv1d>;
+    /// Prepare a parameter vector.
+    fn prepare_vector(&self, v: &[f32]) -> Result<Self::Vector>;
+
+    /// Fused linear: `y = act(x Wᵀ + b) + residual`, `x` `[rows, in]` → `[rows, out]`.
+    /// The residual (same shape as `y`) is added **after** the activation.
+    fn linear(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Linear,
+        act: Act,
+        residual: Option<&Self::Tensor>,
+    ) -> Result<Self::Tensor>;
+    /// `act(conv1d(x))` with zero padding `pad` on both sides, no dilation:
+    /// `x` `[c_in, t]` → `[c_out, t_out]`, `t_out = floor((t + 2·pad − k)/stride) + 1`
+    /// (see [`crate::cpu::conv1d`]).
+    fn conv1d(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Conv1d,
+        stride: usize,
+        pad: usize,
+        act: Act,
+    ) -> Result<Self::Tensor>;
+    /// `act(GroupNorm(x))` on `x` `[channels, t]`: statistics per group of
+    /// `channels/groups` channels over all their time steps (see [`crate::cpu::group_norm`]).
+    fn group_norm(
+        &self,
+        x: &Self::Tensor,
+        groups: usize,
+        gamma: &Self::Vector,
+        beta: &Self::Vector,
+        eps: f32,
+        act: Act,
+    ) -> Result<Self::Tensor>;
+    /// LayerNorm over the last axis (`cols`) of each row.
+    fn layer_norm(
+        &self,
+        x: &Self::Tensor,
+        gamma: &Self::Vector,
+        beta: &Self::Vector,
+        eps: f32,
+    ) -> Result<Self::Tensor>;
+    /// Element-wise activation; consumes `x` so the device can run it in place.
+    fn activate(&self, x: Self::Tensor, act: Act) -> Result<Self::Tensor>;
+    /// Attention core on `q`, `k`, `v` `[t, heads·head_dim]`, heads split
+    /// contiguously: `softmax(scale·q kᵀ) v` per head over all keys (no mask),
+    /// heads merged back into `[t, heads·head_dim]` (see [`crate::cpu::attention`]).
+    fn attention(
+        &self,
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        heads: usize,
+        scale: f32,
+    ) -> Result<Self::Tensor>;
+    /// Element-wise `a + b` (same shapes).
+    fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    /// `[rows, cols]` → `[cols, rows]`.
+    fn transpose(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    /// Rows `start..start+len` of `x` (a contiguous copy).
+    fn slice_rows(&self, x: &Self::Tensor, start: usize, len: usize) -> Result<Self::Tensor>;
+}

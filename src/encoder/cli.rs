@@ -1,0 +1,203 @@
+//! `pipe encode`: run MERT-v1 on one waveform and write every hidden state to safetensors.
+
+use super::backend::Backend;
+use super::config::MertConfig;
+use super::mert::Mert;
+use super::mert_weights::{MertWeights, save_dir};
+use super::weights::WeightStore;
+use crate::cpu::CpuBackend;
+use anyhow::{Context, Result, bail, ensure};
+use safetensors::Dtype;
+use safetensors::tensor::TensorView;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Arguments of `pipe encode`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EncodeArgs {
+    /// Model directory with HF `config.json` and `model.safetensors` (and optionally
+    /// `preprocessor_config.json`). Omit it and pass --random to use seeded random weights.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Use seeded random weights of a real architecture instead of --model: `95m` or `330m`.
+    #[arg(long, conflicts_with = "model")]
+    pub random: Option<String>,
+    /// Seed for --random.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Safetensors file holding the input waveform: mono float32 (or f16/bf16), already at
+    /// the model's sample rate (24 kHz for MERT-v1), shape `[N]` or `[1, N]`.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Name of the waveform tensor inside --input.
+    #[arg(long)]
+    pub input_tensor: String,
+    /// Output safetensors file: `hidden_states.0` … `hidden_states.L`, each [frames, hidden].
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Most frames per forward pass (longer clips are split into balanced windows).
+    #[arg(long)]
+    pub max_frames: Option<usize>,
+    /// Skip the HF-processor waveform normalisation (MERT was pre-trained without it).
+    #[arg(long)]
+    pub no_normalize: bool,
+    /// Run the plain reference CPU ops (the test oracle) instead of the gemm fast path.
+    #[arg(long)]
+    pub reference_ops: bool,
+    /// Also write the model (config.json + model.safetensors) to this directory, e.g. to
+    /// keep a --random control encoder.
+    #[arg(long)]
+    pub save_model: Option<PathBuf>,
+}
+
+/// What one `encode_file` run did.
+#[derive(Clone, Debug)]
+pub struct EncodeSummary {
+    pub frames: usize,
+    pub hidden: usize,
+    pub num_states: usize,
+    pub seconds: f64,
+}
+
+/// Read a mono waveform tensor `name` (`[N]` or `[1, N]`) from a safetensors file.
+pub fn read_waveform(path: &Path, name: &str) -> Result<Vec<f32>> {
+    let store = WeightStore::open(path)?;
+    let Some(shape) = store.shape(name).map(<[usize]>::to_vec) else {
+        let names: Vec<&str> = store.names().collect();
+        bail!("{}: no tensor {name:?} (has {names:?})", path.display());
+    };
+    ensure!(
+        shape.len() == 1 || (shape.len() == 2 && shape[0] == 1),
+        "{}: tensor {name} has shape {shape:?}; expected a mono waveform [N] or [1, N]",
+        path.display()
+    );
+    store.get(name, &shape)
+}
+
+/// Encode `wave` with `model` on `backend` and write all hidden states to `output`.
+pub fn encode_to_file<B: Backend>(
+    backend: &B,
+    model: &Mert<B>,
+    wave: &[f32],
+    output: &Path,
+) -> Result<EncodeSummary> {
+    let cfg = model.config();
+    let all: Vec<usize> = (0..cfg.num_hidden_states()).collect();
+    let start = Instant::now();
+    let out = model.encode(backend, wave, &all)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let bytes: Vec<(String, Vec<u8>)> = out
+        .states
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let s = s
+                .as_ref()
+                .context("encoder skipped a requested hidden state")?;
+            Ok((
+                format!("hidden_states.{i}"),
+                s.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let views = bytes
+        .iter()
+        .map(|(k, b)| {
+            Ok((
+                k.clone(),
+                TensorView::new(Dtype::F32, vec![out.frames, out.hidden], b)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
+        .map_err(|e| anyhow::anyhow!("building output tensors: {e:?}"))?;
+    let meta = HashMap::from([
+        ("frames".to_string(), out.frames.to_string()),
+        ("hidden_size".to_string(), out.hidden.to_string()),
+        ("sample_rate".to_string(), cfg.sample_rate.to_string()),
+        (
+            "frame_rate_hz".to_string(),
+            format!("{}", cfg.sample_rate as f64 / cfg.hop() as f64),
+        ),
+        ("max_frames".to_string(), cfg.max_frames.to_string()),
+        ("do_normalize".to_string(), cfg.do_normalize.to_string()),
+        ("backend".to_string(), backend.name()),
+    ]);
+    let buf = safetensors::serialize(views, Some(meta))
+        .map_err(|e| anyhow::anyhow!("serialising: {e:?}"))?;
+    std::fs::write(output, buf).with_context(|| format!("writing {}", output.display()))?;
+    Ok(EncodeSummary {
+        frames: out.frames,
+        hidden: out.hidden,
+        num_states: all.len(),
+        seconds,
+    })
+}
+
+/// Load the model in `model_dir` on `backend`, encode the waveform tensor `input_tensor`
+/// of `input`, and write every hidden state to `output`.
+pub fn encode_file<B: Backend>(
+    backend: &B,
+    model_dir: &Path,
+    input: &Path,
+    input_tensor: &str,
+    output: &Path,
+) -> Result<EncodeSummary> {
+    let model = Mert::load(backend, model_dir)?;
+    let wave = read_waveform(input, input_tensor)?;
+    encode_to_file(backend, &model, &wave, output)
+}
+
+/// Build the model the args describe on `backend`.
+pub fn load_model<B: Backend>(backend: &B, args: &EncodeArgs) -> Result<Mert<B>> {
+    let (mut cfg, weights) = match (&args.model, args.random.as_deref()) {
+        (Some(dir), None) => {
+            let cfg = MertConfig::from_dir(dir)?;
+            let w = MertWeights::from_dir(&cfg, dir)?;
+            (cfg, w)
+        }
+        (None, Some(arch)) => {
+            let cfg = match arch {
+                "95m" => MertConfig::mert_95m(),
+                "330m" => MertConfig::mert_330m(),
+                other => bail!("--random {other:?}: expected 95m or 330m"),
+            };
+            let w = MertWeights::random_init(&cfg, args.seed);
+            (cfg, w)
+        }
+        _ => bail!("pass exactly one of --model DIR or --random 95m|330m"),
+    };
+    if let Some(m) = args.max_frames {
+        cfg.max_frames = m;
+    }
+    if args.no_normalize {
+        cfg.do_normalize = false;
+    }
+    if let Some(dir) = &args.save_model {
+        save_dir(&cfg, &weights, dir)?;
+    }
+    Mert::new(backend, cfg, &weights)
+}
+
+/// `pipe encode` on the CPU backend.
+pub fn run(args: EncodeArgs) -> Result<()> {
+    let backend = if args.reference_ops {
+        CpuBackend::reference()
+    } else {
+        CpuBackend::new()
+    };
+    let model = load_model(&backend, &args)?;
+    let wave = read_waveform(&args.input, &args.input_tensor)?;
+    let s = encode_to_file(&backend, &model, &wave, &args.output)?;
+    eprintln!(
+        "encoded {} samples -> {} frames x {} hidden, {} states in {:.2} s on {}; wrote {}",
+        wave.len(),
+        s.frames,
+        s.hidden,
+        s.num_states,
+        s.seconds,
+        backend.name(),
+        args.output.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,331 @@
+//! Op-by-op conformance check of any [`Backend`] against the plain CPU reference ops.
+//!
+//! A new backend calls `check_backend(&backend, 1e-5)` in its tests: every op in the
+//! trait runs on small pseudo-random tensors (odd sizes, MERT-like conv strides,
+//! grouped and padded convs) and is compared with the `crate::cpu` oracle.
+
+use super::backend::Backend;
+use crate::cpu;
+use crate::ops::Act;
+use anyhow::{Context, Result, ensure};
+
+/// Deterministic values in [-1, 1).
+fn pseudo(n: usize, seed: u32) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            let h = (i as u32)
+                .wrapping_mul(2_654_435_761)
+                .wrapping_add(seed.wrapping_mul(40_503));
+            (h >> 8) as f32 / 8_388_608.0 - 1.0
+        })
+        .collect()
+}
+
+/// Max abs difference, relative to `max(1, max|want|)`; errors if above `tol` or on a shape mismatch.
+fn compare(op: &str, got: &[f32], want: &[f32], tol: f32) -> Result<()> {
+    ensure!(
+        got.len() == want.len(),
+        "{op}: {} values, reference has {}",
+        got.len(),
+        want.len()
+    );
+    let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let err = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    ensure!(
+        err <= tol * scale,
+        "{op}: max abs error {err:e} exceeds {tol:e} x {scale}"
+    );
+    ensure!(got.iter().all(|v| v.is_finite()), "{op}: non-finite output");
+    Ok(())
+}
+
+/// Check every op of `b` against the reference, with relative tolerance `tol`.
+pub fn check_backend<B: Backend>(b: &B, tol: f32) -> Result<()> {
+    let up = |d: &[f32], r: usize, c: usize| b.upload(d, r, c);
+
+    // Upload / download / shape.
+    let x = pseudo(7 * 13, 1);
+    let tx = up(&x, 7, 13)?;
+    ensure!(
+        b.shape(&tx) == (7, 13),
+        "shape: got {:?}, want (7, 13)",
+        b.shape(&tx)
+    );
+    compare("upload/download", &b.download(&tx)?, &x, 0.0)?;
+
+    // Fused linear: act(x Wᵀ + b) + residual, for every activation, with and without bias/residual.
+    let (rows, inp, out) = (7, 13, 21);
+    let w = pseudo(out * inp, 2);
+    let bias = pseudo(out, 3);
+    let res = pseudo(rows * out, 4);
+    let tres = up(&res, rows, out)?;
+    let lin_b = b.prepare_linear(&w, out, inp, Some(&bias))?;
+    let lin = b.prepare_linear(&w, out, inp, None)?;
+    for act in [Act::None, Act::Gelu, Act::Relu, Act::Silu] {
+        let want = cpu::linear(&x, rows, inp, &w, out, Some(&bias), act);
+        compare(
+            &format!("linear {act:?}"),
+            &b.download(&b.linear(&tx, &lin_b, act, None)?)?,
+            &want,
+            tol,
+        )?;
+        let mut want_r = want.clone();
+        cpu::add(&mut want_r, &res);
+        let got = b.download(&b.linear(&tx, &lin_b, act, Some(&tres))?)?;
+        compare(&format!("linear {act:?} + residual"), &got, &want_r, tol)?;
+    }
+    let want = cpu::linear(&x, rows, inp, &w, out, None, Act::None);
+    compare(
+        "linear no bias",
+        &b.download(&b.linear(&tx, &lin, Act::None, None)?)?,
+        &want,
+        tol,
+    )?;
+
+    // conv1d: (c_in, t, c_out, k, stride, pad, groups, bias, act).
+    let convs = [
+        (1, 203, 8, 10, 5, 0, 1, false, Act::None),
+        (8, 40, 8, 3, 2, 0, 1, false, Act::Gelu),
+        (8, 19, 8, 2, 2, 0, 1, true, Act::Gelu),
+        (16, 9, 16, 8, 1, 4, 4, true, Act::Gelu),
+        (6, 5, 3, 3, 1, 1, 3, true, Act::Silu),
+    ];
+    for (i, &(c_in, t, c_out, k, stride, pad, groups, has_bias, act)) in convs.iter().enumerate() {
+        let xv = pseudo(c_in * t, 10 + i as u32);
+        let wv = pseudo(c_out * c_in / groups * k, 20 + i as u32);
+        let bv = pseudo(c_out, 30 + i as u32);
+        let bias = has_bias.then_some(&bv[..]);
+        let (mut want, t_out) = cpu::conv1d(&xv, c_in, t, &wv, c_out, k, stride, pad, groups, bias);
+        cpu::activate(&mut want, act);
+        let wc = b.prepare_conv1d(&wv, c_out, c_in, k, groups, bias)?;
+        let y = b.conv1d(&up(&xv, c_in, t)?, &wc, stride, pad, act)?;
+        let op = format!(
+            "conv1d #{i} (c_in {c_in}, t {t}, k {k}, stride {stride}, pad {pad}, groups {groups})"
+        );
+        ensure!(
+            b.shape(&y) == (c_out, t_out),
+            "{op}: shape {:?}, want {:?}",
+            b.shape(&y),
+            (c_out, t_out)
+        );
+        compare(&op, &b.download(&y)?, &want, tol)?;
+    }
+
+    // group_norm (per channel as MERT conv 0, and shared groups), with a fused activation.
+    let (ch, t) = (8, 37);
+    let xv: Vec<f32> = pseudo(ch * t, 40).iter().map(|v| 3.0 * v + 0.5).collect();
+    let (g, be) = (pseudo(ch, 41), pseudo(ch, 42));
+    let (gv, bv) = (b.prepare_vector(&g)?, b.prepare_vector(&be)?);
+    for (groups, act) in [(8, Act::Gelu), (2, Act::None)] {
+        let mut want = cpu::group_norm(&xv, ch, t, groups, &g, &be, 1e-5);
+        cpu::activate(&mut want, act);
+        let got = b.download(&b.group_norm(&up(&xv, ch, t)?, groups, &gv, &bv, 1e-5, act)?)?;
+        compare(
+            &format!("group_norm groups {groups} {act:?}"),
+            &got,
+            &want,
+            tol,
+        )?;
+    }
+
+    // layer_norm over rows of 13.
+    let (g, be) = (pseudo(13, 43), pseudo(13, 44));
+    let want = cpu::layer_norm(&x, 7, 13, &g, &be, 1e-5);
+    let got =
+        b.download(&b.layer_norm(&tx, &b.prepare_vector(&g)?, &b.prepare_vector(&be)?, 1e-5)?)?;
+    compare("layer_norm", &got, &want, tol)?;
+
+    // activate, add, transpose, slice_rows.
+    for act in [Act::None, Act::Gelu, Act::Relu, Act::Silu] {
+        let xs: Vec<f32> = x.iter().map(|v| v * 6.0).collect();
+        let mut want = xs.clone();
+        cpu::activate(&mut want, act);
+        compare(
+            &format!("activate {act:?}"),
+            &b.download(&b.activate(up(&xs, 7, 13)?, act)?)?,
+            &want,
+            tol,
+        )?;
+    }
+    let y = pseudo(7 * 13, 5);
+    let mut want = x.clone();
+    cpu::add(&mut want, &y);
+    compare(
+        "add",
+        &b.download(&b.add(&tx, &up(&y, 7, 13)?)?)?,
+        &want,
+        tol,
+    )?;
+    let tt = b.transpose(&tx)?;
+    ensure!(
+        b.shape(&tt) == (13, 7),
+        "transpose: shape {:?}",
+        b.shape(&tt)
+    );
+    compare(
+        "transpose",
+        &b.download(&tt)?,
+        &cpu::transpose(&x, 7, 13),
+        0.0,
+    )?;
+    compare(
+        "slice_rows",
+        &b.download(&b.slice_rows(&tx, 2, 4)?)?,
+        &x[2 * 13..6 * 13],
+        0.0,
+    )?;
+
+    // attention: 3 heads of 5, 11 steps.
+    let (t, heads, d) = (11, 3, 5);
+    let (q, k, v) = (
+        pseudo(t * heads * d, 50),
+        pseudo(t * heads * d, 51),
+        pseudo(t * heads * d, 52),
+    );
+    let want = cpu::attention(&q, &k, &v, t, heads, d, 0.6);
+    let got = b.attention(
+        &up(&q, t, heads * d)?,
+        &up(&k, t, heads * d)?,
+        &up(&v, t, heads * d)?,
+        heads,
+        0.6,
+    )?;
+    compare("attention", &b.download(&got)?, &want, tol)
+        .context("attention (3 heads x 5, t 11)")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::CpuBackend;
+
+    #[test]
+    fn cpu_backends_conform() {
+        check_backend(&CpuBackend::reference(), 0.0).unwrap();
+        check_backend(&CpuBackend::new(), 1e-5).unwrap();
+    }
+
+    #[test]
+    fn conformance_catches_a_wrong_op() {
+        // A backend whose GELU is the tanh approximation must fail, naming the op.
+        struct TanhGelu(CpuBackend);
+        impl Backend for TanhGelu {
+            type Tensor = <CpuBackend as Backend>::Tensor;
+            type Linear = <CpuBackend as Backend>::Linear;
+            type Conv1d = <CpuBackend as Backend>::Conv1d;
+            type Vector = <CpuBackend as Backend>::Vector;
+            fn name(&self) -> String {
+                "tanh-gelu".into()
+            }
+            fn upload(&self, d: &[f32], r: usize, c: usize) -> Result<Self::Tensor> {
+                self.0.upload(d, r, c)
+            }
+            fn download(&self, x: &Self::Tensor) -> Result<Vec<f32>> {
+                self.0.download(x)
+            }
+            fn shape(&self, x: &Self::Tensor) -> (usize, usize) {
+                self.0.shape(x)
+            }
+            fn prepare_linear(
+                &self,
+                w: &[f32],
+                o: usize,
+                i: usize,
+                b: Option<&[f32]>,
+            ) -> Result<Self::Linear> {
+                self.0.prepare_linear(w, o, i, b)
+            }
+            fn prepare_conv1d(
+                &self,
+                w: &[f32],
+                co: usize,
+                ci: usize,
+                k: usize,
+                g: usize,
+                b: Option<&[f32]>,
+            ) -> Result<Self::Conv1d> {
+                self.0.prepare_conv1d(w, co, ci, k, g, b)
+            }
+            fn prepare_vector(&self, v: &[f32]) -> Result<Self::Vector> {
+                self.0.prepare_vector(v)
+            }
+            fn linear(
+                &self,
+                x: &Self::Tensor,
+                w: &Self::Linear,
+                act: Act,
+                r: Option<&Self::Tensor>,
+            ) -> Result<Self::Tensor> {
+                self.0.linear(x, w, act, r)
+            }
+            fn conv1d(
+                &self,
+                x: &Self::Tensor,
+                w: &Self::Conv1d,
+                s: usize,
+                p: usize,
+                a: Act,
+            ) -> Result<Self::Tensor> {
+                self.0.conv1d(x, w, s, p, a)
+            }
+            fn group_norm(
+                &self,
+                x: &Self::Tensor,
+                g: usize,
+                ga: &Self::Vector,
+                be: &Self::Vector,
+                eps: f32,
+                a: Act,
+            ) -> Result<Self::Tensor> {
+                self.0.group_norm(x, g, ga, be, eps, a)
+            }
+            fn layer_norm(
+                &self,
+                x: &Self::Tensor,
+                g: &Self::Vector,
+                be: &Self::Vector,
+                eps: f32,
+            ) -> Result<Self::Tensor> {
+                self.0.layer_norm(x, g, be, eps)
+            }
+            fn activate(&self, mut x: Self::Tensor, act: Act) -> Result<Self::Tensor> {
+                if act != Act::Gelu {
+                    return self.0.activate(x, act);
+                }
+                for v in x.data.iter_mut() {
+                    let u = *v;
+                    *v = 0.5 * u * (1.0 + (0.797_884_6 * (u + 0.044_715 * u * u * u)).tanh());
+                }
+                Ok(x)
+            }
+            fn attention(
+                &self,
+                q: &Self::Tensor,
+                k: &Self::Tensor,
+                v: &Self::Tensor,
+                h: usize,
+                s: f32,
+            ) -> Result<Self::Tensor> {
+                self.0.attention(q, k, v, h, s)
+            }
+            fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
+                self.0.add(a, b)
+            }
+            fn transpose(&self, x: &Self::Tensor) -> Result<Self::Tensor> {
+                self.0.transpose(x)
+            }
+            fn slice_rows(&self, x: &Self::Tensor, s: usize, l: usize) -> Result<Self::Tensor> {
+                self.0.slice_rows(x, s, l)
+            }
+        }
+        let e = check_backend(&TanhGelu(CpuBackend::new()), 1e-5)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("activate Gelu"), "{e}");
+    }
+}

@@ -1,0 +1,14 @@
+//! Music foundation-model encoders (MERT-v1), written once against [`backend::Backend`].
+
+pub mod backend;
+pub mod cli;
+pub mod config;
+pub mod conformance;
+pub mod mert;
+pub mod mert_weights;
+pub mod weights;
+
+pub use backend::Backend;
+pub use config::MertConfig;
+pub use mert::{Mert, MertOutput, MertTrace, window_plan};
+pub use mert_weights::MertWeights;

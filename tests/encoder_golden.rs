@@ -1,0 +1,318 @@
+//! MERT-v1 on the CPU backend against the PyTorch goldens of `tests/fixtures/spec` (SPEC §3).
+
+use pipe::cpu::CpuBackend;
+use pipe::encoder::weights::WeightStore;
+use pipe::encoder::{Mert, MertConfig, MertTrace, MertWeights};
+use std::path::{Path, PathBuf};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spec")
+}
+
+fn tensor(store: &WeightStore, name: &str) -> Vec<f32> {
+    let shape = store
+        .shape(name)
+        .unwrap_or_else(|| panic!("golden has no {name}"))
+        .to_vec();
+    store.get(name, &shape).unwrap()
+}
+
+/// Max abs error, checked against `1e-4 · max(1, max|ref|)`; returns (err, bound).
+fn check(what: &str, got: &[f32], want: &[f32]) -> (f32, f32) {
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: length {} vs golden {}",
+        got.len(),
+        want.len()
+    );
+    let err = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    let scale = want.iter().map(|v| v.abs()).fold(1.0f32, f32::max);
+    let bound = 1e-4 * scale;
+    println!("{what:<34} max abs err {err:.3e}  (bound {bound:.1e})");
+    assert!(err <= bound, "{what}: max abs error {err} exceeds {bound}");
+    (err, bound)
+}
+
+fn golden_model(name: &str, backend: CpuBackend) {
+    let dir = fixtures().join(name);
+    let model = Mert::load(&backend, &dir).unwrap();
+    let golden = WeightStore::open(&dir.join("golden.safetensors")).unwrap();
+    let inputs = WeightStore::open(&fixtures().join("inputs.safetensors")).unwrap();
+    let n_states = model.config().num_hidden_states();
+    let all: Vec<usize> = (0..n_states).collect();
+    for w in ["a", "b"] {
+        let wave = tensor(&inputs, &format!("wave_{w}"));
+        let mut trace = MertTrace::default();
+        let out = model
+            .forward_window(&backend, &wave, &all, Some(&mut trace))
+            .unwrap();
+        let tag = |k: &str| format!("{name} {k}.{w}");
+        check(
+            &tag("input_values"),
+            &trace.input_values,
+            &tensor(&golden, &format!("input_values.{w}")),
+        );
+        check(
+            &tag("conv_features"),
+            &trace.conv_features,
+            &tensor(&golden, &format!("conv_features.{w}")),
+        );
+        check(
+            &tag("projected"),
+            &trace.projected,
+            &tensor(&golden, &format!("projected.{w}")),
+        );
+        check(
+            &tag("pos_conv"),
+            &trace.pos_conv,
+            &tensor(&golden, &format!("pos_conv.{w}")),
+        );
+        for (i, s) in out.states.iter().enumerate() {
+            let s = s.as_ref().expect("every state was requested");
+            check(
+                &tag(&format!("hidden_states.{i}")),
+                s,
+                &tensor(&golden, &format!("hidden_states.{i}.{w}")),
+            );
+        }
+        let last = out.states[n_states - 1].as_ref().unwrap();
+        check(
+            &tag("last_hidden_state"),
+            last,
+            &tensor(&golden, &format!("last_hidden_state.{w}")),
+        );
+        // The windowed entry point gives the same result for a clip within max_frames.
+        let enc = model.encode(&backend, &wave, &[n_states - 1]).unwrap();
+        assert_eq!(enc.frames, out.frames);
+        assert!(
+            enc.states[n_states - 1].as_ref() == Some(last),
+            "encode differs from forward_window"
+        );
+        assert!(
+            enc.states[0].is_none(),
+            "only requested states are downloaded"
+        );
+    }
+}
+
+#[test]
+fn mert_tiny_postln_matches_pytorch() {
+    golden_model("mert_tiny_postln", CpuBackend::reference());
+}
+
+#[test]
+fn mert_tiny_postln_fast_cpu_matches_pytorch() {
+    golden_model("mert_tiny_postln", CpuBackend::new());
+}
+
+#[test]
+fn mert_tiny_preln_matches_pytorch() {
+    golden_model("mert_tiny_preln", CpuBackend::reference());
+}
+
+#[test]
+fn mert_tiny_preln_fast_cpu_matches_pytorch() {
+    golden_model("mert_tiny_preln", CpuBackend::new());
+}
+
+#[test]
+fn loader_errors_name_the_tensor() {
+    let dir = fixtures().join("mert_tiny_postln");
+    let store = WeightStore::open(&dir.join("model.safetensors")).unwrap();
+    let mut cfg = MertConfig::from_dir(&dir).unwrap();
+    // Wrong shape: a config with a larger FFN than the checkpoint.
+    cfg.intermediate_size = 96;
+    let e = format!("{:#}", MertWeights::from_store(&cfg, &store).unwrap_err());
+    assert!(
+        e.contains("encoder.layers.0.feed_forward.intermediate_dense.weight"),
+        "{e}"
+    );
+    assert!(e.contains("[128, 64]") && e.contains("[96, 64]"), "{e}");
+    // Missing tensor: a config with more layers than the checkpoint.
+    let mut cfg = MertConfig::from_dir(&dir).unwrap();
+    cfg.num_hidden_layers = 3;
+    let e = format!("{:#}", MertWeights::from_store(&cfg, &store).unwrap_err());
+    assert!(
+        e.contains("missing tensor encoder.layers.2.attention.q_proj.weight"),
+        "{e}"
+    );
+    // Fewer layers than the checkpoint is a mismatch too.
+    cfg.num_hidden_layers = 1;
+    let e = format!("{:#}", MertWeights::from_store(&cfg, &store).unwrap_err());
+    assert!(
+        e.contains("encoder.layers.1.attention.q_proj.weight"),
+        "{e}"
+    );
+}
+
+#[test]
+fn long_clip_runs_windowed() {
+    // 60 s of synthetic audio on a tiny random model with the real conv stack, in windows of 500 frames.
+    let mut cfg = MertConfig::from_dir(&fixtures().join("mert_tiny_preln")).unwrap();
+    cfg.max_frames = 500;
+    let backend = CpuBackend::new();
+    let model = Mert::new(&backend, cfg.clone(), &MertWeights::random_init(&cfg, 7)).unwrap();
+    let n = 60 * 24_000 + 123;
+    let wave: Vec<f32> = (0..n)
+        .map(|i| (i as f32 * 0.05).sin() * 0.3 + ((i * 7919) % 97) as f32 * 1e-3)
+        .collect();
+    let last = cfg.num_hidden_layers;
+    let out = model.encode(&backend, &wave, &[0, last]).unwrap();
+    assert_eq!(out.frames, cfg.frames_for(n));
+    assert_eq!(out.frames, 4500); // floor((N − 400)/320) + 1
+    for i in [0, last] {
+        let s = out.states[i].as_ref().unwrap();
+        assert_eq!(s.len(), out.frames * cfg.hidden_size);
+        assert!(
+            s.iter().all(|v| v.is_finite()),
+            "state {i} has non-finite values"
+        );
+    }
+    // Non-finite input is refused, naming the sample.
+    let mut bad = wave[..24_000].to_vec();
+    bad[123] = f32::NAN;
+    let e = model.encode(&backend, &bad, &[0]).unwrap_err().to_string();
+    assert!(e.contains("sample 123"), "{e}");
+    // Too short for one frame: a clear error.
+    let e = model
+        .encode(&backend, &wave[..399], &[0])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("399 samples") && e.contains("receptive field of 400"),
+        "{e}"
+    );
+}
+
+#[test]
+fn encode_cli_writes_every_hidden_state() {
+    use pipe::encoder::cli::{EncodeArgs, run};
+    let tmp = tempfile::tempdir().unwrap();
+    let output = tmp.path().join("states.safetensors");
+    let dir = fixtures().join("mert_tiny_postln");
+    let args = EncodeArgs {
+        model: Some(dir.clone()),
+        random: None,
+        seed: 0,
+        input: fixtures().join("inputs.safetensors"),
+        input_tensor: "wave_b".into(),
+        output: output.clone(),
+        max_frames: None,
+        no_normalize: false,
+        reference_ops: false,
+        save_model: None,
+    };
+    run(args.clone()).unwrap();
+    let out = WeightStore::open(&output).unwrap();
+    let golden = WeightStore::open(&dir.join("golden.safetensors")).unwrap();
+    assert_eq!(out.names().count(), 3);
+    for i in 0..3 {
+        assert_eq!(
+            out.shape(&format!("hidden_states.{i}")),
+            Some(&[56usize, 64][..])
+        );
+        let got = tensor(&out, &format!("hidden_states.{i}"));
+        check(
+            &format!("cli hidden_states.{i}.b"),
+            &got,
+            &tensor(&golden, &format!("hidden_states.{i}.b")),
+        );
+    }
+    // A missing input tensor is named in the error.
+    let e = format!(
+        "{:#}",
+        run(EncodeArgs {
+            input_tensor: "wave_c".into(),
+            ..args
+        })
+        .unwrap_err()
+    );
+    assert!(e.contains("wave_c") && e.contains("wave_a"), "{e}");
+}
+
+#[test]
+fn windows_are_processed_alone_and_concatenated_in_order() {
+    let dir = fixtures().join("mert_tiny_postln");
+    let backend = CpuBackend::new();
+    let mut cfg = MertConfig::from_dir(&dir).unwrap();
+    let weights = MertWeights::from_dir(&cfg, &dir).unwrap();
+    cfg.max_frames = 30;
+    let model = Mert::new(&backend, cfg.clone(), &weights).unwrap();
+    let inputs = WeightStore::open(&fixtures().join("inputs.safetensors")).unwrap();
+    let wave = tensor(&inputs, "wave_a");
+    let plan = pipe::encoder::window_plan(&cfg, wave.len()).unwrap();
+    let frames: Vec<usize> = plan.iter().map(|w| w.frames).collect();
+    assert_eq!(frames, vec![25, 25, 24]);
+    let out = model.encode(&backend, &wave, &[2]).unwrap();
+    assert_eq!(out.frames, 74);
+    let mut want = Vec::new();
+    for w in &plan {
+        let one = model
+            .forward_window(&backend, &wave[w.sample_start..w.sample_end], &[2], None)
+            .unwrap();
+        want.extend_from_slice(one.states[2].as_ref().unwrap());
+    }
+    assert!(
+        out.states[2].as_deref() == Some(&want[..]),
+        "windowed encode is not the concatenation of its windows"
+    );
+    // Windowing changes the result (each window has its own normalisation and context).
+    let golden = WeightStore::open(&dir.join("golden.safetensors")).unwrap();
+    let whole = tensor(&golden, "hidden_states.2.a");
+    let diff = want
+        .iter()
+        .zip(&whole)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        diff > 1e-3,
+        "windows should differ from the single pass (diff {diff})"
+    );
+}
+
+#[test]
+fn encode_cli_random_95m_has_real_shapes() {
+    use pipe::encoder::cli::{EncodeArgs, run};
+    use safetensors::tensor::TensorView;
+    let tmp = tempfile::tempdir().unwrap();
+    // 0.3 s of a tone: 7200 samples -> 22 frames.
+    let wave: Vec<u8> = (0..7200)
+        .flat_map(|i| ((i as f32 * 0.05).sin() * 0.5).to_le_bytes())
+        .collect();
+    let input = tmp.path().join("in.safetensors");
+    let view = TensorView::new(safetensors::Dtype::F32, vec![1, 7200], &wave).unwrap();
+    std::fs::write(
+        &input,
+        safetensors::serialize([("wave", view)], None).unwrap(),
+    )
+    .unwrap();
+    let output = tmp.path().join("out.safetensors");
+    run(EncodeArgs {
+        model: None,
+        random: Some("95m".into()),
+        seed: 5,
+        input,
+        input_tensor: "wave".into(),
+        output: output.clone(),
+        max_frames: None,
+        no_normalize: false,
+        reference_ops: false,
+        save_model: None,
+    })
+    .unwrap();
+    let out = WeightStore::open(&output).unwrap();
+    assert_eq!(out.names().count(), 13);
+    for i in 0..13 {
+        assert_eq!(
+            out.shape(&format!("hidden_states.{i}")),
+            Some(&[22usize, 768][..])
+        );
+    }
+    let last = tensor(&out, "hidden_states.12");
+    assert!(last.iter().all(|v| v.is_finite()));
+}
