@@ -12,6 +12,7 @@
 pub mod attention;
 pub mod backend;
 pub mod batch;
+pub mod bench;
 pub mod conv;
 pub mod device;
 pub mod eltwise;
@@ -22,6 +23,7 @@ pub mod pool;
 
 pub use backend::GpuBackend;
 pub use batch::Batch;
+pub use bench::{MatmulBench, bench_matmul};
 pub use device::{AdapterInfo, Gpu, InitError};
 pub use pool::Tensor;
 
