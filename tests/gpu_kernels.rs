@@ -67,6 +67,7 @@ fn linear_ffn_shape() {
     linear_case(10, 75, 768, 3072, true, Act::Gelu, false);
 }
 
+#[allow(clippy::too_many_arguments)]
 fn conv_case(
     seed: u64,
     c_in: usize,

@@ -154,7 +154,7 @@ impl Backend for GpuBackend {
         bias: Option<&[f32]>,
     ) -> Result<GpuConv1d> {
         ensure!(
-            groups > 0 && c_in % groups == 0 && c_out % groups == 0,
+            groups > 0 && c_in.is_multiple_of(groups) && c_out.is_multiple_of(groups),
             "conv1d: groups {groups} must divide c_in {c_in} and c_out {c_out}"
         );
         let want = c_out * (c_in / groups) * k;
@@ -292,7 +292,7 @@ impl Backend for GpuBackend {
         scale: f32,
     ) -> Result<GpuTensor> {
         ensure!(
-            heads > 0 && q.cols % heads == 0,
+            heads > 0 && q.cols.is_multiple_of(heads),
             "attention: {} columns do not split into {heads} heads",
             q.cols
         );

@@ -55,7 +55,10 @@ pub fn conv1d(
     act: Act,
 ) -> anyhow::Result<(Tensor, usize)> {
     anyhow::ensure!(
-        s.groups > 0 && s.c_in % s.groups == 0 && s.c_out % s.groups == 0 && s.stride > 0,
+        s.groups > 0
+            && s.c_in.is_multiple_of(s.groups)
+            && s.c_out.is_multiple_of(s.groups)
+            && s.stride > 0,
         "GPU conv1d: bad shape {s:?}"
     );
     anyhow::ensure!(

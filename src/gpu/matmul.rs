@@ -88,7 +88,7 @@ pub fn linear(
     if let Some(r) = residual {
         check_len("linear", "residual", r.len(), rows * out_dim)?;
     }
-    let vec4 = in_dim % 4 == 0;
+    let vec4 = in_dim.is_multiple_of(4);
     let k = if vec4 {
         b.gpu().kernel("matmul_vec4", || {
             with_common(&format!("{LOAD_VEC4}\n{BODY}"))

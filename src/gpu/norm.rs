@@ -41,7 +41,7 @@ pub fn group_norm(
     act: Act,
 ) -> anyhow::Result<Tensor> {
     anyhow::ensure!(
-        groups > 0 && channels % groups == 0,
+        groups > 0 && channels.is_multiple_of(groups),
         "GPU group_norm: {channels} channels not divisible into {groups} groups"
     );
     check_len("group_norm", "x", x.len(), channels * t)?;

@@ -173,7 +173,7 @@ mod tests {
             123_456_789,
         ] {
             let c = bucket(bytes);
-            assert!(c >= bytes && c % 256 == 0, "{bytes} -> {c}");
+            assert!(c >= bytes && c.is_multiple_of(256), "{bytes} -> {c}");
             assert!(
                 c <= (bytes.max(256) * 5 / 4).div_ceil(256) * 256 + 256,
                 "{bytes} -> {c}"
