@@ -12,6 +12,7 @@ pub mod dag;
 pub mod dataset;
 pub mod encoder;
 pub mod features;
+pub mod gpu;
 pub mod head;
 pub mod metrics;
 pub mod ops;

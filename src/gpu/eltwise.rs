@@ -1,0 +1,107 @@
+//! Element-wise kernels: fill (poison), in-place activation, residual add.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::batch::{Batch, grid_1d};
+use super::{Tensor, act_code, check_len, u32_of, with_common};
+use crate::ops::Act;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    n: u32,
+    a: u32,
+    _p: [u32; 2],
+}
+
+/// Set the first `t.len()` elements of `t` to `value` (NaN allowed).
+pub fn fill(b: &mut Batch, t: &Tensor, value: f32) -> anyhow::Result<()> {
+    let k = b.gpu().kernel("fill", || {
+        with_common(include_str!("../../shaders/fill.wgsl"))
+    })?;
+    let p = Params {
+        n: u32_of("fill", "len", t.len())?,
+        a: value.to_bits(),
+        _p: [0; 2],
+    };
+    let op = || format!("fill(len={})", t.len());
+    b.dispatch(
+        &k,
+        &op,
+        &[t.buffer()],
+        bytemuck::bytes_of(&p),
+        grid_1d(t.len().div_ceil(256)),
+    )
+}
+
+/// x = act(x), in place.
+pub fn act(b: &mut Batch, x: &Tensor, act: Act) -> anyhow::Result<()> {
+    if act == Act::None {
+        return Ok(());
+    }
+    let k = b.gpu().kernel("act", || {
+        with_common(include_str!("../../shaders/act.wgsl"))
+    })?;
+    let p = Params {
+        n: u32_of("act", "len", x.len())?,
+        a: act_code(act),
+        _p: [0; 2],
+    };
+    let op = || format!("act({act:?}, len={})", x.len());
+    b.dispatch(
+        &k,
+        &op,
+        &[x.buffer()],
+        bytemuck::bytes_of(&p),
+        grid_1d(x.len().div_ceil(256)),
+    )
+}
+
+/// a += b, in place (residual connections).
+pub fn add(b: &mut Batch, a: &Tensor, other: &Tensor) -> anyhow::Result<()> {
+    check_len("add", "b", other.len(), a.len())?;
+    let k = b.gpu().kernel("add", || {
+        with_common(include_str!("../../shaders/add.wgsl"))
+    })?;
+    let p = Params {
+        n: u32_of("add", "len", a.len())?,
+        a: 0,
+        _p: [0; 2],
+    };
+    let op = || format!("add(len={})", a.len());
+    b.dispatch(
+        &k,
+        &op,
+        &[a.buffer(), other.buffer()],
+        bytemuck::bytes_of(&p),
+        grid_1d(a.len().div_ceil(256)),
+    )
+}
+
+/// y[cols, rows] = x[rows, cols]ᵀ.
+pub fn transpose(b: &mut Batch, x: &Tensor, rows: usize, cols: usize) -> anyhow::Result<Tensor> {
+    check_len("transpose", "x", x.len(), rows * cols)?;
+    let y = b.alloc(rows * cols)?;
+    let k = b.gpu().kernel("transpose", || {
+        with_common(include_str!("../../shaders/transpose.wgsl"))
+    })?;
+    let p = Params {
+        n: u32_of("transpose", "rows", rows)?,
+        a: u32_of("transpose", "cols", cols)?,
+        _p: [0; 2],
+    };
+    let op = || format!("transpose(rows={rows}, cols={cols})");
+    let groups = [
+        u32_of("transpose", "col tiles", cols.div_ceil(16))?,
+        u32_of("transpose", "row tiles", rows.div_ceil(16))?,
+        1,
+    ];
+    b.dispatch(
+        &k,
+        &op,
+        &[x.buffer(), y.buffer()],
+        bytemuck::bytes_of(&p),
+        groups,
+    )?;
+    Ok(y)
+}

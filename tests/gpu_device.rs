@@ -1,0 +1,107 @@
+//! Device-level GPU tests in their own process, so counters are not disturbed
+//! by other tests: adapter reporting, the PIPE_REQUIRE_GPU switch, pipeline
+//! cache and buffer pool reuse, and op errors naming the op.
+
+#[path = "gpu_common.rs"]
+mod common;
+
+use common::{gpu, rand_vec};
+use std::sync::Mutex;
+
+/// Tests here run one at a time so the reuse counters only see their own work.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+use pipe::gpu::{Gpu, host};
+use pipe::ops::Act;
+
+#[test]
+fn adapter_is_found_when_required() {
+    let _serial = serial();
+    // CI with lavapipe (and any GPU machine) sets PIPE_REQUIRE_GPU=1: no silent skips there.
+    if std::env::var("PIPE_REQUIRE_GPU").as_deref() == Ok("1") {
+        let g = Gpu::get().expect("PIPE_REQUIRE_GPU=1 but no GPU adapter");
+        assert!(!g.info().name.is_empty());
+    }
+}
+
+#[test]
+fn reports_adapter_type() {
+    let _serial = serial();
+    let Some(g) = gpu() else { return };
+    let info = g.info();
+    // Printed so a run on a real GPU shows it did not use the CPU fallback.
+    eprintln!("GPU adapter: {info}; cpu fallback: {}", info.is_cpu());
+    println!("GPU adapter: {info}; cpu fallback: {}", info.is_cpu());
+    assert!(!info.name.is_empty());
+    assert_eq!(info.backend, wgpu::Backend::Vulkan);
+    if std::env::var("PIPE_REQUIRE_REAL_GPU").as_deref() == Ok("1") {
+        assert!(
+            !info.is_cpu(),
+            "PIPE_REQUIRE_REAL_GPU=1 but the adapter is the CPU fallback: {info}"
+        );
+    }
+    // The requested limits must allow large activations (lavapipe and real GPUs both do).
+    assert!(g.limits().max_storage_buffer_binding_size >= 128 << 20);
+}
+
+#[test]
+fn pipelines_and_buffers_are_reused() {
+    let _serial = serial();
+    let Some(g) = gpu() else { return };
+    let x = rand_vec(1, 33 * 48, -1.0, 1.0);
+    let w = rand_vec(2, 20 * 48, -1.0, 1.0);
+    let first = host::linear(&x, 33, 48, &w, 20, None, Act::Relu).unwrap();
+    let kernels = g.compiled_kernels();
+    let buffers = g.buffers_created();
+    for _ in 0..5 {
+        let again = host::linear(&x, 33, 48, &w, 20, None, Act::Relu).unwrap();
+        assert_eq!(again, first, "same input, same result");
+    }
+    assert_eq!(g.compiled_kernels(), kernels, "pipelines recompiled");
+    assert_eq!(
+        g.buffers_created(),
+        buffers,
+        "pooled buffers were not reused"
+    );
+}
+
+#[test]
+fn op_errors_name_the_op_and_shapes() {
+    let _serial = serial();
+    if gpu().is_none() {
+        return;
+    }
+    let err = host::linear(&[1.0; 10], 2, 4, &[0.0; 12], 3, None, Act::None).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("linear") && msg.contains("x has 10"), "{msg}");
+    let err = host::attention(&[0.0; 130], &[0.0; 130], &[0.0; 130], 1, 1, 130, 1.0).unwrap_err();
+    assert!(format!("{err:#}").contains("head_dim 130"), "{err:#}");
+}
+
+#[test]
+fn bench_matmul_reports_throughput() {
+    let _serial = serial();
+    let Some(g) = gpu() else { return };
+    // Small enough for a debug test run on lavapipe; the shape of an FFN layer of a 2 s clip.
+    let r = pipe::gpu::bench_matmul(g, 150, 768, 768, 3).unwrap();
+    println!(
+        "matmul {}x{}x{} on {}: {:.2} GFLOP/s",
+        r.m,
+        r.n,
+        r.k,
+        g.info().name,
+        r.gflops
+    );
+    eprintln!(
+        "matmul {}x{}x{} on {}: {:.2} GFLOP/s",
+        r.m,
+        r.n,
+        r.k,
+        g.info().name,
+        r.gflops
+    );
+    assert!(r.gflops.is_finite() && r.gflops > 0.0 && r.seconds > 0.0);
+}
