@@ -45,6 +45,7 @@ fn bench_text_prints_every_field() {
         "top ops ",
         "hottest ",
         "load ",
+        "setup ",
     ] {
         assert!(text.contains(field), "{field:?} missing in\n{text}");
     }

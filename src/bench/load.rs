@@ -24,3 +24,35 @@ pub fn current() -> Option<Load> {
         cpus,
     })
 }
+
+/// CPU seconds (user + system) this process has used so far, from `/proc/self/stat`
+/// (fields 14 and 15, in USER_HZ = 100 ticks per second on Linux); `None` elsewhere.
+pub fn process_cpu_secs() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: split after it.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_grows_with_work() {
+        let Some(before) = process_cpu_secs() else {
+            return; // not Linux
+        };
+        let t0 = std::time::Instant::now();
+        let mut x = 0u64;
+        while t0.elapsed().as_secs_f64() < 0.1 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let after = process_cpu_secs().unwrap();
+        assert!(after >= before + 0.05, "{before} → {after}");
+        assert!(current().is_some_and(|l| l.cpus >= 1));
+    }
+}

@@ -56,6 +56,9 @@ pub struct Report {
     pub prepare_s: f64,
     pub load_before: Option<Load>,
     pub load_after: Option<Load>,
+    /// Process CPU seconds per wall second over the counted passes (how many cores
+    /// the bench actually got; below the thread count on a busy machine).
+    pub cores_busy: Option<f64>,
 }
 
 /// A deterministic test signal (two sines), `n` samples.
@@ -120,9 +123,11 @@ pub fn bench_model<B: Backend>(backend: &Timed<B>, w: &Workload, peak: Peak) -> 
     let load_before = load::current();
     let mut frames = 0;
     let mut runs_ms = Vec::with_capacity(w.repeat);
+    let mut cpu_start = None;
     for pass in 0..=w.repeat {
         if pass == 1 {
             backend.reset();
+            cpu_start = load::process_cpu_secs();
         }
         let t = Instant::now();
         let out = model
@@ -135,6 +140,10 @@ pub fn bench_model<B: Backend>(backend: &Timed<B>, w: &Workload, peak: Peak) -> 
         }
     }
     let load_after = load::current();
+    let counted_s = runs_ms.iter().sum::<f64>() / 1e3;
+    let cores_busy = cpu_start
+        .zip(load::process_cpu_secs())
+        .map(|(a, b)| (b - a) / counted_s);
     let profile = backend.profile();
     let total = profile.total_secs();
     let median_ms = median(&runs_ms);
@@ -161,6 +170,7 @@ pub fn bench_model<B: Backend>(backend: &Timed<B>, w: &Workload, peak: Peak) -> 
         prepare_s,
         load_before,
         load_after,
+        cores_busy,
     })
 }
 

@@ -94,5 +94,11 @@ pub fn render(r: &Report) -> String {
         r.prepare_s
     );
     let _ = writeln!(s, "  load     {}", load_line(r.load_before, r.load_after));
+    if let Some(c) = r.cores_busy {
+        let _ = writeln!(
+            s,
+            "  cores    the process used {c:.2} CPU-seconds per wall second during the timed passes"
+        );
+    }
     s
 }
