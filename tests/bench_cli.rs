@@ -69,12 +69,19 @@ fn bench_json_is_one_object_per_model() {
         "gflops",
         "peak_share",
     ] {
-        assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {}", v[key]);
+        assert!(
+            v[key].as_f64().is_some_and(|x| x > 0.0),
+            "{key}: {}",
+            v[key]
+        );
     }
     assert!(v["peak"]["gflops"].as_f64().unwrap() > 0.0);
     let top = v["top_ops"].as_array().unwrap();
     assert_eq!(top.len(), 3);
-    assert!(top.iter().all(|o| o["op"].is_string() && o["ms"].as_f64().unwrap() >= 0.0));
+    assert!(
+        top.iter()
+            .all(|o| o["op"].is_string() && o["ms"].as_f64().unwrap() >= 0.0)
+    );
 }
 
 #[test]

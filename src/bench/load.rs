@@ -37,6 +37,15 @@ pub fn process_cpu_secs() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// Cores busy since `cpu_start` (from [`process_cpu_secs`]) over `wall_s` seconds;
+/// `None` under half a second of wall time, where the 10 ms tick makes it meaningless.
+pub fn cores_busy_since(cpu_start: Option<f64>, wall_s: f64) -> Option<f64> {
+    if wall_s < 0.5 {
+        return None;
+    }
+    Some((process_cpu_secs()? - cpu_start?) / wall_s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,5 +63,6 @@ mod tests {
         let after = process_cpu_secs().unwrap();
         assert!(after >= before + 0.05, "{before} → {after}");
         assert!(current().is_some_and(|l| l.cpus >= 1));
+        assert_eq!(cores_busy_since(Some(before), 0.1), None);
     }
 }

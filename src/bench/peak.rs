@@ -15,6 +15,8 @@ pub struct Peak {
     pub runs: usize,
     pub best_secs: f64,
     pub gflops: f64,
+    /// Process CPU seconds per wall second over the timed runs (see [`super::load::process_cpu_secs`]).
+    pub cores_busy: Option<f64>,
 }
 
 /// Default problem: 2048³ (17.2 GFLOP), larger than any single matmul of the encoder.
@@ -38,7 +40,11 @@ pub fn measure_peak<B: Backend>(
     let xt = b.upload(&x, m, k).with_context(ctx)?;
     let wt = b.prepare_linear(&w, n, k, None).with_context(ctx)?;
     let mut best = f64::INFINITY;
+    let (mut cpu_start, mut timed_s) = (None, 0.0);
     for run in 0..=runs {
+        if run == 1 {
+            cpu_start = super::load::process_cpu_secs();
+        }
         let t0 = Instant::now();
         let y = b.linear(&xt, &wt, Act::None, None).with_context(ctx)?;
         let host = b.download(&y).with_context(ctx)?;
@@ -46,6 +52,7 @@ pub fn measure_peak<B: Backend>(
         anyhow::ensure!(host.len() == m * n, "{}: got {} values", ctx(), host.len());
         if run > 0 {
             best = best.min(secs);
+            timed_s += secs;
         }
     }
     Ok(Peak {
@@ -55,5 +62,6 @@ pub fn measure_peak<B: Backend>(
         runs,
         best_secs: best,
         gflops: 2.0 * (m * k * n) as f64 / best / 1e9,
+        cores_busy: super::load::cores_busy_since(cpu_start, timed_s),
     })
 }

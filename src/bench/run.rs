@@ -51,6 +51,9 @@ pub struct Report {
     pub peak: Peak,
     /// `gflops / peak.gflops`.
     pub peak_share: f64,
+    /// The same per busy core: `(gflops / cores_busy) / (peak.gflops / peak.cores_busy)`,
+    /// which discounts a load that changed between the peak runs and the passes.
+    pub peak_share_per_core: Option<f64>,
     pub top_ops: Vec<OpTime>,
     pub top_shapes: Vec<OpTime>,
     pub prepare_s: f64,
@@ -141,9 +144,7 @@ pub fn bench_model<B: Backend>(backend: &Timed<B>, w: &Workload, peak: Peak) -> 
     }
     let load_after = load::current();
     let counted_s = runs_ms.iter().sum::<f64>() / 1e3;
-    let cores_busy = cpu_start
-        .zip(load::process_cpu_secs())
-        .map(|(a, b)| (b - a) / counted_s);
+    let cores_busy = load::cores_busy_since(cpu_start, counted_s);
     let profile = backend.profile();
     let total = profile.total_secs();
     let median_ms = median(&runs_ms);
@@ -164,6 +165,9 @@ pub fn bench_model<B: Backend>(backend: &Timed<B>, w: &Workload, peak: Peak) -> 
         gflop_per_clip: gflop,
         gflops,
         peak_share: gflops / peak.gflops,
+        peak_share_per_core: cores_busy
+            .zip(peak.cores_busy)
+            .map(|(c, pc)| (gflops / c) / (peak.gflops / pc)),
         peak,
         top_ops: op_times(&profile.ops, total, w.repeat),
         top_shapes: op_times(&profile.shapes, total, w.repeat),

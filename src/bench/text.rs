@@ -86,6 +86,13 @@ pub fn render(r: &Report) -> String {
         p.n,
         p.runs
     );
+    if let (Some(share), Some(c), Some(pc)) = (r.peak_share_per_core, r.cores_busy, p.cores_busy) {
+        let _ = writeln!(
+            s,
+            "  per core {:.0}% of the peak per busy core (passes got {c:.2} cores, the peak runs {pc:.2})",
+            share * 100.0
+        );
+    }
     let _ = writeln!(s, "  top ops  {}", ops_line(&r.top_ops));
     let _ = writeln!(s, "  hottest  {}", ops_line(&r.top_shapes));
     let _ = writeln!(
