@@ -5,6 +5,7 @@
 //! ...) into it; `audio` and `dataset` hold the domain logic the stages call.
 
 pub mod audio;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod cpu;

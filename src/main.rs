@@ -31,6 +31,9 @@ enum Command {
     Dag,
     /// Run an encoder on one waveform and write every hidden state to safetensors.
     Encode(pipe::encoder::cli::EncodeArgs),
+    /// Time MERT-95M/330M forward passes on random weights: ms per clip, real-time factor,
+    /// GFLOP, share of a measured matmul peak, top ops.
+    Bench(pipe::bench::BenchArgs),
     /// Delete artifacts the last run no longer references.
     Clean {
         /// List what would be deleted, delete nothing.
@@ -56,6 +59,10 @@ fn dispatch(args: Args) -> Result<ExitCode> {
         Command::Encode(encode) => {
             return pipe::encoder::cli::run(encode).map(|_| ExitCode::SUCCESS);
         }
+        // `bench` uses random weights and needs no pipeline description either.
+        Command::Bench(bench) => {
+            return pipe::bench::run(&bench).map(|_| ExitCode::SUCCESS);
+        }
         other => other,
     };
     let config = pipe::config::Config::load(&args.config).with_context(|| {
@@ -69,6 +76,6 @@ fn dispatch(args: Args) -> Result<ExitCode> {
         Command::Status => cli::status(&config).map(|_| ExitCode::SUCCESS),
         Command::Dag => cli::dag(&config).map(|_| ExitCode::SUCCESS),
         Command::Clean { dry_run } => cli::clean(&config, dry_run).map(|_| ExitCode::SUCCESS),
-        Command::Encode(_) => unreachable!("dispatched above"),
+        Command::Encode(_) | Command::Bench(_) => unreachable!("dispatched above"),
     }
 }

@@ -1,0 +1,111 @@
+//! Human-readable rendering of a [`Report`].
+
+use super::load::Load;
+use super::run::{OpTime, Report};
+use std::fmt::Write;
+
+fn load_line(before: Option<Load>, after: Option<Load>) -> String {
+    match (before, after) {
+        (Some(b), Some(a)) => format!(
+            "1-min load average {:.2} before, {:.2} after the timed passes ({} CPUs; shared machines vary)",
+            b.avg1, a.avg1, a.cpus
+        ),
+        _ => "load average unavailable on this system".into(),
+    }
+}
+
+fn ops_line(ops: &[OpTime]) -> String {
+    ops.iter()
+        .map(|o| {
+            format!(
+                "{} {:.1} ms ({:.0}%, {} calls)",
+                o.op,
+                o.ms,
+                o.share * 100.0,
+                o.calls
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// `v` with about three significant digits (GFLOP of a tiny test model are < 0.1).
+fn sig(v: f64) -> String {
+    match v.abs() {
+        a if a >= 100.0 => format!("{v:.0}"),
+        a if a >= 10.0 => format!("{v:.1}"),
+        a if a >= 1.0 => format!("{v:.2}"),
+        _ => format!("{v:.3e}"),
+    }
+}
+
+/// Several lines describing one (backend, model) result.
+pub fn render(r: &Report) -> String {
+    let f = &r.flops;
+    let g = |v: u64| v as f64 / 1e9;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{} on {}: {} s clip at {} samples ({} frames, {} window{}), median of {} after 1 warm-up pass",
+        r.model,
+        r.backend,
+        r.seconds,
+        r.samples,
+        r.frames,
+        r.windows,
+        if r.windows == 1 { "" } else { "s" },
+        r.repeat
+    );
+    let runs: Vec<String> = r.runs_ms.iter().map(|m| format!("{m:.1}")).collect();
+    let _ = writeln!(
+        s,
+        "  time     {:.1} ms per clip (runs: {} ms), real-time factor {:.2}x",
+        r.median_ms,
+        runs.join(", "),
+        r.realtime_factor
+    );
+    let _ = writeln!(
+        s,
+        "  work     {} GFLOP per clip = conv stack {} + projection {} + pos conv {} + linears {} + attention {} (counted; norms/activations/softmax not counted)",
+        sig(r.gflop_per_clip),
+        sig(g(f.conv_stack)),
+        sig(g(f.projection)),
+        sig(g(f.pos_conv)),
+        sig(g(f.linears)),
+        sig(g(f.attention))
+    );
+    let p = &r.peak;
+    let _ = writeln!(
+        s,
+        "  speed    {:.1} GFLOP/s = {:.0}% of the measured peak {:.1} GFLOP/s (linear {}×{}×{}, best of {})",
+        r.gflops,
+        r.peak_share * 100.0,
+        p.gflops,
+        p.m,
+        p.k,
+        p.n,
+        p.runs
+    );
+    if let (Some(share), Some(c), Some(pc)) = (r.peak_share_per_core, r.cores_busy, p.cores_busy) {
+        let _ = writeln!(
+            s,
+            "  per core {:.0}% of the peak per busy core (passes got {c:.2} cores, the peak runs {pc:.2})",
+            share * 100.0
+        );
+    }
+    let _ = writeln!(s, "  top ops  {}", ops_line(&r.top_ops));
+    let _ = writeln!(s, "  hottest  {}", ops_line(&r.top_shapes));
+    let _ = writeln!(
+        s,
+        "  setup    {:.2} s random init + prepare (not counted)",
+        r.prepare_s
+    );
+    let _ = writeln!(s, "  load     {}", load_line(r.load_before, r.load_after));
+    if let Some(c) = r.cores_busy {
+        let _ = writeln!(
+            s,
+            "  cores    the process used {c:.2} CPU-seconds per wall second during the timed passes"
+        );
+    }
+    s
+}
