@@ -85,14 +85,10 @@ fn bench_json_is_one_object_per_model() {
 }
 
 #[test]
-fn bench_rejects_unknown_model_and_gpu_without_backend() {
+fn bench_rejects_unknown_model_and_device() {
     for (args, want) in [
         (&["bench", "--model", "7b"][..], "unknown --model"),
         (&["bench", "--device", "tpu"][..], "unknown --device"),
-        (
-            &["bench", "--model", "tiny", "--device", "gpu"][..],
-            "no GPU backend",
-        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_pipe"))
             .args(args)
@@ -102,5 +98,48 @@ fn bench_rejects_unknown_model_and_gpu_without_backend() {
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn bench_on_the_gpu_runs_there_or_names_the_missing_adapter() {
+    let out = Command::new(env!("CARGO_BIN_EXE_pipe"))
+        .args([
+            "bench",
+            "--model",
+            "tiny",
+            "--seconds",
+            "1",
+            "--repeat",
+            "1",
+            "--device",
+            "gpu",
+            "--json",
+            "--peak-dims",
+            "128,128,128",
+            "--peak-runs",
+            "1",
+        ])
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match pipe::gpu::Gpu::get() {
+        Ok(gpu) => {
+            assert!(out.status.success(), "{text}");
+            let adapter = &gpu.info().name;
+            assert!(
+                text.contains(adapter.as_str()),
+                "the report names the adapter {adapter}: {text}"
+            );
+        }
+        Err(_) => {
+            assert!(!out.status.success());
+            assert!(text.contains("no Vulkan GPU adapter"), "{text}");
+        }
     }
 }
