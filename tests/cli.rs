@@ -282,36 +282,75 @@ fn bad_audio_fails_alone_and_is_reported_at_the_end() {
 #[test]
 fn encode_writes_every_hidden_state_matching_the_pytorch_golden() {
     use pipe::encoder::weights::WeightStore;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("hs.safetensors");
+    let mut devices = vec!["cpu"];
+    if pipe::gpu::Gpu::get().is_ok() {
+        devices.push("gpu");
+    }
     let spec = repo().join("tests/fixtures/spec");
+    let golden = WeightStore::open(&spec.join("mert_tiny_preln/golden.safetensors")).unwrap();
+    for device in devices {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("hs.safetensors");
+        let o = Command::new(env!("CARGO_BIN_EXE_pipe"))
+            .args(["encode", "--device", device, "--model"])
+            .arg(spec.join("mert_tiny_preln"))
+            .arg("--input")
+            .arg(spec.join("inputs.safetensors"))
+            .args(["--input-tensor", "wave_b", "-o"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{device}: {}", text(&o));
+        let got = WeightStore::open(&out).unwrap();
+        for i in 0..3 {
+            let shape = golden
+                .shape(&format!("hidden_states.{i}.b"))
+                .unwrap()
+                .to_vec();
+            assert_eq!(shape, vec![56, 64]);
+            let a = got.get(&format!("hidden_states.{i}"), &shape).unwrap();
+            let b = golden.get(&format!("hidden_states.{i}.b"), &shape).unwrap();
+            let scale = b.iter().fold(1f32, |m, x| m.max(x.abs()));
+            let err = a
+                .iter()
+                .zip(&b)
+                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(
+                err <= 1e-4 * scale,
+                "{device} hidden_states.{i}: max error {err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn encode_takes_an_audio_file_and_resamples_it_to_the_model_rate() {
+    use pipe::encoder::weights::WeightStore;
+    let dir = tempfile::tempdir().unwrap();
+    // 0.5 s at 44.1 kHz -> 12,000 samples at 24 kHz -> floor((12000 - 400) / 320) + 1 = 37 frames.
+    let samples = (0..22_050).map(|n| (n as f32 * 0.05).sin() * 0.3).collect();
+    let wav = dir.path().join("clip.wav");
+    pipe::audio::wav::write_f32(
+        &wav,
+        &pipe::audio::Pcm {
+            sample_rate: 44_100,
+            samples,
+        },
+    )
+    .unwrap();
+    let out = dir.path().join("hs.safetensors");
     let o = Command::new(env!("CARGO_BIN_EXE_pipe"))
         .args(["encode", "--model"])
-        .arg(spec.join("mert_tiny_preln"))
+        .arg(repo().join("tests/fixtures/spec/mert_tiny_postln"))
         .arg("--input")
-        .arg(spec.join("inputs.safetensors"))
-        .args(["--input-tensor", "wave_b", "-o"])
+        .arg(&wav)
+        .arg("-o")
         .arg(&out)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let got = WeightStore::open(&out).unwrap();
-    let golden = WeightStore::open(&spec.join("mert_tiny_preln/golden.safetensors")).unwrap();
-    for i in 0..3 {
-        let shape = golden
-            .shape(&format!("hidden_states.{i}.b"))
-            .unwrap()
-            .to_vec();
-        assert_eq!(shape, vec![56, 64]);
-        let a = got.get(&format!("hidden_states.{i}"), &shape).unwrap();
-        let b = golden.get(&format!("hidden_states.{i}.b"), &shape).unwrap();
-        let scale = b.iter().fold(1f32, |m, x| m.max(x.abs()));
-        let err = a
-            .iter()
-            .zip(&b)
-            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-        assert!(err <= 1e-4 * scale, "hidden_states.{i}: max error {err}");
-    }
+    assert_eq!(got.shape("hidden_states.2"), Some(&[37usize, 64][..]));
 }
 
 #[test]

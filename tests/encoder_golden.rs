@@ -205,6 +205,7 @@ fn encode_cli_writes_every_hidden_state() {
         max_frames: None,
         no_normalize: false,
         reference_ops: false,
+        device: "cpu".into(),
         save_model: None,
     };
     run(args.clone()).unwrap();
@@ -302,6 +303,7 @@ fn encode_cli_random_95m_has_real_shapes() {
         max_frames: None,
         no_normalize: false,
         reference_ops: false,
+        device: "cpu".into(),
         save_model: None,
     })
     .unwrap();

@@ -46,6 +46,10 @@ pub struct EncodeArgs {
     /// Run the plain reference CPU ops (the test oracle) instead of the gemm fast path.
     #[arg(long)]
     pub reference_ops: bool,
+    /// Backend: `cpu`, `gpu` (WGSL through wgpu; fails without a Vulkan adapter) or
+    /// `auto` (the GPU when an adapter exists, else the CPU).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// Also write the model (config.json + model.safetensors) to this directory, e.g. to
     /// keep a --random control encoder.
     #[arg(long)]
@@ -184,19 +188,36 @@ pub fn load_model<B: Backend>(backend: &B, args: &EncodeArgs) -> Result<Mert<B>>
     Mert::new(backend, cfg, &weights)
 }
 
-/// `pipe encode` on the CPU backend.
+/// `pipe encode` on the backend `--device` picks.
 pub fn run(args: EncodeArgs) -> Result<()> {
-    let backend = if args.reference_ops {
-        CpuBackend::reference()
-    } else {
-        CpuBackend::new()
+    if args.reference_ops && args.device != "cpu" {
+        bail!(
+            "--reference-ops runs the plain CPU ops; it cannot be combined with --device {}",
+            args.device
+        );
+    }
+    let gpu = match args.device.as_str() {
+        "cpu" => None,
+        "gpu" => {
+            Some(crate::gpu::GpuBackend::new().map_err(|e| anyhow::anyhow!("--device gpu: {e}"))?)
+        }
+        "auto" => crate::gpu::GpuBackend::new().ok(),
+        other => bail!("--device {other:?}: expected cpu, gpu or auto"),
     };
-    let model = load_model(&backend, &args)?;
+    match gpu {
+        Some(backend) => run_on(&backend, &args),
+        None if args.reference_ops => run_on(&CpuBackend::reference(), &args),
+        None => run_on(&CpuBackend::new(), &args),
+    }
+}
+
+fn run_on<B: Backend>(backend: &B, args: &EncodeArgs) -> Result<()> {
+    let model = load_model(backend, args)?;
     let wave = match &args.input_tensor {
         Some(name) => read_waveform(&args.input, name)?,
         None => read_audio(&args.input, model.config().sample_rate)?,
     };
-    let s = encode_to_file(&backend, &model, &wave, &args.output)?;
+    let s = encode_to_file(backend, &model, &wave, &args.output)?;
     eprintln!(
         "encoded {} samples -> {} frames x {} hidden, {} states in {:.2} s on {}; wrote {}",
         wave.len(),
