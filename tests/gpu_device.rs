@@ -2,7 +2,7 @@
 //! by other tests: adapter reporting, the PIPE_REQUIRE_GPU switch, pipeline
 //! cache and buffer pool reuse, and op errors naming the op.
 
-#[path = "gpu_common.rs"]
+#[path = "common/gpu.rs"]
 mod common;
 
 use common::{gpu, rand_vec};

@@ -3,7 +3,7 @@
 //! Outputs are NaN-poisoned before each kernel runs, so an unwritten element
 //! fails the comparison.
 
-#[path = "gpu_common.rs"]
+#[path = "common/gpu.rs"]
 mod common;
 
 use common::{check, gpu, rand_vec};

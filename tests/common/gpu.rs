@@ -1,4 +1,5 @@
-//! Shared helpers for the GPU test binaries (included with `#[path]`).
+//! Shared helpers for the GPU test binaries (included with `#[path]`; in a
+//! subfolder so cargo does not build it as a test binary of its own).
 
 #![allow(dead_code)]
 
