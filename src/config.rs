@@ -25,6 +25,52 @@ pub struct Config {
     /// Named feature sets: encoder (or a weight-free baseline) + layers + pooling.
     #[serde(default)]
     pub features: BTreeMap<String, FeatureSetConfig>,
+    /// Named experiments (the study's ids): a feature set + a head.
+    #[serde(default)]
+    pub experiments: BTreeMap<String, ExperimentConfig>,
+    /// Bootstrap settings of the evaluation.
+    #[serde(default)]
+    pub evaluation: crate::metrics::BootstrapConfig,
+    #[serde(default)]
+    pub report: ReportConfig,
+}
+
+/// One row of the experiment matrix: which features, which head.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    /// A key of `[features]`.
+    pub features: String,
+    #[serde(default)]
+    pub description: String,
+    /// Head and training settings; unset keys take the study's defaults.
+    #[serde(default)]
+    pub head: crate::head::HeadConfig,
+}
+
+/// What the report shows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    /// How many of the best experiments get per-dimension bars in the plot.
+    #[serde(default = "default_best")]
+    pub best: usize,
+    /// Experiment of the predicted-vs-true scatter (default: the best one).
+    #[serde(default)]
+    pub scatter: Option<String>,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig {
+            best: default_best(),
+            scatter: None,
+        }
+    }
+}
+
+fn default_best() -> usize {
+    3
 }
 
 /// An encoder: its architecture and where its weights come from.
@@ -367,6 +413,32 @@ impl Config {
             if fs.max_frames == 0 {
                 anyhow::bail!("features.{name}.max_frames must be > 0");
             }
+        }
+        for (id, exp) in &self.experiments {
+            if !self.features.contains_key(&exp.features) {
+                let known: Vec<&str> = self.features.keys().map(String::as_str).collect();
+                anyhow::bail!(
+                    "experiments.{id}.features = {:?}: no such feature set (known: {})",
+                    exp.features,
+                    known.join(", ")
+                );
+            }
+            exp.head
+                .validate()
+                .map_err(|e| anyhow::anyhow!("experiments.{id}.{e}"))?;
+        }
+        if let Some(s) = &self.report.scatter
+            && !self.experiments.contains_key(s)
+        {
+            anyhow::bail!("report.scatter = {s:?}: no such experiment");
+        }
+        let b = &self.evaluation;
+        if b.resamples == 0 || !(b.level > 0.0 && b.level < 1.0) {
+            anyhow::bail!(
+                "evaluation: resamples must be > 0 and level in (0, 1), got {} and {}",
+                b.resamples,
+                b.level
+            );
         }
         Ok(())
     }

@@ -50,6 +50,11 @@ impl TableBuilder {
         self.push(name, Arc::new(Float64Array::from(values)), false)
     }
 
+    /// Nullable f64: `None` where a statistic is undefined (or not run).
+    pub fn f64_opt(self, name: &str, values: Vec<Option<f64>>) -> Self {
+        self.push(name, Arc::new(Float64Array::from(values)), true)
+    }
+
     pub fn f32(self, name: &str, values: Vec<f32>) -> Self {
         self.push(name, Arc::new(Float32Array::from(values)), false)
     }
@@ -132,6 +137,25 @@ pub fn read(path: &Path) -> Result<Vec<RecordBatch>> {
         .into_iter()
         .map(|b| Ok(b.with_schema(schema.clone())?))
         .collect()
+}
+
+/// Reads a whole Parquet file as one record batch (our tables are small).
+pub fn read_single(path: &Path) -> Result<RecordBatch> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("{} is not a readable Parquet file", path.display()))?;
+    let rows = builder.metadata().file_metadata().num_rows().max(1) as usize;
+    let schema = builder.schema().clone();
+    let mut batches = builder
+        .with_batch_size(rows)
+        .build()?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .with_context(|| format!("reading {}", path.display()))?;
+    match batches.len() {
+        0 => Ok(RecordBatch::new_empty(schema)),
+        1 => Ok(batches.remove(0).with_schema(schema)?),
+        n => bail!("{}: {n} batches where one was expected", path.display()),
+    }
 }
 
 /// Typed column access for readers of our own tables.

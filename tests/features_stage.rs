@@ -143,7 +143,7 @@ fn missing_weights_skip_their_sets_with_a_note_and_the_rest_runs() {
     let (r, notes) = run(dir.path(), extra);
     assert_eq!(notes.len(), 1);
     assert!(
-        notes[0].contains("`gone` not run") && notes[0].contains("get it somewhere"),
+        notes[0].contains("not run: gone") && notes[0].contains("get it somewhere"),
         "{notes:?}"
     );
     assert_eq!(computed(&r, "feature_tables"), 3, "a, control, raw");

@@ -92,11 +92,17 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<ExitCode> {
         .collect();
     if !published.is_empty() {
         println!("outputs:");
-        for p in published {
+        for p in &published {
             println!("  {}", p.display());
         }
     }
     println!("artifacts: {}", store.root().join("store").display());
+    if let Some(md) = published.iter().find(|p| p.ends_with("report.md"))
+        && let Ok(text) = std::fs::read_to_string(md)
+        && let Some(table) = crate::report::markdown::ranked_section(&text)
+    {
+        println!("\n{table}");
+    }
     if report.failed() == 0 {
         return Ok(ExitCode::SUCCESS);
     }
@@ -186,11 +192,8 @@ pub fn dag(config: &Config) -> Result<()> {
         } else {
             ups.join(", ")
         };
-        let shape = if sp.nodes.len() == 1 && sp.nodes[0].node.item == stages::ALL {
-            "1 node".to_string()
-        } else {
-            format!("{} per-clip nodes", sp.nodes.len())
-        };
+        let n = sp.nodes.len();
+        let shape = format!("{n} node{}", if n == 1 { "" } else { "s" });
         println!("{from} ─▶ {} ({shape}, v{})", stage.name(), stage.version());
         println!("{:>8}{}", "", stage.describe());
     }

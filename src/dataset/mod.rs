@@ -6,7 +6,7 @@ pub mod dims;
 pub mod folds;
 mod percepiano;
 
-pub use dims::{DIMENSIONS, N_DIMS};
+pub use dims::{DIMENSIONS, Grouping, N_DIMS, PERCEPIANO_CATEGORIES, STUDY_CATEGORIES};
 
 use anyhow::Result;
 use std::path::PathBuf;

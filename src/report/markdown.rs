@@ -1,0 +1,229 @@
+//! `data/out/report.md`: the study's tables in Markdown.
+
+use std::fmt::Write;
+
+use super::published::QUOTED;
+use super::{Results, categories, category_of};
+use crate::dataset::{DIMENSIONS, STUDY_CATEGORIES};
+
+/// Heading of the ranked table; `pipe run` prints that section at the end.
+pub const RANKED_HEADING: &str = "## Ranked summary";
+
+fn f3(x: f64) -> String {
+    format!("{x:.3}")
+}
+
+fn opt3(x: Option<f64>) -> String {
+    x.map_or("–".into(), f3)
+}
+
+/// The whole report. `plots` are the file names under `plots/` to link.
+pub fn render(results: &Results, plots: &[(&str, &str)]) -> String {
+    let mut md = String::new();
+    let n_clips = results.ran.first().map(|r| r.train.clip_ids.len());
+    let k = results.ran.first().map(|r| r.eval.folds.len());
+    let _ = writeln!(md, "# pipe report\n");
+    if let (Some(n), Some(k)) = (n_clips, k) {
+        let _ = writeln!(
+            md,
+            "{n} clips, {k}-fold cross-validation split by piece; every number below is on out-of-fold predictions. \
+             R² is, per fold, the mean over the 19 dimensions of each dimension's R², then the mean over folds; \
+             the 95% CI is a percentile bootstrap of exactly that statistic (held-out clips resampled within each fold). \
+             Full definitions: README.md, \"Metrics\". Tables: `results/*.parquet`.\n"
+        );
+    }
+    md.push_str(&ranked_table(results));
+    per_fold(&mut md, results);
+    per_category(&mut md, results);
+    if let Some(best) = results.ran.first() {
+        per_dimension(&mut md, best);
+    }
+    quoted(&mut md, results);
+    if !plots.is_empty() {
+        let _ = writeln!(md, "## Plots\n");
+        for (file, caption) in plots {
+            let _ = writeln!(md, "![{caption}](plots/{file})\n");
+        }
+    }
+    md
+}
+
+/// The ranked summary and the list of experiments that did not run.
+pub fn ranked_table(results: &Results) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "{RANKED_HEADING}\n");
+    if results.ran.is_empty() {
+        let _ = writeln!(md, "No experiment ran.\n");
+    } else {
+        let _ = writeln!(
+            md,
+            "| rank | experiment | description | R² | 95% CI | MAE | Pearson r | dispersion | train s |"
+        );
+        let _ = writeln!(md, "|---:|---|---|---:|---|---:|---:|---:|---:|");
+        for (i, r) in results.ran.iter().enumerate() {
+            let e = &r.eval;
+            let mark = if r.info.control { " **[control]**" } else { "" };
+            let outside = if e.r2_ci.contains_estimate() {
+                ""
+            } else {
+                " (estimate outside)"
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {}{mark} | {} | [{}, {}]{outside} | {} | {} | {} | {:.1} |",
+                i + 1,
+                r.info.id,
+                r.info.description,
+                f3(e.r2),
+                f3(e.r2_ci.lo),
+                f3(e.r2_ci.hi),
+                f3(e.mae),
+                opt3(e.pearson_r),
+                f3(e.dispersion),
+                r.train.train_seconds
+            );
+        }
+        let _ = writeln!(md);
+        if results.ran.iter().any(|r| r.info.control) {
+            let _ = writeln!(
+                md,
+                "**[control]**: features from a seeded random-init encoder, not pre-trained weights: \
+                 a control for how much pre-training adds, never a pre-trained result.\n"
+            );
+        }
+    }
+    if !results.not_run.is_empty() {
+        let _ = writeln!(md, "Not run:\n");
+        for i in &results.not_run {
+            let _ = writeln!(
+                md,
+                "- {} ({}): {}",
+                i.id,
+                i.description,
+                i.not_run.as_deref().unwrap_or("")
+            );
+        }
+        let _ = writeln!(md);
+    }
+    md
+}
+
+fn per_fold(md: &mut String, results: &Results) {
+    let Some(first) = results.ran.first() else {
+        return;
+    };
+    let k = first.eval.folds.len();
+    let _ = writeln!(md, "## R² per fold\n");
+    let header: String = (0..k).map(|f| format!(" fold {f} |")).collect();
+    let _ = writeln!(md, "| experiment |{header} mean |");
+    let _ = writeln!(md, "|---|{}---:|", "---:|".repeat(k));
+    for r in &results.ran {
+        let cells: String = r
+            .eval
+            .folds
+            .iter()
+            .map(|f| format!(" {} |", f3(f.r2)))
+            .collect();
+        let _ = writeln!(md, "| {} |{cells} {} |", r.info.id, f3(r.eval.r2));
+    }
+    let _ = writeln!(md);
+}
+
+fn per_category(md: &mut String, results: &Results) {
+    if results.ran.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "## R² per category\n");
+    let _ = writeln!(
+        md,
+        "The study's 7 categories; each is the mean of its dimensions' R² (README.md, \"Dimensions\").\n"
+    );
+    let names: String = STUDY_CATEGORIES
+        .iter()
+        .map(|(c, _)| format!(" {c} |"))
+        .collect();
+    let _ = writeln!(md, "| experiment |{names}");
+    let _ = writeln!(md, "|---|{}", "---:|".repeat(STUDY_CATEGORIES.len()));
+    for r in &results.ran {
+        let cells: String = categories(&r.eval.per_dim, STUDY_CATEGORIES)
+            .iter()
+            .map(|c| format!(" {} |", f3(c.r2)))
+            .collect();
+        let _ = writeln!(md, "| {} |{cells}", r.info.id);
+    }
+    let _ = writeln!(md);
+}
+
+fn per_dimension(md: &mut String, r: &super::Ran) {
+    let _ = writeln!(
+        md,
+        "## Per dimension: {} (best)\n\nEvery experiment's are in `results/per_dimension.parquet`. \
+         Pearson p is from all out-of-fold predictions pooled.\n",
+        r.info.id
+    );
+    let _ = writeln!(
+        md,
+        "| dimension | category | R² | MAE | Pearson r | p | dispersion |"
+    );
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|");
+    for (d, s) in r.eval.per_dim.iter().enumerate() {
+        let p = s
+            .pooled_pearson
+            .map_or("–".to_string(), |p| format!("{:.1e}", p.p));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {p} | {} |",
+            DIMENSIONS[d],
+            category_of(DIMENSIONS[d]),
+            f3(s.r2),
+            f3(s.mae),
+            opt3(s.pearson_r),
+            f3(s.dispersion)
+        );
+    }
+    let _ = writeln!(md);
+}
+
+fn quoted(md: &mut String, results: &Results) {
+    let _ = writeln!(md, "## Published results (quoted, not computed here)\n");
+    let _ = writeln!(
+        md,
+        "These numbers are copied from the publication named in each row, on its own audio \
+         renderings and split; they are not outputs of this run.\n"
+    );
+    let _ = writeln!(md, "| published result | R² | 95% CI | source |");
+    let _ = writeln!(md, "|---|---:|---|---|");
+    for q in QUOTED {
+        let ci =
+            q.ci.map_or("–".to_string(), |(lo, hi)| format!("[{lo:.3}, {hi:.3}]"));
+        let _ = writeln!(md, "| {} | {:.3} | {ci} | {} |", q.what, q.r2, q.source);
+    }
+    let _ = writeln!(md);
+    match results.ran.iter().find(|r| !r.info.control) {
+        Some(best) => {
+            let _ = writeln!(
+                md,
+                "Best experiment of this run that is not a random-init control: {} (R² {}).\n",
+                best.info.id,
+                f3(best.eval.r2)
+            );
+        }
+        None if !results.ran.is_empty() => {
+            let _ = writeln!(
+                md,
+                "Every experiment of this run is a random-init control, so none is comparable with the published rows.\n"
+            );
+        }
+        None => {}
+    }
+}
+
+/// The ranked section of a rendered report (for printing after a run).
+pub fn ranked_section(report: &str) -> Option<&str> {
+    let start = report.find(RANKED_HEADING)?;
+    let rest = &report[start..];
+    let end = rest[RANKED_HEADING.len()..]
+        .find("\n## ")
+        .map_or(rest.len(), |i| i + RANKED_HEADING.len() + 1);
+    Some(rest[..end].trim_end())
+}

@@ -1,0 +1,119 @@
+//! The study's results from trained experiments: Parquet tables
+//! ([`tables`]), the Markdown report ([`markdown`]), PNG plots ([`plots`]) and
+//! the quoted published numbers they are compared with ([`published`]).
+//!
+//! Tables are built with arrow-rs, the Arrow/Parquet stack the rest of `pipe`
+//! already uses; polars 0.53 with Parquet would add a second Arrow stack and
+//! ~110 crates (tokio, reqwest, rustls, sqlparser ...) to a 2-core build for
+//! a few sorts and group means.
+
+pub mod markdown;
+pub mod plots;
+pub mod published;
+pub mod tables;
+
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::{DIMENSIONS, Grouping, STUDY_CATEGORIES};
+use crate::experiment::TrainOutput;
+use crate::metrics::{DimSummary, Evaluation};
+
+/// What the report says about one configured experiment, run or not.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentInfo {
+    pub id: String,
+    pub description: String,
+    pub features: String,
+    /// The encoder (or weight-free baseline) behind the features.
+    pub encoder: String,
+    /// Seeded random-init encoder: a control, never a pre-trained result.
+    pub control: bool,
+    /// `None` if it ran; the reason otherwise.
+    pub not_run: Option<String>,
+}
+
+/// A trained and evaluated experiment.
+#[derive(Clone, Debug)]
+pub struct Ran {
+    pub info: ExperimentInfo,
+    pub train: TrainOutput,
+    pub eval: Evaluation,
+}
+
+/// Every configured experiment: the ones that ran, best R² first, then the rest.
+#[derive(Clone, Debug)]
+pub struct Results {
+    pub ran: Vec<Ran>,
+    pub not_run: Vec<ExperimentInfo>,
+}
+
+impl Results {
+    /// Ranks `ran` by R² (ties by id, so the order is stable).
+    pub fn new(mut ran: Vec<Ran>, not_run: Vec<ExperimentInfo>) -> Results {
+        ran.sort_by(|a, b| {
+            b.eval
+                .r2
+                .total_cmp(&a.eval.r2)
+                .then_with(|| a.info.id.cmp(&b.info.id))
+        });
+        Results { ran, not_run }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Ran> {
+        self.ran.iter().find(|r| r.info.id == id)
+    }
+}
+
+/// Means over a category's dimensions of the per-dimension summaries.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CategoryMetrics {
+    pub category: &'static str,
+    pub n_dimensions: usize,
+    pub r2: f64,
+    pub mae: f64,
+    pub pearson_r: Option<f64>,
+    pub dispersion: f64,
+}
+
+/// Category averages of `per_dim` (one entry per dimension, canonical order).
+pub fn categories(per_dim: &[DimSummary], grouping: &Grouping) -> Vec<CategoryMetrics> {
+    grouping
+        .iter()
+        .map(|(category, dims)| {
+            let idx: Vec<usize> = dims
+                .iter()
+                .map(|d| {
+                    DIMENSIONS
+                        .iter()
+                        .position(|x| x == d)
+                        .expect("category names a known dimension")
+                })
+                .collect();
+            let n = idx.len() as f64;
+            let mean = |f: &dyn Fn(&DimSummary) -> f64| {
+                idx.iter().map(|&i| f(&per_dim[i])).sum::<f64>() / n
+            };
+            let rs: Vec<f64> = idx.iter().filter_map(|&i| per_dim[i].pearson_r).collect();
+            CategoryMetrics {
+                category,
+                n_dimensions: idx.len(),
+                r2: mean(&|d| d.r2),
+                mae: mean(&|d| d.mae),
+                pearson_r: (!rs.is_empty()).then(|| rs.iter().sum::<f64>() / rs.len() as f64),
+                dispersion: mean(&|d| d.dispersion),
+            }
+        })
+        .collect()
+}
+
+/// The study's category of each dimension (for the per-dimension table).
+pub fn category_of(dim: &str) -> &'static str {
+    STUDY_CATEGORIES
+        .iter()
+        .find(|(_, dims)| dims.contains(&dim))
+        .map(|(c, _)| *c)
+        .unwrap_or("")
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,179 @@
+//! PNG plots for the report: per-dimension R² bars of the best experiments
+//! and predicted-vs-true scatter panels of one experiment.
+
+use std::io::Write;
+use std::sync::Once;
+
+use anyhow::{Result, anyhow, ensure};
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use super::Ran;
+use crate::dataset::{DIMENSIONS, N_DIMS};
+
+/// Compiled in so plots have labels on any machine (data/fonts/README.md).
+const FONT: &[u8] = include_bytes!("../../data/fonts/DejaVuSans.ttf");
+const FAMILY: &str = "sans-serif";
+
+/// Names of the plots, each written to `data/out/plots/<name>.png`.
+pub const PLOTS: [&str; 2] = ["r2_by_dimension", "scatter"];
+
+fn register_font() -> Result<()> {
+    static ONCE: Once = Once::new();
+    let mut result = Ok(());
+    ONCE.call_once(|| {
+        result = plotters::style::register_font(FAMILY, FontStyle::Normal, FONT)
+            .map_err(|_| anyhow!("the embedded DejaVuSans.ttf is not a readable font"));
+    });
+    result
+}
+
+fn draw_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("drawing the plot: {e:?}")
+}
+
+/// An RGB canvas that becomes PNG bytes.
+struct Canvas {
+    width: u32,
+    height: u32,
+    rgb: Vec<u8>,
+}
+
+impl Canvas {
+    fn new(width: u32, height: u32) -> Result<Canvas> {
+        register_font()?;
+        Ok(Canvas {
+            width,
+            height,
+            rgb: vec![255; (width * height * 3) as usize],
+        })
+    }
+
+    fn png(&self, out: impl Write) -> Result<()> {
+        let mut enc = png::Encoder::new(out, self.width, self.height);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.set_compression(png::Compression::Best);
+        let mut w = enc.write_header()?;
+        w.write_image_data(&self.rgb)?;
+        w.finish()?;
+        Ok(())
+    }
+}
+
+/// Horizontal grouped bars: R² of each dimension for each of `runs`.
+pub fn r2_by_dimension(runs: &[&Ran], out: impl Write) -> Result<()> {
+    ensure!(!runs.is_empty(), "no experiment to plot");
+    let mut canvas = Canvas::new(1100, 120 + 34 * N_DIMS as u32)?;
+    {
+        let (w, h) = (canvas.width, canvas.height);
+        let root = BitMapBackend::with_buffer(&mut canvas.rgb, (w, h)).into_drawing_area();
+        let values = runs
+            .iter()
+            .flat_map(|r| r.eval.per_dim.iter().map(|d| d.r2));
+        let (lo, hi) = values.fold((0f64, 0.1f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let pad = 0.05 * (hi - lo);
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Out-of-fold R² per dimension", (FAMILY, 24))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(190)
+            .build_cartesian_2d((lo - pad)..(hi + pad), -0.5f64..(N_DIMS as f64 - 0.5))
+            .map_err(draw_err)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(N_DIMS)
+            .y_label_formatter(&|v| {
+                let i = v.round();
+                if (v - i).abs() < 1e-6 && (0.0..N_DIMS as f64).contains(&i) {
+                    DIMENSIONS[N_DIMS - 1 - i as usize].to_string()
+                } else {
+                    String::new()
+                }
+            })
+            .x_desc("R²")
+            .label_style((FAMILY, 15))
+            .draw()
+            .map_err(draw_err)?;
+        let band = 0.8 / runs.len() as f64;
+        for (k, run) in runs.iter().enumerate() {
+            let color = Palette99::pick(k).to_rgba();
+            // Dimension 0 at the top: row y = N_DIMS - 1 - d.
+            chart
+                .draw_series(run.eval.per_dim.iter().enumerate().map(|(d, s)| {
+                    let y0 = (N_DIMS - 1 - d) as f64 - 0.4 + k as f64 * band;
+                    Rectangle::new([(0.0, y0), (s.r2, y0 + band)], color.filled())
+                }))
+                .map_err(draw_err)?
+                .label(format!("{} (R² {:.3})", run.info.id, run.eval.r2))
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled())
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .label_font((FAMILY, 15))
+            // On the side of zero the bars do not reach.
+            .position(if -lo > hi {
+                SeriesLabelPosition::UpperRight
+            } else {
+                SeriesLabelPosition::UpperLeft
+            })
+            .draw()
+            .map_err(draw_err)?;
+        root.present().map_err(draw_err)?;
+    }
+    canvas.png(out)
+}
+
+/// One panel per dimension: out-of-fold prediction against the label.
+pub fn scatter(run: &Ran, out: impl Write) -> Result<()> {
+    let mut canvas = Canvas::new(1500, 1250)?;
+    {
+        let (w, h) = (canvas.width, canvas.height);
+        let root = BitMapBackend::with_buffer(&mut canvas.rgb, (w, h)).into_drawing_area();
+        let title = format!(
+            "{}: predicted vs true, out-of-fold (R² {:.3})",
+            run.info.id, run.eval.r2
+        );
+        let body = root.titled(&title, (FAMILY, 24)).map_err(draw_err)?;
+        let t = &run.train;
+        let n = t.clip_ids.len();
+        for (d, area) in body.split_evenly((4, 5)).iter().enumerate().take(N_DIMS) {
+            let mut chart = ChartBuilder::on(area)
+                .caption(
+                    format!("{} (R² {:.2})", DIMENSIONS[d], run.eval.per_dim[d].r2),
+                    (FAMILY, 15),
+                )
+                .margin(6)
+                .x_label_area_size(22)
+                .y_label_area_size(34)
+                .build_cartesian_2d(0f32..1f32, 0f32..1f32)
+                .map_err(draw_err)?;
+            chart
+                .configure_mesh()
+                .x_labels(3)
+                .y_labels(3)
+                .label_style((FAMILY, 11))
+                .draw()
+                .map_err(draw_err)?;
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(0f32, 0f32), (1.0, 1.0)],
+                    BLACK.mix(0.5),
+                )))
+                .map_err(draw_err)?;
+            chart
+                .draw_series((0..n).map(|i| {
+                    let (yt, yp) = (t.y_true[i * N_DIMS + d], t.y_pred[i * N_DIMS + d]);
+                    Circle::new((yt, yp), 2, BLUE.mix(0.35).filled())
+                }))
+                .map_err(draw_err)?;
+        }
+        root.present().map_err(draw_err)?;
+    }
+    canvas.png(out)
+}

@@ -1,0 +1,154 @@
+use super::*;
+use crate::dataset::N_DIMS;
+use crate::experiment::TrainOutput;
+use crate::metrics::{BootstrapConfig, Pearson};
+use arrow_array::{Array, Float64Array, Int32Array, StringArray};
+
+fn dim(r2: f64, pearson_r: Option<f64>) -> DimSummary {
+    DimSummary {
+        r2,
+        mae: 0.1,
+        pearson_r,
+        dispersion: 0.5,
+        pooled_pearson: pearson_r.map(|r| Pearson { r, p: 0.01 }),
+    }
+}
+
+#[test]
+fn category_means_match_a_hand_computed_case() {
+    // R² of dimension d is d/100; Pearson r defined only for even d.
+    let per_dim: Vec<DimSummary> = (0..N_DIMS)
+        .map(|d| dim(d as f64 / 100.0, (d % 2 == 0).then_some(d as f64 / 10.0)))
+        .collect();
+    let cats = categories(&per_dim, STUDY_CATEGORIES);
+    assert_eq!(cats.len(), 7);
+    // Timing = timing (0) + pace (11): R² (0 + 0.11)/2; r only from timing (0.0).
+    assert_eq!(cats[0].category, "Timing");
+    assert!((cats[0].r2 - 0.055).abs() < 1e-12);
+    assert_eq!(cats[0].pearson_r, Some(0.0));
+    // Timbre = dims 5, 6, 7, 8: R² 0.065; r from 6 and 8: (0.6 + 0.8)/2.
+    assert!((cats[3].r2 - 0.065).abs() < 1e-12);
+    assert!((cats[3].pearson_r.unwrap() - 0.7).abs() < 1e-12);
+    // Dynamics = dynamic_range (10) alone.
+    assert!((cats[4].r2 - 0.10).abs() < 1e-12);
+    assert_eq!(cats.iter().map(|c| c.n_dimensions).sum::<usize>(), N_DIMS);
+}
+
+/// An experiment whose predictions are the labels plus `noise` · a fixed pattern.
+fn ran(id: &str, noise: f32, control: bool) -> Ran {
+    let n = 40;
+    let folds: Vec<usize> = (0..n).map(|i| i % 4).collect();
+    let y_true: Vec<f32> = (0..n * N_DIMS)
+        .map(|k| 0.3 + 0.4 * ((k * 7919) % 101) as f32 / 101.0)
+        .collect();
+    let y_pred: Vec<f32> = y_true
+        .iter()
+        .enumerate()
+        .map(|(k, y)| y + noise * (((k * 31) % 17) as f32 / 17.0 - 0.5))
+        .collect();
+    let train = TrainOutput {
+        clip_ids: (0..n).map(|i| format!("c{i}")).collect(),
+        folds,
+        y_true,
+        y_pred,
+        d_in: 3,
+        train_seconds: 1.5,
+        fold_reports: Vec::new(),
+    };
+    let eval = train.evaluate(&BootstrapConfig::default()).unwrap();
+    Ran {
+        info: ExperimentInfo {
+            id: id.into(),
+            description: format!("{id} head"),
+            features: "f".into(),
+            encoder: "e".into(),
+            control,
+            not_run: None,
+        },
+        train,
+        eval,
+    }
+}
+
+fn results() -> Results {
+    let missing = ExperimentInfo {
+        id: "Z9".into(),
+        description: "needs weights".into(),
+        features: "g".into(),
+        encoder: "real".into(),
+        control: false,
+        not_run: Some("no weights in models/x".into()),
+    };
+    Results::new(
+        vec![ran("worse", 0.4, false), ran("better", 0.1, true)],
+        vec![missing],
+    )
+}
+
+#[test]
+fn summary_ranks_by_r2_and_lists_what_did_not_run() {
+    let r = results();
+    assert_eq!(r.ran[0].info.id, "better");
+    let b = tables::summary(&r).batch().unwrap();
+    let exp = crate::table::column::<StringArray>(&b, "experiment").unwrap();
+    let r2 = crate::table::column::<Float64Array>(&b, "r2").unwrap();
+    let rank = crate::table::column::<Int32Array>(&b, "rank").unwrap();
+    assert_eq!(
+        (0..3).map(|i| exp.value(i)).collect::<Vec<_>>(),
+        ["better", "worse", "Z9"]
+    );
+    assert_eq!(r2.value(0), r.ran[0].eval.r2);
+    assert!(r2.value(0) > r2.value(1));
+    assert!(r2.is_null(2) && rank.is_null(2) && rank.value(1) == 2);
+    let lo = crate::table::column::<Float64Array>(&b, "r2_ci_low").unwrap();
+    assert_eq!(lo.value(1), r.ran[1].eval.r2_ci.lo);
+}
+
+#[test]
+fn long_predictions_are_in_id_order_whatever_the_rank() {
+    let b = tables::predictions(&results()).batch().unwrap();
+    assert_eq!(b.num_rows(), 2 * 40 * N_DIMS);
+    let exp = crate::table::column::<StringArray>(&b, "experiment").unwrap();
+    let dim = crate::table::column::<StringArray>(&b, "dimension").unwrap();
+    assert_eq!(
+        (exp.value(0), dim.value(0), dim.value(1)),
+        ("better", "timing", "articulation_length")
+    );
+    assert_eq!(exp.value(b.num_rows() - 1), "worse");
+}
+
+#[test]
+fn markdown_marks_controls_and_the_ranked_section_can_be_cut_out() {
+    let md = markdown::render(&results(), &[("scatter.png", "scatter")]);
+    let section = markdown::ranked_section(&md).unwrap();
+    assert!(section.starts_with(markdown::RANKED_HEADING));
+    assert!(
+        section.contains("| 1 | better | better head **[control]** |"),
+        "{section}"
+    );
+    assert!(section.contains("- Z9 (needs weights): no weights in models/x"));
+    assert!(
+        !section.contains("## R² per fold"),
+        "the section stops at the next heading"
+    );
+    assert!(md.contains("Best experiment of this run that is not a random-init control: worse"));
+    assert!(md.contains("![scatter](plots/scatter.png)"));
+}
+
+#[test]
+fn plots_are_pngs_of_the_declared_size() {
+    let r = results();
+    let mut bars = Vec::new();
+    plots::r2_by_dimension(&r.ran.iter().collect::<Vec<_>>(), &mut bars).unwrap();
+    let mut scatter = Vec::new();
+    plots::scatter(&r.ran[0], &mut scatter).unwrap();
+    for (png, (w, h)) in [(&bars, (1100u32, 120 + 34 * 19)), (&scatter, (1500, 1250))] {
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        // IHDR: width and height, big-endian, right after the chunk header.
+        let dims = (
+            u32::from_be_bytes(png[16..20].try_into().unwrap()),
+            u32::from_be_bytes(png[20..24].try_into().unwrap()),
+        );
+        assert_eq!(dims, (w, h));
+    }
+}

@@ -1,0 +1,154 @@
+//! train and evaluate: one node per experiment. Training is keyed by the
+//! feature table, the manifest (labels, folds, pieces) and the head settings,
+//! so changing a head parameter retrains only that experiment; evaluation is
+//! keyed by the predictions and the bootstrap settings, so changing the
+//! bootstrap retrains nothing.
+
+use anyhow::{Context, Result, anyhow};
+use serde_json::json;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::Path;
+
+use super::ALL;
+use crate::config::ExperimentConfig;
+use crate::dag::{Node, NodeSpec, Source, Stage};
+use crate::experiment::{self, FeatureTable, LabeledClips, TrainOutput};
+use crate::metrics::{BootstrapConfig, Evaluation};
+
+pub(crate) fn write_json<T: serde::Serialize>(value: &T, out: &Path) -> Result<()> {
+    let mut w =
+        BufWriter::new(File::create(out).with_context(|| format!("creating {}", out.display()))?);
+    serde_json::to_writer(&mut w, value)?;
+    w.flush()?;
+    Ok(())
+}
+
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let r =
+        BufReader::new(File::open(path).with_context(|| format!("opening {}", path.display()))?);
+    serde_json::from_reader(r).with_context(|| format!("reading {}", path.display()))
+}
+
+/// train: out-of-fold predictions of one experiment (piece-split CV).
+pub struct Train {
+    experiments: Vec<(String, ExperimentConfig)>,
+}
+
+impl Train {
+    /// `experiments`: the ones whose feature sets run.
+    pub fn new(experiments: Vec<(String, ExperimentConfig)>) -> Train {
+        Train { experiments }
+    }
+}
+
+impl Stage for Train {
+    fn name(&self) -> &'static str {
+        "train"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn ext(&self) -> &'static str {
+        "json"
+    }
+    fn describe(&self) -> String {
+        "per experiment: head trained with k-fold piece-split CV, out-of-fold predictions".into()
+    }
+    fn upstream(&self) -> Vec<&'static str> {
+        vec!["feature_tables", "manifest"]
+    }
+    fn plan(&self) -> Result<Vec<NodeSpec>> {
+        Ok(self
+            .experiments
+            .iter()
+            .map(|(id, cfg)| NodeSpec {
+                item: id.clone(),
+                params: json!({ "head": cfg.head }),
+                inputs: vec![
+                    (
+                        "features".into(),
+                        Source::Node {
+                            stage: "feature_tables",
+                            item: cfg.features.clone(),
+                        },
+                    ),
+                    (
+                        "manifest".into(),
+                        Source::Node {
+                            stage: "manifest",
+                            item: ALL.into(),
+                        },
+                    ),
+                ],
+            })
+            .collect())
+    }
+    fn run(&self, node: &Node, out: &Path) -> Result<()> {
+        let (_, cfg) = self
+            .experiments
+            .iter()
+            .find(|(id, _)| *id == node.item)
+            .ok_or_else(|| anyhow!("no experiment `{}`", node.item))?;
+        let clips = LabeledClips::from_manifest(&node.input("manifest")?.path)?;
+        let features = FeatureTable::read(&node.input("features")?.path)?;
+        let trained = experiment::train(&cfg.head, &clips, &features)
+            .with_context(|| format!("experiment {} (features `{}`)", node.item, cfg.features))?;
+        write_json(&trained, out)
+    }
+}
+
+/// evaluate: every metric of one experiment's out-of-fold predictions.
+pub struct Evaluate {
+    ids: Vec<String>,
+    bootstrap: BootstrapConfig,
+}
+
+impl Evaluate {
+    pub fn new(ids: Vec<String>, bootstrap: BootstrapConfig) -> Evaluate {
+        Evaluate { ids, bootstrap }
+    }
+}
+
+impl Stage for Evaluate {
+    fn name(&self) -> &'static str {
+        "evaluate"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn ext(&self) -> &'static str {
+        "json"
+    }
+    fn describe(&self) -> String {
+        "per experiment: R2, MAE, Pearson (+p), dispersion per fold and dimension, bootstrap CI"
+            .into()
+    }
+    fn upstream(&self) -> Vec<&'static str> {
+        vec!["train"]
+    }
+    fn plan(&self) -> Result<Vec<NodeSpec>> {
+        Ok(self
+            .ids
+            .iter()
+            .map(|id| NodeSpec {
+                item: id.clone(),
+                params: json!({ "bootstrap": self.bootstrap }),
+                inputs: vec![(
+                    "train".into(),
+                    Source::Node {
+                        stage: "train",
+                        item: id.clone(),
+                    },
+                )],
+            })
+            .collect())
+    }
+    fn run(&self, node: &Node, out: &Path) -> Result<()> {
+        let trained: TrainOutput = read_json(&node.input("train")?.path)?;
+        let evaluation: Evaluation = trained
+            .evaluate(&self.bootstrap)
+            .with_context(|| format!("evaluating experiment {}", node.item))?;
+        write_json(&evaluation, out)
+    }
+}

@@ -1,0 +1,240 @@
+//! results, plots, report: the study's tables, figures and Markdown from
+//! every trained and evaluated experiment. Their params carry the experiment
+//! list (descriptions, and why some did not run), so editing a description
+//! re-renders tables without retraining.
+
+use anyhow::{Result, anyhow};
+use serde_json::json;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use super::experiments::read_json;
+use crate::config::ReportConfig;
+use crate::dag::{Node, NodeSpec, Source, Stage, store};
+use crate::report::{ExperimentInfo, Ran, Results, markdown, plots, tables};
+
+/// What the three stages share: the experiment list and where their inputs are.
+#[derive(Clone)]
+pub struct Experiments {
+    pub infos: Vec<ExperimentInfo>,
+    pub report: ReportConfig,
+}
+
+impl Experiments {
+    fn ran_ids(&self) -> impl Iterator<Item = &str> {
+        self.infos
+            .iter()
+            .filter(|i| i.not_run.is_none())
+            .map(|i| i.id.as_str())
+    }
+
+    fn inputs(&self) -> Vec<(String, Source)> {
+        self.ran_ids()
+            .flat_map(|id| {
+                ["train", "evaluate"].map(|stage| {
+                    (
+                        format!("{stage}/{id}"),
+                        Source::Node {
+                            stage,
+                            item: id.to_string(),
+                        },
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// A node's key covers its item (keys do not include item names, and the
+    /// tables of one stage share every input) and the experiment list.
+    fn node(&self, item: &str, extra: serde_json::Value) -> NodeSpec {
+        NodeSpec {
+            item: item.to_string(),
+            params: json!({ "output": item, "experiments": self.infos, "extra": extra }),
+            inputs: self.inputs(),
+        }
+    }
+
+    fn load(&self, node: &Node) -> Result<Results> {
+        let ran = self
+            .infos
+            .iter()
+            .filter(|i| i.not_run.is_none())
+            .map(|info| {
+                Ok(Ran {
+                    info: info.clone(),
+                    train: read_json(&node.input(&format!("train/{}", info.id))?.path)?,
+                    eval: read_json(&node.input(&format!("evaluate/{}", info.id))?.path)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let not_run = self
+            .infos
+            .iter()
+            .filter(|i| i.not_run.is_some())
+            .cloned()
+            .collect();
+        Ok(Results::new(ran, not_run))
+    }
+}
+
+fn publish_as(nodes: &[&Node], dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
+    nodes
+        .iter()
+        .map(|n| {
+            let dest = dir.join(format!("{}.{ext}", n.item));
+            store::copy_atomic(&n.path, &dest)?;
+            Ok(dest)
+        })
+        .collect()
+}
+
+/// results: the public Parquet tables under `data/out/results/`.
+pub struct ResultTables(pub Experiments);
+
+impl Stage for ResultTables {
+    fn name(&self) -> &'static str {
+        "results"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn ext(&self) -> &'static str {
+        "parquet"
+    }
+    fn describe(&self) -> String {
+        format!("result tables: {}", tables::TABLES.join(", "))
+    }
+    fn upstream(&self) -> Vec<&'static str> {
+        vec!["train", "evaluate"]
+    }
+    fn plan(&self) -> Result<Vec<NodeSpec>> {
+        Ok(tables::TABLES
+            .iter()
+            .map(|t| self.0.node(t, json!(null)))
+            .collect())
+    }
+    fn run(&self, node: &Node, out: &Path) -> Result<()> {
+        let results = self.0.load(node)?;
+        tables::build(&node.item, &results)?.write(out)
+    }
+    fn publish(&self, nodes: &[&Node], out_dir: &Path) -> Result<Vec<PathBuf>> {
+        publish_as(nodes, &out_dir.join("results"), "parquet")
+    }
+}
+
+/// plots: PNG figures under `data/out/plots/`.
+pub struct Plots(pub Experiments);
+
+impl Plots {
+    fn scatter_id<'a>(&self, results: &'a Results) -> Result<&'a Ran> {
+        match &self.0.report.scatter {
+            Some(id) => results
+                .get(id)
+                .ok_or_else(|| anyhow!("report.scatter = {id:?}: that experiment did not run")),
+            None => results
+                .ran
+                .first()
+                .ok_or_else(|| anyhow!("no experiment ran")),
+        }
+    }
+}
+
+impl Stage for Plots {
+    fn name(&self) -> &'static str {
+        "plots"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn ext(&self) -> &'static str {
+        "png"
+    }
+    fn describe(&self) -> String {
+        "PNG: R2 per dimension of the best experiments; predicted vs true of one".into()
+    }
+    fn upstream(&self) -> Vec<&'static str> {
+        vec!["train", "evaluate"]
+    }
+    fn plan(&self) -> Result<Vec<NodeSpec>> {
+        Ok(plots::PLOTS
+            .iter()
+            .map(|p| self.0.node(p, json!(self.0.report)))
+            .collect())
+    }
+    fn run(&self, node: &Node, out: &Path) -> Result<()> {
+        let results = self.0.load(node)?;
+        let file = BufWriter::new(File::create(out)?);
+        match node.item.as_str() {
+            "r2_by_dimension" => {
+                let best: Vec<&Ran> = results.ran.iter().take(self.0.report.best.max(1)).collect();
+                plots::r2_by_dimension(&best, file)
+            }
+            "scatter" => plots::scatter(self.scatter_id(&results)?, file),
+            other => Err(anyhow!("no plot named `{other}`")),
+        }
+    }
+    fn publish(&self, nodes: &[&Node], out_dir: &Path) -> Result<Vec<PathBuf>> {
+        publish_as(nodes, &out_dir.join("plots"), "png")
+    }
+}
+
+/// report: `data/out/report.md`.
+pub struct Report(pub Experiments);
+
+impl Stage for Report {
+    fn name(&self) -> &'static str {
+        "report"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn ext(&self) -> &'static str {
+        "md"
+    }
+    fn describe(&self) -> String {
+        "report.md: ranked summary, per fold, per category, per dimension, quoted published results"
+            .into()
+    }
+    fn upstream(&self) -> Vec<&'static str> {
+        vec!["train", "evaluate"]
+    }
+    fn plan(&self) -> Result<Vec<NodeSpec>> {
+        Ok(vec![self.0.node("report", json!(self.0.report))])
+    }
+    fn run(&self, node: &Node, out: &Path) -> Result<()> {
+        let results = self.0.load(node)?;
+        let plots: Vec<(String, String)> = if results.ran.is_empty() {
+            Vec::new()
+        } else {
+            let best = self.0.report.best.max(1).min(results.ran.len());
+            let scatter = self
+                .0
+                .report
+                .scatter
+                .clone()
+                .unwrap_or_else(|| results.ran[0].info.id.clone());
+            vec![
+                (
+                    "r2_by_dimension.png".into(),
+                    format!("R² per dimension, best {best} experiment(s)"),
+                ),
+                (
+                    "scatter.png".into(),
+                    format!("Predicted vs true, {scatter}"),
+                ),
+            ]
+        };
+        let links: Vec<(&str, &str)> = plots
+            .iter()
+            .map(|(f, c)| (f.as_str(), c.as_str()))
+            .collect();
+        std::fs::write(out, markdown::render(&results, &links))?;
+        Ok(())
+    }
+    fn publish(&self, nodes: &[&Node], out_dir: &Path) -> Result<Vec<PathBuf>> {
+        let dest = out_dir.join("report.md");
+        store::copy_atomic(&nodes[0].path, &dest)?;
+        Ok(vec![dest])
+    }
+}

@@ -1,0 +1,208 @@
+//! train → evaluate → results/plots/report through the DAG on a small
+//! audio-folder dataset with weight-free features: the public tables have
+//! their documented shapes, a head change retrains one experiment and
+//! nothing upstream, and two runs write byte-identical predictions.
+
+use arrow_array::{Array, BooleanArray, Float64Array, Int32Array, StringArray};
+use pipe::audio::{Pcm, wav};
+use pipe::config::Config;
+use pipe::dag::{self, RunOptions, RunReport, Store};
+use pipe::table;
+use std::path::Path;
+
+const N_CLIPS: usize = 24;
+
+/// 24 half-second tones in 8 pieces; loudness and pitch vary by clip and the
+/// labels follow them, so raw statistics carry signal.
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let audio = dir.path().join("audio");
+    std::fs::create_dir_all(&audio).unwrap();
+    let dims = pipe::dataset::DIMENSIONS.join(",");
+    let mut csv = format!("clip_id,piece,{dims}\n");
+    for i in 0..N_CLIPS {
+        let amp = 0.05 + 0.4 * ((i * 7) % N_CLIPS) as f32 / N_CLIPS as f32;
+        let f0 = 200.0 + 40.0 * (i % 5) as f32;
+        let samples = (0..12_000)
+            .map(|n| amp * (2.0 * std::f32::consts::PI * f0 * n as f32 / 24_000.0).sin())
+            .collect();
+        wav::write_f32(
+            &audio.join(format!("c{i:02}.wav")),
+            &Pcm {
+                sample_rate: 24_000,
+                samples,
+            },
+        )
+        .unwrap();
+        let labels: Vec<String> = (0..19)
+            .map(|d| format!("{:.4}", 0.2 + amp + 0.02 * ((d + i) % 3) as f32))
+            .collect();
+        csv.push_str(&format!("c{i:02},p{},{}\n", i % 8, labels.join(",")));
+    }
+    std::fs::write(dir.path().join("labels.csv"), csv).unwrap();
+    dir
+}
+
+fn config(lr: &str) -> String {
+    format!(
+        r#"
+[dataset]
+kind = "audio_folder"
+audio_dir = "audio"
+labels = "labels.csv"
+[dataset.folds]
+k = 4
+[encoders.absent]
+arch = "mert"
+weights = "no/such/folder"
+[features.raw]
+encoder = "raw_stats"
+[features.real]
+encoder = "absent"
+[evaluation]
+resamples = 200
+[experiments.A3]
+features = "raw"
+description = "raw stats MLP"
+head = {{ max_epochs = 20, lr = {lr} }}
+[experiments.A1]
+features = "raw"
+description = "raw stats linear"
+head = {{ arch = "linear", max_epochs = 20 }}
+[experiments.B0]
+features = "real"
+description = "needs weights"
+"#
+    )
+}
+
+fn run(dir: &Path, lr: &str) -> RunReport {
+    let cfg = Config::parse(&config(lr), dir).unwrap();
+    let pipeline = pipe::stages::build(&cfg).unwrap();
+    let report = dag::run(
+        &pipeline.stages,
+        &Store::new(&cfg.data_dir),
+        &RunOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(report.failed(), 0, "{:?}", report.stages);
+    report
+}
+
+fn computed(r: &RunReport, stage: &str) -> usize {
+    r.stage(stage).map_or(0, |s| s.computed)
+}
+
+fn results(dir: &Path, name: &str) -> arrow_array::RecordBatch {
+    table::read_single(&dir.join(format!("data/out/results/{name}.parquet"))).unwrap()
+}
+
+#[test]
+fn tables_report_and_plots_have_their_documented_shape() {
+    let dir = setup();
+    run(dir.path(), "1e-3");
+    let out = dir.path().join("data/out");
+
+    let s = results(dir.path(), "summary");
+    let exp = table::column::<StringArray>(&s, "experiment").unwrap();
+    let status = table::column::<StringArray>(&s, "status").unwrap();
+    let r2 = table::column::<Float64Array>(&s, "r2").unwrap();
+    let rank = table::column::<Int32Array>(&s, "rank").unwrap();
+    assert_eq!(s.num_rows(), 3);
+    // Ran experiments first, ranked by R²; then the one that could not run.
+    assert!(r2.value(0) >= r2.value(1));
+    assert_eq!((rank.value(0), rank.value(1)), (1, 2));
+    assert_eq!((exp.value(2), status.value(2)), ("B0", "not run"));
+    assert!(r2.is_null(2) && rank.is_null(2));
+    let note = table::column::<StringArray>(&s, "note").unwrap().value(2);
+    assert!(note.contains("no/such/folder"), "{note}");
+    assert!(
+        !table::column::<BooleanArray>(&s, "control")
+            .unwrap()
+            .value(0)
+    );
+    for c in [
+        "r2_ci_low",
+        "r2_ci_high",
+        "mae",
+        "pearson",
+        "dispersion",
+        "train_seconds",
+    ] {
+        assert!(
+            !table::column::<Float64Array>(&s, c).unwrap().is_null(0),
+            "{c}"
+        );
+    }
+
+    assert_eq!(results(dir.path(), "per_fold").num_rows(), 2 * 4);
+    assert_eq!(results(dir.path(), "per_dimension").num_rows(), 2 * 19);
+    assert_eq!(results(dir.path(), "per_category").num_rows(), 2 * 7);
+    let p = results(dir.path(), "predictions");
+    assert_eq!(p.num_rows(), 2 * N_CLIPS * 19);
+    let names: Vec<_> = p
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "experiment",
+            "clip_id",
+            "fold",
+            "dimension",
+            "y_true",
+            "y_pred"
+        ]
+    );
+
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for want in [
+        "## Ranked summary",
+        "| 1 | ",
+        "Not run:",
+        "- B0 (needs weights)",
+        "quoted, not computed",
+        "0.347",
+        "plots/scatter.png",
+    ] {
+        assert!(md.contains(want), "report.md lacks {want:?}:\n{md}");
+    }
+    let bars = std::fs::read(out.join("plots/r2_by_dimension.png")).unwrap();
+    let scatter = std::fs::read(out.join("plots/scatter.png")).unwrap();
+    for png in [&bars, &scatter] {
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    }
+    assert_ne!(bars, scatter, "each plot is its own artifact");
+}
+
+#[test]
+fn a_head_change_retrains_one_experiment_and_runs_are_deterministic() {
+    let dir = setup();
+    run(dir.path(), "1e-3");
+    let first = std::fs::read(dir.path().join("data/out/results/predictions.parquet")).unwrap();
+
+    let r = run(dir.path(), "3e-3");
+    assert_eq!(computed(&r, "train"), 1, "only A3's head changed");
+    assert_eq!(computed(&r, "evaluate"), 1);
+    for upstream in [
+        "decode",
+        "resample",
+        "features",
+        "feature_tables",
+        "manifest",
+    ] {
+        assert_eq!(computed(&r, upstream), 0, "{upstream} must stay fresh");
+    }
+
+    // The same config in a fresh folder: identical bytes.
+    let again = setup();
+    run(again.path(), "1e-3");
+    let second = std::fs::read(again.path().join("data/out/results/predictions.parquet")).unwrap();
+    assert_eq!(
+        first, second,
+        "predictions.parquet differs between two identical runs"
+    );
+}
