@@ -177,7 +177,7 @@ mod tests {
             .utf8("clip_id", &ids)
             .utf8("piece", &pieces)
             .i32_opt("fold", folds);
-        for k in 0..N_DIMS {
+        for (k, name) in DIMENSIONS.iter().enumerate() {
             let col = (0..n)
                 .map(|i| {
                     let src = if learnable { i } else { (i * 37 + 11) % n };
@@ -188,7 +188,7 @@ mod tests {
                     (0.55 + 0.04 * z) as f64
                 })
                 .collect();
-            m = m.f64(DIMENSIONS[k], col);
+            m = m.f64(name, col);
         }
         m.write(&dir.join("manifest.parquet")).unwrap();
         // Feature rows in reverse order: the join must go by clip id.

@@ -157,7 +157,7 @@ fn parse_f32(b: &[u8]) -> Result<Pcm> {
             );
             ensure!(rate > 0, "sample rate is 0");
             ensure!(
-                len % 4 == 0 && body + len <= b.len(),
+                len.is_multiple_of(4) && body + len <= b.len(),
                 "truncated data chunk: header says {len} bytes, file has {}",
                 b.len().saturating_sub(body)
             );
