@@ -163,7 +163,7 @@ fn tables_report_and_plots_have_their_documented_shape() {
         "## Ranked summary",
         "| 1 | ",
         "Not run:",
-        "- B0 (needs weights)",
+        "- B0: no config.json",
         "quoted, not computed",
         "0.347",
         "plots/scatter.png",

@@ -94,14 +94,17 @@ pub fn ranked_table(results: &Results) -> String {
     }
     if !results.not_run.is_empty() {
         let _ = writeln!(md, "Not run:\n");
+        // One line per reason (usually: one encoder's weights are absent).
+        let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
         for i in &results.not_run {
-            let _ = writeln!(
-                md,
-                "- {} ({}): {}",
-                i.id,
-                i.description,
-                i.not_run.as_deref().unwrap_or("")
-            );
+            let why = i.not_run.as_deref().unwrap_or("");
+            match reasons.iter_mut().find(|(r, _)| *r == why) {
+                Some((_, ids)) => ids.push(&i.id),
+                None => reasons.push((why, vec![&i.id])),
+            }
+        }
+        for (why, ids) in reasons {
+            let _ = writeln!(md, "- {}: {why}", ids.join(", "));
         }
         let _ = writeln!(md);
     }

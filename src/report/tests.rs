@@ -126,7 +126,7 @@ fn markdown_marks_controls_and_the_ranked_section_can_be_cut_out() {
         section.contains("| 1 | better | better head **[control]** |"),
         "{section}"
     );
-    assert!(section.contains("- Z9 (needs weights): no weights in models/x"));
+    assert!(section.contains("- Z9: no weights in models/x"));
     assert!(
         !section.contains("## R² per fold"),
         "the section stops at the next heading"
