@@ -96,6 +96,23 @@ pub struct EncoderConfig {
     /// How to get the weights, printed when `weights` is missing.
     #[serde(default)]
     pub download_hint: Option<String>,
+    /// Where the forward pass runs. Not part of any key: both backends
+    /// compute the same function (each matches the PyTorch goldens to 1e-4).
+    #[serde(default)]
+    pub device: Device,
+}
+
+/// Backend of an encoder's forward pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Device {
+    /// A hardware GPU adapter if there is one (never a software rasteriser
+    /// such as lavapipe, which is slower than the CPU backend), else the CPU.
+    #[default]
+    Auto,
+    Cpu,
+    /// The WGSL shaders on any Vulkan adapter, lavapipe included; an error if none.
+    Gpu,
 }
 
 /// A feature set: how one vector per clip is made.

@@ -7,6 +7,9 @@ use pipe::config::Config;
 use pipe::dag::{self, RunOptions, RunReport, Store};
 use std::path::{Path, PathBuf};
 
+#[path = "common/gpu.rs"]
+mod gpu_common;
+
 fn fixture_model() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spec/mert_tiny_postln")
 }
@@ -78,7 +81,11 @@ pooling = "mean"
 "#;
 
 fn run(dir: &Path, extra: &str) -> (RunReport, Vec<String>) {
-    let cfg = Config::parse(&format!("{BASE}{extra}"), dir).unwrap();
+    run_config(dir, &format!("{BASE}{extra}"))
+}
+
+fn run_config(dir: &Path, text: &str) -> (RunReport, Vec<String>) {
+    let cfg = Config::parse(text, dir).unwrap();
     let pipeline = pipe::stages::build(&cfg).unwrap();
     let report = dag::run(
         &pipeline.stages,
@@ -150,4 +157,72 @@ fn missing_weights_skip_their_sets_with_a_note_and_the_rest_runs() {
     let b = &pipe::table::read(&dir.path().join("data/out/features/control.parquet")).unwrap()[0];
     assert!(b.schema().metadata()["pipe.weights"].starts_with("CONTROL: seeded random init"));
     assert_eq!(b.schema().metadata()["pipe.dim"], "64");
+}
+
+fn features_of(dir: &Path, set: &str) -> Vec<f32> {
+    let t =
+        pipe::experiment::FeatureTable::read(&dir.join(format!("data/out/features/{set}.parquet")))
+            .unwrap();
+    t.values
+}
+
+#[test]
+fn device_gpu_runs_the_wgsl_encoder_and_matches_the_cpu_backend() {
+    if gpu_common::gpu().is_none() {
+        return;
+    }
+    let cpu = setup();
+    run(cpu.path(), "");
+    let gpu = setup();
+    let on_gpu = BASE.replace(
+        "weights = \"model\"\n",
+        "weights = \"model\"\ndevice = \"gpu\"\n",
+    );
+    assert_ne!(on_gpu, BASE);
+    let (r, _) = run_config(gpu.path(), &on_gpu);
+    assert_eq!(computed(&r, "features"), 3);
+    let (a, b) = (features_of(cpu.path(), "a"), features_of(gpu.path(), "a"));
+    assert_eq!(a.len(), b.len());
+    let scale = a.iter().fold(1f32, |m, x| m.max(x.abs()));
+    let err = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(
+        err / scale <= 1e-4,
+        "gpu vs cpu features differ by {err} (scale {scale})"
+    );
+    assert!(
+        err > 0.0,
+        "bit-identical to the CPU: did the GPU backend run at all?"
+    );
+}
+
+#[test]
+fn device_gpu_without_an_adapter_is_an_error_naming_the_encoder() {
+    if pipe::gpu::Gpu::get().is_ok() {
+        return; // only meaningful where no Vulkan adapter exists
+    }
+    let dir = setup();
+    let cfg = Config::parse(
+        &BASE.replace(
+            "weights = \"model\"\n",
+            "weights = \"model\"\ndevice = \"gpu\"\n",
+        ),
+        dir.path(),
+    )
+    .unwrap();
+    let pipeline = pipe::stages::build(&cfg).unwrap();
+    let report = dag::run(
+        &pipeline.stages,
+        &Store::new(&cfg.data_dir),
+        &RunOptions::default(),
+    )
+    .unwrap();
+    let failed = &report.stage("features").unwrap().failed;
+    assert!(!failed.is_empty());
+    assert!(
+        failed[0].1.contains("encoder `tiny` has device = \"gpu\""),
+        "{failed:?}"
+    );
 }

@@ -86,9 +86,10 @@ pub fn run(stages: &[Box<dyn Stage>], store: &Store, opts: &RunOptions) -> Resul
     hasher.save()?;
     let mut report = RunReport {
         stages: Vec::new(),
-        plan: Some(planned.clone()),
+        plan: None,
     };
     if opts.dry_run {
+        report.plan = Some(planned);
         return Ok(report);
     }
 
@@ -139,12 +140,23 @@ pub fn run(stages: &[Box<dyn Stage>], store: &Store, opts: &RunOptions) -> Resul
                 }
             }
         }
+        let mut changed = false;
         for node in &ok_nodes {
-            entries.insert(node.item.clone(), node_record(node, stage.ext()));
+            let rec = node_record(node, stage.ext());
+            if entries.get(&node.item) != Some(&rec) {
+                entries.insert(node.item.clone(), rec);
+                changed = true;
+            }
         }
         // Nodes no longer planned (e.g. a clip removed from the dataset) leave the record.
+        let before = entries.len();
         entries.retain(|item, _| stage_plan.node(item).is_some());
-        record.save(store.root())?;
+        changed |= entries.len() != before;
+        // Saved after each stage that changed it (a crash keeps what finished),
+        // and not at all on a run that changed nothing: it is large.
+        if changed {
+            record.save(store.root())?;
+        }
 
         if sr.failed.is_empty() && sr.blocked == 0 {
             ok_nodes.sort_by(|a, b| a.item.cmp(&b.item));
@@ -156,6 +168,7 @@ pub fn run(stages: &[Box<dyn Stage>], store: &Store, opts: &RunOptions) -> Resul
         sr.seconds = started.elapsed().as_secs_f64();
         report.stages.push(sr);
     }
+    report.plan = Some(planned);
     Ok(report)
 }
 

@@ -52,7 +52,8 @@ impl Record {
     }
 
     pub fn save(&self, root: &Path) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(self)?;
+        // Compact: with one entry per (stage, clip) it runs to megabytes.
+        let bytes = serde_json::to_vec(self)?;
         write_atomic(&Self::path(root), &bytes)
     }
 

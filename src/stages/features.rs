@@ -8,15 +8,16 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::audio;
-use crate::config::{BASELINES, EncoderConfig, FeatureSetConfig};
+use crate::config::{BASELINES, Device, EncoderConfig, FeatureSetConfig};
 use crate::cpu::CpuBackend;
 use crate::dag::{Node, NodeSpec, Source, Stage, store};
 use crate::dataset::Dataset;
-use crate::encoder::{Mert, MertConfig, MertWeights};
+use crate::encoder::{Backend, Mert, MertConfig, MertOutput, MertWeights};
 use crate::features::{self, FeatureSetSpec};
+use crate::gpu::GpuBackend;
 use crate::table::TableBuilder;
 
 /// A feature set ready to plan: its config and parsed spec (`None` for a
@@ -54,9 +55,42 @@ impl FeatureSet {
     }
 }
 
-struct Model {
-    backend: CpuBackend,
-    mert: Mert<CpuBackend>,
+/// A loaded encoder on the backend its config chose.
+enum Model {
+    Cpu {
+        backend: CpuBackend,
+        mert: Mert<CpuBackend>,
+    },
+    Gpu {
+        backend: GpuBackend,
+        mert: Mert<GpuBackend>,
+        /// One clip at a time on the device: the GPU is the bottleneck, and
+        /// a clip's ops then stay together in the backend's command batch.
+        one_at_a_time: Mutex<()>,
+    },
+}
+
+impl Model {
+    fn config(&self) -> &MertConfig {
+        match self {
+            Model::Cpu { mert, .. } => mert.config(),
+            Model::Gpu { mert, .. } => mert.config(),
+        }
+    }
+
+    fn encode(&self, wave: &[f32], want: &[usize]) -> Result<MertOutput> {
+        match self {
+            Model::Cpu { backend, mert } => mert.encode(backend, wave, want),
+            Model::Gpu {
+                backend,
+                mert,
+                one_at_a_time,
+            } => {
+                let _turn = one_at_a_time.lock().unwrap_or_else(|e| e.into_inner());
+                mert.encode(backend, wave, want)
+            }
+        }
+    }
 }
 
 pub struct Features {
@@ -131,14 +165,14 @@ impl Features {
             _ => {}
         }
         let model = self.model(encoder)?;
-        let rate = model.mert.config().sample_rate;
+        let rate = model.config().sample_rate;
         if pcm.sample_rate != rate {
             bail!(
                 "clip audio is at {} Hz but encoder `{encoder}` takes {rate} Hz: set [resample] sample_rate = {rate}",
                 pcm.sample_rate
             );
         }
-        let n_states = model.mert.config().num_hidden_states();
+        let n_states = model.config().num_hidden_states();
         let specs: Vec<FeatureSetSpec> = sets
             .iter()
             .map(|s| {
@@ -152,14 +186,13 @@ impl Features {
             want.extend(spec.layers.indices(n_states)?);
         }
         let want: Vec<usize> = want.into_iter().collect();
-        let out = model.mert.encode(&model.backend, &pcm.samples, &want)?;
+        let out = model.encode(&pcm.samples, &want)?;
         let hs = features::HiddenStates::new(out.frames, out.hidden, &out.states)?;
         features::pool_many(&specs, &hs)
     }
 }
 
 fn load_model(name: &str, cfg: &EncoderConfig) -> Result<Model> {
-    let backend = CpuBackend::new();
     let (mut mcfg, weights) = match (&cfg.weights, &cfg.random) {
         (Some(dir), _) => {
             let mcfg = MertConfig::from_dir(dir)?;
@@ -175,9 +208,35 @@ fn load_model(name: &str, cfg: &EncoderConfig) -> Result<Model> {
     };
     mcfg.do_normalize = cfg.normalize;
     mcfg.max_frames = cfg.window_frames;
-    let mert = Mert::new(&backend, mcfg, &weights)
-        .with_context(|| format!("preparing encoder `{name}`"))?;
-    Ok(Model { backend, mert })
+    let gpu = match cfg.device {
+        Device::Cpu => None,
+        Device::Gpu => Some(GpuBackend::new().map_err(|e| {
+            anyhow!("encoder `{name}` has device = \"gpu\" but no GPU adapter opened: {e}")
+        })?),
+        Device::Auto => GpuBackend::new().ok().filter(|g| !g.gpu().info().is_cpu()),
+    };
+    let prepare = || format!("preparing encoder `{name}`");
+    let model = match gpu {
+        Some(backend) => {
+            let mert = Mert::new(&backend, mcfg, &weights).with_context(prepare)?;
+            Model::Gpu {
+                backend,
+                mert,
+                one_at_a_time: Mutex::new(()),
+            }
+        }
+        None => {
+            let backend = CpuBackend::new();
+            let mert = Mert::new(&backend, mcfg, &weights).with_context(prepare)?;
+            Model::Cpu { backend, mert }
+        }
+    };
+    let on = match &model {
+        Model::Cpu { backend, .. } => backend.name(),
+        Model::Gpu { backend, .. } => backend.name(),
+    };
+    eprintln!("encoder `{name}` runs on {on}");
+    Ok(model)
 }
 
 /// The params that determine an encoder's output (the weights' content is an input).
