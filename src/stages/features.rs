@@ -56,6 +56,7 @@ impl FeatureSet {
 }
 
 /// A loaded encoder on the backend its config chose.
+#[allow(clippy::large_enum_variant)] // one per encoder, behind an Arc
 enum Model {
     Cpu {
         backend: CpuBackend,
