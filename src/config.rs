@@ -124,7 +124,7 @@ pub struct FeatureSetConfig {
     /// Hidden states to use: "7-12" (mean of 7..=12), "6,9,12" (concatenated), "12", "all".
     #[serde(default)]
     pub layers: Option<String>,
-    /// Pooling over time: mean, max, mean_std, stats4, multiscale.
+    /// Pooling over time: mean, max, mean_std, stats4, multiscale; or frames (none: the sequence).
     #[serde(default)]
     pub pooling: Option<String>,
     /// At most this many frames enter pooling.
@@ -438,6 +438,13 @@ impl Config {
                     "experiments.{id}.features = {:?}: no such feature set (known: {})",
                     exp.features,
                     known.join(", ")
+                );
+            }
+            if self.features[&exp.features].pooling.as_deref() == Some("frames") {
+                anyhow::bail!(
+                    "experiments.{id}.features = {:?}: that set stores frame sequences (pooling = \"frames\"); \
+                     the heads train on pooled vectors",
+                    exp.features
                 );
             }
             exp.head

@@ -5,8 +5,9 @@
 use anyhow::{Context, Result, bail};
 use arrow_array::{
     Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array,
-    RecordBatch, StringArray,
+    ListArray, RecordBatch, StringArray,
 };
+use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -79,6 +80,39 @@ impl TableBuilder {
             None,
         )?;
         Ok(self.push(name, Arc::new(a), false))
+    }
+
+    /// One variable-length sequence of `dim`-wide f32 rows per table row:
+    /// `List<FixedSizeList<Float32, dim>>`. `rows[i]` holds row i's frames, flattened.
+    pub fn f32_sequences(self, name: &str, dim: usize, rows: &[Vec<f32>]) -> Result<Self> {
+        let mut offsets = vec![0i32];
+        let mut values = Vec::with_capacity(rows.iter().map(Vec::len).sum());
+        for (i, r) in rows.iter().enumerate() {
+            if dim == 0 || !r.len().is_multiple_of(dim) {
+                bail!(
+                    "column `{name}`, row {i}: {} values do not split into frames of {dim}",
+                    r.len()
+                );
+            }
+            values.extend_from_slice(r);
+            offsets
+                .push(i32::try_from(values.len() / dim).context("too many frames for one table")?);
+        }
+        let item = Arc::new(Field::new("item", DataType::Float32, false));
+        let frames = FixedSizeListArray::try_new(
+            item,
+            dim as i32,
+            Arc::new(Float32Array::from(values)),
+            None,
+        )?;
+        let frame_field = Arc::new(Field::new("item", frames.data_type().clone(), false));
+        let list = ListArray::try_new(
+            frame_field,
+            OffsetBuffer::new(offsets.into()),
+            Arc::new(frames),
+            None,
+        )?;
+        Ok(self.push(name, Arc::new(list), false))
     }
 
     pub fn meta(mut self, key: &str, value: impl Into<String>) -> Self {

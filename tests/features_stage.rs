@@ -226,3 +226,61 @@ fn device_gpu_without_an_adapter_is_an_error_naming_the_encoder() {
         "{failed:?}"
     );
 }
+
+#[test]
+fn frames_sets_store_the_sequence_whose_mean_is_the_mean_pooled_set() {
+    use arrow_array::{Array, FixedSizeListArray, Float32Array, Int32Array, ListArray};
+    let dir = setup();
+    let extra = "[features.seq]\nencoder = \"tiny\"\nlayers = \"1-2\"\npooling = \"frames\"\nmax_frames = 40\n";
+    let (r, _) = run(dir.path(), extra);
+    assert_eq!(computed(&r, "feature_tables"), 2, "a and seq");
+    let b = pipe::table::read_single(&dir.path().join("data/out/features/seq.parquet")).unwrap();
+    let n_frames = pipe::table::column::<Int32Array>(&b, "n_frames").unwrap();
+    let frames = pipe::table::column::<ListArray>(&b, "frames").unwrap();
+    for clip in 0..3 {
+        // 1 s at 24 kHz is more than 40 frames; max_frames keeps the first 40.
+        assert_eq!(n_frames.value(clip), 40);
+        let seq = frames.value(clip);
+        let seq = seq.as_any().downcast_ref::<FixedSizeListArray>().unwrap();
+        assert_eq!((seq.len(), seq.value_length()), (40, 64));
+        let v = seq
+            .values()
+            .as_any()
+            .downcast_ref::<Float32Array>()
+            .unwrap();
+        assert!(v.values().iter().all(|x| x.is_finite()));
+        // Rows are frames: frame 0 differs from frame 39.
+        assert_ne!(&v.values()[..64], &v.values()[39 * 64..40 * 64]);
+    }
+
+    // Same layers, mean-pooled over the same 40 frames: equals the mean of the stored frames.
+    let extra2 = format!(
+        "{extra}[features.m40]\nencoder = \"tiny\"\nlayers = \"1-2\"\npooling = \"mean\"\nmax_frames = 40\n"
+    );
+    run(dir.path(), &extra2);
+    let pooled = features_of(dir.path(), "m40");
+    let seq0 = frames.value(0);
+    let seq0 = seq0.as_any().downcast_ref::<FixedSizeListArray>().unwrap();
+    let v = seq0
+        .values()
+        .as_any()
+        .downcast_ref::<Float32Array>()
+        .unwrap()
+        .values();
+    for d in 0..64 {
+        let m = (0..40).map(|t| v[t * 64 + d] as f64).sum::<f64>() / 40.0;
+        assert!(
+            (m - pooled[d] as f64).abs() < 1e-5,
+            "dim {d}: {m} vs {}",
+            pooled[d]
+        );
+    }
+
+    // Heads cannot train on sequences: a config error names the experiment.
+    let bad = format!("{BASE}{extra}[experiments.X]\nfeatures = \"seq\"\n");
+    let err = Config::parse(&bad, dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("experiments.X.features") && err.contains("frame sequences"),
+        "{err}"
+    );
+}

@@ -35,6 +35,10 @@ pub enum Pooling {
     Stats4,
     /// `[mean, std]` over the clip and over each of K segments: D·2·(1+K).
     Multiscale,
+    /// No pooling: the layer-selected frame sequence itself, `[frames, D]`
+    /// row-major (frames ≤ `max_frames`), for sequence heads that train
+    /// without the encoder.
+    Frames,
 }
 
 impl Pooling {
@@ -44,6 +48,8 @@ impl Pooling {
             Self::MeanStd => 2 * d,
             Self::Stats4 => 4 * d,
             Self::Multiscale => 2 * d * (1 + MULTISCALE_WINDOWS),
+            // Per frame; the vector holds `frames` of these.
+            Self::Frames => d,
         }
     }
 
@@ -54,6 +60,7 @@ impl Pooling {
             Self::MeanStd => "mean_std",
             Self::Stats4 => "stats4",
             Self::Multiscale => "multiscale",
+            Self::Frames => "frames",
         }
     }
 
@@ -65,8 +72,12 @@ impl Pooling {
             self.name()
         );
         let all = 0..x.frames;
+        if self == Self::Frames {
+            return Ok(x.data.clone());
+        }
         let mut out = Vec::with_capacity(self.output_dim(x.dim));
         match self {
+            Self::Frames => unreachable!("returned above"),
             Self::Mean => out.extend(mean_std(x, all).0),
             Self::Max => out.extend(min_max(x, all).1),
             Self::MeanStd => {
@@ -164,6 +175,8 @@ mod tests {
     #[test]
     fn mean_and_max() {
         close(&Pooling::Mean.pool(&x3()).unwrap(), &[3.0, 1.0]);
+        // Frames: no pooling, the sequence itself.
+        assert_eq!(Pooling::Frames.pool(&x3()).unwrap(), x3().data);
         close(&Pooling::Max.pool(&x3()).unwrap(), &[6.0, 4.0]);
     }
 

@@ -16,7 +16,7 @@ use crate::cpu::CpuBackend;
 use crate::dag::{Node, NodeSpec, Source, Stage, store};
 use crate::dataset::Dataset;
 use crate::encoder::{Backend, Mert, MertConfig, MertOutput, MertWeights};
-use crate::features::{self, FeatureSetSpec};
+use crate::features::{self, FeatureSetSpec, Pooling};
 use crate::gpu::GpuBackend;
 use crate::table::TableBuilder;
 
@@ -44,7 +44,7 @@ impl FeatureSet {
             let pooling = cfg.pooling.as_deref().unwrap_or("mean");
             let spec: FeatureSetSpec =
                 serde_json::from_value(json!({ "layers": layers, "pooling": pooling, "max_frames": cfg.max_frames }))
-                    .map_err(|e| anyhow!("features.{name}: {e} (layers like \"7-12\", \"6,9,12\", \"12\", \"all\"; pooling one of mean, max, mean_std, stats4, multiscale)"))?;
+                    .map_err(|e| anyhow!("features.{name}: {e} (layers like \"7-12\", \"6,9,12\", \"12\", \"all\"; pooling one of mean, max, mean_std, stats4, multiscale, frames)"))?;
             Some(spec)
         };
         Ok(FeatureSet {
@@ -431,27 +431,16 @@ impl Stage for FeatureTables {
             .find(|s| s.0 == node.item)
             .ok_or_else(|| anyhow!("no feature set `{}`", node.item))?;
         let clips = &self.dataset.clips;
-        let mut values = Vec::new();
-        let mut dim = None;
-        for c in clips {
-            let v = read_vector(&node.input(&c.id)?.path)?;
-            if *dim.get_or_insert(v.len()) != v.len() {
-                bail!(
-                    "feature set `{name}`: clip {} has {} values, others {}",
-                    c.id,
-                    v.len(),
-                    dim.unwrap_or(0)
-                );
-            }
-            values.extend(v);
-        }
-        let dim = dim.unwrap_or(0);
+        let vectors: Vec<Vec<f32>> = clips
+            .iter()
+            .map(|c| read_vector(&node.input(&c.id)?.path))
+            .collect::<Result<_>>()?;
         let weights = match (node.input(WEIGHTS_INPUT), self.encoders.get(&cfg.encoder)) {
             (Ok(w), Some(enc)) => format!("blake3:{} ({})", w.key, describe_weights(enc)),
             (_, Some(enc)) => describe_weights(enc),
             (_, None) => "none (weight-free baseline)".to_string(),
         };
-        TableBuilder::new()
+        let table = TableBuilder::new()
             .utf8(
                 "clip_id",
                 &clips.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
@@ -459,8 +448,51 @@ impl Stage for FeatureTables {
             .i32_opt(
                 "fold",
                 clips.iter().map(|c| c.fold.map(|f| f as i32)).collect(),
-            )
-            .f32_vectors("features", dim, values)?
+            );
+        let frames_spec: Option<FeatureSetSpec> =
+            serde_json::from_value::<Option<FeatureSetSpec>>(spec.clone())?
+                .filter(|s| s.pooling == Pooling::Frames);
+        let (table, dim) = match frames_spec {
+            Some(fs) => {
+                // Frame sequences: the width per frame comes from the encoder's shape.
+                let enc = self
+                    .encoders
+                    .get(&cfg.encoder)
+                    .ok_or_else(|| anyhow!("feature set `{name}`: no encoder `{}`", cfg.encoder))?;
+                let mcfg = match (&enc.weights, &enc.random) {
+                    (Some(dir), _) => MertConfig::from_dir(dir)?,
+                    (None, Some(preset)) => MertConfig::preset(preset)?,
+                    (None, None) => {
+                        bail!("encoder `{}` has neither weights nor random", cfg.encoder)
+                    }
+                };
+                let dim = fs
+                    .layers
+                    .output_dim(mcfg.hidden_size, mcfg.num_hidden_states());
+                let n_frames = vectors
+                    .iter()
+                    .map(|v| Some((v.len() / dim.max(1)) as i32))
+                    .collect();
+                let table = table
+                    .i32_opt("n_frames", n_frames)
+                    .f32_sequences("frames", dim, &vectors)
+                    .with_context(|| format!("feature set `{name}`"))?;
+                (table, dim)
+            }
+            None => {
+                let dim = vectors.first().map_or(0, Vec::len);
+                if let Some((c, v)) = clips.iter().zip(&vectors).find(|(_, v)| v.len() != dim) {
+                    bail!(
+                        "feature set `{name}`: clip {} has {} values, others {dim}",
+                        c.id,
+                        v.len()
+                    );
+                }
+                let table = table.f32_vectors("features", dim, vectors.concat())?;
+                (table, dim)
+            }
+        };
+        table
             .meta("pipe.feature_set", name.as_str())
             .meta("pipe.encoder", cfg.encoder.as_str())
             .meta("pipe.weights", weights)
