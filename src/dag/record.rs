@@ -89,10 +89,21 @@ fn diff_into(path: &str, old: &serde_json::Value, new: &serde_json::Value, out: 
             }
         }
         (a, b) if a != b => out.push(format!(
-            "{}: {a} -> {b}",
-            if path.is_empty() { "params" } else { path }
+            "{}: {} -> {}",
+            if path.is_empty() { "params" } else { path },
+            show(a),
+            show(b)
         )),
         _ => {}
+    }
+}
+
+/// A leaf for people: an f32 setting (stored widened to f64, e.g.
+/// 0.00009999999747378752) prints as the f32 it was (0.0001).
+fn show(v: &serde_json::Value) -> String {
+    match v.as_f64() {
+        Some(x) if v.is_f64() && f64::from(x as f32) == x => format!("{}", x as f32),
+        _ => v.to_string(),
     }
 }
 
@@ -100,6 +111,20 @@ fn diff_into(path: &str, old: &serde_json::Value, new: &serde_json::Value, out: 
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn widened_f32_settings_print_as_written() {
+        let old = json!({ "lr": 1e-4f32, "epochs": 200, "gain": 0.1 });
+        let new = json!({ "lr": 3e-4f32, "epochs": 300, "gain": 0.2 });
+        assert_eq!(
+            param_changes(&old, &new),
+            [
+                "epochs: 200 -> 300",
+                "gain: 0.1 -> 0.2",
+                "lr: 0.0001 -> 0.0003"
+            ]
+        );
+    }
 
     #[test]
     fn param_changes_name_the_changed_leaf() {
