@@ -5,10 +5,13 @@
 
 use arrow_array::{Array, BooleanArray, Float64Array, Int32Array, StringArray};
 use pipe::audio::{Pcm, wav};
-use pipe::config::Config;
-use pipe::dag::{self, RunOptions, RunReport, Store};
+use pipe::dag::RunReport;
 use pipe::table;
 use std::path::Path;
+
+#[path = "common/pipeline.rs"]
+mod pipeline;
+use pipeline::computed;
 
 const N_CLIPS: usize = 24;
 
@@ -77,20 +80,7 @@ description = "needs weights"
 }
 
 fn run(dir: &Path, lr: &str) -> RunReport {
-    let cfg = Config::parse(&config(lr), dir).unwrap();
-    let pipeline = pipe::stages::build(&cfg).unwrap();
-    let report = dag::run(
-        &pipeline.stages,
-        &Store::new(&cfg.data_dir),
-        &RunOptions::default(),
-    )
-    .unwrap();
-    assert_eq!(report.failed(), 0, "{:?}", report.stages);
-    report
-}
-
-fn computed(r: &RunReport, stage: &str) -> usize {
-    r.stage(stage).map_or(0, |s| s.computed)
+    pipeline::run(dir, &config(lr)).0
 }
 
 fn results(dir: &Path, name: &str) -> arrow_array::RecordBatch {

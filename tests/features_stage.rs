@@ -4,11 +4,14 @@
 
 use pipe::audio::{Pcm, wav};
 use pipe::config::Config;
-use pipe::dag::{self, RunOptions, RunReport, Store};
+use pipe::dag::RunReport;
 use std::path::{Path, PathBuf};
 
 #[path = "common/gpu.rs"]
 mod gpu_common;
+#[path = "common/pipeline.rs"]
+mod pipeline;
+use pipeline::computed;
 
 fn fixture_model() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spec/mert_tiny_postln")
@@ -81,24 +84,7 @@ pooling = "mean"
 "#;
 
 fn run(dir: &Path, extra: &str) -> (RunReport, Vec<String>) {
-    run_config(dir, &format!("{BASE}{extra}"))
-}
-
-fn run_config(dir: &Path, text: &str) -> (RunReport, Vec<String>) {
-    let cfg = Config::parse(text, dir).unwrap();
-    let pipeline = pipe::stages::build(&cfg).unwrap();
-    let report = dag::run(
-        &pipeline.stages,
-        &Store::new(&cfg.data_dir),
-        &RunOptions::default(),
-    )
-    .unwrap();
-    assert_eq!(report.failed(), 0, "{:?}", report.stages);
-    (report, pipeline.notes)
-}
-
-fn computed(r: &RunReport, stage: &str) -> usize {
-    r.stage(stage).map_or(0, |s| s.computed)
+    pipeline::run(dir, &format!("{BASE}{extra}"))
 }
 
 #[test]
@@ -179,7 +165,7 @@ fn device_gpu_runs_the_wgsl_encoder_and_matches_the_cpu_backend() {
         "weights = \"model\"\ndevice = \"gpu\"\n",
     );
     assert_ne!(on_gpu, BASE);
-    let (r, _) = run_config(gpu.path(), &on_gpu);
+    let (r, _) = pipeline::run(gpu.path(), &on_gpu);
     assert_eq!(computed(&r, "features"), 3);
     let (a, b) = (features_of(cpu.path(), "a"), features_of(gpu.path(), "a"));
     assert_eq!(a.len(), b.len());
@@ -204,21 +190,13 @@ fn device_gpu_without_an_adapter_is_an_error_naming_the_encoder() {
         return; // only meaningful where no Vulkan adapter exists
     }
     let dir = setup();
-    let cfg = Config::parse(
+    let (report, _) = pipeline::try_run(
+        dir.path(),
         &BASE.replace(
             "weights = \"model\"\n",
             "weights = \"model\"\ndevice = \"gpu\"\n",
         ),
-        dir.path(),
-    )
-    .unwrap();
-    let pipeline = pipe::stages::build(&cfg).unwrap();
-    let report = dag::run(
-        &pipeline.stages,
-        &Store::new(&cfg.data_dir),
-        &RunOptions::default(),
-    )
-    .unwrap();
+    );
     let failed = &report.stage("features").unwrap().failed;
     assert!(!failed.is_empty());
     assert!(
