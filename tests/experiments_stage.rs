@@ -196,3 +196,33 @@ fn a_head_change_retrains_one_experiment_and_runs_are_deterministic() {
         "predictions.parquet differs between two identical runs"
     );
 }
+
+#[test]
+fn with_every_experiment_skipped_the_tables_and_report_still_say_why() {
+    let dir = setup();
+    let text = config("1e-3");
+    let only_b0 = &text[..text.find("[experiments.A3]").unwrap()];
+    let (r, notes) = pipeline::run(
+        dir.path(),
+        &format!(
+            "{only_b0}[experiments.B0]\nfeatures = \"real\"\ndescription = \"needs weights\"\n"
+        ),
+    );
+    assert!(r.stage("train").is_none() && r.stage("plots").is_none());
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("1 experiment(s) not run") && n.contains("B0"))
+    );
+    let s = results(dir.path(), "summary");
+    assert_eq!(s.num_rows(), 1);
+    assert_eq!(
+        table::column::<StringArray>(&s, "status").unwrap().value(0),
+        "not run"
+    );
+    let md = std::fs::read_to_string(dir.path().join("data/out/report.md")).unwrap();
+    assert!(
+        md.contains("No experiment ran.") && md.contains("- B0: no config.json"),
+        "{md}"
+    );
+}

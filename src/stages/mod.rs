@@ -141,14 +141,16 @@ pub fn build(config: &Config) -> Result<Pipeline> {
         .map(|(id, e)| (id.clone(), e.clone()))
         .collect();
     let experiments = Experiments { infos, report };
-    if !runnable.is_empty() {
+    // With nothing runnable, the tables and report still list what did not run.
+    let any_ran = !runnable.is_empty();
+    if any_ran {
         let ids = runnable.iter().map(|(id, _)| id.clone()).collect();
         stages.push(Box::new(Train::new(runnable)));
         stages.push(Box::new(Evaluate::new(ids, config.evaluation.clone())));
-        stages.push(Box::new(ResultTables(experiments.clone())));
+    }
+    stages.push(Box::new(ResultTables(experiments.clone())));
+    if any_ran {
         stages.push(Box::new(Plots(experiments.clone())));
-    } else {
-        stages.push(Box::new(ResultTables(experiments.clone())));
     }
     stages.push(Box::new(Report(experiments)));
     Ok(Pipeline { stages, notes })

@@ -29,6 +29,15 @@ impl Experiments {
             .map(|i| i.id.as_str())
     }
 
+    /// The stages read: none when no experiment runs (then they only list why).
+    fn upstream(&self) -> Vec<&'static str> {
+        if self.ran_ids().next().is_some() {
+            vec!["train", "evaluate"]
+        } else {
+            Vec::new()
+        }
+    }
+
     fn inputs(&self) -> Vec<(String, Source)> {
         self.ran_ids()
             .flat_map(|id| {
@@ -106,7 +115,7 @@ impl Stage for ResultTables {
         format!("result tables: {}", tables::TABLES.join(", "))
     }
     fn upstream(&self) -> Vec<&'static str> {
-        vec!["train", "evaluate"]
+        self.0.upstream()
     }
     fn plan(&self) -> Result<Vec<NodeSpec>> {
         Ok(tables::TABLES
@@ -154,7 +163,7 @@ impl Stage for Plots {
         "PNG: R2 per dimension of the best experiments; predicted vs true of one".into()
     }
     fn upstream(&self) -> Vec<&'static str> {
-        vec!["train", "evaluate"]
+        self.0.upstream()
     }
     fn plan(&self) -> Result<Vec<NodeSpec>> {
         Ok(plots::PLOTS
@@ -197,7 +206,7 @@ impl Stage for Report {
             .into()
     }
     fn upstream(&self) -> Vec<&'static str> {
-        vec!["train", "evaluate"]
+        self.0.upstream()
     }
     fn plan(&self) -> Result<Vec<NodeSpec>> {
         Ok(vec![self.0.node("report", json!(self.0.report))])
