@@ -4,7 +4,7 @@
 //!
 //! Tables are built with arrow-rs, the Arrow/Parquet stack the rest of `pipe`
 //! already uses; polars 0.53 with Parquet would add a second Arrow stack and
-//! ~110 crates (tokio, reqwest, rustls, sqlparser ...) to a 2-core build for
+//! a 344-crate tree (tokio, reqwest, rustls, sqlparser ...) to a 2-core build for
 //! a few sorts and group means.
 
 pub mod markdown;
