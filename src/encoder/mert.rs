@@ -226,37 +226,53 @@ impl<B: Backend> Mert<B> {
     /// Encode a whole clip (windowed if long), downloading the hidden states in `want`
     /// (indices `0..=L`). Frames of all windows are concatenated.
     pub fn encode(&self, backend: &B, wave: &[f32], want: &[usize]) -> Result<MertOutput> {
-        let plan = window_plan(&self.cfg, wave.len())?;
-        if let Some(i) = wave.iter().position(|v| !v.is_finite()) {
-            bail!("waveform sample {i} is {} (not finite)", wave[i]);
-        }
         let n_states = self.cfg.num_hidden_states();
         let mut states: Vec<Option<Vec<f32>>> = vec![None; n_states];
-        let mut frames = 0;
-        for w in &plan {
-            let out = self
-                .forward_window(backend, &wave[w.sample_start..w.sample_end], want, None)
-                .with_context(|| {
-                    format!("window at frame {} ({} frames)", w.frame_start, w.frames)
-                })?;
-            ensure!(
-                out.frames == w.frames,
-                "window produced {} frames, planned {}",
-                out.frames,
-                w.frames
-            );
-            frames += out.frames;
-            for (dst, src) in states.iter_mut().zip(out.states) {
+        let frames = self.encode_windows(backend, wave, want, |_, window| {
+            for (dst, src) in states.iter_mut().zip(window) {
                 if let Some(src) = src {
-                    dst.get_or_insert_with(Vec::new).extend_from_slice(&src);
+                    dst.get_or_insert_with(Vec::new)
+                        .extend_from_slice(&backend.download(src)?);
                 }
             }
-        }
+            Ok(())
+        })?;
         Ok(MertOutput {
             frames,
             hidden: self.cfg.hidden_size,
             states,
         })
+    }
+
+    /// Encode a whole clip window by window (see [`window_plan`]), handing each
+    /// window's wanted hidden states, still on the device, to `visit` with the
+    /// window's place in the clip. Returns the clip's frame count.
+    pub fn encode_windows(
+        &self,
+        backend: &B,
+        wave: &[f32],
+        want: &[usize],
+        mut visit: impl FnMut(&Window, &[Option<B::Tensor>]) -> Result<()>,
+    ) -> Result<usize> {
+        let plan = window_plan(&self.cfg, wave.len())?;
+        if let Some(i) = wave.iter().position(|v| !v.is_finite()) {
+            bail!("waveform sample {i} is {} (not finite)", wave[i]);
+        }
+        let mut frames = 0;
+        for w in &plan {
+            let context = || format!("window at frame {} ({} frames)", w.frame_start, w.frames);
+            let (t, states) = self
+                .window_states(backend, &wave[w.sample_start..w.sample_end], want, None)
+                .with_context(context)?;
+            ensure!(
+                t == w.frames,
+                "window produced {t} frames, planned {}",
+                w.frames
+            );
+            visit(w, &states).with_context(context)?;
+            frames += t;
+        }
+        Ok(frames)
     }
 
     /// One forward pass over `wave` as a single clip (no windowing; the caller keeps it
@@ -266,8 +282,29 @@ impl<B: Backend> Mert<B> {
         b: &B,
         wave: &[f32],
         want: &[usize],
-        mut trace: Option<&mut MertTrace>,
+        trace: Option<&mut MertTrace>,
     ) -> Result<MertOutput> {
+        let (frames, states) = self.window_states(b, wave, want, trace)?;
+        let states = states
+            .iter()
+            .map(|s| s.as_ref().map(|t| b.download(t)).transpose())
+            .collect::<Result<_>>()?;
+        Ok(MertOutput {
+            frames,
+            hidden: self.cfg.hidden_size,
+            states,
+        })
+    }
+
+    /// [`Self::forward_window`] with the wanted states left on the device
+    /// (copies: the running state moves on); returns the frame count too.
+    fn window_states(
+        &self,
+        b: &B,
+        wave: &[f32],
+        want: &[usize],
+        mut trace: Option<&mut MertTrace>,
+    ) -> Result<(usize, Vec<Option<B::Tensor>>)> {
         let cfg = &self.cfg;
         let n_states = cfg.num_hidden_states();
         if let Some(&bad) = want.iter().find(|&&i| i >= n_states) {
@@ -355,7 +392,7 @@ impl<B: Backend> Mert<B> {
         }
 
         // 6. Transformer.
-        let mut states: Vec<Option<Vec<f32>>> = vec![None; n_states];
+        let mut states: Vec<Option<B::Tensor>> = (0..n_states).map(|_| None).collect();
         let wanted = |i: usize| want.contains(&i);
         let eps = cfg.layer_norm_eps;
         let mut h = b.add(&projected, &pos)?;
@@ -364,7 +401,7 @@ impl<B: Backend> Mert<B> {
             h = b.layer_norm(&h, &self.enc_ln.gamma, &self.enc_ln.beta, eps)?;
         }
         if wanted(0) {
-            states[0] = Some(b.download(&h)?);
+            states[0] = Some(b.slice_rows(&h, 0, t)?);
         }
         let heads = cfg.num_attention_heads;
         let scale = (cfg.head_dim() as f32).powf(-0.5);
@@ -387,14 +424,10 @@ impl<B: Backend> Mert<B> {
                 h = b.layer_norm(&h, &self.enc_ln.gamma, &self.enc_ln.beta, eps)?;
             }
             if wanted(l + 1) {
-                states[l + 1] = Some(b.download(&h)?);
+                states[l + 1] = Some(b.slice_rows(&h, 0, t)?);
             }
         }
-        Ok(MertOutput {
-            frames: t,
-            hidden: cfg.hidden_size,
-            states,
-        })
+        Ok((t, states))
     }
 
     /// `residual + out_proj(MHA(x))`.
