@@ -113,3 +113,102 @@ mod tests {
         assert_eq!(Act::None.apply(-3.0), -3.0);
     }
 }
+
+/// Per-column statistics of some rows of a `[rows, cols]` matrix, all scaled
+/// by a positive factor: what time pooling needs, in a form that merges
+/// across the windows of a long clip.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ColumnStats {
+    /// Rows covered.
+    pub n: usize,
+    pub mean: Vec<f64>,
+    /// Σ (x − mean)² per column.
+    pub m2: Vec<f64>,
+    pub min: Vec<f64>,
+    pub max: Vec<f64>,
+}
+
+impl ColumnStats {
+    /// Two-pass statistics of rows `rows` of row-major `x` (`cols` wide), times `scale` (> 0).
+    pub fn of(x: &[f32], cols: usize, rows: std::ops::Range<usize>, scale: f64) -> ColumnStats {
+        let n = rows.len();
+        let mut mean = vec![0f64; cols];
+        let mut min = vec![f64::INFINITY; cols];
+        let mut max = vec![f64::NEG_INFINITY; cols];
+        for r in rows.clone() {
+            for (c, &v) in x[r * cols..(r + 1) * cols].iter().enumerate() {
+                let v = f64::from(v);
+                mean[c] += v;
+                min[c] = min[c].min(v);
+                max[c] = max[c].max(v);
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= n as f64);
+        let mut m2 = vec![0f64; cols];
+        for r in rows {
+            for (c, &v) in x[r * cols..(r + 1) * cols].iter().enumerate() {
+                let d = f64::from(v) - mean[c];
+                m2[c] += d * d;
+            }
+        }
+        let s2 = scale * scale;
+        ColumnStats {
+            n,
+            mean: mean.iter().map(|m| m * scale).collect(),
+            m2: m2.iter().map(|m| m * s2).collect(),
+            min: min.iter().map(|m| m * scale).collect(),
+            max: max.iter().map(|m| m * scale).collect(),
+        }
+    }
+
+    /// The statistics of both row sets together (Chan et al.'s pairwise update).
+    pub fn merge(&self, other: &ColumnStats) -> ColumnStats {
+        if self.n == 0 {
+            return other.clone();
+        }
+        if other.n == 0 {
+            return self.clone();
+        }
+        let n = self.n + other.n;
+        let (na, nb) = (self.n as f64, other.n as f64);
+        let mut out = self.clone();
+        out.n = n;
+        for c in 0..self.mean.len() {
+            let delta = other.mean[c] - self.mean[c];
+            out.mean[c] = self.mean[c] + delta * nb / n as f64;
+            out.m2[c] = self.m2[c] + other.m2[c] + delta * delta * na * nb / n as f64;
+            out.min[c] = self.min[c].min(other.min[c]);
+            out.max[c] = self.max[c].max(other.max[c]);
+        }
+        out
+    }
+
+    /// Population std per column.
+    pub fn std(&self) -> Vec<f64> {
+        self.m2.iter().map(|m| (m / self.n as f64).sqrt()).collect()
+    }
+}
+
+#[cfg(test)]
+mod column_stats_tests {
+    use super::ColumnStats;
+
+    #[test]
+    fn merged_halves_equal_the_whole_and_scale_applies() {
+        // 5 rows x 2 cols.
+        let x = [1.0f32, 10.0, 2.0, 20.0, 4.0, 40.0, 8.0, 80.0, 16.0, 160.0];
+        let whole = ColumnStats::of(&x, 2, 0..5, 0.5);
+        // Column 0 is 1, 2, 4, 8, 16 scaled by 0.5: mean 3.1, min 0.5, max 8.
+        assert!((whole.mean[0] - 3.1).abs() < 1e-12);
+        assert_eq!((whole.min[0], whole.max[0]), (0.5, 8.0));
+        // Σ(x − 6.2)² = 27.04 + 17.64 + 4.84 + 3.24 + 96.04 = 148.8 raw, times 0.25.
+        assert!((whole.m2[0] - 37.2).abs() < 1e-9);
+        let merged = ColumnStats::of(&x, 2, 0..2, 0.5).merge(&ColumnStats::of(&x, 2, 2..5, 0.5));
+        assert_eq!(merged.n, 5);
+        for c in 0..2 {
+            assert!((merged.mean[c] - whole.mean[c]).abs() < 1e-12);
+            assert!((merged.m2[c] - whole.m2[c]).abs() < 1e-9);
+            assert_eq!((merged.min[c], merged.max[c]), (whole.min[c], whole.max[c]));
+        }
+    }
+}

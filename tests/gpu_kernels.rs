@@ -388,3 +388,35 @@ fn chained_ops_in_one_batch_reuse_buffers_safely() {
     assert!(b.pending_dispatches() >= 24, "ops were not batched");
     check("12 chained blocks", &b.read(&x).unwrap(), &want, 1e-4);
 }
+
+#[test]
+fn column_stats_match_the_f64_host_statistics() {
+    use pipe::encoder::Backend;
+    if gpu().is_none() {
+        return;
+    }
+    let backend = g::GpuBackend::new().unwrap();
+    for (seed, rows, cols, range, scale) in [
+        (80u64, 37usize, 70usize, 5usize..33usize, 0.25f32),
+        (81, 1, 3, 0..1, 1.0),
+        (82, 300, 129, 0..300, 1.0 / 6.0),
+    ] {
+        let x = rand_vec(seed, rows * cols, -2.0, 3.0);
+        let t = backend.upload(&x, rows, cols).unwrap();
+        let got = backend.column_stats(&t, range.clone(), scale).unwrap();
+        let want = pipe::ops::ColumnStats::of(&x, cols, range.clone(), f64::from(scale));
+        assert_eq!(got.n, range.len());
+        let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
+        for (name, a, b) in [
+            ("mean", &got.mean, &want.mean),
+            ("min", &got.min, &want.min),
+            ("max", &got.max, &want.max),
+        ] {
+            check(&format!("column_stats {name} {rows}x{cols}"), &f(a), &f(b), TOL);
+        }
+        // m2 sums `rows` squares in f32: relative to its own scale.
+        let scale_m2 = want.m2.iter().fold(1f64, |m, x| m.max(x.abs()));
+        let err = got.m2.iter().zip(&want.m2).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+        assert!(err / scale_m2 <= 1e-5, "column_stats m2 {rows}x{cols}: {err} of {scale_m2}");
+    }
+}

@@ -253,6 +253,16 @@ impl<B: Backend> Backend for Timed<B> {
             self.inner.slice_rows(x, start, len)
         })
     }
+
+    fn column_stats(
+        &self,
+        x: &Self::Tensor,
+        rows: std::ops::Range<usize>,
+        scale: f32,
+    ) -> Result<crate::ops::ColumnStats> {
+        // Not an encoder op: forwarded untimed.
+        self.inner.column_stats(x, rows, scale)
+    }
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@
 //! op on small odd-sized tensors and compares with the reference ops; then run the
 //! MERT goldens through `Mert::<YourBackend>::load` (see `tests/encoder_golden.rs`).
 
-use crate::ops::Act;
+use crate::ops::{Act, ColumnStats};
 use anyhow::Result;
 
 /// A device that runs the encoder op set. See the module docs for the contract.
@@ -138,4 +138,25 @@ pub trait Backend {
     fn transpose(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
     /// Rows `start..start+len` of `x` (a contiguous copy).
     fn slice_rows(&self, x: &Self::Tensor, start: usize, len: usize) -> Result<Self::Tensor>;
+    /// Per-column statistics of `rows` of `x`, times `scale` (> 0), on the
+    /// host. Only these 4·cols numbers need to leave a device that
+    /// overrides this (the default downloads `x`).
+    fn column_stats(
+        &self,
+        x: &Self::Tensor,
+        rows: std::ops::Range<usize>,
+        scale: f32,
+    ) -> Result<ColumnStats> {
+        let (r, cols) = self.shape(x);
+        anyhow::ensure!(
+            rows.start < rows.end && rows.end <= r,
+            "column_stats: rows {rows:?} of {r}"
+        );
+        Ok(ColumnStats::of(
+            &self.download(x)?,
+            cols,
+            rows,
+            f64::from(scale),
+        ))
+    }
 }

@@ -12,7 +12,7 @@ use super::conv::ConvShape;
 use super::device::lock;
 use super::{Batch, Gpu, InitError, Tensor, attention, conv, eltwise, matmul, norm};
 use crate::encoder::backend::Backend;
-use crate::ops::Act;
+use crate::ops::{Act, ColumnStats};
 
 /// Submit after this many recorded dispatches so released buffers get
 /// recycled (bounded memory) and the device starts working early.
@@ -330,6 +330,25 @@ impl Backend for GpuBackend {
             Ok(y)
         })?;
         Ok(Self::wrap(y, a.rows, a.cols))
+    }
+
+    fn column_stats(
+        &self,
+        x: &GpuTensor,
+        rows: std::ops::Range<usize>,
+        scale: f32,
+    ) -> Result<ColumnStats> {
+        let n = rows.len();
+        let y = self.with_batch(|b| eltwise::col_stats(b, &x.t, x.rows, x.cols, rows, scale))?;
+        let v = lock(&self.batch).read(&y)?;
+        let block = |i: usize| v[i * x.cols..(i + 1) * x.cols].iter().map(|&f| f64::from(f)).collect();
+        Ok(ColumnStats {
+            n,
+            mean: block(0),
+            m2: block(1),
+            min: block(2),
+            max: block(3),
+        })
     }
 
     fn transpose(&self, x: &GpuTensor) -> Result<GpuTensor> {

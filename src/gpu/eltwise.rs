@@ -105,3 +105,48 @@ pub fn transpose(b: &mut Batch, x: &Tensor, rows: usize, cols: usize) -> anyhow:
     )?;
     Ok(y)
 }
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ColStatsParams {
+    cols: u32,
+    start: u32,
+    end: u32,
+    scale: f32,
+}
+
+/// `[mean | m2 | min | max]` (4·cols) of rows `start..end` of x `[rows, cols]`,
+/// times `scale` (see shaders/col_stats.wgsl).
+pub fn col_stats(
+    b: &mut Batch,
+    x: &Tensor,
+    rows: usize,
+    cols: usize,
+    range: std::ops::Range<usize>,
+    scale: f32,
+) -> anyhow::Result<Tensor> {
+    check_len("col_stats", "x", x.len(), rows * cols)?;
+    anyhow::ensure!(
+        range.start < range.end && range.end <= rows,
+        "col_stats: rows {range:?} of {rows}"
+    );
+    let y = b.alloc(4 * cols)?;
+    let k = b.gpu().kernel("col_stats", || {
+        with_common(include_str!("../../shaders/col_stats.wgsl"))
+    })?;
+    let p = ColStatsParams {
+        cols: u32_of("col_stats", "cols", cols)?,
+        start: u32_of("col_stats", "start", range.start)?,
+        end: u32_of("col_stats", "end", range.end)?,
+        scale,
+    };
+    let op = || format!("col_stats(rows={rows}, cols={cols}, {range:?})");
+    b.dispatch(
+        &k,
+        &op,
+        &[x.buffer(), y.buffer()],
+        bytemuck::bytes_of(&p),
+        grid_1d(cols.div_ceil(64)),
+    )?;
+    Ok(y)
+}
