@@ -412,11 +412,23 @@ fn column_stats_match_the_f64_host_statistics() {
             ("min", &got.min, &want.min),
             ("max", &got.max, &want.max),
         ] {
-            check(&format!("column_stats {name} {rows}x{cols}"), &f(a), &f(b), TOL);
+            check(
+                &format!("column_stats {name} {rows}x{cols}"),
+                &f(a),
+                &f(b),
+                TOL,
+            );
         }
         // m2 sums `rows` squares in f32: relative to its own scale.
         let scale_m2 = want.m2.iter().fold(1f64, |m, x| m.max(x.abs()));
-        let err = got.m2.iter().zip(&want.m2).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
-        assert!(err / scale_m2 <= 1e-5, "column_stats m2 {rows}x{cols}: {err} of {scale_m2}");
+        let err = got
+            .m2
+            .iter()
+            .zip(&want.m2)
+            .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            err / scale_m2 <= 1e-5,
+            "column_stats m2 {rows}x{cols}: {err} of {scale_m2}"
+        );
     }
 }

@@ -5,11 +5,14 @@
 //! - [`pool`]: pooling a `[frames, D]` sequence over time.
 //! - [`spec`]: a feature set (layers × pooling × max_frames) and [`pool_many`],
 //!   which computes many feature sets from one encoder pass.
+//! - [`device`]: the same pooling on the encoder's backend (GPU), window by
+//!   window, so only statistics leave the device.
 //! - [`stft`]: the STFT both baselines share.
 //! - [`baseline`]: raw audio statistics (18 named values).
 //! - [`mel`]: log-mel statistics (128-band mean + std, 256 values).
 
 pub mod baseline;
+pub mod device;
 pub mod layers;
 pub mod mel;
 pub mod pool;

@@ -341,7 +341,12 @@ impl Backend for GpuBackend {
         let n = rows.len();
         let y = self.with_batch(|b| eltwise::col_stats(b, &x.t, x.rows, x.cols, rows, scale))?;
         let v = lock(&self.batch).read(&y)?;
-        let block = |i: usize| v[i * x.cols..(i + 1) * x.cols].iter().map(|&f| f64::from(f)).collect();
+        let block = |i: usize| {
+            v[i * x.cols..(i + 1) * x.cols]
+                .iter()
+                .map(|&f| f64::from(f))
+                .collect()
+        };
         Ok(ColumnStats {
             n,
             mean: block(0),

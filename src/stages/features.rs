@@ -79,16 +79,29 @@ impl Model {
         }
     }
 
-    fn encode(&self, wave: &[f32], want: &[usize]) -> Result<MertOutput> {
+    /// One forward pass, pooled for every spec. On the GPU the pooling runs
+    /// there too and only statistics come back; on the CPU the host pools the
+    /// hidden states with [`features::pool_many`].
+    fn encode_and_pool(&self, wave: &[f32], specs: &[FeatureSetSpec]) -> Result<Vec<Vec<f32>>> {
         match self {
-            Model::Cpu { backend, mert } => mert.encode(backend, wave, want),
+            Model::Cpu { backend, mert } => {
+                let n_states = mert.config().num_hidden_states();
+                let mut want = BTreeSet::new();
+                for spec in specs {
+                    want.extend(spec.layers.indices(n_states)?);
+                }
+                let want: Vec<usize> = want.into_iter().collect();
+                let out: MertOutput = mert.encode(backend, wave, &want)?;
+                let hs = features::HiddenStates::new(out.frames, out.hidden, &out.states)?;
+                features::pool_many(specs, &hs)
+            }
             Model::Gpu {
                 backend,
                 mert,
                 one_at_a_time,
             } => {
                 let _turn = one_at_a_time.lock().unwrap_or_else(|e| e.into_inner());
-                mert.encode(backend, wave, want)
+                features::device::encode_and_pool(backend, mert, wave, specs)
             }
         }
     }
@@ -173,7 +186,6 @@ impl Features {
                 pcm.sample_rate
             );
         }
-        let n_states = model.config().num_hidden_states();
         let specs: Vec<FeatureSetSpec> = sets
             .iter()
             .map(|s| {
@@ -182,14 +194,7 @@ impl Features {
                     .ok_or_else(|| anyhow!("feature set `{}` has no layers/pooling", s.name))
             })
             .collect::<Result<_>>()?;
-        let mut want = BTreeSet::new();
-        for spec in &specs {
-            want.extend(spec.layers.indices(n_states)?);
-        }
-        let want: Vec<usize> = want.into_iter().collect();
-        let out = model.encode(&pcm.samples, &want)?;
-        let hs = features::HiddenStates::new(out.frames, out.hidden, &out.states)?;
-        features::pool_many(&specs, &hs)
+        model.encode_and_pool(&pcm.samples, &specs)
     }
 }
 

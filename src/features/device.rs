@@ -1,0 +1,200 @@
+//! Pooling where the hidden states are: on the encoder's backend, so with a
+//! GPU only per-column statistics (4 numbers a column), or for `frames` the
+//! selected sequence, come back to the host, never the hidden states.
+//!
+//! Each window of a long clip contributes partial statistics over the frames
+//! it holds; they merge exactly on the host ([`ColumnStats::merge`]). A layer
+//! mean is a sum of states on the device with the 1/n folded into the
+//! statistics; a layer list is pooled state by state (a per-frame
+//! concatenation pools to the concatenation of its blocks). Same definitions
+//! as [`super::pool`]; the stage tests hold the two paths together.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use anyhow::{Context, Result, bail};
+
+use super::layers::LayerSelection;
+use super::pool::{MULTISCALE_WINDOWS, Pooling, segments};
+use super::spec::FeatureSetSpec;
+use crate::encoder::{Backend, Mert, window_plan};
+use crate::ops::ColumnStats;
+
+/// The hidden states summed into one pooled block, and the factor applied.
+type Block = Vec<usize>;
+
+fn blocks(layers: &LayerSelection, n_states: usize) -> Result<Vec<(Block, f32)>> {
+    let idx = layers.indices(n_states)?;
+    Ok(match layers {
+        LayerSelection::Single(_) | LayerSelection::Concat(_) | LayerSelection::ConcatAll => {
+            idx.into_iter().map(|i| (vec![i], 1.0)).collect()
+        }
+        LayerSelection::MeanRange { .. } | LayerSelection::MeanAll => {
+            let scale = 1.0 / idx.len() as f32;
+            vec![(idx, scale)]
+        }
+    })
+}
+
+/// The frame ranges a pooling needs statistics of, for `used` frames.
+fn ranges(pooling: Pooling, used: usize) -> Vec<Range<usize>> {
+    match pooling {
+        Pooling::Frames => Vec::new(),
+        Pooling::Multiscale => std::iter::once(0..used)
+            .chain(segments(used, MULTISCALE_WINDOWS))
+            .collect(),
+        _ => std::iter::once(0..used).collect(),
+    }
+}
+
+fn intersect(a: &Range<usize>, b: &Range<usize>) -> Range<usize> {
+    a.start.max(b.start)..a.end.min(b.end).max(a.start.max(b.start))
+}
+
+/// Encodes `wave` once and pools it for every spec (same order as `specs`).
+pub fn encode_and_pool<B: Backend>(
+    backend: &B,
+    mert: &Mert<B>,
+    wave: &[f32],
+    specs: &[FeatureSetSpec],
+) -> Result<Vec<Vec<f32>>> {
+    let cfg = mert.config();
+    let n_states = cfg.num_hidden_states();
+    let total: usize = window_plan(cfg, wave.len())?.iter().map(|w| w.frames).sum();
+    let mut plans = Vec::with_capacity(specs.len());
+    let mut want: Vec<usize> = Vec::new();
+    for spec in specs {
+        spec.validate(n_states)?;
+        let blocks = blocks(&spec.layers, n_states).with_context(|| spec.to_string())?;
+        want.extend(blocks.iter().flat_map(|(b, _)| b.iter().copied()));
+        let used = spec.frames_used(total);
+        plans.push((blocks, used, ranges(spec.pooling, used)));
+    }
+    want.sort_unstable();
+    want.dedup();
+
+    // (block, range) -> statistics so far; (block, frames used) -> the sequence so far.
+    let mut stats: HashMap<(Block, Range<usize>), ColumnStats> = HashMap::new();
+    let mut seqs: HashMap<(Block, usize), Vec<f32>> = HashMap::new();
+    mert.encode_windows(backend, wave, &want, |w, states| {
+        let here = w.frame_start..w.frame_start + w.frames;
+        let mut sums: HashMap<Block, B::Tensor> = HashMap::new();
+        for ((blocks, used, rngs), spec) in plans.iter().zip(specs) {
+            for (block, scale) in blocks {
+                if block.len() > 1 && !sums.contains_key(block) {
+                    let state = |i: usize| {
+                        states[i]
+                            .as_ref()
+                            .with_context(|| format!("hidden state {i} was not computed"))
+                    };
+                    let mut acc = backend.add(state(block[0])?, state(block[1])?)?;
+                    for &i in &block[2..] {
+                        acc = backend.add(&acc, state(i)?)?;
+                    }
+                    sums.insert(block.clone(), acc);
+                }
+                let tensor = match sums.get(block) {
+                    Some(t) => t,
+                    None => states[block[0]]
+                        .as_ref()
+                        .with_context(|| format!("hidden state {} was not computed", block[0]))?,
+                };
+                for r in rngs {
+                    let local = intersect(r, &here);
+                    if local.is_empty() {
+                        continue;
+                    }
+                    let key = (block.clone(), r.clone());
+                    let rows = local.start - w.frame_start..local.end - w.frame_start;
+                    let part = backend.column_stats(tensor, rows, *scale)?;
+                    let merged = match stats.get(&key) {
+                        Some(prev) => prev.merge(&part),
+                        None => part,
+                    };
+                    stats.insert(key, merged);
+                }
+                if spec.pooling == Pooling::Frames {
+                    let local = intersect(&(0..*used), &here);
+                    if local.is_empty() {
+                        continue;
+                    }
+                    let (_, cols) = backend.shape(tensor);
+                    let rows =
+                        backend.slice_rows(tensor, local.start - w.frame_start, local.len())?;
+                    let v = backend.download(&rows)?;
+                    let seq = seqs.entry((block.clone(), *used)).or_default();
+                    if seq.len() == local.start * cols {
+                        seq.extend(v.iter().map(|x| x * scale));
+                    }
+                }
+            }
+        }
+        Ok(())
+    })?;
+
+    plans
+        .iter()
+        .zip(specs)
+        .map(|((blocks, used, rngs), spec)| {
+            if spec.pooling == Pooling::Frames {
+                return interleave(blocks, *used, &seqs);
+            }
+            let get = |b: &Block, r: &Range<usize>| {
+                stats
+                    .get(&(b.clone(), r.clone()))
+                    .with_context(|| format!("{spec}: no frames in {r:?}"))
+            };
+            let mut out = Vec::new();
+            for r in rngs {
+                let parts = blocks
+                    .iter()
+                    .map(|(b, _)| get(b, r))
+                    .collect::<Result<Vec<_>>>()?;
+                let mut push = |f: &dyn Fn(&ColumnStats) -> Vec<f64>| {
+                    for p in &parts {
+                        out.extend(f(p).iter().map(|&x| x as f32));
+                    }
+                };
+                match spec.pooling {
+                    Pooling::Mean => push(&|s| s.mean.clone()),
+                    Pooling::Max => push(&|s| s.max.clone()),
+                    Pooling::MeanStd | Pooling::Multiscale => {
+                        push(&|s| s.mean.clone());
+                        push(&|s| s.std());
+                    }
+                    Pooling::Stats4 => {
+                        push(&|s| s.mean.clone());
+                        push(&|s| s.std());
+                        push(&|s| s.min.clone());
+                        push(&|s| s.max.clone());
+                    }
+                    Pooling::Frames => bail!("frames are not pooled"),
+                }
+            }
+            Ok(out)
+        })
+        .collect()
+}
+
+/// `[frames, D]` with each frame the concatenation of its blocks' rows.
+fn interleave(
+    blocks: &[(Block, f32)],
+    used: usize,
+    seqs: &HashMap<(Block, usize), Vec<f32>>,
+) -> Result<Vec<f32>> {
+    let parts = blocks
+        .iter()
+        .map(|(b, _)| {
+            seqs.get(&(b.clone(), used))
+                .with_context(|| format!("no frames for hidden states {b:?}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let widths: Vec<usize> = parts.iter().map(|p| p.len() / used.max(1)).collect();
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for t in 0..used {
+        for (p, &w) in parts.iter().zip(&widths) {
+            out.extend_from_slice(&p[t * w..(t + 1) * w]);
+        }
+    }
+    Ok(out)
+}
