@@ -79,6 +79,8 @@ pub fn encode_and_pool<B: Backend>(
     mert.encode_windows(backend, wave, &want, |w, states| {
         let here = w.frame_start..w.frame_start + w.frames;
         let mut sums: HashMap<Block, B::Tensor> = HashMap::new();
+        // (block, range) already reduced in this window: sets sharing them reuse it.
+        let mut done: std::collections::HashSet<(Block, Range<usize>)> = Default::default();
         for ((blocks, used, rngs), spec) in plans.iter().zip(specs) {
             for (block, scale) in blocks {
                 if block.len() > 1 && !sums.contains_key(block) {
@@ -105,6 +107,9 @@ pub fn encode_and_pool<B: Backend>(
                         continue;
                     }
                     let key = (block.clone(), r.clone());
+                    if !done.insert(key.clone()) {
+                        continue;
+                    }
                     let rows = local.start - w.frame_start..local.end - w.frame_start;
                     let part = backend.column_stats(tensor, rows, *scale)?;
                     let merged = match stats.get(&key) {
