@@ -1,7 +1,7 @@
 //! [`Backend`] on the host: each op is a thin wrapper over the reference op in `crate::cpu`.
 
 use super::{activate, add, attention, conv1d, fast, group_norm, layer_norm, linear, transpose};
-use crate::encoder::backend::Backend;
+use crate::encoder::backend::{Backend, checks};
 use crate::ops::Act;
 use anyhow::{Result, ensure};
 
@@ -79,11 +79,7 @@ impl Backend for CpuBackend {
     }
 
     fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<CpuTensor> {
-        ensure!(
-            data.len() == rows * cols,
-            "upload: {} values is not [{rows}, {cols}]",
-            data.len()
-        );
+        checks::upload(data, rows, cols)?;
         Ok(CpuTensor {
             data: data.to_vec(),
             rows,
@@ -106,18 +102,7 @@ impl Backend for CpuBackend {
         in_dim: usize,
         bias: Option<&[f32]>,
     ) -> Result<CpuLinear> {
-        ensure!(
-            w.len() == out_dim * in_dim,
-            "linear weight: {} values is not [{out_dim}, {in_dim}]",
-            w.len()
-        );
-        if let Some(b) = bias {
-            ensure!(
-                b.len() == out_dim,
-                "linear bias: {} values is not [{out_dim}]",
-                b.len()
-            );
-        }
+        checks::linear_weights(w, out_dim, in_dim, bias)?;
         Ok(CpuLinear {
             w: w.to_vec(),
             bias: bias.map(<[f32]>::to_vec),
@@ -135,24 +120,7 @@ impl Backend for CpuBackend {
         groups: usize,
         bias: Option<&[f32]>,
     ) -> Result<CpuConv1d> {
-        ensure!(
-            groups > 0 && c_in.is_multiple_of(groups) && c_out.is_multiple_of(groups),
-            "conv1d: groups {groups} must divide c_in {c_in} and c_out {c_out}"
-        );
-        let want = c_out * (c_in / groups) * k;
-        ensure!(
-            w.len() == want,
-            "conv1d weight: {} values is not [{c_out}, {}, {k}]",
-            w.len(),
-            c_in / groups
-        );
-        if let Some(b) = bias {
-            ensure!(
-                b.len() == c_out,
-                "conv1d bias: {} values is not [{c_out}]",
-                b.len()
-            );
-        }
+        checks::conv1d_weights(w, c_out, c_in, k, groups, bias)?;
         Ok(CpuConv1d {
             w: w.to_vec(),
             bias: bias.map(<[f32]>::to_vec),
@@ -288,15 +256,7 @@ impl Backend for CpuBackend {
         heads: usize,
         scale: f32,
     ) -> Result<CpuTensor> {
-        ensure!(
-            heads > 0 && q.cols.is_multiple_of(heads),
-            "attention: {} columns do not split into {heads} heads",
-            q.cols
-        );
-        ensure!(
-            (k.rows, k.cols) == (q.rows, q.cols) && (v.rows, v.cols) == (q.rows, q.cols),
-            "attention: q, k, v shapes differ"
-        );
+        checks::attention((q.rows, q.cols), (k.rows, k.cols), (v.rows, v.cols), heads)?;
         let f = if self.fast {
             fast::attention
         } else {

@@ -160,3 +160,86 @@ pub trait Backend {
         ))
     }
 }
+
+/// Argument checks every backend makes before an op, in one place so the
+/// backends agree on what is an error and say it the same way.
+pub mod checks {
+    use anyhow::{Result, ensure};
+
+    pub fn upload(data: &[f32], rows: usize, cols: usize) -> Result<()> {
+        ensure!(
+            data.len() == rows * cols,
+            "upload: {} values is not [{rows}, {cols}]",
+            data.len()
+        );
+        Ok(())
+    }
+
+    /// `w` `[out_dim, in_dim]`, `bias` `[out_dim]`.
+    pub fn linear_weights(
+        w: &[f32],
+        out_dim: usize,
+        in_dim: usize,
+        bias: Option<&[f32]>,
+    ) -> Result<()> {
+        ensure!(
+            w.len() == out_dim * in_dim,
+            "linear weight: {} values is not [{out_dim}, {in_dim}]",
+            w.len()
+        );
+        if let Some(b) = bias {
+            ensure!(
+                b.len() == out_dim,
+                "linear bias: {} values is not [{out_dim}]",
+                b.len()
+            );
+        }
+        Ok(())
+    }
+
+    /// `w` `[c_out, c_in/groups, k]`, `bias` `[c_out]`, groups dividing both channel counts.
+    pub fn conv1d_weights(
+        w: &[f32],
+        c_out: usize,
+        c_in: usize,
+        k: usize,
+        groups: usize,
+        bias: Option<&[f32]>,
+    ) -> Result<()> {
+        ensure!(
+            groups > 0 && c_in.is_multiple_of(groups) && c_out.is_multiple_of(groups),
+            "conv1d: groups {groups} must divide c_in {c_in} and c_out {c_out}"
+        );
+        let want = c_out * (c_in / groups) * k;
+        ensure!(
+            w.len() == want,
+            "conv1d weight: {} values is not [{c_out}, {}, {k}]",
+            w.len(),
+            c_in / groups
+        );
+        if let Some(b) = bias {
+            ensure!(
+                b.len() == c_out,
+                "conv1d bias: {} values is not [{c_out}]",
+                b.len()
+            );
+        }
+        Ok(())
+    }
+
+    /// q, k, v of one shape `(rows, cols)`, cols splitting into `heads`.
+    pub fn attention(
+        q: (usize, usize),
+        k: (usize, usize),
+        v: (usize, usize),
+        heads: usize,
+    ) -> Result<()> {
+        ensure!(
+            heads > 0 && q.1.is_multiple_of(heads),
+            "attention: {} columns do not split into {heads} heads",
+            q.1
+        );
+        ensure!(k == q && v == q, "attention: q, k, v shapes differ");
+        Ok(())
+    }
+}

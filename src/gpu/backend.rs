@@ -11,7 +11,7 @@ use super::attention::QkvLayout;
 use super::conv::ConvShape;
 use super::device::lock;
 use super::{Batch, Gpu, InitError, Tensor, attention, conv, eltwise, matmul, norm};
-use crate::encoder::backend::Backend;
+use crate::encoder::backend::{Backend, checks};
 use crate::ops::{Act, ColumnStats};
 
 /// Submit after this many recorded dispatches so released buffers get
@@ -100,11 +100,7 @@ impl Backend for GpuBackend {
     }
 
     fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<GpuTensor> {
-        ensure!(
-            data.len() == rows * cols,
-            "upload: {} values is not [{rows}, {cols}]",
-            data.len()
-        );
+        checks::upload(data, rows, cols)?;
         let t = self.with_batch(|b| b.upload(data))?;
         Ok(Self::wrap(t, rows, cols))
     }
@@ -124,18 +120,7 @@ impl Backend for GpuBackend {
         in_dim: usize,
         bias: Option<&[f32]>,
     ) -> Result<GpuLinear> {
-        ensure!(
-            w.len() == out_dim * in_dim,
-            "linear weight: {} values is not [{out_dim}, {in_dim}]",
-            w.len()
-        );
-        if let Some(b) = bias {
-            ensure!(
-                b.len() == out_dim,
-                "linear bias: {} values is not [{out_dim}]",
-                b.len()
-            );
-        }
+        checks::linear_weights(w, out_dim, in_dim, bias)?;
         Ok(GpuLinear {
             w: self.upload_now(w)?,
             bias: bias.map(|b| self.upload_now(b)).transpose()?,
@@ -153,24 +138,7 @@ impl Backend for GpuBackend {
         groups: usize,
         bias: Option<&[f32]>,
     ) -> Result<GpuConv1d> {
-        ensure!(
-            groups > 0 && c_in.is_multiple_of(groups) && c_out.is_multiple_of(groups),
-            "conv1d: groups {groups} must divide c_in {c_in} and c_out {c_out}"
-        );
-        let want = c_out * (c_in / groups) * k;
-        ensure!(
-            w.len() == want,
-            "conv1d weight: {} values is not [{c_out}, {}, {k}]",
-            w.len(),
-            c_in / groups
-        );
-        if let Some(b) = bias {
-            ensure!(
-                b.len() == c_out,
-                "conv1d bias: {} values is not [{c_out}]",
-                b.len()
-            );
-        }
+        checks::conv1d_weights(w, c_out, c_in, k, groups, bias)?;
         Ok(GpuConv1d {
             w: self.upload_now(w)?,
             bias: bias.map(|b| self.upload_now(b)).transpose()?,
@@ -291,15 +259,7 @@ impl Backend for GpuBackend {
         heads: usize,
         scale: f32,
     ) -> Result<GpuTensor> {
-        ensure!(
-            heads > 0 && q.cols.is_multiple_of(heads),
-            "attention: {} columns do not split into {heads} heads",
-            q.cols
-        );
-        ensure!(
-            (k.rows, k.cols) == (q.rows, q.cols) && (v.rows, v.cols) == (q.rows, q.cols),
-            "attention: q, k, v shapes differ"
-        );
+        checks::attention((q.rows, q.cols), (k.rows, k.cols), (v.rows, v.cols), heads)?;
         let layout = QkvLayout {
             stride: q.cols,
             q_off: 0,
