@@ -8,22 +8,7 @@ struct Params { rows: u32, dim: u32, eps: f32, _p0: u32 }
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<uniform> P: Params;
 
-const WG: u32 = 256u;
-var<workgroup> red: array<f32, 256>;
-
-fn workgroup_sum(v: f32, lid: u32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            red[lid] += red[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let total = red[0];
-    workgroupBarrier();
-    return total;
-}
+// WG and workgroup_sum: shaders/workgroup_sum.wgsl, prepended by gpu/norm.rs.
 
 @compute @workgroup_size(256)
 fn main(

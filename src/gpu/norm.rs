@@ -48,7 +48,10 @@ pub fn group_norm(
     check_len("group_norm", "gamma", gamma.len(), channels)?;
     check_len("group_norm", "beta", beta.len(), channels)?;
     let k = b.gpu().kernel("group_norm", || {
-        with_common(include_str!("../../shaders/group_norm.wgsl"))
+        with_common(concat!(
+            include_str!("../../shaders/workgroup_sum.wgsl"),
+            include_str!("../../shaders/group_norm.wgsl")
+        ))
     })?;
     let y = b.alloc(channels * t)?;
     let p = GnParams {
@@ -87,7 +90,10 @@ pub fn layer_norm(
     check_len("layer_norm", "gamma", gamma.len(), dim)?;
     check_len("layer_norm", "beta", beta.len(), dim)?;
     let k = b.gpu().kernel("layer_norm", || {
-        with_common(include_str!("../../shaders/layer_norm.wgsl"))
+        with_common(concat!(
+            include_str!("../../shaders/workgroup_sum.wgsl"),
+            include_str!("../../shaders/layer_norm.wgsl")
+        ))
     })?;
     let y = b.alloc(rows * dim)?;
     let p = LnParams {
