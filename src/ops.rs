@@ -212,3 +212,37 @@ mod column_stats_tests {
         }
     }
 }
+
+/// Geometry of a 2-D convolution run as a GEMM over patches, on a time-major
+/// image: the tensor is `[time·freq, channels]` with row `t·freq + f` (so a
+/// `c f t → t (c f)` rearrangement afterwards is a free reshape once the next
+/// weight's columns are permuted). The kernel is square (`k × k`), zero padded
+/// by `pad` on all four sides, with one `stride` for both axes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Patches2d {
+    pub time: usize,
+    pub freq: usize,
+    pub channels: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl Patches2d {
+    fn out_len(n: usize, k: usize, stride: usize, pad: usize) -> usize {
+        (n + 2 * pad).checked_sub(k).map_or(0, |d| d / stride + 1)
+    }
+    /// Output time steps.
+    pub fn out_time(&self) -> usize {
+        Self::out_len(self.time, self.k, self.stride, self.pad)
+    }
+    /// Output frequency rows.
+    pub fn out_freq(&self) -> usize {
+        Self::out_len(self.freq, self.k, self.stride, self.pad)
+    }
+    /// Patch length: `channels·k·k`, ordered `(c, k_freq, k_time)` as a
+    /// PyTorch `[c_out, c_in, kH=freq, kW=time]` weight flattens.
+    pub fn patch_len(&self) -> usize {
+        self.channels * self.k * self.k
+    }
+}

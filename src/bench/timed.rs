@@ -254,6 +254,32 @@ impl<B: Backend> Backend for Timed<B> {
         })
     }
 
+    fn reshape(&self, x: Self::Tensor, rows: usize, cols: usize) -> Result<Self::Tensor> {
+        // Free (no device work): forwarded untimed.
+        self.inner.reshape(x, rows, cols)
+    }
+
+    fn patches2d(&self, x: &Self::Tensor, g: crate::ops::Patches2d) -> Result<Self::Tensor> {
+        self.time_op("patches2d", self.inner.shape(x), || {
+            self.inner.patches2d(x, g)
+        })
+    }
+
+    fn rope(
+        &self,
+        x: &Self::Tensor,
+        table: &Self::Tensor,
+        head_dim: usize,
+    ) -> Result<Self::Tensor> {
+        self.time_op("rope", self.inner.shape(x), || {
+            self.inner.rope(x, table, head_dim)
+        })
+    }
+
+    fn glu(&self, x: &Self::Tensor) -> Result<Self::Tensor> {
+        self.time_op("glu", self.inner.shape(x), || self.inner.glu(x))
+    }
+
     fn column_stats(
         &self,
         x: &Self::Tensor,

@@ -1,8 +1,11 @@
 //! [`Backend`] on the host: each op is a thin wrapper over the reference op in `crate::cpu`.
 
-use super::{activate, add, attention, conv1d, fast, group_norm, layer_norm, linear, transpose};
+use super::{
+    activate, add, attention, conv1d, fast, glu, group_norm, layer_norm, linear, patches2d, rope,
+    transpose,
+};
 use crate::encoder::backend::{Backend, checks};
-use crate::ops::Act;
+use crate::ops::{Act, Patches2d};
 use anyhow::{Result, ensure};
 
 /// A host tensor `[rows, cols]`, row-major.
@@ -309,6 +312,42 @@ impl Backend for CpuBackend {
             data,
             rows: len,
             cols: x.cols,
+        })
+    }
+
+    fn reshape(&self, x: CpuTensor, rows: usize, cols: usize) -> Result<CpuTensor> {
+        checks::reshape((x.rows, x.cols), rows, cols)?;
+        Ok(CpuTensor {
+            data: x.data,
+            rows,
+            cols,
+        })
+    }
+
+    fn patches2d(&self, x: &CpuTensor, g: Patches2d) -> Result<CpuTensor> {
+        checks::patches2d((x.rows, x.cols), g)?;
+        Ok(CpuTensor {
+            data: patches2d(&x.data, g),
+            rows: g.out_time() * g.out_freq(),
+            cols: g.patch_len(),
+        })
+    }
+
+    fn rope(&self, x: &CpuTensor, table: &CpuTensor, head_dim: usize) -> Result<CpuTensor> {
+        checks::rope((x.rows, x.cols), (table.rows, table.cols), head_dim)?;
+        Ok(CpuTensor {
+            data: rope(&x.data, x.rows, x.cols, &table.data, head_dim),
+            rows: x.rows,
+            cols: x.cols,
+        })
+    }
+
+    fn glu(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        checks::glu((x.rows, x.cols))?;
+        Ok(CpuTensor {
+            data: glu(&x.data, x.rows, x.cols),
+            rows: x.rows,
+            cols: x.cols / 2,
         })
     }
 }

@@ -5,9 +5,11 @@
 //! feed normalisations (mean/variance) accumulate in f64.
 
 mod backend;
+mod conformer;
 pub mod fast;
 
 pub use backend::{CpuBackend, CpuConv1d, CpuLinear, CpuTensor};
+pub use conformer::{glu, patches2d, rope, rope_table};
 
 use crate::ops::Act;
 use rayon::prelude::*;

@@ -35,7 +35,7 @@
 //! op on small odd-sized tensors and compares with the reference ops; then run the
 //! MERT goldens through `Mert::<YourBackend>::load` (see `tests/encoder_golden.rs`).
 
-use crate::ops::{Act, ColumnStats};
+use crate::ops::{Act, ColumnStats, Patches2d};
 use anyhow::Result;
 
 /// A device that runs the encoder op set. See the module docs for the contract.
@@ -138,6 +138,20 @@ pub trait Backend {
     fn transpose(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
     /// Rows `start..start+len` of `x` (a contiguous copy).
     fn slice_rows(&self, x: &Self::Tensor, start: usize, len: usize) -> Result<Self::Tensor>;
+    /// The same elements viewed as `[rows, cols]` (row-major order unchanged;
+    /// no copy). The element count must match.
+    fn reshape(&self, x: Self::Tensor, rows: usize, cols: usize) -> Result<Self::Tensor>;
+    /// 2-D conv patches of a time-major image `x` `[time·freq, channels]` →
+    /// `[out_time·out_freq, channels·k·k]`, zero padded (see [`crate::cpu::patches2d`]);
+    /// a [`Backend::linear`] with the PyTorch conv weight then is the conv.
+    fn patches2d(&self, x: &Self::Tensor, g: Patches2d) -> Result<Self::Tensor>;
+    /// Rotary position encoding of `x` `[t, cols]` per `head_dim` chunk, with
+    /// `table` `[t, head_dim]` = cos then sin of each row's angles
+    /// (see [`crate::cpu::rope`], [`crate::cpu::rope_table`]).
+    fn rope(&self, x: &Self::Tensor, table: &Self::Tensor, head_dim: usize)
+    -> Result<Self::Tensor>;
+    /// Gated linear unit over columns: `[t, 2c]` → `x[:, :c]·sigmoid(x[:, c:])`.
+    fn glu(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
     /// Per-column statistics of `rows` of `x`, times `scale` (> 0), on the
     /// host. Only these 4·cols numbers need to leave a device that
     /// overrides this (the default downloads `x`).
@@ -240,6 +254,64 @@ pub mod checks {
             q.1
         );
         ensure!(k == q && v == q, "attention: q, k, v shapes differ");
+        Ok(())
+    }
+
+    /// Same element count under a new shape.
+    pub fn reshape(from: (usize, usize), rows: usize, cols: usize) -> Result<()> {
+        ensure!(
+            from.0 * from.1 == rows * cols,
+            "reshape: [{}, {}] has {} values, not [{rows}, {cols}]",
+            from.0,
+            from.1,
+            from.0 * from.1
+        );
+        Ok(())
+    }
+
+    /// `x` is the image `g` describes, and the kernel fits the padded image.
+    pub fn patches2d(x: (usize, usize), g: crate::ops::Patches2d) -> Result<()> {
+        ensure!(
+            x == (g.time * g.freq, g.channels),
+            "patches2d: input [{}, {}] is not [time {} x freq {}, channels {}]",
+            x.0,
+            x.1,
+            g.time,
+            g.freq,
+            g.channels
+        );
+        ensure!(
+            g.k > 0 && g.stride > 0 && g.out_time() > 0 && g.out_freq() > 0,
+            "patches2d: a {k}x{k} kernel (stride {s}, pad {p}) does not fit a {t}x{f} image",
+            k = g.k,
+            s = g.stride,
+            p = g.pad,
+            t = g.time,
+            f = g.freq
+        );
+        Ok(())
+    }
+
+    /// `x` `[t, cols]`, `table` `[t, head_dim]`, even `head_dim` dividing `cols`.
+    pub fn rope(x: (usize, usize), table: (usize, usize), head_dim: usize) -> Result<()> {
+        ensure!(
+            head_dim >= 2 && head_dim.is_multiple_of(2) && x.1.is_multiple_of(head_dim),
+            "rope: head_dim {head_dim} must be even and divide {} columns",
+            x.1
+        );
+        ensure!(
+            table == (x.0, head_dim),
+            "rope: table is [{}, {}], expected [{}, {head_dim}]",
+            table.0,
+            table.1,
+            x.0
+        );
+        Ok(())
+    }
+
+    /// An even column count.
+    pub fn glu(x: (usize, usize)) -> Result<()> {
+        ensure!(x.1.is_multiple_of(2), "glu: {} columns is odd", x.1);
         Ok(())
     }
 }

@@ -196,6 +196,52 @@ pub fn check_backend<B: Backend>(b: &B, tol: f32) -> Result<()> {
     )?;
     compare("attention", &b.download(&got)?, &want, tol)
         .context("attention (3 heads x 5, t 11)")?;
+
+    // Conformer ops: 2-D patches (odd image, 3 channels, both strides), rope, glu, reshape.
+    for (stride, pad) in [(2, 1), (1, 1), (2, 0)] {
+        let g = crate::ops::Patches2d {
+            time: 7,
+            freq: 5,
+            channels: 3,
+            k: 3,
+            stride,
+            pad,
+        };
+        let img = pseudo(7 * 5 * 3, 60);
+        let got = b.patches2d(&up(&img, 35, 3)?, g)?;
+        ensure!(
+            b.shape(&got) == (g.out_time() * g.out_freq(), 27),
+            "patches2d: shape {:?}",
+            b.shape(&got)
+        );
+        compare(
+            &format!("patches2d stride {stride} pad {pad}"),
+            &b.download(&got)?,
+            &cpu::patches2d(&img, g),
+            0.0,
+        )?;
+    }
+    let (t, cols, hd) = (9, 12, 4);
+    let xr = pseudo(t * cols, 61);
+    let table = cpu::rope_table(t, hd, 10_000.0);
+    let got = b.rope(&up(&xr, t, cols)?, &up(&table, t, hd)?, hd)?;
+    compare(
+        "rope",
+        &b.download(&got)?,
+        &cpu::rope(&xr, t, cols, &table, hd),
+        tol,
+    )?;
+    let xg: Vec<f32> = pseudo(t * 2 * 7, 62).iter().map(|v| v * 8.0).collect();
+    let got = b.glu(&up(&xg, t, 14)?)?;
+    ensure!(b.shape(&got) == (t, 7), "glu: shape {:?}", b.shape(&got));
+    compare("glu", &b.download(&got)?, &cpu::glu(&xg, t, 14), tol)?;
+    let r = b.reshape(up(&x, 7, 13)?, 13, 7)?;
+    ensure!(b.shape(&r) == (13, 7), "reshape: shape {:?}", b.shape(&r));
+    compare("reshape", &b.download(&r)?, &x, 0.0)?;
+    ensure!(
+        b.reshape(up(&x, 7, 13)?, 7, 12).is_err(),
+        "reshape to another element count must fail"
+    );
     Ok(())
 }
 
@@ -321,6 +367,22 @@ mod tests {
             }
             fn slice_rows(&self, x: &Self::Tensor, s: usize, l: usize) -> Result<Self::Tensor> {
                 self.0.slice_rows(x, s, l)
+            }
+            fn reshape(&self, x: Self::Tensor, r: usize, c: usize) -> Result<Self::Tensor> {
+                self.0.reshape(x, r, c)
+            }
+            fn patches2d(
+                &self,
+                x: &Self::Tensor,
+                g: crate::ops::Patches2d,
+            ) -> Result<Self::Tensor> {
+                self.0.patches2d(x, g)
+            }
+            fn rope(&self, x: &Self::Tensor, t: &Self::Tensor, d: usize) -> Result<Self::Tensor> {
+                self.0.rope(x, t, d)
+            }
+            fn glu(&self, x: &Self::Tensor) -> Result<Self::Tensor> {
+                self.0.glu(x)
             }
         }
         let e = check_backend(&TanhGelu(CpuBackend::new()), 1e-5)

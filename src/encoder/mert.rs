@@ -28,9 +28,9 @@ const GROUP_NORM_EPS: f32 = 1e-5;
 /// Added to the variance by the HF `Wav2Vec2FeatureExtractor` normalisation.
 const NORMALIZE_EPS: f32 = 1e-7;
 
-struct Norm<B: Backend> {
-    gamma: B::Vector,
-    beta: B::Vector,
+pub(super) struct Norm<B: Backend> {
+    pub(super) gamma: B::Vector,
+    pub(super) beta: B::Vector,
 }
 
 struct Conv<B: Backend> {
@@ -139,14 +139,14 @@ pub fn normalize(wave: &[f32]) -> Vec<f32> {
         .collect()
 }
 
-fn prep_norm<B: Backend>(b: &B, n: &NormW) -> Result<Norm<B>> {
+pub(super) fn prep_norm<B: Backend>(b: &B, n: &NormW) -> Result<Norm<B>> {
     Ok(Norm {
         gamma: b.prepare_vector(&n.gamma)?,
         beta: b.prepare_vector(&n.beta)?,
     })
 }
 
-fn prep_linear<B: Backend>(b: &B, l: &LinearW) -> Result<B::Linear> {
+pub(super) fn prep_linear<B: Backend>(b: &B, l: &LinearW) -> Result<B::Linear> {
     b.prepare_linear(&l.w, l.out, l.inp, l.b.as_deref())
 }
 

@@ -242,7 +242,7 @@ impl MertWeights {
 }
 
 /// SplitMix64: tiny, seedable, good enough for test/control weights.
-struct SplitMix64(u64);
+pub(crate) struct SplitMix64(pub(crate) u64);
 
 impl SplitMix64 {
     fn next_u64(&mut self) -> u64 {
@@ -254,13 +254,13 @@ impl SplitMix64 {
     }
 
     /// Uniform in `[-a, a)`.
-    fn uniform_vec(&mut self, n: usize, a: f32) -> Vec<f32> {
+    pub(crate) fn uniform_vec(&mut self, n: usize, a: f32) -> Vec<f32> {
         (0..n)
             .map(|_| ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * a)
             .collect()
     }
 
-    fn linear(&mut self, out: usize, inp: usize) -> LinearW {
+    pub(crate) fn linear(&mut self, out: usize, inp: usize) -> LinearW {
         LinearW {
             w: self.uniform_vec(out * inp, 1.0 / (inp as f32).sqrt()),
             b: Some(self.uniform_vec(out, 0.02)),
@@ -269,7 +269,7 @@ impl SplitMix64 {
         }
     }
 
-    fn norm(&mut self, n: usize) -> NormW {
+    pub(crate) fn norm(&mut self, n: usize) -> NormW {
         NormW {
             gamma: self
                 .uniform_vec(n, 0.1)

@@ -1,4 +1,4 @@
-//! Music foundation-model encoders (MERT-v1), written once against [`backend::Backend`].
+//! Music foundation-model encoders (MERT-v1, MuQ), written once against [`backend::Backend`].
 
 pub mod backend;
 pub mod cli;
@@ -6,9 +6,15 @@ pub mod config;
 pub mod conformance;
 pub mod mert;
 pub mod mert_weights;
+pub mod muq;
+pub mod muq_config;
+pub mod muq_weights;
 pub mod weights;
 
 pub use backend::Backend;
 pub use config::MertConfig;
 pub use mert::{Mert, MertOutput, MertTrace, window_plan};
 pub use mert_weights::MertWeights;
+pub use muq::{Muq, MuqTrace};
+pub use muq_config::MuqConfig;
+pub use muq_weights::MuqWeights;

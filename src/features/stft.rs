@@ -16,6 +16,7 @@ pub struct Stft {
     hop: usize,
     window: Vec<f32>,
     fft: Arc<dyn Fft<f32>>,
+    fft64: Arc<dyn Fft<f64>>,
 }
 
 /// Centered, padded frames of a clip (time domain, not windowed).
@@ -45,11 +46,13 @@ impl Stft {
             })
             .collect();
         let fft = FftPlanner::new().plan_fft_forward(n_fft);
+        let fft64 = FftPlanner::new().plan_fft_forward(n_fft);
         Self {
             n_fft,
             hop,
             window,
             fft,
+            fft64,
         }
     }
 
@@ -102,6 +105,31 @@ impl Stft {
     }
 }
 
+impl Stft {
+    /// [`Stft::power`] in f64 (window and transform), for front ends that
+    /// must match a reference to better than f32 rounding of small bins.
+    pub fn power_f64(&self, frames: &Frames) -> Vec<f64> {
+        let bins = self.bins();
+        let mut out = Vec::with_capacity(frames.count * bins);
+        let mut buf = vec![Complex::new(0f64, 0f64); self.n_fft];
+        let mut scratch = vec![Complex::new(0f64, 0f64); self.fft64.get_inplace_scratch_len()];
+        let window: Vec<f64> = (0..self.n_fft)
+            .map(|n| {
+                let x = 2.0 * std::f64::consts::PI * n as f64 / self.n_fft as f64;
+                0.5 - 0.5 * x.cos()
+            })
+            .collect();
+        for t in 0..frames.count {
+            for ((b, &s), &w) in buf.iter_mut().zip(frames.frame(t)).zip(&window) {
+                *b = Complex::new(f64::from(s) * w, 0.0);
+            }
+            self.fft64.process_with_scratch(&mut buf, &mut scratch);
+            out.extend(buf[..bins].iter().map(|c| c.norm_sqr()));
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +163,10 @@ mod tests {
         assert!((row[4] - 256.0).abs() < 1e-2, "{}", row[4]);
         assert!((row[3] - 64.0).abs() < 1e-2, "{}", row[3]);
         assert!(row[10] < 1e-6);
+        let p64 = s.power_f64(&f);
+        let row = &p64[5 * s.bins()..6 * s.bins()];
+        assert!((row[4] - 256.0).abs() < 1e-4, "{}", row[4]);
+        assert!((row[3] - 64.0).abs() < 1e-4, "{}", row[3]);
+        assert!(row[10] < 1e-8);
     }
 }

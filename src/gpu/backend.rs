@@ -10,9 +10,9 @@ use anyhow::{Result, ensure};
 use super::attention::QkvLayout;
 use super::conv::ConvShape;
 use super::device::lock;
-use super::{Batch, Gpu, InitError, Tensor, attention, conv, eltwise, matmul, norm};
+use super::{Batch, Gpu, InitError, Tensor, attention, conformer, conv, eltwise, matmul, norm};
 use crate::encoder::backend::{Backend, checks};
-use crate::ops::{Act, ColumnStats};
+use crate::ops::{Act, ColumnStats, Patches2d};
 
 /// Submit after this many recorded dispatches so released buffers get
 /// recycled (bounded memory) and the device starts working early.
@@ -330,5 +330,29 @@ impl Backend for GpuBackend {
         );
         let y = self.with_batch(|b| b.copy(&x.t, start * x.cols, len * x.cols))?;
         Ok(Self::wrap(y, len, x.cols))
+    }
+
+    fn reshape(&self, x: GpuTensor, rows: usize, cols: usize) -> Result<GpuTensor> {
+        checks::reshape((x.rows, x.cols), rows, cols)?;
+        Ok(Self::wrap(x.t, rows, cols))
+    }
+
+    fn patches2d(&self, x: &GpuTensor, g: Patches2d) -> Result<GpuTensor> {
+        checks::patches2d((x.rows, x.cols), g)?;
+        let y = self.with_batch(|b| conformer::patches2d(b, &x.t, g))?;
+        Ok(Self::wrap(y, g.out_time() * g.out_freq(), g.patch_len()))
+    }
+
+    fn rope(&self, x: &GpuTensor, table: &GpuTensor, head_dim: usize) -> Result<GpuTensor> {
+        checks::rope((x.rows, x.cols), (table.rows, table.cols), head_dim)?;
+        let y =
+            self.with_batch(|b| conformer::rope(b, &x.t, &table.t, x.rows, x.cols, head_dim))?;
+        Ok(Self::wrap(y, x.rows, x.cols))
+    }
+
+    fn glu(&self, x: &GpuTensor) -> Result<GpuTensor> {
+        checks::glu((x.rows, x.cols))?;
+        let y = self.with_batch(|b| conformer::glu(b, &x.t, x.rows, x.cols))?;
+        Ok(Self::wrap(y, x.rows, x.cols / 2))
     }
 }

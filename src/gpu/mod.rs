@@ -13,6 +13,7 @@ pub mod attention;
 pub mod backend;
 pub mod batch;
 pub mod bench;
+pub mod conformer;
 pub mod conv;
 pub mod device;
 pub mod eltwise;
