@@ -1,4 +1,4 @@
-//! MERT-v1 on the GPU backend (`gpu::GpuBackend`) against the PyTorch goldens of
+//! MERT-v1 and MuQ on the GPU backend (`gpu::GpuBackend`) against the PyTorch goldens of
 //! `tests/fixtures/spec` (SPEC §3), both fixture models and both inputs, plus the
 //! op-by-op conformance check of the Backend contract. Skips only when no GPU
 //! adapter exists at all (and fails then if PIPE_REQUIRE_GPU=1).
@@ -38,5 +38,12 @@ fn gpu_mert_tiny_preln_matches_pytorch() {
 fn gpu_backend_conforms_op_by_op() {
     if let Some(b) = backend() {
         pipe::encoder::conformance::check_backend(&b, 1e-5).unwrap();
+    }
+}
+
+#[test]
+fn gpu_muq_tiny_matches_pytorch() {
+    if let Some(b) = backend() {
+        golden::golden_muq(b);
     }
 }

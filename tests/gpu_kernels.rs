@@ -432,3 +432,68 @@ fn column_stats_match_the_f64_host_statistics() {
         );
     }
 }
+
+#[test]
+fn conformer_kernels_match_cpu_at_awkward_sizes() {
+    use pipe::encoder::Backend;
+    use pipe::ops::Patches2d;
+    if gpu().is_none() {
+        return;
+    }
+    let b = g::GpuBackend::new().unwrap();
+    // 2-D patches: MuQ's first block (1 channel) and a multi-channel block,
+    // odd time and freq, stride 2 and 1; > 65535 workgroups' worth of rows is
+    // not needed here, but > 1 grid row is (the 2-D dispatch split).
+    for (seed, time, freq, channels, stride) in [
+        (90u64, 37usize, 128usize, 1usize, 2usize),
+        (91, 19, 33, 7, 2),
+        (92, 10, 64, 24, 1),
+    ] {
+        let g = Patches2d {
+            time,
+            freq,
+            channels,
+            k: 3,
+            stride,
+            pad: 1,
+        };
+        let x = rand_vec(seed, time * freq * channels, -1.0, 1.0);
+        let t = b.upload(&x, time * freq, channels).unwrap();
+        let got = b.download(&b.patches2d(&t, g).unwrap()).unwrap();
+        check(
+            &format!("patches2d {time}x{freq}x{channels} s{stride}"),
+            &got,
+            &cpu::patches2d(&x, g),
+            0.0,
+        );
+    }
+    // Rotary: MuQ-large's head dim 64 over 16 heads, and a small odd row count.
+    for (seed, t, cols, hd) in [(93u64, 251usize, 1024usize, 64usize), (94, 3, 10, 2)] {
+        let x = rand_vec(seed, t * cols, -2.0, 2.0);
+        let table = cpu::rope_table(t, hd, 10_000.0);
+        let got = b
+            .rope(
+                &b.upload(&x, t, cols).unwrap(),
+                &b.upload(&table, t, hd).unwrap(),
+                hd,
+            )
+            .unwrap();
+        check(
+            &format!("rope {t}x{cols} hd {hd}"),
+            &b.download(&got).unwrap(),
+            &cpu::rope(&x, t, cols, &table, hd),
+            TOL,
+        );
+    }
+    // GLU, gates spanning saturation on both sides.
+    for (seed, t, cols) in [(95u64, 251usize, 2048usize), (96, 5, 6)] {
+        let x = rand_vec(seed, t * cols, -30.0, 30.0);
+        let got = b.glu(&b.upload(&x, t, cols).unwrap()).unwrap();
+        check(
+            &format!("glu {t}x{cols}"),
+            &b.download(&got).unwrap(),
+            &cpu::glu(&x, t, cols),
+            TOL,
+        );
+    }
+}
