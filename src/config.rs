@@ -77,12 +77,13 @@ fn default_best() -> usize {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EncoderConfig {
-    /// Architecture family; only "mert" runs today.
+    /// Architecture family: "mert" (MERT-v1) or "muq" (MuQ).
     pub arch: String,
     /// Folder with HF `config.json` + `model.safetensors`.
     #[serde(default)]
     pub weights: Option<PathBuf>,
-    /// Seeded random weights of a named size instead (`control`, `95m`, `330m`): a control, never pre-trained.
+    /// Seeded random weights of a named size instead (MERT: `control`, `95m`,
+    /// `330m`; MuQ: `control`, `large`): a control, never pre-trained.
     #[serde(default)]
     pub random: Option<String>,
     #[serde(default)]
@@ -90,9 +91,10 @@ pub struct EncoderConfig {
     /// The HF processor's per-clip waveform normalisation.
     #[serde(default = "default_true")]
     pub normalize: bool,
-    /// Most frames per forward pass; longer clips run in windows.
-    #[serde(default = "default_max_frames")]
-    pub window_frames: usize,
+    /// Most frames per forward pass; longer clips run in windows. Default:
+    /// 1000 for MERT (13.3 s at 75 Hz), 250 for MuQ (10 s at 25 Hz, its training length).
+    #[serde(default)]
+    pub window_frames: Option<usize>,
     /// How to get the weights, printed when `weights` is missing.
     #[serde(default)]
     pub download_hint: Option<String>,
@@ -100,6 +102,16 @@ pub struct EncoderConfig {
     /// compute the same function (each matches the PyTorch goldens to 1e-4).
     #[serde(default)]
     pub device: Device,
+}
+
+impl EncoderConfig {
+    /// [`EncoderConfig::window_frames`] or the architecture's default.
+    pub fn window_frames(&self) -> usize {
+        self.window_frames.unwrap_or(match self.arch.as_str() {
+            "muq" => crate::encoder::MuqConfig::large().max_frames,
+            _ => default_max_frames(),
+        })
+    }
 }
 
 /// Backend of an encoder's forward pass.
@@ -400,16 +412,16 @@ impl Config {
             anyhow::bail!("decode.min_seconds must be >= 0");
         }
         for (name, enc) in &self.encoders {
-            if enc.arch != "mert" {
+            if enc.arch != "mert" && enc.arch != "muq" {
                 anyhow::bail!(
-                    "encoders.{name}.arch = {:?}: only \"mert\" runs in this version",
+                    "encoders.{name}.arch = {:?}: expected \"mert\" or \"muq\"",
                     enc.arch
                 );
             }
             match (&enc.weights, &enc.random) {
                 (Some(_), None) | (None, Some(_)) => {}
                 _ => anyhow::bail!(
-                    "encoders.{name}: set exactly one of `weights` (a folder) or `random` (control, 95m, 330m)"
+                    "encoders.{name}: set exactly one of `weights` (a folder) or `random` (mert: control, 95m, 330m; muq: control, large)"
                 ),
             }
             if BASELINES.contains(&name.as_str()) {

@@ -106,6 +106,7 @@ fn encode_cli_writes_every_hidden_state() {
     let args = EncodeArgs {
         model: Some(dir.clone()),
         random: None,
+        arch: "mert".into(),
         seed: 0,
         input: fixtures().join("inputs.safetensors"),
         input_tensor: Some("wave_b".into()),
@@ -204,6 +205,7 @@ fn encode_cli_random_95m_has_real_shapes() {
     run(EncodeArgs {
         model: None,
         random: Some("95m".into()),
+        arch: "mert".into(),
         seed: 5,
         input,
         input_tensor: Some("wave".into()),

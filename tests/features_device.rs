@@ -1,23 +1,29 @@
 //! Pooling on the encoder's backend (statistics merged across windows) equals
 //! pooling the downloaded hidden states on the host, for every layer
-//! selection and pooling, on a clip long enough to run in several windows.
+//! selection and pooling, on a clip long enough to run in several windows,
+//! for both architectures (MERT and MuQ fixture models).
 
 #[path = "common/gpu.rs"]
 mod gpu_common;
 
 use pipe::cpu::CpuBackend;
-use pipe::encoder::{Backend, Mert, MertConfig, MertWeights};
+use pipe::encoder::{ArchConfig, Backend, Encoder};
 use pipe::features::{FeatureSetSpec, HiddenStates, Pooling, device, pool_many};
 use std::path::PathBuf;
 
-fn model<B: Backend>(backend: &B) -> Mert<B> {
-    let dir =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spec/mert_tiny_postln");
-    let mut cfg = MertConfig::from_dir(&dir).unwrap();
-    cfg.max_frames = 30; // a 1.5 s clip then runs in several windows
-    let w = MertWeights::from_dir(&cfg, &dir).unwrap();
-    Mert::new(backend, cfg, &w).unwrap()
+/// A fixture model whose windows are short enough that a 1.5 s clip runs in several.
+fn model<B: Backend>(backend: &B, fixture: &str) -> Encoder<B> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/spec")
+        .join(fixture);
+    let mut cfg = ArchConfig::from_dir(&dir).unwrap();
+    // MERT: 112 frames at 75 Hz in windows of 30; MuQ: 38 frames at 25 Hz in windows of 10.
+    cfg.set_max_frames(if cfg.arch() == "muq" { 10 } else { 30 });
+    let w = cfg.load_weights(&dir).unwrap();
+    Encoder::new(backend, cfg, &w).unwrap()
 }
+
+const FIXTURES: [&str; 2] = ["mert_tiny_postln", "muq_tiny"];
 
 fn wave() -> Vec<f32> {
     (0..36_000)
@@ -59,13 +65,17 @@ fn specs(n_states: usize) -> Vec<FeatureSetSpec> {
     out
 }
 
-fn host_pooled<B: Backend>(backend: &B, mert: &Mert<B>, specs: &[FeatureSetSpec]) -> Vec<Vec<f32>> {
-    let n = mert.config().num_hidden_states();
-    let out = mert
+fn host_pooled<B: Backend>(
+    backend: &B,
+    model: &Encoder<B>,
+    specs: &[FeatureSetSpec],
+) -> Vec<Vec<f32>> {
+    let n = model.config().num_hidden_states();
+    let out = model
         .encode(backend, &wave(), &(0..n).collect::<Vec<_>>())
         .unwrap();
     assert!(
-        out.frames > 2 * mert.config().max_frames,
+        out.frames > 2 * model.config().max_frames(),
         "{} frames",
         out.frames
     );
@@ -84,11 +94,13 @@ fn compare(got: &[Vec<f32>], want: &[Vec<f32>], specs: &[FeatureSetSpec], tol: f
 #[test]
 fn cpu_backend_device_pooling_equals_host_pooling_across_windows() {
     let b = CpuBackend::new();
-    let mert = model(&b);
-    let specs = specs(mert.config().num_hidden_states());
-    let want = host_pooled(&b, &mert, &specs);
-    let got = device::encode_and_pool(&b, &mert, &wave(), &specs).unwrap();
-    compare(&got, &want, &specs, 1e-5);
+    for fixture in FIXTURES {
+        let m = model(&b, fixture);
+        let specs = specs(m.config().num_hidden_states());
+        let want = host_pooled(&b, &m, &specs);
+        let got = device::encode_and_pool(&b, &m, &wave(), &specs).unwrap();
+        compare(&got, &want, &specs, 1e-5);
+    }
 }
 
 #[test]
@@ -97,10 +109,12 @@ fn gpu_pooling_equals_host_pooling_of_the_cpu_encoder() {
         return;
     }
     let cpu = CpuBackend::new();
-    let cpu_mert = model(&cpu);
-    let specs = specs(cpu_mert.config().num_hidden_states());
-    let want = host_pooled(&cpu, &cpu_mert, &specs);
     let gpu = pipe::gpu::GpuBackend::new().unwrap();
-    let got = device::encode_and_pool(&gpu, &model(&gpu), &wave(), &specs).unwrap();
-    compare(&got, &want, &specs, 1e-4);
+    for fixture in FIXTURES {
+        let cpu_model = model(&cpu, fixture);
+        let specs = specs(cpu_model.config().num_hidden_states());
+        let want = host_pooled(&cpu, &cpu_model, &specs);
+        let got = device::encode_and_pool(&gpu, &model(&gpu, fixture), &wave(), &specs).unwrap();
+        compare(&got, &want, &specs, 1e-4);
+    }
 }

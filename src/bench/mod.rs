@@ -1,5 +1,5 @@
 //! `pipe bench`: wall time, real-time factor, counted FLOP, achieved share of a
-//! measured matmul peak, and a per-op profile of MERT-v1 forward passes.
+//! measured matmul peak, and a per-op profile of encoder (MERT-v1, MuQ) forward passes.
 //!
 //! - [`flops`]: FLOP of a clip from the config and the frame arithmetic.
 //! - [`timed`]: [`Timed`], a [`Backend`] wrapper that times every op.
@@ -7,7 +7,7 @@
 //! - [`run`]: warm-up + counted passes of one model on one backend.
 //! - [`text`]: the human-readable report; `--json` prints [`run::Report`] as JSON.
 //!
-//! Weights are seeded random ([`MertWeights::random_init`](crate::encoder::MertWeights::random_init)):
+//! Weights are seeded random ([`ArchConfig::random_weights`](crate::encoder::ArchConfig::random_weights)):
 //! same shapes as the real checkpoints, so the same cost.
 //!
 //! Adding a backend is one line in [`run`]: build the backend and call
@@ -24,14 +24,15 @@ pub use flops::{Flops, clip_flops};
 pub use timed::{Profile, Timed};
 
 use crate::cpu::CpuBackend;
-use crate::encoder::{Backend, MertConfig};
+use crate::encoder::{ArchConfig, Backend, MertConfig, MuqConfig};
 use anyhow::{Result, bail};
 use run::{Report, Workload};
 
 /// Arguments of `pipe bench`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Architecture: 95m, 330m, all (both), or tiny (the 2-layer H 64 test layout, for a quick check).
+    /// Architecture: 95m, 330m (MERT-v1), muq (MuQ-large), all (the three), or tiny
+    /// (MERT's 2-layer H 64 test layout, for a quick check).
     #[arg(long, default_value = "all")]
     pub model: String,
     /// Backend: cpu, gpu or all.
@@ -82,15 +83,16 @@ pub fn tiny_config() -> MertConfig {
 
 /// The workloads `--model` names.
 pub fn workloads(args: &BenchArgs) -> Result<Vec<Workload>> {
-    let models: Vec<(&str, MertConfig)> = match args.model.as_str() {
-        "95m" => vec![("MERT-95M", MertConfig::mert_95m())],
-        "330m" => vec![("MERT-330M", MertConfig::mert_330m())],
-        "all" => vec![
-            ("MERT-95M", MertConfig::mert_95m()),
-            ("MERT-330M", MertConfig::mert_330m()),
-        ],
-        "tiny" => vec![("MERT-tiny", tiny_config())],
-        other => bail!("unknown --model {other:?} (expected 95m, 330m, all or tiny)"),
+    let m95 = || ("MERT-95M", ArchConfig::Mert(MertConfig::mert_95m()));
+    let m330 = || ("MERT-330M", ArchConfig::Mert(MertConfig::mert_330m()));
+    let muq = || ("MuQ-large", ArchConfig::Muq(MuqConfig::large()));
+    let models: Vec<(&str, ArchConfig)> = match args.model.as_str() {
+        "95m" => vec![m95()],
+        "330m" => vec![m330()],
+        "muq" => vec![muq()],
+        "all" => vec![m95(), m330(), muq()],
+        "tiny" => vec![("MERT-tiny", ArchConfig::Mert(tiny_config()))],
+        other => bail!("unknown --model {other:?} (expected 95m, 330m, muq, all or tiny)"),
     };
     Ok(models
         .into_iter()

@@ -1,10 +1,10 @@
-//! Time MERT forward passes of one model on one backend, generic over [`Backend`].
+//! Time encoder forward passes of one model on one backend, generic over [`Backend`].
 
 use super::flops::{Flops, clip_flops};
 use super::load::{self, Load};
 use super::peak::Peak;
 use super::timed::{OpStat, Profile, Timed};
-use crate::encoder::{Backend, Mert, MertConfig, MertWeights};
+use crate::encoder::{ArchConfig, Backend, Encoder};
 use anyhow::{Context, Result, ensure};
 use serde::Serialize;
 use std::time::Instant;
@@ -13,7 +13,7 @@ use std::time::Instant;
 #[derive(Clone, Debug)]
 pub struct Workload {
     pub model: String,
-    pub cfg: MertConfig,
+    pub cfg: ArchConfig,
     pub seconds: f64,
     pub repeat: usize,
     pub seed: u64,
@@ -109,16 +109,16 @@ pub fn bench_model<B: Backend>(backend: &Timed<B>, w: &Workload, peak: Peak) -> 
         w.seconds
     );
     let cfg = &w.cfg;
-    let samples = (w.seconds * cfg.sample_rate as f64).round() as usize;
+    let samples = (w.seconds * f64::from(cfg.sample_rate())).round() as usize;
     let flops =
         clip_flops(cfg, samples).with_context(|| format!("{} on {} s", w.model, w.seconds))?;
-    let windows = crate::encoder::window_plan(cfg, samples)?.len();
+    let windows = cfg.window_plan(samples)?.len();
     let wave = test_wave(samples);
     let all: Vec<usize> = (0..cfg.num_hidden_states()).collect();
 
     let t0 = Instant::now();
-    let weights = MertWeights::random_init(cfg, w.seed);
-    let model = Mert::new(backend, cfg.clone(), &weights)
+    let weights = cfg.random_weights(w.seed);
+    let model = Encoder::new(backend, cfg.clone(), &weights)
         .with_context(|| format!("preparing {} on {}", w.model, backend.name()))?;
     drop(weights);
     let prepare_s = t0.elapsed().as_secs_f64();

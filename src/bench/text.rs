@@ -64,15 +64,23 @@ pub fn render(r: &Report) -> String {
         runs.join(", "),
         r.realtime_factor
     );
+    let parts: Vec<String> = [
+        ("conv stack", f.conv_stack),
+        ("projection", f.projection),
+        ("pos conv", f.pos_conv),
+        ("conv modules", f.conv_module),
+        ("linears", f.linears),
+        ("attention", f.attention),
+    ]
+    .iter()
+    .filter(|(_, v)| *v > 0)
+    .map(|(name, v)| format!("{name} {}", sig(g(*v))))
+    .collect();
     let _ = writeln!(
         s,
-        "  work     {} GFLOP per clip = conv stack {} + projection {} + pos conv {} + linears {} + attention {} (counted; norms/activations/softmax not counted)",
+        "  work     {} GFLOP per clip = {} (counted; norms/activations/softmax not counted)",
         sig(r.gflop_per_clip),
-        sig(g(f.conv_stack)),
-        sig(g(f.projection)),
-        sig(g(f.pos_conv)),
-        sig(g(f.linears)),
-        sig(g(f.attention))
+        parts.join(" + ")
     );
     let p = &r.peak;
     let _ = writeln!(

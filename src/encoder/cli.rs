@@ -1,9 +1,8 @@
-//! `pipe encode`: run MERT-v1 on one waveform and write every hidden state to safetensors.
+//! `pipe encode`: run an encoder (MERT-v1 or MuQ) on one waveform and write every hidden state to safetensors.
 
 use super::backend::Backend;
-use super::config::MertConfig;
-use super::mert::Mert;
-use super::mert_weights::{MertWeights, save_dir};
+use super::mert_weights::save_dir;
+use super::model::{ArchConfig, Encoder, HostWeights};
 use super::weights::WeightStore;
 use crate::cpu::CpuBackend;
 use anyhow::{Context, Result, bail, ensure};
@@ -16,13 +15,19 @@ use std::time::Instant;
 /// Arguments of `pipe encode`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct EncodeArgs {
-    /// Model directory with HF `config.json` and `model.safetensors` (and optionally
-    /// `preprocessor_config.json`). Omit it and pass --random to use seeded random weights.
+    /// Model directory with `config.json` and `model.safetensors`: MERT-v1 (HF
+    /// HuBERT config, optionally `preprocessor_config.json`) or MuQ (MuQConfig with
+    /// `w2v2_config`), told apart by the config. Omit it and pass --random to use
+    /// seeded random weights.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Use seeded random weights instead of --model: `95m`, `330m` or the small `control`.
+    /// Use seeded random weights instead of --model: MERT `95m`, `330m`, `control`;
+    /// MuQ (with --arch muq) `large`, `control`.
     #[arg(long, conflicts_with = "model")]
     pub random: Option<String>,
+    /// Architecture of --random: `mert` or `muq`.
+    #[arg(long, default_value = "mert", requires = "random")]
+    pub arch: String,
     /// Seed for --random.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -40,7 +45,7 @@ pub struct EncodeArgs {
     /// Most frames per forward pass (longer clips are split into balanced windows).
     #[arg(long)]
     pub max_frames: Option<usize>,
-    /// Skip the HF-processor waveform normalisation (MERT was pre-trained without it).
+    /// Skip the HF-processor waveform normalisation (MERT only; MERT was pre-trained without it).
     #[arg(long)]
     pub no_normalize: bool,
     /// Run the plain reference CPU ops (the test oracle) instead of the gemm fast path.
@@ -51,7 +56,7 @@ pub struct EncodeArgs {
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Also write the model (config.json + model.safetensors) to this directory, e.g. to
-    /// keep a --random control encoder.
+    /// keep a --random control encoder (MERT only).
     #[arg(long)]
     pub save_model: Option<PathBuf>,
 }
@@ -91,7 +96,7 @@ pub fn read_audio(path: &Path, rate: u32) -> Result<Vec<f32>> {
 /// Encode `wave` with `model` on `backend` and write all hidden states to `output`.
 pub fn encode_to_file<B: Backend>(
     backend: &B,
-    model: &Mert<B>,
+    model: &Encoder<B>,
     wave: &[f32],
     output: &Path,
 ) -> Result<EncodeSummary> {
@@ -124,18 +129,21 @@ pub fn encode_to_file<B: Backend>(
         })
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
         .map_err(|e| anyhow::anyhow!("building output tensors: {e:?}"))?;
-    let meta = HashMap::from([
+    let mut meta = HashMap::from([
+        ("arch".to_string(), cfg.arch().to_string()),
         ("frames".to_string(), out.frames.to_string()),
         ("hidden_size".to_string(), out.hidden.to_string()),
-        ("sample_rate".to_string(), cfg.sample_rate.to_string()),
+        ("sample_rate".to_string(), cfg.sample_rate().to_string()),
         (
             "frame_rate_hz".to_string(),
-            format!("{}", cfg.sample_rate as f64 / cfg.hop() as f64),
+            format!("{}", cfg.frame_rate_hz()),
         ),
-        ("max_frames".to_string(), cfg.max_frames.to_string()),
-        ("do_normalize".to_string(), cfg.do_normalize.to_string()),
+        ("max_frames".to_string(), cfg.max_frames().to_string()),
         ("backend".to_string(), backend.name()),
     ]);
+    if let ArchConfig::Mert(m) = &cfg {
+        meta.insert("do_normalize".to_string(), m.do_normalize.to_string());
+    }
     let buf = safetensors::serialize(views, Some(meta))
         .map_err(|e| anyhow::anyhow!("serialising: {e:?}"))?;
     std::fs::write(output, buf).with_context(|| format!("writing {}", output.display()))?;
@@ -156,36 +164,43 @@ pub fn encode_file<B: Backend>(
     input_tensor: &str,
     output: &Path,
 ) -> Result<EncodeSummary> {
-    let model = Mert::load(backend, model_dir)?;
+    let model = Encoder::load(backend, model_dir)?;
     let wave = read_waveform(input, input_tensor)?;
     encode_to_file(backend, &model, &wave, output)
 }
 
 /// Build the model the args describe on `backend`.
-pub fn load_model<B: Backend>(backend: &B, args: &EncodeArgs) -> Result<Mert<B>> {
+pub fn load_model<B: Backend>(backend: &B, args: &EncodeArgs) -> Result<Encoder<B>> {
     let (mut cfg, weights) = match (&args.model, args.random.as_deref()) {
         (Some(dir), None) => {
-            let cfg = MertConfig::from_dir(dir)?;
-            let w = MertWeights::from_dir(&cfg, dir)?;
+            let cfg = ArchConfig::from_dir(dir)?;
+            let w = cfg.load_weights(dir)?;
             (cfg, w)
         }
-        (None, Some(arch)) => {
-            let cfg = MertConfig::preset(arch).context("--random")?;
-            let w = MertWeights::random_init(&cfg, args.seed);
+        (None, Some(name)) => {
+            let cfg = ArchConfig::preset(&args.arch, name).context("--random")?;
+            let w = cfg.random_weights(args.seed);
             (cfg, w)
         }
-        _ => bail!("pass exactly one of --model DIR or --random 95m|330m"),
+        _ => bail!("pass exactly one of --model DIR or --random NAME"),
     };
     if let Some(m) = args.max_frames {
-        cfg.max_frames = m;
+        cfg.set_max_frames(m);
     }
-    if args.no_normalize {
-        cfg.do_normalize = false;
+    match &mut cfg {
+        ArchConfig::Mert(m) if args.no_normalize => m.do_normalize = false,
+        ArchConfig::Muq(_) if args.no_normalize => {
+            bail!("--no-normalize applies to MERT's waveform normalisation; MuQ has none")
+        }
+        _ => {}
     }
     if let Some(dir) = &args.save_model {
-        save_dir(&cfg, &weights, dir)?;
+        match (&cfg, &weights) {
+            (ArchConfig::Mert(c), HostWeights::Mert(w)) => save_dir(c, w, dir)?,
+            _ => bail!("--save-model writes MERT models only"),
+        }
     }
-    Mert::new(backend, cfg, &weights)
+    Encoder::new(backend, cfg, &weights)
 }
 
 /// `pipe encode` on the backend `--device` picks.
@@ -215,7 +230,7 @@ fn run_on<B: Backend>(backend: &B, args: &EncodeArgs) -> Result<()> {
     let model = load_model(backend, args)?;
     let wave = match &args.input_tensor {
         Some(name) => read_waveform(&args.input, name)?,
-        None => read_audio(&args.input, model.config().sample_rate)?,
+        None => read_audio(&args.input, model.config().sample_rate())?,
     };
     let s = encode_to_file(backend, &model, &wave, &args.output)?;
     eprintln!(

@@ -78,7 +78,7 @@ pub struct MertTrace {
 
 /// Hidden states of one clip: `states[i]` is `Some([frames, hidden])` for each requested index.
 #[derive(Clone, Debug)]
-pub struct MertOutput {
+pub struct EncoderOutput {
     pub frames: usize,
     pub hidden: usize,
     pub states: Vec<Option<Vec<f32>>>,
@@ -126,6 +126,34 @@ pub fn window_plan(cfg: &MertConfig, n: usize) -> Result<Vec<Window>> {
         a += f;
     }
     Ok(out)
+}
+
+/// Run `encode_windows` (handed a visitor) and download every state it
+/// visits, concatenating the windows' frames: the host-side `encode` of every
+/// architecture.
+pub(super) fn gather_states<B: Backend>(
+    backend: &B,
+    n_states: usize,
+    hidden: usize,
+    encode_windows: impl FnOnce(
+        &mut dyn FnMut(&Window, &[Option<B::Tensor>]) -> Result<()>,
+    ) -> Result<usize>,
+) -> Result<EncoderOutput> {
+    let mut states: Vec<Option<Vec<f32>>> = vec![None; n_states];
+    let frames = encode_windows(&mut |_, window| {
+        for (dst, src) in states.iter_mut().zip(window) {
+            if let Some(src) = src {
+                dst.get_or_insert_with(Vec::new)
+                    .extend_from_slice(&backend.download(src)?);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(EncoderOutput {
+        frames,
+        hidden,
+        states,
+    })
 }
 
 /// HF `Wav2Vec2FeatureExtractor` normalisation: `(x − mean)/sqrt(var + 1e-7)`, population variance.
@@ -225,22 +253,10 @@ impl<B: Backend> Mert<B> {
 
     /// Encode a whole clip (windowed if long), downloading the hidden states in `want`
     /// (indices `0..=L`). Frames of all windows are concatenated.
-    pub fn encode(&self, backend: &B, wave: &[f32], want: &[usize]) -> Result<MertOutput> {
-        let n_states = self.cfg.num_hidden_states();
-        let mut states: Vec<Option<Vec<f32>>> = vec![None; n_states];
-        let frames = self.encode_windows(backend, wave, want, |_, window| {
-            for (dst, src) in states.iter_mut().zip(window) {
-                if let Some(src) = src {
-                    dst.get_or_insert_with(Vec::new)
-                        .extend_from_slice(&backend.download(src)?);
-                }
-            }
-            Ok(())
-        })?;
-        Ok(MertOutput {
-            frames,
-            hidden: self.cfg.hidden_size,
-            states,
+    pub fn encode(&self, backend: &B, wave: &[f32], want: &[usize]) -> Result<EncoderOutput> {
+        let cfg = &self.cfg;
+        gather_states(backend, cfg.num_hidden_states(), cfg.hidden_size, |visit| {
+            self.encode_windows(backend, wave, want, visit)
         })
     }
 
@@ -283,13 +299,13 @@ impl<B: Backend> Mert<B> {
         wave: &[f32],
         want: &[usize],
         trace: Option<&mut MertTrace>,
-    ) -> Result<MertOutput> {
+    ) -> Result<EncoderOutput> {
         let (frames, states) = self.window_states(b, wave, want, trace)?;
         let states = states
             .iter()
             .map(|s| s.as_ref().map(|t| b.download(t)).transpose())
             .collect::<Result<_>>()?;
-        Ok(MertOutput {
+        Ok(EncoderOutput {
             frames,
             hidden: self.cfg.hidden_size,
             states,

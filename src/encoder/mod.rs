@@ -6,6 +6,7 @@ pub mod config;
 pub mod conformance;
 pub mod mert;
 pub mod mert_weights;
+pub mod model;
 pub mod muq;
 pub mod muq_config;
 pub mod muq_weights;
@@ -13,8 +14,9 @@ pub mod weights;
 
 pub use backend::Backend;
 pub use config::MertConfig;
-pub use mert::{Mert, MertOutput, MertTrace, window_plan};
+pub use mert::{EncoderOutput, Mert, MertTrace, window_plan};
 pub use mert_weights::MertWeights;
+pub use model::{ArchConfig, Encoder, HostWeights};
 pub use muq::{Muq, MuqTrace};
 pub use muq_config::MuqConfig;
 pub use muq_weights::MuqWeights;

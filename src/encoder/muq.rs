@@ -19,7 +19,7 @@
 //! Each window is then encoded on its own as a clip.
 
 use super::backend::Backend;
-use super::mert::{Norm, Window, prep_linear, prep_norm};
+use super::mert::{EncoderOutput, Norm, Window, gather_states, prep_linear, prep_norm};
 use super::mert_weights::LinearW;
 use super::muq_config::{BLOCK_EPS, MuqConfig, N_FFT, SUBSAMPLING};
 use super::muq_weights::{ConvBnW, FfnW, MuqWeights};
@@ -306,6 +306,15 @@ impl<B: Backend> Muq<B> {
             tr.mel_norm = norm.clone();
         }
         Ok(norm)
+    }
+
+    /// Encode a whole clip (windowed if long), downloading the hidden states in
+    /// `want` (indices `0..=L`). Frames of all windows are concatenated.
+    pub fn encode(&self, backend: &B, wave: &[f32], want: &[usize]) -> Result<EncoderOutput> {
+        let cfg = &self.cfg;
+        gather_states(backend, cfg.num_hidden_states(), cfg.encoder_dim, |visit| {
+            self.encode_windows(backend, wave, want, visit)
+        })
     }
 
     /// Encode a whole clip window by window (see [`window_plan`]), handing each

@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 use super::layers::LayerSelection;
 use super::pool::{MULTISCALE_WINDOWS, Pooling, segments};
 use super::spec::FeatureSetSpec;
-use crate::encoder::{Backend, Mert, window_plan};
+use crate::encoder::{Backend, Encoder};
 use crate::ops::ColumnStats;
 
 /// The hidden states summed into one pooled block, and the factor applied.
@@ -54,13 +54,13 @@ fn intersect(a: &Range<usize>, b: &Range<usize>) -> Range<usize> {
 /// Encodes `wave` once and pools it for every spec (same order as `specs`).
 pub fn encode_and_pool<B: Backend>(
     backend: &B,
-    mert: &Mert<B>,
+    encoder: &Encoder<B>,
     wave: &[f32],
     specs: &[FeatureSetSpec],
 ) -> Result<Vec<Vec<f32>>> {
-    let cfg = mert.config();
+    let cfg = encoder.config();
     let n_states = cfg.num_hidden_states();
-    let total: usize = window_plan(cfg, wave.len())?.iter().map(|w| w.frames).sum();
+    let total: usize = cfg.window_plan(wave.len())?.iter().map(|w| w.frames).sum();
     let mut plans = Vec::with_capacity(specs.len());
     let mut want: Vec<usize> = Vec::new();
     for spec in specs {
@@ -76,7 +76,7 @@ pub fn encode_and_pool<B: Backend>(
     // (block, range) -> statistics so far; (block, frames used) -> the sequence so far.
     let mut stats: HashMap<(Block, Range<usize>), ColumnStats> = HashMap::new();
     let mut seqs: HashMap<(Block, usize), Vec<f32>> = HashMap::new();
-    mert.encode_windows(backend, wave, &want, |w, states| {
+    encoder.encode_windows(backend, wave, &want, &mut |w, states| {
         let here = w.frame_start..w.frame_start + w.frames;
         let mut sums: HashMap<Block, B::Tensor> = HashMap::new();
         // (block, range) already reduced in this window: sets sharing them reuse it.

@@ -14,7 +14,7 @@ use std::str::FromStr;
 use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 
-use crate::encoder::MertOutput;
+use crate::encoder::EncoderOutput;
 
 /// How the hidden states of one clip become one `[frames, D]` sequence.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -243,7 +243,7 @@ impl<'a> HiddenStates<'a> {
     }
 
     /// Wrap an encoder output.
-    pub fn from_mert(out: &'a MertOutput) -> Result<Self> {
+    pub fn from_mert(out: &'a EncoderOutput) -> Result<Self> {
         Self::new(out.frames, out.hidden, &out.states)
     }
 

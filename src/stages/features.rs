@@ -15,7 +15,7 @@ use crate::config::{BASELINES, Device, EncoderConfig, FeatureSetConfig};
 use crate::cpu::CpuBackend;
 use crate::dag::{Node, NodeSpec, Source, Stage, store};
 use crate::dataset::Dataset;
-use crate::encoder::{Backend, Mert, MertConfig, MertOutput, MertWeights};
+use crate::encoder::{ArchConfig, Backend, Encoder, EncoderOutput};
 use crate::features::{self, FeatureSetSpec, Pooling};
 use crate::gpu::GpuBackend;
 use crate::table::TableBuilder;
@@ -60,11 +60,11 @@ impl FeatureSet {
 enum Model {
     Cpu {
         backend: CpuBackend,
-        mert: Mert<CpuBackend>,
+        encoder: Encoder<CpuBackend>,
     },
     Gpu {
         backend: GpuBackend,
-        mert: Mert<GpuBackend>,
+        encoder: Encoder<GpuBackend>,
         /// One clip at a time on the device: the GPU is the bottleneck, and
         /// a clip's ops then stay together in the backend's command batch.
         one_at_a_time: Mutex<()>,
@@ -72,10 +72,10 @@ enum Model {
 }
 
 impl Model {
-    fn config(&self) -> &MertConfig {
+    fn config(&self) -> ArchConfig {
         match self {
-            Model::Cpu { mert, .. } => mert.config(),
-            Model::Gpu { mert, .. } => mert.config(),
+            Model::Cpu { encoder, .. } => encoder.config(),
+            Model::Gpu { encoder, .. } => encoder.config(),
         }
     }
 
@@ -84,24 +84,24 @@ impl Model {
     /// hidden states with [`features::pool_many`].
     fn encode_and_pool(&self, wave: &[f32], specs: &[FeatureSetSpec]) -> Result<Vec<Vec<f32>>> {
         match self {
-            Model::Cpu { backend, mert } => {
-                let n_states = mert.config().num_hidden_states();
+            Model::Cpu { backend, encoder } => {
+                let n_states = encoder.config().num_hidden_states();
                 let mut want = BTreeSet::new();
                 for spec in specs {
                     want.extend(spec.layers.indices(n_states)?);
                 }
                 let want: Vec<usize> = want.into_iter().collect();
-                let out: MertOutput = mert.encode(backend, wave, &want)?;
+                let out: EncoderOutput = encoder.encode(backend, wave, &want)?;
                 let hs = features::HiddenStates::new(out.frames, out.hidden, &out.states)?;
                 features::pool_many(specs, &hs)
             }
             Model::Gpu {
                 backend,
-                mert,
+                encoder,
                 one_at_a_time,
             } => {
                 let _turn = one_at_a_time.lock().unwrap_or_else(|e| e.into_inner());
-                features::device::encode_and_pool(backend, mert, wave, specs)
+                features::device::encode_and_pool(backend, encoder, wave, specs)
             }
         }
     }
@@ -179,7 +179,7 @@ impl Features {
             _ => {}
         }
         let model = self.model(encoder)?;
-        let rate = model.config().sample_rate;
+        let rate = model.config().sample_rate();
         if pcm.sample_rate != rate {
             bail!(
                 "clip audio is at {} Hz but encoder `{encoder}` takes {rate} Hz: set [resample] sample_rate = {rate}",
@@ -199,21 +199,23 @@ impl Features {
 }
 
 fn load_model(name: &str, cfg: &EncoderConfig) -> Result<Model> {
-    let (mut mcfg, weights) = match (&cfg.weights, &cfg.random) {
+    let (mut arch, weights) = match (&cfg.weights, &cfg.random) {
         (Some(dir), _) => {
-            let mcfg = MertConfig::from_dir(dir)?;
-            let w = MertWeights::from_dir(&mcfg, dir)?;
-            (mcfg, w)
+            let arch = arch_config(name, cfg)?;
+            let w = arch.load_weights(dir)?;
+            (arch, w)
         }
-        (None, Some(preset)) => {
-            let mcfg = MertConfig::preset(preset)?;
-            let w = MertWeights::random_init(&mcfg, cfg.seed);
-            (mcfg, w)
+        (None, Some(_)) => {
+            let arch = arch_config(name, cfg)?;
+            let w = arch.random_weights(cfg.seed);
+            (arch, w)
         }
         (None, None) => bail!("encoder `{name}` has neither weights nor random"),
     };
-    mcfg.do_normalize = cfg.normalize;
-    mcfg.max_frames = cfg.window_frames;
+    if let ArchConfig::Mert(m) = &mut arch {
+        m.do_normalize = cfg.normalize;
+    }
+    arch.set_max_frames(cfg.window_frames());
     let gpu = match cfg.device {
         Device::Cpu => None,
         Device::Gpu => Some(GpuBackend::new().map_err(|e| {
@@ -224,17 +226,17 @@ fn load_model(name: &str, cfg: &EncoderConfig) -> Result<Model> {
     let prepare = || format!("preparing encoder `{name}`");
     let model = match gpu {
         Some(backend) => {
-            let mert = Mert::new(&backend, mcfg, &weights).with_context(prepare)?;
+            let encoder = Encoder::new(&backend, arch, &weights).with_context(prepare)?;
             Model::Gpu {
                 backend,
-                mert,
+                encoder,
                 one_at_a_time: Mutex::new(()),
             }
         }
         None => {
             let backend = CpuBackend::new();
-            let mert = Mert::new(&backend, mcfg, &weights).with_context(prepare)?;
-            Model::Cpu { backend, mert }
+            let encoder = Encoder::new(&backend, arch, &weights).with_context(prepare)?;
+            Model::Cpu { backend, encoder }
         }
     };
     let on = match &model {
@@ -245,6 +247,29 @@ fn load_model(name: &str, cfg: &EncoderConfig) -> Result<Model> {
     Ok(model)
 }
 
+/// The architecture an encoder entry describes: its weights folder's
+/// `config.json` (which must be of the `arch` named), or the `random` preset.
+fn arch_config(name: &str, cfg: &EncoderConfig) -> Result<ArchConfig> {
+    match (&cfg.weights, &cfg.random) {
+        (Some(dir), _) => {
+            let arch = ArchConfig::from_dir(dir)?;
+            if arch.arch() != cfg.arch {
+                bail!(
+                    "encoder `{name}`: arch = {:?} but {} is a {} checkpoint",
+                    cfg.arch,
+                    dir.join("config.json").display(),
+                    arch.arch()
+                );
+            }
+            Ok(arch)
+        }
+        (None, Some(preset)) => {
+            ArchConfig::preset(&cfg.arch, preset).with_context(|| format!("encoder `{name}`"))
+        }
+        (None, None) => bail!("encoder `{name}` has neither weights nor random"),
+    }
+}
+
 /// The params that determine an encoder's output (the weights' content is an input).
 fn encoder_params(cfg: &EncoderConfig) -> serde_json::Value {
     json!({
@@ -252,7 +277,7 @@ fn encoder_params(cfg: &EncoderConfig) -> serde_json::Value {
         "random": cfg.random,
         "seed": if cfg.random.is_some() { Some(cfg.seed) } else { None },
         "normalize": cfg.normalize,
-        "window_frames": cfg.window_frames,
+        "window_frames": cfg.window_frames(),
     })
 }
 
@@ -464,16 +489,10 @@ impl Stage for FeatureTables {
                     .encoders
                     .get(&cfg.encoder)
                     .ok_or_else(|| anyhow!("feature set `{name}`: no encoder `{}`", cfg.encoder))?;
-                let mcfg = match (&enc.weights, &enc.random) {
-                    (Some(dir), _) => MertConfig::from_dir(dir)?,
-                    (None, Some(preset)) => MertConfig::preset(preset)?,
-                    (None, None) => {
-                        bail!("encoder `{}` has neither weights nor random", cfg.encoder)
-                    }
-                };
+                let arch = arch_config(&cfg.encoder, enc)?;
                 let dim = fs
                     .layers
-                    .output_dim(mcfg.hidden_size, mcfg.num_hidden_states());
+                    .output_dim(arch.hidden_size(), arch.num_hidden_states());
                 let n_frames = vectors
                     .iter()
                     .map(|v| Some((v.len() / dim.max(1)) as i32))
