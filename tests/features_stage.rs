@@ -262,3 +262,69 @@ fn frames_sets_store_the_sequence_whose_mean_is_the_mean_pooled_set() {
         "{err}"
     );
 }
+
+#[test]
+fn muq_encoders_run_in_the_pipeline_from_a_folder_or_as_a_control() {
+    let dir = setup();
+    let muq = dir.path().join("muq");
+    std::fs::create_dir_all(&muq).unwrap();
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spec/muq_tiny");
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture.join(f), muq.join(f)).unwrap();
+    }
+    let extra = "[encoders.muq]\narch = \"muq\"\nweights = \"muq\"\n\
+                 [encoders.muqctl]\narch = \"muq\"\nrandom = \"control\"\nseed = 3\n\
+                 [features.m]\nencoder = \"muq\"\nlayers = \"1-2\"\npooling = \"mean_std\"\n\
+                 [features.mc]\nencoder = \"muqctl\"\nlayers = \"9-12\"\npooling = \"mean\"\n";
+    let (r, notes) = run(dir.path(), extra);
+    assert!(notes.is_empty(), "{notes:?}");
+    assert_eq!(computed(&r, "features"), 9, "a, m, mc on 3 clips");
+    let b = &pipe::table::read(&dir.path().join("data/out/features/m.parquet")).unwrap()[0];
+    assert_eq!(b.schema().metadata()["pipe.dim"], "128", "mean+std of H 64");
+    let b = &pipe::table::read(&dir.path().join("data/out/features/mc.parquet")).unwrap()[0];
+    assert!(
+        b.schema().metadata()["pipe.weights"].starts_with("CONTROL: seeded random init (control")
+    );
+    assert_eq!(b.schema().metadata()["pipe.dim"], "64");
+
+    // The stage's features equal pooling the encoder's own hidden states of the clip.
+    let cpu = pipe::cpu::CpuBackend::new();
+    let model = pipe::encoder::Muq::load(&cpu, &muq).unwrap();
+    let pcm = wav::read_f32(&dir.path().join("audio/c1.wav")).unwrap();
+    let out = model.encode(&cpu, &pcm.samples, &[1, 2]).unwrap();
+    let (t, h) = (out.frames, out.hidden);
+    assert_eq!(t, 25);
+    let mean: Vec<f32> = (0..h)
+        .map(|c| {
+            (0..t)
+                .map(|r| {
+                    (out.states[1].as_ref().unwrap()[r * h + c]
+                        + out.states[2].as_ref().unwrap()[r * h + c])
+                        / 2.0
+                })
+                .sum::<f32>()
+                / t as f32
+        })
+        .collect();
+    let got = features_of(dir.path(), "m");
+    let row1 = &got[128..128 + 64];
+    let err = row1
+        .iter()
+        .zip(&mean)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(err < 1e-5, "clip c1 mean differs by {err}");
+
+    // `arch` must match the folder's config.json.
+    let wrong = extra.replace(
+        "[encoders.muq]\narch = \"muq\"",
+        "[encoders.muq]\narch = \"mert\"",
+    );
+    let (report, _) = pipeline::try_run(dir.path(), &format!("{BASE}{wrong}"));
+    let failed = &report.stage("features").unwrap().failed;
+    assert!(
+        failed
+            .iter()
+            .any(|f| f.1.contains("arch = \"mert\"") && f.1.contains("is a muq checkpoint")),
+        "{failed:?}"
+    );
+}

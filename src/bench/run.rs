@@ -57,6 +57,9 @@ pub struct Report {
     pub top_ops: Vec<OpTime>,
     pub top_shapes: Vec<OpTime>,
     pub prepare_s: f64,
+    /// MuQ: the host mel front end (STFT, mel, dB) per clip, timed on its own;
+    /// it is part of `median_ms` too.
+    pub front_end_ms: Option<f64>,
     pub load_before: Option<Load>,
     pub load_after: Option<Load>,
     /// Process CPU seconds per wall second over the counted passes (how many cores
@@ -143,6 +146,19 @@ pub fn bench_model<B: Backend>(backend: &Timed<B>, w: &Workload, peak: Peak) -> 
         }
     }
     let load_after = load::current();
+    let front_end_ms = match &model {
+        Encoder::Muq(m) => {
+            let plan = cfg.window_plan(samples)?;
+            let t = Instant::now();
+            for _ in 0..w.repeat {
+                for win in &plan {
+                    m.front_end(&wave[win.sample_start..win.sample_end], None)?;
+                }
+            }
+            Some(t.elapsed().as_secs_f64() * 1e3 / w.repeat as f64)
+        }
+        Encoder::Mert(_) => None,
+    };
     let counted_s = runs_ms.iter().sum::<f64>() / 1e3;
     let cores_busy = load::cores_busy_since(cpu_start, counted_s);
     let profile = backend.profile();
@@ -172,6 +188,7 @@ pub fn bench_model<B: Backend>(backend: &Timed<B>, w: &Workload, peak: Peak) -> 
         top_ops: op_times(&profile.ops, total, w.repeat),
         top_shapes: op_times(&profile.shapes, total, w.repeat),
         prepare_s,
+        front_end_ms,
         load_before,
         load_after,
         cores_busy,

@@ -101,6 +101,13 @@ pub fn render(r: &Report) -> String {
             share * 100.0
         );
     }
+    if let Some(ms) = r.front_end_ms {
+        let _ = writeln!(
+            s,
+            "  front    {ms:.1} ms per clip of that is the host mel front end (f64 STFT on one core, {:.1}% of the clip's time)",
+            100.0 * ms / r.median_ms
+        );
+    }
     let _ = writeln!(s, "  top ops  {}", ops_line(&r.top_ops));
     let _ = writeln!(s, "  hottest  {}", ops_line(&r.top_shapes));
     let _ = writeln!(

@@ -242,6 +242,24 @@ pub fn conv1d(
     if t_out == 0 {
         return (y, 0);
     }
+    if cig == 1 && cog == 1 {
+        // Depthwise (MuQ's conv module: 1024 groups of one channel): a GEMM per
+        // group would be 1×k×T; direct taps, channels in parallel.
+        y.par_chunks_mut(t_out).enumerate().for_each(|(c, yc)| {
+            let (xc, wc) = (&x[c * t..(c + 1) * t], &w[c * k..(c + 1) * k]);
+            for (to, out) in yc.iter_mut().enumerate() {
+                let base = (to * stride) as isize - pad as isize;
+                let lo = (-base).max(0) as usize;
+                let hi = k.min((t as isize - base).max(0) as usize);
+                let mut acc = bias.map_or(0.0, |b| b[c]);
+                for kk in lo..hi {
+                    acc += wc[kk] * xc[(base + kk as isize) as usize];
+                }
+                *out = act.apply(acc);
+            }
+        });
+        return (y, t_out);
+    }
     let depth = cig * k;
     let mut patches = vec![0.0f32; CONV_BLOCK.min(t_out) * depth];
     let mut block_out = vec![0.0f32; cog * CONV_BLOCK.min(t_out)];

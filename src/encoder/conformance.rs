@@ -93,6 +93,9 @@ pub fn check_backend<B: Backend>(b: &B, tol: f32) -> Result<()> {
         (8, 19, 8, 2, 2, 0, 1, true, Act::Gelu),
         (16, 9, 16, 8, 1, 4, 4, true, Act::Gelu),
         (6, 5, 3, 3, 1, 1, 3, true, Act::Silu),
+        // Depthwise (MuQ's conv module): kernel 31 wider than the clip, and strided.
+        (12, 23, 12, 31, 1, 15, 12, true, Act::Silu),
+        (5, 40, 5, 3, 2, 1, 5, false, Act::None),
     ];
     for (i, &(c_in, t, c_out, k, stride, pad, groups, has_bias, act)) in convs.iter().enumerate() {
         let xv = pseudo(c_in * t, 10 + i as u32);

@@ -128,6 +128,10 @@ pub fn window_plan(cfg: &MertConfig, n: usize) -> Result<Vec<Window>> {
     Ok(out)
 }
 
+/// What a windowed encode hands each window's wanted hidden states (on the device) to.
+pub type WindowVisitor<'a, B> =
+    dyn FnMut(&Window, &[Option<<B as Backend>::Tensor>]) -> Result<()> + 'a;
+
 /// Run `encode_windows` (handed a visitor) and download every state it
 /// visits, concatenating the windows' frames: the host-side `encode` of every
 /// architecture.
@@ -135,9 +139,7 @@ pub(super) fn gather_states<B: Backend>(
     backend: &B,
     n_states: usize,
     hidden: usize,
-    encode_windows: impl FnOnce(
-        &mut dyn FnMut(&Window, &[Option<B::Tensor>]) -> Result<()>,
-    ) -> Result<usize>,
+    encode_windows: impl FnOnce(&mut WindowVisitor<B>) -> Result<usize>,
 ) -> Result<EncoderOutput> {
     let mut states: Vec<Option<Vec<f32>>> = vec![None; n_states];
     let frames = encode_windows(&mut |_, window| {

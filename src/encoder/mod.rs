@@ -16,7 +16,7 @@ pub use backend::Backend;
 pub use config::MertConfig;
 pub use mert::{EncoderOutput, Mert, MertTrace, window_plan};
 pub use mert_weights::MertWeights;
-pub use model::{ArchConfig, Encoder, HostWeights};
+pub use model::{ArchConfig, Encoder, HostWeights, Prepared};
 pub use muq::{Muq, MuqTrace};
 pub use muq_config::MuqConfig;
 pub use muq_weights::MuqWeights;

@@ -3,9 +3,9 @@
 
 use super::backend::Backend;
 use super::config::MertConfig;
-use super::mert::{EncoderOutput, Mert, Window};
+use super::mert::{EncoderOutput, Mert, Window, WindowVisitor};
 use super::mert_weights::MertWeights;
-use super::muq::Muq;
+use super::muq::{MelWindows, Muq};
 use super::muq_config::MuqConfig;
 use super::muq_weights::MuqWeights;
 use anyhow::{Context, Result, bail};
@@ -124,6 +124,13 @@ impl ArchConfig {
     }
 }
 
+/// A clip after the host half of its pass: MERT takes the waveform as it is
+/// (its per-window normalisation is cheap), MuQ its windows' log-mel.
+pub enum Prepared<'a> {
+    Wave(&'a [f32]),
+    Mels(MelWindows),
+}
+
 /// A loaded encoder of either architecture on backend `B`.
 pub enum Encoder<B: Backend> {
     Mert(Mert<B>),
@@ -161,11 +168,48 @@ impl<B: Backend> Encoder<B> {
         backend: &B,
         wave: &[f32],
         want: &[usize],
-        visit: &mut dyn FnMut(&Window, &[Option<B::Tensor>]) -> Result<()>,
+        visit: &mut WindowVisitor<B>,
     ) -> Result<usize> {
         match self {
             Self::Mert(m) => m.encode_windows(backend, wave, want, visit),
             Self::Muq(m) => m.encode_windows(backend, wave, want, visit),
+        }
+    }
+
+    /// The host half of a pass (MuQ's mel front end), to run outside a shared
+    /// device's lock; then [`Self::encode_prepared`].
+    pub fn prepare<'a>(&self, wave: &'a [f32]) -> Result<Prepared<'a>> {
+        Ok(match self {
+            Self::Mert(_) => Prepared::Wave(wave),
+            Self::Muq(m) => Prepared::Mels(m.prepare(wave)?),
+        })
+    }
+
+    /// Frames a prepared clip will have.
+    pub fn planned_frames(&self, input: &Prepared) -> Result<usize> {
+        Ok(match input {
+            Prepared::Wave(w) => self
+                .config()
+                .window_plan(w.len())?
+                .iter()
+                .map(|w| w.frames)
+                .sum(),
+            Prepared::Mels(m) => m.frames(),
+        })
+    }
+
+    /// [`Self::encode_windows`] on a clip [`Self::prepare`]d by this encoder.
+    pub fn encode_prepared(
+        &self,
+        backend: &B,
+        input: &Prepared,
+        want: &[usize],
+        visit: &mut WindowVisitor<B>,
+    ) -> Result<usize> {
+        match (self, input) {
+            (Self::Mert(m), Prepared::Wave(w)) => m.encode_windows(backend, w, want, visit),
+            (Self::Muq(m), Prepared::Mels(x)) => m.encode_mels(backend, x, want, visit),
+            _ => bail!("clip prepared for another architecture"),
         }
     }
 

@@ -19,7 +19,9 @@
 //! Each window is then encoded on its own as a clip.
 
 use super::backend::Backend;
-use super::mert::{EncoderOutput, Norm, Window, gather_states, prep_linear, prep_norm};
+use super::mert::{
+    EncoderOutput, Norm, Window, WindowVisitor, gather_states, prep_linear, prep_norm,
+};
 use super::mert_weights::LinearW;
 use super::muq_config::{BLOCK_EPS, MuqConfig, N_FFT, SUBSAMPLING};
 use super::muq_weights::{ConvBnW, FfnW, MuqWeights};
@@ -27,6 +29,7 @@ use crate::features::mel::mel_bank;
 use crate::features::stft::Stft;
 use crate::ops::{Act, Patches2d};
 use anyhow::{Context, Result, bail, ensure};
+use rayon::prelude::*;
 use std::path::Path;
 
 /// `AmplitudeToDB`'s floor.
@@ -70,9 +73,30 @@ pub struct Muq<B: Backend> {
     layers: Vec<Layer<B>>,
     enc_ln: Norm<B>,
     act: Act,
+    front: MelFrontEnd,
+}
+
+/// The host-side mel front end (SPEC §2.3): plain data, shared across threads.
+struct MelFrontEnd {
     stft: Stft,
     /// Mel triangles, f32 as torchaudio builds them: (first bin, weights).
     bank: Vec<(usize, Vec<f32>)>,
+    n_mels: usize,
+    min_samples: usize,
+    mean: f64,
+    std: f64,
+}
+
+/// A clip's windows with their normalised log-mel `[M, n_mels]` (host side of a pass).
+pub struct MelWindows {
+    pub windows: Vec<(Window, Vec<f32>)>,
+}
+
+impl MelWindows {
+    /// Frames the clip will have.
+    pub fn frames(&self) -> usize {
+        self.windows.iter().map(|(w, _)| w.frames).sum()
+    }
 }
 
 /// Intermediate tensors of one pass, time-major host copies (for golden tests).
@@ -88,6 +112,47 @@ pub struct MuqTrace {
     pub conv_stack: Vec<f32>,
     /// `hidden_states[0]` `[T, H]`.
     pub subsampled: Vec<f32>,
+}
+
+impl MelFrontEnd {
+    fn run(&self, wave: &[f32], trace: Option<&mut MuqTrace>) -> Result<Vec<f32>> {
+        let min = self.min_samples;
+        ensure!(
+            wave.len() >= min,
+            "window has {} samples; MuQ's STFT needs at least {min}",
+            wave.len()
+        );
+        let frames = self.stft.frames(wave);
+        let power = self.stft.power_f64(&frames);
+        let bins = self.stft.bins();
+        let n_mels = self.n_mels;
+        let mel: Vec<f64> = power
+            .chunks_exact(bins)
+            .flat_map(|row| {
+                self.bank.iter().map(move |(first, w)| {
+                    row[*first..first + w.len()]
+                        .iter()
+                        .zip(w)
+                        .map(|(p, &w)| p * f64::from(w))
+                        .sum::<f64>()
+                })
+            })
+            .collect();
+        // Drop the STFT's last frame: M = floor(N/hop) frames remain.
+        let used = (frames.count - 1) * n_mels;
+        let db: Vec<f64> = mel[..used]
+            .iter()
+            .map(|&m| 10.0 * m.max(AMIN).log10())
+            .collect();
+        let (mean, std) = (self.mean, self.std);
+        let norm: Vec<f32> = db.iter().map(|&d| ((d - mean) / std) as f32).collect();
+        if let Some(tr) = trace {
+            tr.mel_power = mel.iter().map(|&v| v as f32).collect();
+            tr.mel_db = db.iter().map(|&v| v as f32).collect();
+            tr.mel_norm = norm.clone();
+        }
+        Ok(norm)
+    }
 }
 
 /// Fold eval BatchNorm into the conv before it: per output channel `o`,
@@ -235,7 +300,7 @@ impl<B: Backend> Muq<B> {
             })
             .collect::<Result<_>>()?;
         let stft = Stft::new(N_FFT, cfg.hop_length);
-        let bank = mel_bank(
+        let bank: Vec<(usize, Vec<f32>)> = mel_bank(
             stft.bins(),
             f64::from(cfg.sample_rate) / 2.0,
             cfg.n_mels,
@@ -250,8 +315,14 @@ impl<B: Backend> Muq<B> {
             proj,
             layers,
             enc_ln: prep_norm(backend, &w.enc_ln)?,
-            stft,
-            bank,
+            front: MelFrontEnd {
+                stft,
+                bank,
+                n_mels: cfg.n_mels,
+                min_samples: cfg.min_samples(),
+                mean: cfg.mel_mean,
+                std: cfg.mel_std,
+            },
             cfg,
         })
     }
@@ -270,42 +341,7 @@ impl<B: Backend> Muq<B> {
     /// The normalised log-mel input `[M, n_mels]` of one window (SPEC §2.3),
     /// in f64 up to the last cast; fills the front-end part of `trace`.
     pub fn front_end(&self, wave: &[f32], trace: Option<&mut MuqTrace>) -> Result<Vec<f32>> {
-        let min = self.cfg.min_samples();
-        ensure!(
-            wave.len() >= min,
-            "window has {} samples; MuQ's STFT needs at least {min}",
-            wave.len()
-        );
-        let frames = self.stft.frames(wave);
-        let power = self.stft.power_f64(&frames);
-        let bins = self.stft.bins();
-        let n_mels = self.cfg.n_mels;
-        let mel: Vec<f64> = power
-            .chunks_exact(bins)
-            .flat_map(|row| {
-                self.bank.iter().map(move |(first, w)| {
-                    row[*first..first + w.len()]
-                        .iter()
-                        .zip(w)
-                        .map(|(p, &w)| p * f64::from(w))
-                        .sum::<f64>()
-                })
-            })
-            .collect();
-        // Drop the STFT's last frame: M = floor(N/hop) frames remain.
-        let used = (frames.count - 1) * n_mels;
-        let db: Vec<f64> = mel[..used]
-            .iter()
-            .map(|&m| 10.0 * m.max(AMIN).log10())
-            .collect();
-        let (mean, std) = (self.cfg.mel_mean, self.cfg.mel_std);
-        let norm: Vec<f32> = db.iter().map(|&d| ((d - mean) / std) as f32).collect();
-        if let Some(tr) = trace {
-            tr.mel_power = mel.iter().map(|&v| v as f32).collect();
-            tr.mel_db = db.iter().map(|&v| v as f32).collect();
-            tr.mel_norm = norm.clone();
-        }
-        Ok(norm)
+        self.front.run(wave, trace)
     }
 
     /// Encode a whole clip (windowed if long), downloading the hidden states in
@@ -317,25 +353,40 @@ impl<B: Backend> Muq<B> {
         })
     }
 
-    /// Encode a whole clip window by window (see [`window_plan`]), handing each
-    /// window's wanted hidden states, still on the device, to `visit`.
-    /// Returns the clip's frame count.
-    pub fn encode_windows(
-        &self,
-        backend: &B,
-        wave: &[f32],
-        want: &[usize],
-        visit: &mut dyn FnMut(&Window, &[Option<B::Tensor>]) -> Result<()>,
-    ) -> Result<usize> {
+    /// The host half of a clip's pass (see [`window_plan`]): each window's
+    /// normalised log-mel, windows in parallel. Callers that share a device
+    /// run this outside their turn on it.
+    pub fn prepare(&self, wave: &[f32]) -> Result<MelWindows> {
         let plan = window_plan(&self.cfg, wave.len())?;
         if let Some(i) = wave.iter().position(|v| !v.is_finite()) {
             bail!("waveform sample {i} is {} (not finite)", wave[i]);
         }
+        let front = &self.front;
+        let windows = plan
+            .into_par_iter()
+            .map(|w| {
+                let mel = front.run(&wave[w.sample_start..w.sample_end], None)?;
+                Ok((w, mel))
+            })
+            .collect::<Result<_>>()?;
+        Ok(MelWindows { windows })
+    }
+
+    /// The device half: run the network on each prepared window, handing its
+    /// wanted hidden states, still on the device, to `visit`. Returns the
+    /// clip's frame count.
+    pub fn encode_mels(
+        &self,
+        backend: &B,
+        mels: &MelWindows,
+        want: &[usize],
+        visit: &mut WindowVisitor<B>,
+    ) -> Result<usize> {
         let mut frames = 0;
-        for w in &plan {
+        for (w, mel) in &mels.windows {
             let context = || format!("window at frame {} ({} frames)", w.frame_start, w.frames);
             let (t, states) = self
-                .window_states(backend, &wave[w.sample_start..w.sample_end], want, None)
+                .network(backend, mel, want, None)
                 .with_context(context)?;
             ensure!(
                 t == w.frames,
@@ -346,6 +397,17 @@ impl<B: Backend> Muq<B> {
             frames += t;
         }
         Ok(frames)
+    }
+
+    /// Encode a whole clip window by window: [`Self::prepare`], then [`Self::encode_mels`].
+    pub fn encode_windows(
+        &self,
+        backend: &B,
+        wave: &[f32],
+        want: &[usize],
+        visit: &mut WindowVisitor<B>,
+    ) -> Result<usize> {
+        self.encode_mels(backend, &self.prepare(wave)?, want, visit)
     }
 
     /// One forward pass over `wave` as a single clip; downloads the states in
@@ -372,6 +434,18 @@ impl<B: Backend> Muq<B> {
         want: &[usize],
         mut trace: Option<&mut MuqTrace>,
     ) -> Result<(usize, Vec<Option<B::Tensor>>)> {
+        let mel = self.front_end(wave, trace.as_deref_mut())?;
+        self.network(b, &mel, want, trace)
+    }
+
+    /// Subsampling and Conformer on one window's normalised mel `[M, n_mels]`.
+    fn network(
+        &self,
+        b: &B,
+        mel: &[f32],
+        want: &[usize],
+        mut trace: Option<&mut MuqTrace>,
+    ) -> Result<(usize, Vec<Option<B::Tensor>>)> {
         let cfg = &self.cfg;
         let n_states = cfg.num_hidden_states();
         if let Some(&bad) = want.iter().find(|&&i| i >= n_states) {
@@ -380,17 +454,22 @@ impl<B: Backend> Muq<B> {
                 n_states - 1
             );
         }
-        let t_out = cfg.frames_for(wave.len());
+        ensure!(
+            !mel.is_empty() && mel.len().is_multiple_of(cfg.n_mels),
+            "mel input has {} values, not [frames, {}]",
+            mel.len(),
+            cfg.n_mels
+        );
+        let m = mel.len() / cfg.n_mels;
+        let t_out = m.div_ceil(SUBSAMPLING);
         ensure!(
             t_out <= cfg.max_frames,
             "{t_out} frames exceed max_frames {} in one pass",
             cfg.max_frames
         );
 
-        // 1. Front end on the host: [M, n_mels] = a time-major 1-channel image.
-        let mel = self.front_end(wave, trace.as_deref_mut())?;
-        let m = mel.len() / cfg.n_mels;
-        let mut x = b.upload(&mel, m * cfg.n_mels, 1)?;
+        // 1. The mel [M, n_mels] is a time-major 1-channel image.
+        let mut x = b.upload(mel, m * cfg.n_mels, 1)?;
 
         // 2. Conv2dSubsampling: two residual blocks, each conv a patch GEMM.
         let (mut time, mut freq) = (m, cfg.n_mels);

@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 use super::layers::LayerSelection;
 use super::pool::{MULTISCALE_WINDOWS, Pooling, segments};
 use super::spec::FeatureSetSpec;
-use crate::encoder::{Backend, Encoder};
+use crate::encoder::{Backend, Encoder, Prepared};
 use crate::ops::ColumnStats;
 
 /// The hidden states summed into one pooled block, and the factor applied.
@@ -58,9 +58,19 @@ pub fn encode_and_pool<B: Backend>(
     wave: &[f32],
     specs: &[FeatureSetSpec],
 ) -> Result<Vec<Vec<f32>>> {
-    let cfg = encoder.config();
-    let n_states = cfg.num_hidden_states();
-    let total: usize = cfg.window_plan(wave.len())?.iter().map(|w| w.frames).sum();
+    encode_and_pool_prepared(backend, encoder, &encoder.prepare(wave)?, specs)
+}
+
+/// [`encode_and_pool`] on a clip the encoder already [`Encoder::prepare`]d
+/// (so a caller can run the host half outside its turn on a shared device).
+pub fn encode_and_pool_prepared<B: Backend>(
+    backend: &B,
+    encoder: &Encoder<B>,
+    input: &Prepared,
+    specs: &[FeatureSetSpec],
+) -> Result<Vec<Vec<f32>>> {
+    let n_states = encoder.config().num_hidden_states();
+    let total = encoder.planned_frames(input)?;
     let mut plans = Vec::with_capacity(specs.len());
     let mut want: Vec<usize> = Vec::new();
     for spec in specs {
@@ -76,7 +86,7 @@ pub fn encode_and_pool<B: Backend>(
     // (block, range) -> statistics so far; (block, frames used) -> the sequence so far.
     let mut stats: HashMap<(Block, Range<usize>), ColumnStats> = HashMap::new();
     let mut seqs: HashMap<(Block, usize), Vec<f32>> = HashMap::new();
-    encoder.encode_windows(backend, wave, &want, &mut |w, states| {
+    encoder.encode_prepared(backend, input, &want, &mut |w, states| {
         let here = w.frame_start..w.frame_start + w.frames;
         let mut sums: HashMap<Block, B::Tensor> = HashMap::new();
         // (block, range) already reduced in this window: sets sharing them reuse it.

@@ -100,8 +100,10 @@ impl Model {
                 encoder,
                 one_at_a_time,
             } => {
+                // MuQ's mel front end runs before this clip's turn on the device.
+                let input = encoder.prepare(wave)?;
                 let _turn = one_at_a_time.lock().unwrap_or_else(|e| e.into_inner());
-                features::device::encode_and_pool(backend, encoder, wave, specs)
+                features::device::encode_and_pool_prepared(backend, encoder, &input, specs)
             }
         }
     }
