@@ -1,9 +1,11 @@
-// 2-D conv patches (im2col) of a time-major image x [time*freq, channels]:
-// y[(to*out_freq + fo), c*k*k + kf*k + kt] = x[(to*s - p + kt)*freq + (fo*s - p + kf), c],
+// 2-D conv patches (im2col) of a time-major image x [time*freq, channels] for
+// output steps t_start .. t_start + t_count:
+// y[((to - t_start)*out_freq + fo), c*k*k + kf*k + kt] = x[(to*s - p + kt)*freq + (fo*s - p + kf), c],
 // zero outside the image. One thread per output element.
 struct Params {
     time: u32, freq: u32, channels: u32, k: u32,
-    stride: u32, pad: u32, out_time: u32, out_freq: u32,
+    stride: u32, pad: u32, out_freq: u32, t_start: u32,
+    t_count: u32, _p0: u32, _p1: u32, _p2: u32,
 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
@@ -14,7 +16,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let i = flat_index(gid, nwg, 256u);
     let kk = P.k * P.k;
     let len = P.channels * kk;
-    if (i >= P.out_time * P.out_freq * len) {
+    if (i >= P.t_count * P.out_freq * len) {
         return;
     }
     let row = i / len;
@@ -22,7 +24,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let c = col / kk;
     let kf = (col % kk) / P.k;
     let kt = col % P.k;
-    let to = row / P.out_freq;
+    let to = P.t_start + row / P.out_freq;
     let fo = row % P.out_freq;
     // Padded coordinates; below `pad` or past the image is the zero border.
     let tp = to * P.stride + kt;

@@ -47,3 +47,10 @@ fn gpu_muq_tiny_matches_pytorch() {
         golden::golden_muq(b);
     }
 }
+
+#[test]
+fn gpu_muq_blocked_conv_patches_match_the_single_block() {
+    if let Some(b) = backend() {
+        golden::muq_blocked_equals_whole(b, 1e-6);
+    }
+}

@@ -459,13 +459,18 @@ fn conformer_kernels_match_cpu_at_awkward_sizes() {
         };
         let x = rand_vec(seed, time * freq * channels, -1.0, 1.0);
         let t = b.upload(&x, time * freq, channels).unwrap();
-        let got = b.download(&b.patches2d(&t, g).unwrap()).unwrap();
-        check(
-            &format!("patches2d {time}x{freq}x{channels} s{stride}"),
-            &got,
-            &cpu::patches2d(&x, g),
-            0.0,
-        );
+        let ot = g.out_time();
+        for times in [0..ot, 1..ot / 2 + 1] {
+            let got = b
+                .download(&b.patches2d(&t, g, times.clone()).unwrap())
+                .unwrap();
+            check(
+                &format!("patches2d {time}x{freq}x{channels} s{stride} steps {times:?}"),
+                &got,
+                &cpu::patches2d(&x, g, times),
+                0.0,
+            );
+        }
     }
     // Rotary: MuQ-large's head dim 64 over 16 heads, and a small odd row count.
     for (seed, t, cols, hd) in [(93u64, 251usize, 1024usize, 64usize), (94, 3, 10, 2)] {

@@ -153,3 +153,10 @@ fn loader_errors_name_the_tensor_and_tolerate_the_model_prefix() {
     assert_eq!(a.layers[1].depthwise.w, b.layers[1].depthwise.w);
     assert_eq!(a.proj.w, b.proj.w);
 }
+
+#[test]
+fn conv_patches_built_in_blocks_give_the_same_states() {
+    // The reference ops compute each output row alone: bit-identical.
+    golden::muq_blocked_equals_whole(CpuBackend::reference(), 0.0);
+    golden::muq_blocked_equals_whole(CpuBackend::new(), 1e-6);
+}

@@ -259,10 +259,24 @@ impl<B: Backend> Backend for Timed<B> {
         self.inner.reshape(x, rows, cols)
     }
 
-    fn patches2d(&self, x: &Self::Tensor, g: crate::ops::Patches2d) -> Result<Self::Tensor> {
+    fn patches2d(
+        &self,
+        x: &Self::Tensor,
+        g: crate::ops::Patches2d,
+        times: std::ops::Range<usize>,
+    ) -> Result<Self::Tensor> {
         self.time_op("patches2d", self.inner.shape(x), || {
-            self.inner.patches2d(x, g)
+            self.inner.patches2d(x, g, times)
         })
+    }
+
+    fn concat_rows(&self, parts: &[&Self::Tensor]) -> Result<Self::Tensor> {
+        let shape = parts.first().map_or((0, 0), |p| self.inner.shape(p));
+        self.time_op("concat_rows", shape, || self.inner.concat_rows(parts))
+    }
+
+    fn max_tensor_len(&self) -> usize {
+        self.inner.max_tensor_len()
     }
 
     fn rope(

@@ -324,12 +324,27 @@ impl Backend for CpuBackend {
         })
     }
 
-    fn patches2d(&self, x: &CpuTensor, g: Patches2d) -> Result<CpuTensor> {
-        checks::patches2d((x.rows, x.cols), g)?;
+    fn patches2d(
+        &self,
+        x: &CpuTensor,
+        g: Patches2d,
+        times: std::ops::Range<usize>,
+    ) -> Result<CpuTensor> {
+        checks::patches2d((x.rows, x.cols), g, &times)?;
         Ok(CpuTensor {
-            data: patches2d(&x.data, g),
-            rows: g.out_time() * g.out_freq(),
+            rows: times.len() * g.out_freq(),
+            data: patches2d(&x.data, g, times),
             cols: g.patch_len(),
+        })
+    }
+
+    fn concat_rows(&self, parts: &[&CpuTensor]) -> Result<CpuTensor> {
+        let shapes: Vec<(usize, usize)> = parts.iter().map(|p| (p.rows, p.cols)).collect();
+        checks::concat_rows(&shapes)?;
+        Ok(CpuTensor {
+            data: parts.iter().flat_map(|p| p.data.iter().copied()).collect(),
+            rows: shapes.iter().map(|s| s.0).sum(),
+            cols: shapes[0].1,
         })
     }
 

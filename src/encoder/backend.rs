@@ -141,10 +141,23 @@ pub trait Backend {
     /// The same elements viewed as `[rows, cols]` (row-major order unchanged;
     /// no copy). The element count must match.
     fn reshape(&self, x: Self::Tensor, rows: usize, cols: usize) -> Result<Self::Tensor>;
-    /// 2-D conv patches of a time-major image `x` `[time·freq, channels]` →
-    /// `[out_time·out_freq, channels·k·k]`, zero padded (see [`crate::cpu::patches2d`]);
-    /// a [`Backend::linear`] with the PyTorch conv weight then is the conv.
-    fn patches2d(&self, x: &Self::Tensor, g: Patches2d) -> Result<Self::Tensor>;
+    /// 2-D conv patches of a time-major image `x` `[time·freq, channels]` for
+    /// the output time steps `times` → `[times.len()·out_freq, channels·k·k]`,
+    /// zero padded (see [`crate::cpu::patches2d`]); a [`Backend::linear`] with
+    /// the PyTorch conv weight then is that block of the conv's output.
+    fn patches2d(
+        &self,
+        x: &Self::Tensor,
+        g: Patches2d,
+        times: std::ops::Range<usize>,
+    ) -> Result<Self::Tensor>;
+    /// The row blocks `parts` (same column count) stacked in order.
+    fn concat_rows(&self, parts: &[&Self::Tensor]) -> Result<Self::Tensor>;
+    /// The most f32 values one tensor may hold on this device (a GPU's
+    /// storage-binding limit); models split larger intermediates.
+    fn max_tensor_len(&self) -> usize {
+        usize::MAX
+    }
     /// Rotary position encoding of `x` `[t, cols]` per `head_dim` chunk, with
     /// `table` `[t, head_dim]` = cos then sin of each row's angles
     /// (see [`crate::cpu::rope`], [`crate::cpu::rope_table`]).
@@ -269,8 +282,13 @@ pub mod checks {
         Ok(())
     }
 
-    /// `x` is the image `g` describes, and the kernel fits the padded image.
-    pub fn patches2d(x: (usize, usize), g: crate::ops::Patches2d) -> Result<()> {
+    /// `x` is the image `g` describes, the kernel fits the padded image, and
+    /// `times` is a non-empty block of its output steps.
+    pub fn patches2d(
+        x: (usize, usize),
+        g: crate::ops::Patches2d,
+        times: &std::ops::Range<usize>,
+    ) -> Result<()> {
         ensure!(
             x == (g.time * g.freq, g.channels),
             "patches2d: input [{}, {}] is not [time {} x freq {}, channels {}]",
@@ -288,6 +306,21 @@ pub mod checks {
             p = g.pad,
             t = g.time,
             f = g.freq
+        );
+        ensure!(
+            times.start < times.end && times.end <= g.out_time(),
+            "patches2d: output steps {times:?} of {}",
+            g.out_time()
+        );
+        Ok(())
+    }
+
+    /// At least one part, all with the same column count.
+    pub fn concat_rows(shapes: &[(usize, usize)]) -> Result<()> {
+        ensure!(!shapes.is_empty(), "concat_rows: no parts");
+        ensure!(
+            shapes.iter().all(|s| s.1 == shapes[0].1),
+            "concat_rows: parts have different column counts {shapes:?}"
         );
         Ok(())
     }

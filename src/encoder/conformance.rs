@@ -211,19 +211,35 @@ pub fn check_backend<B: Backend>(b: &B, tol: f32) -> Result<()> {
             pad,
         };
         let img = pseudo(7 * 5 * 3, 60);
-        let got = b.patches2d(&up(&img, 35, 3)?, g)?;
-        ensure!(
-            b.shape(&got) == (g.out_time() * g.out_freq(), 27),
-            "patches2d: shape {:?}",
-            b.shape(&got)
-        );
-        compare(
-            &format!("patches2d stride {stride} pad {pad}"),
-            &b.download(&got)?,
-            &cpu::patches2d(&img, g),
-            0.0,
-        )?;
+        let ot = g.out_time();
+        for times in [0..ot, ot / 2..ot] {
+            let got = b.patches2d(&up(&img, 35, 3)?, g, times.clone())?;
+            ensure!(
+                b.shape(&got) == (times.len() * g.out_freq(), 27),
+                "patches2d: shape {:?}",
+                b.shape(&got)
+            );
+            compare(
+                &format!("patches2d stride {stride} pad {pad} steps {times:?}"),
+                &b.download(&got)?,
+                &cpu::patches2d(&img, g, times),
+                0.0,
+            )?;
+        }
     }
+    let parts = [pseudo(3 * 4, 63), pseudo(4, 64), pseudo(2 * 4, 65)];
+    let tensors = [
+        up(&parts[0], 3, 4)?,
+        up(&parts[1], 1, 4)?,
+        up(&parts[2], 2, 4)?,
+    ];
+    let got = b.concat_rows(&tensors.iter().collect::<Vec<_>>())?;
+    ensure!(
+        b.shape(&got) == (6, 4),
+        "concat_rows: shape {:?}",
+        b.shape(&got)
+    );
+    compare("concat_rows", &b.download(&got)?, &parts.concat(), 0.0)?;
     let (t, cols, hd) = (9, 12, 4);
     let xr = pseudo(t * cols, 61);
     let table = cpu::rope_table(t, hd, 10_000.0);
@@ -378,8 +394,12 @@ mod tests {
                 &self,
                 x: &Self::Tensor,
                 g: crate::ops::Patches2d,
+                t: std::ops::Range<usize>,
             ) -> Result<Self::Tensor> {
-                self.0.patches2d(x, g)
+                self.0.patches2d(x, g, t)
+            }
+            fn concat_rows(&self, p: &[&Self::Tensor]) -> Result<Self::Tensor> {
+                self.0.concat_rows(p)
             }
             fn rope(&self, x: &Self::Tensor, t: &Self::Tensor, d: usize) -> Result<Self::Tensor> {
                 self.0.rope(x, t, d)

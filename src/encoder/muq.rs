@@ -34,6 +34,9 @@ use std::path::Path;
 
 /// `AmplitudeToDB`'s floor.
 const AMIN: f64 = 1e-10;
+/// Most f32 values of one conv patch matrix (128 MiB): larger ones are built
+/// and multiplied a block of output time steps at a time.
+pub const PATCH_BUDGET: usize = 1 << 25;
 
 struct ResBlock<B: Backend> {
     c_in: usize,
@@ -74,6 +77,8 @@ pub struct Muq<B: Backend> {
     enc_ln: Norm<B>,
     act: Act,
     front: MelFrontEnd,
+    /// Most floats of one patch matrix ([`PATCH_BUDGET`]).
+    patch_budget: usize,
 }
 
 /// The host-side mel front end (SPEC §2.3): plain data, shared across threads.
@@ -315,6 +320,7 @@ impl<B: Backend> Muq<B> {
             proj,
             layers,
             enc_ln: prep_norm(backend, &w.enc_ln)?,
+            patch_budget: PATCH_BUDGET,
             front: MelFrontEnd {
                 stft,
                 bank,
@@ -336,6 +342,12 @@ impl<B: Backend> Muq<B> {
 
     pub fn config(&self) -> &MuqConfig {
         &self.cfg
+    }
+
+    /// Cap the conv patch matrices at `floats` values (default [`PATCH_BUDGET`];
+    /// small values exercise the blocked path in tests).
+    pub fn set_patch_budget(&mut self, floats: usize) {
+        self.patch_budget = floats.max(1);
     }
 
     /// The normalised log-mel input `[M, n_mels]` of one window (SPEC §2.3),
@@ -482,10 +494,12 @@ impl<B: Backend> Muq<B> {
                 stride: 2,
                 pad: 1,
             };
-            let p = b.patches2d(&x, g)?;
-            let main = b.linear(&p, &blk.conv1, Act::Relu, None)?;
-            let shortcut = b.linear(&p, &blk.conv3, Act::None, None)?;
-            drop(p);
+            let [main, shortcut] = self.conv3x3(
+                b,
+                &x,
+                g,
+                [(&blk.conv1, Act::Relu, None), (&blk.conv3, Act::None, None)],
+            )?;
             let g2 = Patches2d {
                 time: g.out_time(),
                 freq: g.out_freq(),
@@ -494,8 +508,7 @@ impl<B: Backend> Muq<B> {
                 stride: 1,
                 pad: 1,
             };
-            let p2 = b.patches2d(&main, g2)?;
-            let y = b.linear(&p2, &blk.conv2, Act::None, Some(&shortcut))?;
+            let [y] = self.conv3x3(b, &main, g2, [(&blk.conv2, Act::None, Some(&shortcut))])?;
             x = b.activate(y, Act::Relu)?;
             (time, freq) = (g.out_time(), g.out_freq());
         }
@@ -550,6 +563,52 @@ impl<B: Backend> Muq<B> {
             }
         }
         Ok((time, states))
+    }
+
+    /// The convs `convs` (folded weights, activation, residual added after it)
+    /// over one shared patch matrix of `x`. The patch matrix is built for a
+    /// block of output time steps at a time, so it stays within the device's
+    /// largest tensor and [`PATCH_BUDGET`] (MuQ-large's first block would
+    /// otherwise need 590 MB for a 10 s window).
+    fn conv3x3<const N: usize>(
+        &self,
+        b: &B,
+        x: &B::Tensor,
+        g: Patches2d,
+        convs: [(&B::Linear, Act, Option<&B::Tensor>); N],
+    ) -> Result<[B::Tensor; N]> {
+        let budget = self.patch_budget.min(b.max_tensor_len());
+        let rows_per_step = g.out_freq();
+        let steps = (budget / (rows_per_step * g.patch_len()).max(1)).clamp(1, g.out_time());
+        let mut parts: Vec<Vec<B::Tensor>> = (0..N).map(|_| Vec::new()).collect();
+        for start in (0..g.out_time()).step_by(steps) {
+            let times = start..(start + steps).min(g.out_time());
+            let whole = times.len() == g.out_time();
+            let rows = times.len() * rows_per_step;
+            let p = b.patches2d(x, g, times)?;
+            for ((w, act, residual), out) in convs.iter().zip(&mut parts) {
+                let sliced;
+                let r = match residual {
+                    Some(r) if !whole => {
+                        sliced = b.slice_rows(r, start * rows_per_step, rows)?;
+                        Some(&sliced)
+                    }
+                    other => *other,
+                };
+                out.push(b.linear(&p, w, *act, r)?);
+            }
+        }
+        let mut out = Vec::with_capacity(N);
+        for mut p in parts {
+            out.push(if p.len() == 1 {
+                p.pop().expect("one part")
+            } else {
+                b.concat_rows(&p.iter().collect::<Vec<_>>())?
+            });
+        }
+        Ok(out
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("one output per conv")))
     }
 
     /// `h + 0.5·FFN(LN(h))` (the half is folded into `outer`).

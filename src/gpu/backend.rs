@@ -337,10 +337,29 @@ impl Backend for GpuBackend {
         Ok(Self::wrap(x.t, rows, cols))
     }
 
-    fn patches2d(&self, x: &GpuTensor, g: Patches2d) -> Result<GpuTensor> {
-        checks::patches2d((x.rows, x.cols), g)?;
-        let y = self.with_batch(|b| conformer::patches2d(b, &x.t, g))?;
-        Ok(Self::wrap(y, g.out_time() * g.out_freq(), g.patch_len()))
+    fn patches2d(
+        &self,
+        x: &GpuTensor,
+        g: Patches2d,
+        times: std::ops::Range<usize>,
+    ) -> Result<GpuTensor> {
+        checks::patches2d((x.rows, x.cols), g, &times)?;
+        let rows = times.len() * g.out_freq();
+        let y = self.with_batch(|b| conformer::patches2d(b, &x.t, g, times))?;
+        Ok(Self::wrap(y, rows, g.patch_len()))
+    }
+
+    fn concat_rows(&self, parts: &[&GpuTensor]) -> Result<GpuTensor> {
+        let shapes: Vec<(usize, usize)> = parts.iter().map(|p| (p.rows, p.cols)).collect();
+        checks::concat_rows(&shapes)?;
+        let tensors: Vec<&Tensor> = parts.iter().map(|p| &p.t).collect();
+        let y = self.with_batch(|b| conformer::concat(b, &tensors))?;
+        Ok(Self::wrap(y, shapes.iter().map(|s| s.0).sum(), shapes[0].1))
+    }
+
+    fn max_tensor_len(&self) -> usize {
+        let l = self.gpu.limits();
+        (l.max_storage_buffer_binding_size.min(l.max_buffer_size) / 4) as usize
     }
 
     fn rope(&self, x: &GpuTensor, table: &GpuTensor, head_dim: usize) -> Result<GpuTensor> {

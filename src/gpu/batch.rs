@@ -106,6 +106,26 @@ impl<'g> Batch<'g> {
         Ok(t)
     }
 
+    /// Copy all of `src` into `dst` starting at float `at`.
+    pub fn copy_into(&mut self, src: &Tensor, dst: &Tensor, at: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            at + src.len() <= dst.len(),
+            "GPU copy: {} floats at {at} overrun a {}-float tensor",
+            src.len(),
+            dst.len()
+        );
+        if !src.is_empty() {
+            self.encoder().copy_buffer_to_buffer(
+                src.buffer(),
+                0,
+                dst.buffer(),
+                (at * 4) as u64,
+                (src.len() * 4) as u64,
+            );
+        }
+        Ok(())
+    }
+
     /// Copy host data into a new device tensor.
     pub fn upload(&mut self, data: &[f32]) -> anyhow::Result<Tensor> {
         let t = Tensor::uninit(self.gpu, data.len())?;

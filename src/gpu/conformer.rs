@@ -16,14 +16,23 @@ struct PatchParams {
     k: u32,
     stride: u32,
     pad: u32,
-    out_time: u32,
     out_freq: u32,
+    /// First output time step and how many.
+    t_start: u32,
+    t_count: u32,
+    _p: [u32; 3],
 }
 
-/// y `[out_time·out_freq, channels·k·k]` = patches of x `[time·freq, channels]`.
-pub fn patches2d(b: &mut Batch, x: &Tensor, g: Patches2d) -> anyhow::Result<Tensor> {
+/// y `[times.len()·out_freq, channels·k·k]` = patches of x `[time·freq, channels]`
+/// for output steps `times`.
+pub fn patches2d(
+    b: &mut Batch,
+    x: &Tensor,
+    g: Patches2d,
+    times: std::ops::Range<usize>,
+) -> anyhow::Result<Tensor> {
     check_len("patches2d", "x", x.len(), g.time * g.freq * g.channels)?;
-    let n = g.out_time() * g.out_freq() * g.patch_len();
+    let n = times.len() * g.out_freq() * g.patch_len();
     let y = b.alloc(n)?;
     let k = b.gpu().kernel("patches2d", || {
         with_common(include_str!("../../shaders/patches2d.wgsl"))
@@ -36,11 +45,13 @@ pub fn patches2d(b: &mut Batch, x: &Tensor, g: Patches2d) -> anyhow::Result<Tens
         k: u("k", g.k)?,
         stride: u("stride", g.stride)?,
         pad: u("pad", g.pad)?,
-        out_time: u("out_time", g.out_time())?,
         out_freq: u("out_freq", g.out_freq())?,
+        t_start: u("t_start", times.start)?,
+        t_count: u("t_count", times.len())?,
+        _p: [0; 3],
     };
     u("output length", n)?;
-    let op = || format!("patches2d({g:?})");
+    let op = || format!("patches2d({g:?}, {times:?})");
     b.dispatch(
         &k,
         &op,
@@ -58,6 +69,18 @@ struct Params {
     b: u32,
     c: u32,
     _p: u32,
+}
+
+/// y = the row blocks `parts` (each `len` floats) stacked, by buffer copies.
+pub fn concat(b: &mut Batch, parts: &[&Tensor]) -> anyhow::Result<Tensor> {
+    let total = parts.iter().map(|p| p.len()).sum();
+    let y = b.alloc(total)?;
+    let mut at = 0;
+    for p in parts {
+        b.copy_into(p, &y, at)?;
+        at += p.len();
+    }
+    Ok(y)
 }
 
 /// y `[rows, cols]` = rotary encoding of x with `table` `[rows, head_dim]`.

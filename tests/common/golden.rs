@@ -224,3 +224,27 @@ pub fn golden_muq<B: Backend>(backend: B) {
         );
     }
 }
+
+/// MuQ with its conv patch matrices built a few output steps at a time gives
+/// the single-block result (within `tol`) for every hidden state.
+pub fn muq_blocked_equals_whole<B: Backend>(backend: B, tol: f32) {
+    let dir = fixtures().join("muq_tiny");
+    let whole = Muq::load(&backend, &dir).unwrap();
+    let mut blocked = Muq::load(&backend, &dir).unwrap();
+    // Block 0's conv2 has 64 rows of 72 per output step: one step per block.
+    blocked.set_patch_budget(500);
+    let inputs = WeightStore::open(&fixtures().join("inputs.safetensors")).unwrap();
+    let wave = tensor(&inputs, "wave_b");
+    let all: Vec<usize> = (0..whole.config().num_hidden_states()).collect();
+    let (ta, a) = whole.forward_window(&backend, &wave, &all, None).unwrap();
+    let (tb, b) = blocked.forward_window(&backend, &wave, &all, None).unwrap();
+    assert_eq!(ta, tb);
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        check_tol(
+            &format!("muq blocked vs whole hidden_states.{i}"),
+            y.as_ref().unwrap(),
+            x.as_ref().unwrap(),
+            tol,
+        );
+    }
+}
