@@ -19,8 +19,10 @@
 use super::backend::Backend;
 use super::config::{MertConfig, parse_act};
 use super::mert_weights::{ConvW, LinearW, MertWeights, NormW};
+pub use super::window::{EncoderOutput, Window, WindowVisitor};
+use super::window::{check_finite, gather_states, run_windows};
 use crate::ops::Act;
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, bail, ensure};
 use std::path::Path;
 
 /// Eps of the conv-0 GroupNorm (PyTorch default; not `layer_norm_eps`).
@@ -76,23 +78,6 @@ pub struct MertTrace {
     pub pos_conv: Vec<f32>,
 }
 
-/// Hidden states of one clip: `states[i]` is `Some([frames, hidden])` for each requested index.
-#[derive(Clone, Debug)]
-pub struct EncoderOutput {
-    pub frames: usize,
-    pub hidden: usize,
-    pub states: Vec<Option<Vec<f32>>>,
-}
-
-/// One window of a clip: global frames `frame_start..frame_start+frames`, samples `sample_start..sample_end`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Window {
-    pub frame_start: usize,
-    pub frames: usize,
-    pub sample_start: usize,
-    pub sample_end: usize,
-}
-
 /// Split a clip of `n` samples into windows of at most `cfg.max_frames` frames (see module docs).
 pub fn window_plan(cfg: &MertConfig, n: usize) -> Result<Vec<Window>> {
     let field = cfg.receptive_field();
@@ -126,36 +111,6 @@ pub fn window_plan(cfg: &MertConfig, n: usize) -> Result<Vec<Window>> {
         a += f;
     }
     Ok(out)
-}
-
-/// What a windowed encode hands each window's wanted hidden states (on the device) to.
-pub type WindowVisitor<'a, B> =
-    dyn FnMut(&Window, &[Option<<B as Backend>::Tensor>]) -> Result<()> + 'a;
-
-/// Run `encode_windows` (handed a visitor) and download every state it
-/// visits, concatenating the windows' frames: the host-side `encode` of every
-/// architecture.
-pub(super) fn gather_states<B: Backend>(
-    backend: &B,
-    n_states: usize,
-    hidden: usize,
-    encode_windows: impl FnOnce(&mut WindowVisitor<B>) -> Result<usize>,
-) -> Result<EncoderOutput> {
-    let mut states: Vec<Option<Vec<f32>>> = vec![None; n_states];
-    let frames = encode_windows(&mut |_, window| {
-        for (dst, src) in states.iter_mut().zip(window) {
-            if let Some(src) = src {
-                dst.get_or_insert_with(Vec::new)
-                    .extend_from_slice(&backend.download(src)?);
-            }
-        }
-        Ok(())
-    })?;
-    Ok(EncoderOutput {
-        frames,
-        hidden,
-        states,
-    })
 }
 
 /// HF `Wav2Vec2FeatureExtractor` normalisation: `(x − mean)/sqrt(var + 1e-7)`, population variance.
@@ -270,27 +225,16 @@ impl<B: Backend> Mert<B> {
         backend: &B,
         wave: &[f32],
         want: &[usize],
-        mut visit: impl FnMut(&Window, &[Option<B::Tensor>]) -> Result<()>,
+        visit: &mut WindowVisitor<B>,
     ) -> Result<usize> {
         let plan = window_plan(&self.cfg, wave.len())?;
-        if let Some(i) = wave.iter().position(|v| !v.is_finite()) {
-            bail!("waveform sample {i} is {} (not finite)", wave[i]);
-        }
-        let mut frames = 0;
-        for w in &plan {
-            let context = || format!("window at frame {} ({} frames)", w.frame_start, w.frames);
-            let (t, states) = self
-                .window_states(backend, &wave[w.sample_start..w.sample_end], want, None)
-                .with_context(context)?;
-            ensure!(
-                t == w.frames,
-                "window produced {t} frames, planned {}",
-                w.frames
-            );
-            visit(w, &states).with_context(context)?;
-            frames += t;
-        }
-        Ok(frames)
+        check_finite(wave)?;
+        run_windows::<_, B>(
+            &plan,
+            |w: &Window| w,
+            visit,
+            |w| self.window_states(backend, &wave[w.sample_start..w.sample_end], want, None),
+        )
     }
 
     /// One forward pass over `wave` as a single clip (no windowing; the caller keeps it

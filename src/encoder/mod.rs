@@ -11,6 +11,7 @@ pub mod muq;
 pub mod muq_config;
 pub mod muq_weights;
 pub mod weights;
+pub mod window;
 
 pub use backend::Backend;
 pub use config::MertConfig;

@@ -19,16 +19,17 @@
 //! Each window is then encoded on its own as a clip.
 
 use super::backend::Backend;
-use super::mert::{
-    EncoderOutput, Norm, Window, WindowVisitor, gather_states, prep_linear, prep_norm,
-};
+use super::mert::{Norm, prep_linear, prep_norm};
 use super::mert_weights::LinearW;
 use super::muq_config::{BLOCK_EPS, MuqConfig, N_FFT, SUBSAMPLING};
 use super::muq_weights::{ConvBnW, FfnW, MuqWeights};
+use super::window::{
+    EncoderOutput, Window, WindowVisitor, check_finite, gather_states, run_windows,
+};
 use crate::features::mel::mel_bank;
 use crate::features::stft::Stft;
 use crate::ops::{Act, Patches2d};
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, bail, ensure};
 use rayon::prelude::*;
 use std::path::Path;
 
@@ -91,6 +92,14 @@ struct MelFrontEnd {
     mean: f64,
     std: f64,
 }
+
+/// One conv over a shared patch matrix: folded weights, activation, and a
+/// residual added after the activation.
+type ConvSpec<'a, B> = (
+    &'a <B as Backend>::Linear,
+    Act,
+    Option<&'a <B as Backend>::Tensor>,
+);
 
 /// A clip's windows with their normalised log-mel `[M, n_mels]` (host side of a pass).
 pub struct MelWindows {
@@ -370,9 +379,7 @@ impl<B: Backend> Muq<B> {
     /// run this outside their turn on it.
     pub fn prepare(&self, wave: &[f32]) -> Result<MelWindows> {
         let plan = window_plan(&self.cfg, wave.len())?;
-        if let Some(i) = wave.iter().position(|v| !v.is_finite()) {
-            bail!("waveform sample {i} is {} (not finite)", wave[i]);
-        }
+        check_finite(wave)?;
         let front = &self.front;
         let windows = plan
             .into_par_iter()
@@ -394,21 +401,12 @@ impl<B: Backend> Muq<B> {
         want: &[usize],
         visit: &mut WindowVisitor<B>,
     ) -> Result<usize> {
-        let mut frames = 0;
-        for (w, mel) in &mels.windows {
-            let context = || format!("window at frame {} ({} frames)", w.frame_start, w.frames);
-            let (t, states) = self
-                .network(backend, mel, want, None)
-                .with_context(context)?;
-            ensure!(
-                t == w.frames,
-                "window produced {t} frames, planned {}",
-                w.frames
-            );
-            visit(w, &states).with_context(context)?;
-            frames += t;
-        }
-        Ok(frames)
+        run_windows::<_, B>(
+            &mels.windows,
+            |(w, _): &(Window, Vec<f32>)| w,
+            visit,
+            |(_, mel)| self.network(backend, mel, want, None),
+        )
     }
 
     /// Encode a whole clip window by window: [`Self::prepare`], then [`Self::encode_mels`].
@@ -575,7 +573,7 @@ impl<B: Backend> Muq<B> {
         b: &B,
         x: &B::Tensor,
         g: Patches2d,
-        convs: [(&B::Linear, Act, Option<&B::Tensor>); N],
+        convs: [ConvSpec<B>; N],
     ) -> Result<[B::Tensor; N]> {
         let budget = self.patch_budget.min(b.max_tensor_len());
         let rows_per_step = g.out_freq();

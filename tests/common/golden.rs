@@ -22,23 +22,8 @@ pub fn tensor(store: &WeightStore, name: &str) -> Vec<f32> {
 
 /// Max abs error, checked against `1e-4 · max(1, max|ref|)`; returns (err, bound).
 pub fn check(what: &str, got: &[f32], want: &[f32]) -> (f32, f32) {
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "{what}: length {} vs golden {}",
-        got.len(),
-        want.len()
-    );
-    let err = got
-        .iter()
-        .zip(want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
     let scale = want.iter().map(|v| v.abs()).fold(1.0f32, f32::max);
-    let bound = 1e-4 * scale;
-    println!("{what:<34} max abs err {err:.3e}  (bound {bound:.1e})");
-    assert!(err <= bound, "{what}: max abs error {err} exceeds {bound}");
-    (err, bound)
+    (check_tol(what, got, want, 1e-4), 1e-4 * scale)
 }
 
 pub fn golden_model<B: Backend>(name: &str, backend: B) {
