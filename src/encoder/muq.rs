@@ -437,6 +437,23 @@ impl<B: Backend> Muq<B> {
         Ok((t, states))
     }
 
+    /// The network alone on a given normalised log-mel `[M, n_mels]` (what
+    /// [`Self::front_end`] returns), downloading the states in `want`: to check
+    /// the network against a reference's own front-end output.
+    pub fn forward_mel(
+        &self,
+        b: &B,
+        mel: &[f32],
+        want: &[usize],
+    ) -> Result<(usize, Vec<Option<Vec<f32>>>)> {
+        let (t, states) = self.network(b, mel, want, None)?;
+        let states = states
+            .iter()
+            .map(|s| s.as_ref().map(|x| b.download(x)).transpose())
+            .collect::<Result<_>>()?;
+        Ok((t, states))
+    }
+
     fn window_states(
         &self,
         b: &B,
