@@ -251,7 +251,7 @@ fn load_model(name: &str, cfg: &EncoderConfig) -> Result<Model> {
 
 /// The architecture an encoder entry describes: its weights folder's
 /// `config.json` (which must be of the `arch` named), or the `random` preset.
-fn arch_config(name: &str, cfg: &EncoderConfig) -> Result<ArchConfig> {
+pub(crate) fn arch_config(name: &str, cfg: &EncoderConfig) -> Result<ArchConfig> {
     match (&cfg.weights, &cfg.random) {
         (Some(dir), _) => {
             let arch = ArchConfig::from_dir(dir)?;

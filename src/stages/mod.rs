@@ -70,6 +70,15 @@ pub fn build(config: &Config) -> Result<Pipeline> {
         }
         sets.push(FeatureSet::from_config(name, cfg)?);
     }
+    // Every encoder that will run reads as the architecture it claims (its
+    // weights' config.json, or its preset), before any work starts.
+    let used: std::collections::BTreeSet<&str> =
+        sets.iter().map(|s| s.cfg.encoder.as_str()).collect();
+    for name in used {
+        if let Some(enc) = config.encoders.get(name) {
+            features::arch_config(name, enc)?;
+        }
+    }
     for (why, names) in absent.values() {
         notes.push(format!(
             "{why}: {} feature set(s) not run: {}",
