@@ -40,8 +40,14 @@ impl ArchConfig {
     /// A seeded-random architecture: `arch` "mert" (control, 95m, 330m) or "muq" (control, large).
     pub fn preset(arch: &str, name: &str) -> Result<Self> {
         Ok(match arch {
-            "mert" => Self::Mert(MertConfig::preset(name)?),
-            "muq" => Self::Muq(MuqConfig::preset(name)?),
+            "mert" => Self::Mert(MertConfig::preset(name).map_err(|e| {
+                anyhow::anyhow!("{e} (MuQ's are control and large, with the muq architecture)")
+            })?),
+            "muq" => Self::Muq(MuqConfig::preset(name).map_err(|e| {
+                anyhow::anyhow!(
+                    "{e} (MERT's are control, 95m and 330m, with the mert architecture)"
+                )
+            })?),
             other => bail!("unknown encoder architecture {other:?}: expected mert or muq"),
         })
     }
