@@ -329,3 +329,38 @@ fn muq_encoders_run_in_the_pipeline_from_a_folder_or_as_a_control() {
         "{e}"
     );
 }
+
+#[test]
+fn muq_with_device_gpu_runs_the_wgsl_encoder_and_matches_the_cpu_backend() {
+    if gpu_common::gpu().is_none() {
+        return;
+    }
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spec/muq_tiny");
+    let mut features = Vec::new();
+    for device in ["cpu", "gpu"] {
+        let dir = setup();
+        let muq = dir.path().join("muq");
+        std::fs::create_dir_all(&muq).unwrap();
+        for f in ["config.json", "model.safetensors"] {
+            std::fs::copy(fixture.join(f), muq.join(f)).unwrap();
+        }
+        let extra = format!(
+            "[encoders.muq]\narch = \"muq\"\nweights = \"muq\"\ndevice = \"{device}\"\n\
+             [features.m]\nencoder = \"muq\"\nlayers = \"all\"\npooling = \"stats4\"\n"
+        );
+        run(dir.path(), &extra);
+        features.push(features_of(dir.path(), "m"));
+    }
+    let (a, b) = (&features[0], &features[1]);
+    assert_eq!(a.len(), b.len());
+    let scale = a.iter().fold(1f32, |m, x| m.max(x.abs()));
+    let err = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(
+        err / scale <= 1e-4,
+        "gpu vs cpu MuQ features differ by {err}"
+    );
+    assert!(
+        err > 0.0,
+        "bit-identical to the CPU: did the GPU backend run?"
+    );
+}
