@@ -24,20 +24,7 @@ fn encode_cli_reads_a_muq_folder_by_its_config() {
     let tmp = tempfile::tempdir().unwrap();
     let output = tmp.path().join("states.safetensors");
     let dir = fixtures().join("muq_tiny");
-    let args = EncodeArgs {
-        model: Some(dir.clone()),
-        random: None,
-        arch: "mert".into(),
-        seed: 0,
-        input: fixtures().join("inputs.safetensors"),
-        input_tensor: Some("wave_b".into()),
-        output: output.clone(),
-        max_frames: None,
-        no_normalize: false,
-        reference_ops: false,
-        device: "cpu".into(),
-        save_model: None,
-    };
+    let args = golden::encode_args(&dir, &output);
     run(args.clone()).unwrap();
     let out = WeightStore::open(&output).unwrap();
     let golden = WeightStore::open(&dir.join("golden.safetensors")).unwrap();

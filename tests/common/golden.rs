@@ -258,3 +258,21 @@ pub fn muq_blocked_equals_whole<B: Backend>(backend: B, tol: f32) {
         );
     }
 }
+
+/// `pipe encode` arguments: model folder `dir`, fixture input `wave_b`, CPU.
+pub fn encode_args(dir: &Path, output: &Path) -> pipe::encoder::cli::EncodeArgs {
+    pipe::encoder::cli::EncodeArgs {
+        model: Some(dir.to_path_buf()),
+        random: None,
+        arch: "mert".into(),
+        seed: 0,
+        input: fixtures().join("inputs.safetensors"),
+        input_tensor: Some("wave_b".into()),
+        output: output.to_path_buf(),
+        max_frames: None,
+        no_normalize: false,
+        reference_ops: false,
+        device: "cpu".into(),
+        save_model: None,
+    }
+}
