@@ -167,21 +167,6 @@ impl<B: Backend> Encoder<B> {
         }
     }
 
-    /// Encode a clip window by window, handing each window's wanted states
-    /// (on the device) to `visit`; returns the clip's frame count.
-    pub fn encode_windows(
-        &self,
-        backend: &B,
-        wave: &[f32],
-        want: &[usize],
-        visit: &mut WindowVisitor<B>,
-    ) -> Result<usize> {
-        match self {
-            Self::Mert(m) => m.encode_windows(backend, wave, want, visit),
-            Self::Muq(m) => m.encode_windows(backend, wave, want, visit),
-        }
-    }
-
     /// The host half of a pass (MuQ's mel front end), to run outside a shared
     /// device's lock; then [`Self::encode_prepared`].
     pub fn prepare<'a>(&self, wave: &'a [f32]) -> Result<Prepared<'a>> {
@@ -204,7 +189,9 @@ impl<B: Backend> Encoder<B> {
         })
     }
 
-    /// [`Self::encode_windows`] on a clip [`Self::prepare`]d by this encoder.
+    /// Encode a clip [`Self::prepare`]d by this encoder window by window, handing
+    /// each window's wanted states (on the device) to `visit`; returns the
+    /// clip's frame count.
     pub fn encode_prepared(
         &self,
         backend: &B,

@@ -19,6 +19,7 @@
 //! Each window is then encoded on its own as a clip.
 
 use super::backend::Backend;
+use super::config::parse_act;
 use super::mert::{Norm, prep_linear, prep_norm};
 use super::mert_weights::LinearW;
 use super::muq_config::{BLOCK_EPS, MuqConfig, N_FFT, SUBSAMPLING};
@@ -324,7 +325,7 @@ impl<B: Backend> Muq<B> {
         .map(|b| (b.first, b.weights))
         .collect();
         Ok(Self {
-            act: cfg.act(),
+            act: parse_act(&cfg.hidden_act)?,
             blocks,
             proj,
             layers,

@@ -9,7 +9,6 @@ use serde_json::Value;
 use std::path::Path;
 
 use super::config::parse_act;
-use crate::ops::Act;
 
 /// STFT size of MuQ's `melspec_2048` feature (also the window length).
 pub const N_FFT: usize = 2048;
@@ -219,10 +218,6 @@ impl MuqConfig {
         Ok(())
     }
 
-    pub fn act(&self) -> Act {
-        parse_act(&self.hidden_act).unwrap_or(Act::Silu)
-    }
-
     pub fn head_dim(&self) -> usize {
         self.encoder_dim / self.num_attention_heads
     }
@@ -256,6 +251,7 @@ impl MuqConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::Act;
 
     fn fixture_json() -> String {
         let p =
@@ -283,7 +279,7 @@ mod tests {
             (c.head_dim(), c.sub_freq(), c.num_hidden_states()),
             (16, 32, 3)
         );
-        assert_eq!(c.act(), Act::Silu);
+        assert_eq!(parse_act(&c.hidden_act).unwrap(), Act::Silu);
         assert!((c.mel_std - 18.417_922_652_295_623).abs() < 1e-12);
         // 1 s at 24 kHz: 100 mel frames, 25 MuQ frames; 18037 samples: 75 and 19.
         assert_eq!((c.mel_frames(24_000), c.frames_for(24_000)), (100, 25));
