@@ -56,6 +56,8 @@ pub struct Report {
     pub peak_share_per_core: Option<f64>,
     pub top_ops: Vec<OpTime>,
     pub top_shapes: Vec<OpTime>,
+    /// Every op by time, slowest first (the JSON's full profile).
+    pub ops: Vec<OpTime>,
     pub prepare_s: f64,
     /// MuQ: the host mel front end (STFT, mel, dB) per clip, timed on its own;
     /// it is part of `median_ms` too.
@@ -88,10 +90,11 @@ pub fn median(xs: &[f64]) -> f64 {
 
 fn op_times<K: ToString>(
     map: &std::collections::BTreeMap<K, OpStat>,
+    n: usize,
     total: f64,
     passes: usize,
 ) -> Vec<OpTime> {
-    Profile::top(map, 3)
+    Profile::top(map, n)
         .into_iter()
         .map(|(op, s)| OpTime {
             op,
@@ -185,8 +188,9 @@ pub fn bench_model<B: Backend>(backend: &Timed<B>, w: &Workload, peak: Peak) -> 
             .zip(peak.cores_busy)
             .map(|(c, pc)| (gflops / c) / (peak.gflops / pc)),
         peak,
-        top_ops: op_times(&profile.ops, total, w.repeat),
-        top_shapes: op_times(&profile.shapes, total, w.repeat),
+        top_ops: op_times(&profile.ops, 3, total, w.repeat),
+        top_shapes: op_times(&profile.shapes, 3, total, w.repeat),
+        ops: op_times(&profile.ops, usize::MAX, total, w.repeat),
         prepare_s,
         front_end_ms,
         load_before,

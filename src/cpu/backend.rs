@@ -217,8 +217,13 @@ impl Backend for CpuBackend {
         eps: f32,
         act: Act,
     ) -> Result<CpuTensor> {
-        let mut y = group_norm(&x.data, x.rows, x.cols, groups, gamma, beta, eps);
-        self.act(&mut y, act);
+        let y = if self.fast {
+            fast::group_norm(&x.data, x.rows, x.cols, groups, gamma, beta, eps, act)
+        } else {
+            let mut y = group_norm(&x.data, x.rows, x.cols, groups, gamma, beta, eps);
+            self.act(&mut y, act);
+            y
+        };
         Ok(CpuTensor {
             data: y,
             rows: x.rows,
@@ -239,8 +244,13 @@ impl Backend for CpuBackend {
             gamma.len(),
             x.cols
         );
+        let f = if self.fast {
+            fast::layer_norm
+        } else {
+            layer_norm
+        };
         Ok(CpuTensor {
-            data: layer_norm(&x.data, x.rows, x.cols, gamma, beta, eps),
+            data: f(&x.data, x.rows, x.cols, gamma, beta, eps),
             rows: x.rows,
             cols: x.cols,
         })

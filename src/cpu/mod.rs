@@ -7,6 +7,8 @@
 mod backend;
 mod conformer;
 pub mod fast;
+#[macro_use]
+pub(crate) mod simd;
 
 pub use backend::{CpuBackend, CpuConv1d, CpuLinear, CpuTensor};
 pub use conformer::{glu, patches2d, rope, rope_table};
