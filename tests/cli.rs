@@ -166,29 +166,30 @@ fn a_killed_run_resumes_to_identical_outputs() {
         .output()
         .unwrap();
     assert!(!o.status.success(), "the fault injection must kill the run");
-    let leftovers = std::fs::read_dir(crashed.path().join("data/store/resample"))
-        .map(|d| {
-            d.flatten()
+    let leftovers: usize = std::fs::read_dir(crashed.path().join("data/store"))
+        .unwrap()
+        .flatten()
+        .map(|stage| {
+            std::fs::read_dir(stage.path())
+                .unwrap()
+                .flatten()
                 .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
                 .count()
         })
-        .unwrap_or(0)
-        + std::fs::read_dir(crashed.path().join("data/store/decode"))
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
-                    .count()
-            })
-            .unwrap_or(0);
+        .sum();
     assert_eq!(leftovers, 1, "the aborted commit leaves its temporary file");
 
     let o = pipe(&cfg, &["run"]);
     assert!(o.status.success(), "{}", text(&o));
     let t = text(&o);
-    assert!(
-        t.contains("render: 2 fresh"),
-        "render finished before the crash: {t}"
-    );
+    // One worker, later stages first: the first clip went through render, decode
+    // and resample (3 commits) before the second clip's render was cut off.
+    for stage in ["render", "decode", "resample"] {
+        assert!(
+            t.contains(&format!("{stage}: 1 computed, 1 fresh")),
+            "{stage} finished the first clip before the crash: {t}"
+        );
+    }
     let a = store_contents(&clean.path().join("data"));
     let b = store_contents(&crashed.path().join("data"));
     assert_eq!(

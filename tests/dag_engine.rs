@@ -576,3 +576,223 @@ fn batched_nodes_share_one_pass_and_new_variants_compute_alone() {
             .all(|(item, e)| item.ends_with("/-1") && e.contains("invalid"))
     );
 }
+
+/// Shared state of the overlap and exclusivity tests.
+#[derive(Default)]
+struct Probe {
+    /// Set when the second stage has computed item `fast`.
+    fast_reached_second: Mutex<bool>,
+    changed: std::sync::Condvar,
+    /// Batches of the exclusive stage running now, and the most at once.
+    active: Mutex<(usize, usize)>,
+}
+
+/// First stage: `fast` finishes at once; `slow` waits (up to 20 s) for `fast`
+/// to come out of the second stage and records whether it did.
+struct First {
+    probe: std::sync::Arc<Probe>,
+    slow_saw_fast_done: Mutex<Option<bool>>,
+}
+
+impl Stage for First {
+    fn name(&self) -> &'static str {
+        "first"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn ext(&self) -> &'static str {
+        "txt"
+    }
+    fn describe(&self) -> String {
+        "fast and slow items".into()
+    }
+    fn upstream(&self) -> Vec<&'static str> {
+        vec![]
+    }
+    fn plan(&self) -> Result<Vec<NodeSpec>> {
+        Ok(["fast", "slow"]
+            .iter()
+            .map(|i| NodeSpec {
+                item: i.to_string(),
+                // Keys hash params and inputs, not the item: distinct params, distinct artifacts.
+                params: json!({ "item": i }),
+                inputs: vec![],
+            })
+            .collect())
+    }
+    fn run(&self, node: &Node, out: &Path) -> Result<()> {
+        if node.item == "slow" {
+            let done = self.probe.fast_reached_second.lock().unwrap();
+            let (done, _) = self
+                .probe
+                .changed
+                .wait_timeout_while(done, std::time::Duration::from_secs(20), |d| !*d)
+                .unwrap();
+            *self.slow_saw_fast_done.lock().unwrap() = Some(*done);
+        }
+        std::fs::write(out, &node.item)?;
+        Ok(())
+    }
+}
+
+/// Second stage: one node per first-stage item; exclusive when `exclusive`.
+struct Second {
+    probe: std::sync::Arc<Probe>,
+    items: Vec<&'static str>,
+    exclusive: bool,
+}
+
+impl Stage for Second {
+    fn name(&self) -> &'static str {
+        "second"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn ext(&self) -> &'static str {
+        "txt"
+    }
+    fn describe(&self) -> String {
+        "copies the first stage".into()
+    }
+    fn upstream(&self) -> Vec<&'static str> {
+        vec!["first"]
+    }
+    fn plan(&self) -> Result<Vec<NodeSpec>> {
+        Ok(self
+            .items
+            .iter()
+            .map(|i| NodeSpec {
+                item: i.to_string(),
+                params: json!({ "item": i }),
+                inputs: vec![(
+                    "in".into(),
+                    Source::Node {
+                        stage: "first",
+                        item: i.to_string(),
+                    },
+                )],
+            })
+            .collect())
+    }
+    fn exclusive(&self, _node: &Node) -> Option<String> {
+        self.exclusive.then(|| "device".to_string())
+    }
+    fn run(&self, node: &Node, out: &Path) -> Result<()> {
+        {
+            let mut a = self.probe.active.lock().unwrap();
+            a.0 += 1;
+            a.1 = a.1.max(a.0);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        self.probe.active.lock().unwrap().0 -= 1;
+        std::fs::copy(&node.input("in")?.path, out)?;
+        if node.item == "fast" {
+            *self.probe.fast_reached_second.lock().unwrap() = true;
+            self.probe.changed.notify_all();
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_clip_reaches_the_next_stage_while_another_is_still_in_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("data"));
+    let probe = std::sync::Arc::new(Probe::default());
+    let first = std::sync::Arc::new(First {
+        probe: probe.clone(),
+        slow_saw_fast_done: Mutex::new(None),
+    });
+    let stages: Vec<Box<dyn Stage>> = vec![
+        Box::new(ArcStage(first.clone())),
+        Box::new(Second {
+            probe,
+            items: vec!["fast", "slow"],
+            exclusive: false,
+        }),
+    ];
+    let opts = RunOptions {
+        jobs: Some(2),
+        ..Default::default()
+    };
+    let r = dag::run(&stages, &store, &opts).unwrap();
+    assert_eq!(r.computed(), 4);
+    assert_eq!(
+        *first.slow_saw_fast_done.lock().unwrap(),
+        Some(true),
+        "`fast` went through the second stage while `slow` was still in the first"
+    );
+}
+
+#[test]
+fn exclusive_batches_run_one_at_a_time_and_others_around_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("data"));
+    let probe = std::sync::Arc::new(Probe::default());
+    // No `slow` item here: the first stage finishes at once.
+    struct Quick;
+    impl Stage for Quick {
+        fn name(&self) -> &'static str {
+            "first"
+        }
+        fn version(&self) -> u32 {
+            1
+        }
+        fn ext(&self) -> &'static str {
+            "txt"
+        }
+        fn describe(&self) -> String {
+            "items".into()
+        }
+        fn upstream(&self) -> Vec<&'static str> {
+            vec![]
+        }
+        fn plan(&self) -> Result<Vec<NodeSpec>> {
+            Ok((0..6)
+                .map(|i| NodeSpec {
+                    item: format!("c{i}"),
+                    params: json!({ "item": i }),
+                    inputs: vec![],
+                })
+                .collect())
+        }
+        fn run(&self, node: &Node, out: &Path) -> Result<()> {
+            std::fs::write(out, &node.item)?;
+            Ok(())
+        }
+    }
+    let stages: Vec<Box<dyn Stage>> = vec![
+        Box::new(Quick),
+        Box::new(Second {
+            probe: probe.clone(),
+            items: vec!["c0", "c1", "c2", "c3", "c4", "c5"],
+            exclusive: true,
+        }),
+    ];
+    let opts = RunOptions {
+        jobs: Some(3),
+        ..Default::default()
+    };
+    let r = dag::run(&stages, &store, &opts).unwrap();
+    assert_eq!(r.stage("second").unwrap().computed, 6);
+    assert_eq!(
+        probe.active.lock().unwrap().1,
+        1,
+        "one exclusive batch at a time"
+    );
+    // Without the group, three workers do overlap (so the check above can fail).
+    let dir2 = tempfile::tempdir().unwrap();
+    let probe2 = std::sync::Arc::new(Probe::default());
+    let stages: Vec<Box<dyn Stage>> = vec![
+        Box::new(Quick),
+        Box::new(Second {
+            probe: probe2.clone(),
+            items: vec!["c0", "c1", "c2", "c3", "c4", "c5"],
+            exclusive: false,
+        }),
+    ];
+    dag::run(&stages, &Store::new(dir2.path().join("data")), &opts).unwrap();
+    assert!(probe2.active.lock().unwrap().1 > 1);
+}

@@ -10,6 +10,7 @@ pub mod key;
 mod plan;
 pub mod record;
 pub mod runlock;
+mod schedule;
 pub mod store;
 
 pub use exec::{RunOptions, RunReport, StageReport, run};
@@ -94,6 +95,12 @@ pub trait Stage: Send + Sync {
     /// [`Stage::run_batch`] call: e.g. every stale feature set of one clip
     /// from a single encoder pass, while each keeps its own key.
     fn batch_key(&self, _node: &Node) -> Option<String> {
+        None
+    }
+    /// Batches naming the same group run one at a time (one clip at a time on a
+    /// GPU): the engine gives other work to the worker instead of letting it
+    /// wait for the device. Asked once per stale batch, of its first node.
+    fn exclusive(&self, _node: &Node) -> Option<String> {
         None
     }
     /// Computes several nodes at once; `outs[i]` is `nodes[i]`'s temporary

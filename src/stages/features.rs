@@ -223,7 +223,7 @@ fn load_model(name: &str, cfg: &EncoderConfig) -> Result<Model> {
         Device::Gpu => Some(GpuBackend::new().map_err(|e| {
             anyhow!("encoder `{name}` has device = \"gpu\" but no GPU adapter opened: {e}")
         })?),
-        Device::Auto => GpuBackend::new().ok().filter(|g| !g.gpu().info().is_cpu()),
+        Device::Auto => hardware_gpu(),
     };
     let prepare = || format!("preparing encoder `{name}`");
     let model = match gpu {
@@ -247,6 +247,12 @@ fn load_model(name: &str, cfg: &EncoderConfig) -> Result<Model> {
     };
     eprintln!("encoder `{name}` runs on {on}");
     Ok(model)
+}
+
+/// The GPU backend on a hardware adapter, if there is one (`device = "auto"`
+/// never picks a software rasteriser such as lavapipe: slower than the CPU).
+fn hardware_gpu() -> Option<GpuBackend> {
+    GpuBackend::new().ok().filter(|g| !g.gpu().info().is_cpu())
 }
 
 /// The architecture an encoder entry describes: its weights folder's
@@ -344,6 +350,17 @@ impl Stage for Features {
             "{}/{clip}",
             node.params["feature_set"]["encoder"].as_str()?
         ))
+    }
+    /// A GPU encoder takes one clip at a time (see `Model::Gpu`), so its batches
+    /// are exclusive: the engine keeps the other workers on other stages' clips.
+    fn exclusive(&self, node: &Node) -> Option<String> {
+        let name = node.params["feature_set"]["encoder"].as_str()?;
+        let on_gpu = match self.encoders.get(name)?.device {
+            Device::Cpu => false,
+            Device::Gpu => true,
+            Device::Auto => hardware_gpu().is_some(),
+        };
+        on_gpu.then(|| format!("gpu encoder {name}"))
     }
     fn run_batch(&self, nodes: &[&Node], outs: &[PathBuf]) -> Vec<Result<()>> {
         match self.compute(nodes) {
