@@ -37,7 +37,9 @@ pub fn gelu_scalar(x: f32) -> f32 {
 
 /// Error function in f32, absolute error below 2e-7 everywhere (f32 has no std `erf`).
 ///
-/// The GPU port must use exactly this formula so that both backends agree:
+/// The GPU port must use exactly this formula so that both backends agree (the
+/// CPU backend's vectorised GELU uses a cheaper erf within 1.5e-7 of it, see
+/// `cpu::fast::gelu_vec`):
 /// - `|x| < 0.5`: Maclaurin series `2/√π · (x − x³/3 + x⁵/10 − x⁷/42 + x⁹/216 − x¹¹/1320 + x¹³/9360)`,
 ///   evaluated in Horner form on `x²` (truncation error < 1e-9 at 0.5, and no
 ///   cancellation near 0, so small arguments keep full relative precision).

@@ -172,6 +172,7 @@ fn activate_serial(x: &mut [f32], act: Act) {
     match act {
         Act::None => {}
         Act::Gelu => gelu_slice(x),
+        Act::Silu => silu_slice(x),
         _ => x.iter_mut().for_each(|v| *v = act.apply(*v)),
     }
 }
@@ -180,6 +181,15 @@ wide_fn! {
     fn gelu_slice(x: &mut [f32]) {
         for v in x.iter_mut() {
             *v = gelu_vec(*v);
+        }
+    }
+}
+
+wide_fn! {
+    /// `x·sigmoid(x)` on [`exp_vec`] (MuQ's Conformer FFNs and conv modules).
+    fn silu_slice(x: &mut [f32]) {
+        for v in x.iter_mut() {
+            *v /= 1.0 + exp_vec(-*v);
         }
     }
 }
@@ -752,6 +762,15 @@ mod tests {
             assert!(
                 (g - w).abs() <= 1e-6 * w.abs().max(1.0),
                 "gelu({v}): {g} vs {w}"
+            );
+        }
+        let mut got = x.clone();
+        activate(&mut got, Act::Silu);
+        for (g, v) in got.iter().zip(&x) {
+            let w = Act::Silu.apply(*v);
+            assert!(
+                (g - w).abs() <= 1e-6 * w.abs().max(1.0),
+                "silu({v}): {g} vs {w}"
             );
         }
         assert_eq!(exp_vec(0.0), 1.0);
