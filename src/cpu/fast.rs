@@ -29,31 +29,9 @@ impl View<'_> {
     }
 }
 
-/// `dst[m, n] (row stride dst_rs) = lhs[m, k] · rhs[k, n]`, overwriting `dst`.
+/// `dst[m, n] (row stride dst_rs) = lhs[m, k] · rhs[k, n]`, or `+=` it when
+/// `accumulate`.
 fn matmul(
-    dst: &mut [f32],
-    dst_rs: usize,
-    dims: (usize, usize, usize),
-    lhs: View,
-    rhs: View,
-    par: Parallelism,
-) {
-    gemm_into(dst, dst_rs, dims, lhs, rhs, par, false);
-}
-
-/// `dst[m, n] += lhs[m, k] · rhs[k, n]`.
-fn matmul_acc(
-    dst: &mut [f32],
-    dst_rs: usize,
-    dims: (usize, usize, usize),
-    lhs: View,
-    rhs: View,
-    par: Parallelism,
-) {
-    gemm_into(dst, dst_rs, dims, lhs, rhs, par, true);
-}
-
-fn gemm_into(
     dst: &mut [f32],
     dst_rs: usize,
     (m, n, k): (usize, usize, usize),
@@ -270,6 +248,7 @@ pub fn linear(
         lhs,
         rhs,
         threads(),
+        false,
     );
     if let Some(b) = bias {
         assert_eq!(b.len(), out_dim, "linear: bias is not [out_dim]");
@@ -533,7 +512,7 @@ fn conv_gemm(
                     .collect()
             };
             for (kdim, lhs, rhs) in terms {
-                matmul_acc(tile, t_out, (cog, nt, kdim), lhs, rhs, par);
+                matmul(tile, t_out, (cog, nt, kdim), lhs, rhs, par, true);
             }
             tile[..(cog - 1) * t_out + nt]
                 .par_chunks_mut(t_out)
@@ -608,13 +587,7 @@ pub fn group_norm(
     eps: f32,
     act: Act,
 ) -> Vec<f32> {
-    assert!(
-        groups > 0 && channels.is_multiple_of(groups),
-        "group_norm: bad groups"
-    );
-    assert_eq!(x.len(), channels * t, "group_norm: x is not [channels, t]");
-    assert_eq!(gamma.len(), channels, "group_norm: gamma is not [channels]");
-    assert_eq!(beta.len(), channels, "group_norm: beta is not [channels]");
+    super::check_group_norm(x, channels, t, groups, gamma, beta);
     let cpg = channels / groups;
     let mut y = vec![0.0f32; x.len()];
     if x.is_empty() {
@@ -642,9 +615,7 @@ pub fn layer_norm(
     beta: &[f32],
     eps: f32,
 ) -> Vec<f32> {
-    assert_eq!(x.len(), rows * dim, "layer_norm: x is not [rows, dim]");
-    assert_eq!(gamma.len(), dim, "layer_norm: gamma is not [dim]");
-    assert_eq!(beta.len(), dim, "layer_norm: beta is not [dim]");
+    super::check_layer_norm(x, rows, dim, gamma, beta);
     let mut y = vec![0.0f32; x.len()];
     if dim == 0 {
         return y;
@@ -693,7 +664,15 @@ pub fn attention(
                 rs: 1,
                 cs: hd,
             };
-            matmul(&mut s, t, (t, t, head_dim), qh, kt, Parallelism::None);
+            matmul(
+                &mut s,
+                t,
+                (t, t, head_dim),
+                qh,
+                kt,
+                Parallelism::None,
+                false,
+            );
             softmax_rows(&mut s, t, scale);
             let mut o = vec![0.0f32; t * head_dim];
             let p = View {
@@ -706,7 +685,15 @@ pub fn attention(
                 rs: hd,
                 cs: 1,
             };
-            matmul(&mut o, head_dim, (t, head_dim, t), p, vh, Parallelism::None);
+            matmul(
+                &mut o,
+                head_dim,
+                (t, head_dim, t),
+                p,
+                vh,
+                Parallelism::None,
+                false,
+            );
             o
         })
         .collect();

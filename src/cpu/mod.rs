@@ -152,6 +152,31 @@ fn mean_var(xs: impl Iterator<Item = f32> + Clone) -> (f64, f64) {
     (mean, var)
 }
 
+/// The shapes [`group_norm`] (and its fast twin) accept.
+pub(crate) fn check_group_norm(
+    x: &[f32],
+    channels: usize,
+    t: usize,
+    groups: usize,
+    gamma: &[f32],
+    beta: &[f32],
+) {
+    assert!(
+        groups > 0 && channels.is_multiple_of(groups),
+        "group_norm: bad groups"
+    );
+    assert_eq!(x.len(), channels * t, "group_norm: x is not [channels, t]");
+    assert_eq!(gamma.len(), channels, "group_norm: gamma is not [channels]");
+    assert_eq!(beta.len(), channels, "group_norm: beta is not [channels]");
+}
+
+/// The shapes [`layer_norm`] (and its fast twin) accept.
+pub(crate) fn check_layer_norm(x: &[f32], rows: usize, dim: usize, gamma: &[f32], beta: &[f32]) {
+    assert_eq!(x.len(), rows * dim, "layer_norm: x is not [rows, dim]");
+    assert_eq!(gamma.len(), dim, "layer_norm: gamma is not [dim]");
+    assert_eq!(beta.len(), dim, "layer_norm: beta is not [dim]");
+}
+
 /// PyTorch `GroupNorm` on `x` `[channels, t]`: each group of `channels/groups`
 /// channels is normalised by its mean and (population) variance over all its
 /// channels and time steps, then scaled by `gamma[c]` and shifted by `beta[c]`.
@@ -164,13 +189,7 @@ pub fn group_norm(
     beta: &[f32],
     eps: f32,
 ) -> Vec<f32> {
-    assert!(
-        groups > 0 && channels.is_multiple_of(groups),
-        "group_norm: bad groups"
-    );
-    assert_eq!(x.len(), channels * t, "group_norm: x is not [channels, t]");
-    assert_eq!(gamma.len(), channels, "group_norm: gamma is not [channels]");
-    assert_eq!(beta.len(), channels, "group_norm: beta is not [channels]");
+    check_group_norm(x, channels, t, groups, gamma, beta);
     let cpg = channels / groups;
     let mut y = vec![0.0f32; x.len()];
     if x.is_empty() {
@@ -197,9 +216,7 @@ pub fn layer_norm(
     beta: &[f32],
     eps: f32,
 ) -> Vec<f32> {
-    assert_eq!(x.len(), rows * dim, "layer_norm: x is not [rows, dim]");
-    assert_eq!(gamma.len(), dim, "layer_norm: gamma is not [dim]");
-    assert_eq!(beta.len(), dim, "layer_norm: beta is not [dim]");
+    check_layer_norm(x, rows, dim, gamma, beta);
     let mut y = vec![0.0f32; x.len()];
     if dim == 0 {
         return y;
