@@ -5,9 +5,9 @@
 
 use std::time::Instant;
 
-use pipe::head::rng::Rng;
 use pipe::head::{CvData, HeadConfig, N_DIMS, train_cv};
 use pipe::metrics::{BootstrapConfig, evaluate};
+use pipe::rng::Rng;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<usize> = std::env::args()

@@ -18,8 +18,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<uniform> P: Params;
 
-var<workgroup> As: array<array<f32, 64>, 16>; // [kidx][out channel]
-var<workgroup> Bs: array<array<f32, 64>, 16>; // [kidx][frame]
+// As [k][row] and Bs [k][col] and tile_fma come from tile_fma.wgsl.
 
 @compute @workgroup_size(16, 16)
 fn main(
@@ -65,19 +64,7 @@ fn main(
             Bs[bk + e][bcol] = xv;
         }
         workgroupBarrier();
-        for (var kk = 0u; kk < 16u; kk++) {
-            var a: array<f32, 4>;
-            var b: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                a[i] = As[kk][lid.y + 16u * i];
-                b[i] = Bs[kk][lid.x + 16u * i];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i][j] = fma(a[i], b[j], acc[i][j]);
-                }
-            }
-        }
+        tile_fma(&acc, lid.x, lid.y);
         workgroupBarrier();
     }
 

@@ -19,8 +19,7 @@ const BM: u32 = 64u;
 const BN: u32 = 64u;
 const BK: u32 = 16u;
 
-var<workgroup> As: array<array<f32, 64>, 16>; // [k][m]
-var<workgroup> Bs: array<array<f32, 64>, 16>; // [k][n]
+// As [k][row] and Bs [k][col] and tile_fma come from tile_fma.wgsl.
 
 @compute @workgroup_size(16, 16)
 fn main(
@@ -47,19 +46,7 @@ fn main(
         Bs[lk + 2u][lrow] = wv.z;
         Bs[lk + 3u][lrow] = wv.w;
         workgroupBarrier();
-        for (var kk = 0u; kk < BK; kk++) {
-            var a: array<f32, 4>;
-            var b: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                a[i] = As[kk][lid.y + 16u * i];
-                b[i] = Bs[kk][lid.x + 16u * i];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i][j] = fma(a[i], b[j], acc[i][j]);
-                }
-            }
-        }
+        tile_fma(&acc, lid.x, lid.y);
         workgroupBarrier();
     }
 

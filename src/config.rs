@@ -1,6 +1,7 @@
 //! `pipeline.toml`: the schema, defaults and loading. Unknown keys are errors
 //! (with their line), and every relative path is taken relative to the file.
 
+use crate::features::Baseline;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -145,9 +146,6 @@ pub struct FeatureSetConfig {
     #[serde(default)]
     pub description: String,
 }
-
-/// Weight-free baseline "encoders" a feature set may name.
-pub const BASELINES: [&str; 2] = ["raw_stats", "logmel_stats"];
 
 fn default_true() -> bool {
     true
@@ -424,15 +422,14 @@ impl Config {
                     "encoders.{name}: set exactly one of `weights` (a folder) or `random` (mert: control, 95m, 330m; muq: control, large)"
                 ),
             }
-            if BASELINES.contains(&name.as_str()) {
+            if Baseline::parse(name).is_some() {
                 anyhow::bail!("encoders.{name}: that name is reserved for a weight-free baseline");
             }
         }
         for (name, fs) in &self.features {
-            if !self.encoders.contains_key(&fs.encoder) && !BASELINES.contains(&fs.encoder.as_str())
-            {
+            if !self.encoders.contains_key(&fs.encoder) && Baseline::parse(&fs.encoder).is_none() {
                 let mut known: Vec<&str> = self.encoders.keys().map(String::as_str).collect();
-                known.extend(BASELINES);
+                known.extend(Baseline::ALL.map(Baseline::name));
                 anyhow::bail!(
                     "features.{name}.encoder = {:?}: no such encoder (known: {})",
                     fs.encoder,

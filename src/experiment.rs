@@ -171,7 +171,7 @@ mod tests {
         let pieces: Vec<String> = (0..n).map(|i| format!("piece{}", i / 3)).collect();
         let folds: Vec<Option<i32>> = (0..n).map(|i| Some(((i / 3) % 4) as i32)).collect();
         let d = 8;
-        let mut rng = crate::head::rng::Rng::new(7, 0);
+        let mut rng = crate::rng::Rng::new(7, 0);
         let x: Vec<f32> = (0..n * d).map(|_| rng.uniform_f32() * 2.0 - 1.0).collect();
         let mut m = TableBuilder::new()
             .utf8("clip_id", &ids)

@@ -19,5 +19,6 @@ pub mod head;
 pub mod metrics;
 pub mod ops;
 pub mod report;
+pub mod rng;
 pub mod stages;
 pub mod table;

@@ -116,6 +116,24 @@ mod tests {
     }
 }
 
+/// Element-wise mean of equally long slices, accumulated in f64 so a
+/// 25-state mean loses nothing to order; one slice is returned as it is.
+/// The host pooling and the CPU backend both use it, so their layer means agree
+/// to the bit.
+pub fn mean_of(xs: &[&[f32]], len: usize) -> Vec<f32> {
+    if let [one] = xs {
+        return one[..len].to_vec();
+    }
+    let mut acc = vec![0f64; len];
+    for s in xs {
+        for (a, &x) in acc.iter_mut().zip(s.iter()) {
+            *a += f64::from(x);
+        }
+    }
+    let n = xs.len() as f64;
+    acc.into_iter().map(|a| (a / n) as f32).collect()
+}
+
 /// Per-column statistics of some rows of a `[rows, cols]` matrix, all scaled
 /// by a positive factor: what time pooling needs, in a form that merges
 /// across the windows of a long clip.

@@ -282,7 +282,7 @@ fn bad_audio_fails_alone_and_is_reported_at_the_end() {
 
 #[test]
 fn encode_writes_every_hidden_state_matching_the_pytorch_golden() {
-    use pipe::encoder::weights::WeightStore;
+    use pipe::encoder::checkpoint::WeightStore;
     let mut devices = vec!["cpu"];
     if pipe::gpu::Gpu::get().is_ok() {
         devices.push("gpu");
@@ -326,7 +326,7 @@ fn encode_writes_every_hidden_state_matching_the_pytorch_golden() {
 
 #[test]
 fn encode_takes_an_audio_file_and_resamples_it_to_the_model_rate() {
-    use pipe::encoder::weights::WeightStore;
+    use pipe::encoder::checkpoint::WeightStore;
     let dir = tempfile::tempdir().unwrap();
     // 0.5 s at 44.1 kHz -> 12,000 samples at 24 kHz -> floor((12000 - 400) / 320) + 1 = 37 frames.
     let samples = (0..22_050).map(|n| (n as f32 * 0.05).sin() * 0.3).collect();

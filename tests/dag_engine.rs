@@ -1,10 +1,17 @@
 //! The DAG engine on toy stages: what runs, what is fresh, and why.
 
 use anyhow::{Result, bail};
-use pipe::dag::{self, Node, NodeSpec, RunOptions, Source, Stage, Store};
+use pipe::dag::{self, Node, NodeSpec, RunOptions, Source, Stage, StageDecl, Store};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+static SCALE: StageDecl = StageDecl::new("scale", 1, "txt", &[]);
+static ADD_ONE: StageDecl = StageDecl::new("add_one", 1, "txt", &[&SCALE]);
+static SUM: StageDecl = StageDecl::new("sum", 1, "txt", &[&ADD_ONE]);
+static VARIANTS: StageDecl = StageDecl::new("variants", 1, "txt", &[]);
+static FIRST: StageDecl = StageDecl::new("first", 1, "txt", &[]);
+static SECOND: StageDecl = StageDecl::new("second", 1, "txt", &[&FIRST]);
 
 /// Per-item: reads a number from an input file, multiplies by `factor`.
 struct Scale {
@@ -15,20 +22,11 @@ struct Scale {
 }
 
 impl Stage for Scale {
-    fn name(&self) -> &'static str {
-        "scale"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn ext(&self) -> &'static str {
-        "txt"
+    fn decl(&self) -> &'static StageDecl {
+        &SCALE
     }
     fn describe(&self) -> String {
         "multiply each input".into()
-    }
-    fn upstream(&self) -> Vec<&'static str> {
-        vec![]
     }
     fn plan(&self) -> Result<Vec<NodeSpec>> {
         Ok(self
@@ -41,6 +39,7 @@ impl Stage for Scale {
                     "value".into(),
                     Source::File(self.inputs_dir.join(format!("{i}.txt"))),
                 )],
+                plan: None,
             })
             .collect())
     }
@@ -66,20 +65,11 @@ struct AddOne {
 }
 
 impl Stage for AddOne {
-    fn name(&self) -> &'static str {
-        "add_one"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn ext(&self) -> &'static str {
-        "txt"
+    fn decl(&self) -> &'static StageDecl {
+        &ADD_ONE
     }
     fn describe(&self) -> String {
         "add one".into()
-    }
-    fn upstream(&self) -> Vec<&'static str> {
-        vec!["scale"]
     }
     fn plan(&self) -> Result<Vec<NodeSpec>> {
         Ok(self
@@ -88,13 +78,8 @@ impl Stage for AddOne {
             .map(|i| NodeSpec {
                 item: i.clone(),
                 params: json!({}),
-                inputs: vec![(
-                    "scaled".into(),
-                    Source::Node {
-                        stage: "scale",
-                        item: i.clone(),
-                    },
-                )],
+                inputs: vec![("scaled".into(), Source::node(&SCALE, i.clone()))],
+                plan: None,
             })
             .collect())
     }
@@ -113,39 +98,23 @@ struct Sum {
 }
 
 impl Stage for Sum {
-    fn name(&self) -> &'static str {
-        "sum"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn ext(&self) -> &'static str {
-        "txt"
+    fn decl(&self) -> &'static StageDecl {
+        &SUM
     }
     fn describe(&self) -> String {
         "sum everything".into()
-    }
-    fn upstream(&self) -> Vec<&'static str> {
-        vec!["add_one"]
     }
     fn plan(&self) -> Result<Vec<NodeSpec>> {
         let inputs = self
             .items
             .iter()
-            .map(|i| {
-                (
-                    i.clone(),
-                    Source::Node {
-                        stage: "add_one",
-                        item: i.clone(),
-                    },
-                )
-            })
+            .map(|i| (i.clone(), Source::node(&ADD_ONE, i.clone())))
             .collect();
         Ok(vec![NodeSpec {
             item: "all".into(),
             params: json!({}),
             inputs,
+            plan: None,
         }])
     }
     fn run(&self, node: &Node, out: &Path) -> Result<()> {
@@ -246,20 +215,11 @@ impl Counters {
 struct ArcStage<S>(std::sync::Arc<S>);
 
 impl<S: Stage> Stage for ArcStage<S> {
-    fn name(&self) -> &'static str {
-        self.0.name()
-    }
-    fn version(&self) -> u32 {
-        self.0.version()
-    }
-    fn ext(&self) -> &'static str {
-        self.0.ext()
+    fn decl(&self) -> &'static StageDecl {
+        self.0.decl()
     }
     fn describe(&self) -> String {
         self.0.describe()
-    }
-    fn upstream(&self) -> Vec<&'static str> {
-        self.0.upstream()
     }
     fn plan(&self) -> Result<Vec<NodeSpec>> {
         self.0.plan()
@@ -483,20 +443,11 @@ struct Variants {
 }
 
 impl Stage for Variants {
-    fn name(&self) -> &'static str {
-        "variants"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn ext(&self) -> &'static str {
-        "txt"
+    fn decl(&self) -> &'static StageDecl {
+        &VARIANTS
     }
     fn describe(&self) -> String {
         "one pass per clip, many outputs".into()
-    }
-    fn upstream(&self) -> Vec<&'static str> {
-        vec![]
     }
     fn plan(&self) -> Result<Vec<NodeSpec>> {
         Ok(self
@@ -507,6 +458,7 @@ impl Stage for Variants {
                     item: format!("{c}/{v}"),
                     params: json!({"variant": v, "clip": c}),
                     inputs: vec![],
+                    plan: None,
                 })
             })
             .collect())
@@ -595,20 +547,11 @@ struct First {
 }
 
 impl Stage for First {
-    fn name(&self) -> &'static str {
-        "first"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn ext(&self) -> &'static str {
-        "txt"
+    fn decl(&self) -> &'static StageDecl {
+        &FIRST
     }
     fn describe(&self) -> String {
         "fast and slow items".into()
-    }
-    fn upstream(&self) -> Vec<&'static str> {
-        vec![]
     }
     fn plan(&self) -> Result<Vec<NodeSpec>> {
         Ok(["fast", "slow"]
@@ -618,6 +561,7 @@ impl Stage for First {
                 // Keys hash params and inputs, not the item: distinct params, distinct artifacts.
                 params: json!({ "item": i }),
                 inputs: vec![],
+                plan: None,
             })
             .collect())
     }
@@ -644,20 +588,11 @@ struct Second {
 }
 
 impl Stage for Second {
-    fn name(&self) -> &'static str {
-        "second"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn ext(&self) -> &'static str {
-        "txt"
+    fn decl(&self) -> &'static StageDecl {
+        &SECOND
     }
     fn describe(&self) -> String {
         "copies the first stage".into()
-    }
-    fn upstream(&self) -> Vec<&'static str> {
-        vec!["first"]
     }
     fn plan(&self) -> Result<Vec<NodeSpec>> {
         Ok(self
@@ -666,13 +601,8 @@ impl Stage for Second {
             .map(|i| NodeSpec {
                 item: i.to_string(),
                 params: json!({ "item": i }),
-                inputs: vec![(
-                    "in".into(),
-                    Source::Node {
-                        stage: "first",
-                        item: i.to_string(),
-                    },
-                )],
+                inputs: vec![("in".into(), Source::node(&FIRST, i.to_string()))],
+                plan: None,
             })
             .collect())
     }
@@ -734,20 +664,11 @@ fn exclusive_batches_run_one_at_a_time_and_others_around_them() {
     // No `slow` item here: the first stage finishes at once.
     struct Quick;
     impl Stage for Quick {
-        fn name(&self) -> &'static str {
-            "first"
-        }
-        fn version(&self) -> u32 {
-            1
-        }
-        fn ext(&self) -> &'static str {
-            "txt"
+        fn decl(&self) -> &'static StageDecl {
+            &FIRST
         }
         fn describe(&self) -> String {
             "items".into()
-        }
-        fn upstream(&self) -> Vec<&'static str> {
-            vec![]
         }
         fn plan(&self) -> Result<Vec<NodeSpec>> {
             Ok((0..6)
@@ -755,6 +676,7 @@ fn exclusive_batches_run_one_at_a_time_and_others_around_them() {
                     item: format!("c{i}"),
                     params: json!({ "item": i }),
                     inputs: vec![],
+                    plan: None,
                 })
                 .collect())
         }

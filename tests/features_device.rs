@@ -8,17 +8,22 @@ mod gpu_common;
 
 use pipe::cpu::CpuBackend;
 use pipe::encoder::{ArchConfig, Backend, Encoder};
-use pipe::features::{FeatureSetSpec, HiddenStates, Pooling, device, pool_many};
+use pipe::features::{FeatureSetSpec, HiddenStates, Pooling, backend_pool, pool_many};
 use std::path::PathBuf;
 
 /// A fixture model whose windows are short enough that a 1.5 s clip runs in several.
 fn model<B: Backend>(backend: &B, fixture: &str) -> Encoder<B> {
+    model_with_window(backend, fixture, None)
+}
+
+/// `window`: most frames per window (None: 30 for MERT, 10 for MuQ).
+fn model_with_window<B: Backend>(backend: &B, fixture: &str, window: Option<usize>) -> Encoder<B> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/spec")
         .join(fixture);
     let mut cfg = ArchConfig::from_dir(&dir).unwrap();
     // MERT: 112 frames at 75 Hz in windows of 30; MuQ: 38 frames at 25 Hz in windows of 10.
-    cfg.set_max_frames(if cfg.arch() == "muq" { 10 } else { 30 });
+    cfg.set_max_frames(window.unwrap_or(if cfg.arch() == "muq" { 10 } else { 30 }));
     let w = cfg.load_weights(&dir).unwrap();
     Encoder::new(backend, cfg, &w).unwrap()
 }
@@ -74,13 +79,12 @@ fn host_pooled<B: Backend>(
     let out = model
         .encode(backend, &wave(), &(0..n).collect::<Vec<_>>())
         .unwrap();
-    assert!(
-        out.frames > 2 * model.config().max_frames(),
-        "{} frames",
-        out.frames
-    );
     let hs = HiddenStates::new(out.frames, out.hidden, &out.states).unwrap();
     pool_many(specs, &hs).unwrap()
+}
+
+fn windows<B: Backend>(model: &Encoder<B>) -> usize {
+    model.config().window_plan(wave().len()).unwrap().len()
 }
 
 fn compare(got: &[Vec<f32>], want: &[Vec<f32>], specs: &[FeatureSetSpec], tol: f32) {
@@ -98,8 +102,29 @@ fn cpu_backend_device_pooling_equals_host_pooling_across_windows() {
         let m = model(&b, fixture);
         let specs = specs(m.config().num_hidden_states());
         let want = host_pooled(&b, &m, &specs);
-        let got = device::encode_and_pool(&b, &m, &wave(), &specs).unwrap();
+        assert!(
+            windows(&m) > 2,
+            "{fixture}: the clip must span several windows"
+        );
+        let got = backend_pool::encode_and_pool(&b, &m, &wave(), &specs).unwrap();
         compare(&got, &want, &specs, 1e-5);
+    }
+}
+
+/// In one window the CPU backend pools to the host oracle's bits: its layer
+/// mean is the oracle's f64 mean and its statistics the same two passes. (Across
+/// windows only the f64 merge order differs, within the tolerance above.)
+#[test]
+fn cpu_backend_pools_a_one_window_clip_to_the_same_bits_as_the_host() {
+    let b = CpuBackend::new();
+    for fixture in FIXTURES {
+        let m = model_with_window(&b, fixture, Some(10_000));
+        let specs = specs(m.config().num_hidden_states());
+        let want = host_pooled(&b, &m, &specs);
+        let got = backend_pool::encode_and_pool(&b, &m, &wave(), &specs).unwrap();
+        for ((g, w), s) in got.iter().zip(&want).zip(&specs) {
+            assert!(g == w, "{fixture} {s}: not bit-identical");
+        }
     }
 }
 
@@ -114,7 +139,8 @@ fn gpu_pooling_equals_host_pooling_of_the_cpu_encoder() {
         let cpu_model = model(&cpu, fixture);
         let specs = specs(cpu_model.config().num_hidden_states());
         let want = host_pooled(&cpu, &cpu_model, &specs);
-        let got = device::encode_and_pool(&gpu, &model(&gpu, fixture), &wave(), &specs).unwrap();
+        let got =
+            backend_pool::encode_and_pool(&gpu, &model(&gpu, fixture), &wave(), &specs).unwrap();
         compare(&got, &want, &specs, 1e-4);
     }
 }

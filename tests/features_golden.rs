@@ -3,10 +3,11 @@
 //! real encoder pass (MERT tiny) against pooling the golden hidden states.
 
 use pipe::audio::Pcm;
+use pipe::audio::mel::mel_bank;
 use pipe::cpu::CpuBackend;
 use pipe::encoder::Mert;
-use pipe::encoder::weights::WeightStore;
-use pipe::features::mel::{N_MELS, log_mel, mel_bank};
+use pipe::encoder::checkpoint::WeightStore;
+use pipe::features::mel::{N_MELS, log_mel};
 use pipe::features::{FeatureSetSpec, HiddenStates, LayerSelection, Pooling, pool_many};
 use std::path::{Path, PathBuf};
 

@@ -18,28 +18,9 @@ fn muq_tiny_matches_pytorch_on_the_fast_cpu_backend() {
 
 #[test]
 fn encode_cli_reads_a_muq_folder_by_its_config() {
-    use golden::{check, fixtures, tensor};
     use pipe::encoder::cli::{EncodeArgs, run};
-    use pipe::encoder::weights::WeightStore;
     let tmp = tempfile::tempdir().unwrap();
-    let output = tmp.path().join("states.safetensors");
-    let dir = fixtures().join("muq_tiny");
-    let args = golden::encode_args(&dir, &output);
-    run(args.clone()).unwrap();
-    let out = WeightStore::open(&output).unwrap();
-    let golden = WeightStore::open(&dir.join("golden.safetensors")).unwrap();
-    assert_eq!(out.names().count(), 3);
-    for i in 0..3 {
-        assert_eq!(
-            out.shape(&format!("hidden_states.{i}")),
-            Some(&[19usize, 64][..])
-        );
-        check(
-            &format!("cli muq hidden_states.{i}.b"),
-            &tensor(&out, &format!("hidden_states.{i}")),
-            &tensor(&golden, &format!("hidden_states.{i}.b")),
-        );
-    }
+    let (args, output) = golden::encode_cli_matches_golden("muq_tiny", tmp.path(), 19, 64);
     let meta = safetensors::SafeTensors::read_metadata(&std::fs::read(&output).unwrap())
         .unwrap()
         .1;
@@ -62,7 +43,7 @@ fn encode_cli_reads_a_muq_folder_by_its_config() {
 #[test]
 fn long_clips_run_in_windows_that_are_encoded_alone() {
     use golden::{fixtures, tensor};
-    use pipe::encoder::weights::WeightStore;
+    use pipe::encoder::checkpoint::WeightStore;
     use pipe::encoder::{Muq, MuqConfig, MuqWeights};
     let dir = fixtures().join("muq_tiny");
     let backend = CpuBackend::new();
@@ -107,7 +88,7 @@ fn long_clips_run_in_windows_that_are_encoded_alone() {
 #[test]
 fn loader_errors_name_the_tensor_and_tolerate_the_model_prefix() {
     use golden::fixtures;
-    use pipe::encoder::weights::WeightStore;
+    use pipe::encoder::checkpoint::WeightStore;
     use pipe::encoder::{MuqConfig, MuqWeights};
     let dir = fixtures().join("muq_tiny");
     let store = WeightStore::open(&dir.join("model.safetensors")).unwrap();

@@ -1,11 +1,16 @@
-//! Audio domain logic for the render / decode / resample stages.
+//! Audio domain logic: decode, resample and MIDI rendering for the stages of
+//! the same names, WAV artifacts, and the signal processing the encoders and
+//! feature baselines share (STFT, mel filterbank).
 //!
 //! Plain functions over one in-memory type, [`Pcm`] (mono f32). The stage wrappers
-//! own caching and file placement; nothing here knows about the DAG.
+//! own caching and file placement; nothing here knows about the DAG (must not
+//! import `dag`, `stages`, `encoder`, `features`).
 
 pub mod decode;
+pub mod mel;
 pub mod render;
 pub mod resample;
+pub mod stft;
 pub mod wav;
 
 /// Mono PCM audio, f32 in [-1, 1] nominal.

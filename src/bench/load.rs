@@ -55,12 +55,17 @@ mod tests {
         let Some(before) = process_cpu_secs() else {
             return; // not Linux
         };
+        // Spin until 50 ms of CPU time have been used (a loaded machine gives
+        // this thread less than its wall time), or give up after 10 s.
         let t0 = std::time::Instant::now();
         let mut x = 0u64;
-        while t0.elapsed().as_secs_f64() < 0.1 {
-            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        let mut after = before;
+        while after < before + 0.05 && t0.elapsed().as_secs_f64() < 10.0 {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+            after = process_cpu_secs().unwrap();
         }
-        let after = process_cpu_secs().unwrap();
         assert!(after >= before + 0.05, "{before} → {after}");
         assert!(current().is_some_and(|l| l.cpus >= 1));
         assert_eq!(cores_busy_since(Some(before), 0.1), None);

@@ -12,6 +12,8 @@
 //!
 //! Adding a backend is one line in [`run`]: build the backend and call
 //! `run_device(backend, &loads, args)`; everything else is generic over [`Backend`].
+//!
+//! Must not import `dag`, `stages` or `features`: it times encoders alone.
 
 pub mod flops;
 pub mod load;

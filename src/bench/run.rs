@@ -123,7 +123,7 @@ pub fn bench_model<B: Backend>(backend: &Timed<B>, w: &Workload, peak: Peak) -> 
     let all: Vec<usize> = (0..cfg.num_hidden_states()).collect();
 
     let t0 = Instant::now();
-    let weights = cfg.random_weights(w.seed);
+    let weights = cfg.random_weights(w.seed)?;
     let model = Encoder::new(backend, cfg.clone(), &weights)
         .with_context(|| format!("preparing {} on {}", w.model, backend.name()))?;
     drop(weights);

@@ -294,6 +294,11 @@ impl<B: Backend> Backend for Timed<B> {
         self.time_op("glu", self.inner.shape(x), || self.inner.glu(x))
     }
 
+    fn mean_states(&self, xs: &[&Self::Tensor]) -> Result<(Self::Tensor, f32)> {
+        // Not an encoder op (pooling): forwarded untimed.
+        self.inner.mean_states(xs)
+    }
+
     fn column_stats(
         &self,
         x: &Self::Tensor,

@@ -1,4 +1,5 @@
 //! What each subcommand prints: the engine returns reports, this formats them.
+//! The top of the crate: it may import anything; nothing imports it.
 
 use anyhow::Result;
 use std::collections::HashSet;
@@ -125,18 +126,23 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<ExitCode> {
 }
 
 pub fn status(config: &Config) -> Result<()> {
+    let (_, plan) = plan(config)?;
+    print_plan(&plan, "stale");
+    Ok(())
+}
+
+/// The pipeline's stages and their plan against the store, running nothing.
+fn plan(config: &Config) -> Result<(Vec<Box<dyn crate::dag::Stage>>, Plan)> {
     let stages = build(config)?;
     let store = Store::new(&config.data_dir);
-    let report = dag::run(
-        &stages,
-        &store,
-        &RunOptions {
-            dry_run: true,
-            ..Default::default()
-        },
-    )?;
-    print_plan(report.plan.as_ref().expect("plan"), "stale");
-    Ok(())
+    let opts = RunOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    let plan = dag::run(&stages, &store, &opts)?
+        .plan
+        .expect("a dry run returns its plan");
+    Ok((stages, plan))
 }
 
 /// The pipeline's stages, after saying on stderr what it leaves out and why.
@@ -174,19 +180,13 @@ fn print_plan(plan: &Plan, verb: &str) {
 }
 
 pub fn dag(config: &Config) -> Result<()> {
-    let stages = build(config)?;
-    let store = Store::new(&config.data_dir);
-    let report = dag::run(
-        &stages,
-        &store,
-        &RunOptions {
-            dry_run: true,
-            ..Default::default()
-        },
-    )?;
-    let plan = report.plan.expect("plan");
+    let (stages, plan) = plan(config)?;
     for (stage, sp) in stages.iter().zip(&plan.stages) {
-        let ups = stage.upstream();
+        // The stages it reads that this pipeline has.
+        let ups: Vec<&str> = (stage.decl().reads.iter())
+            .map(|d| d.name)
+            .filter(|n| stages.iter().any(|s| s.name() == *n))
+            .collect();
         let from = if ups.is_empty() {
             "inputs".to_string()
         } else {

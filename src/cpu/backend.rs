@@ -5,7 +5,7 @@ use super::{
     transpose,
 };
 use crate::encoder::backend::{Backend, checks};
-use crate::ops::{Act, Patches2d};
+use crate::ops::{Act, ColumnStats, Patches2d};
 use anyhow::{Result, ensure};
 
 /// A host tensor `[rows, cols]`, row-major.
@@ -300,6 +300,39 @@ impl Backend for CpuBackend {
             rows: a.rows,
             cols: a.cols,
         })
+    }
+
+    /// The mean itself (`s = 1`), in f64 as the host pooling takes it, so the
+    /// CPU backend's pooled features equal the host oracle's.
+    fn mean_states(&self, xs: &[&CpuTensor]) -> Result<(CpuTensor, f32)> {
+        ensure!(
+            xs.len() >= 2,
+            "mean_states: {} tensor(s), need 2+",
+            xs.len()
+        );
+        let (rows, cols) = (xs[0].rows, xs[0].cols);
+        ensure!(
+            xs.iter().all(|x| (x.rows, x.cols) == (rows, cols)),
+            "mean_states: shapes differ"
+        );
+        let slices: Vec<&[f32]> = xs.iter().map(|x| x.data.as_slice()).collect();
+        let data = crate::ops::mean_of(&slices, rows * cols);
+        Ok((CpuTensor { data, rows, cols }, 1.0))
+    }
+
+    /// As the default, without copying the tensor first.
+    fn column_stats(
+        &self,
+        x: &CpuTensor,
+        rows: std::ops::Range<usize>,
+        scale: f32,
+    ) -> Result<ColumnStats> {
+        ensure!(
+            rows.start < rows.end && rows.end <= x.rows,
+            "column_stats: rows {rows:?} of {}",
+            x.rows
+        );
+        Ok(ColumnStats::of(&x.data, x.cols, rows, f64::from(scale)))
     }
 
     fn transpose(&self, x: &CpuTensor) -> Result<CpuTensor> {

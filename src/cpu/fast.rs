@@ -4,6 +4,7 @@
 
 use super::conv1d_out_len;
 use super::simd::wide_fn;
+use crate::encoder::backend::checks;
 use crate::ops::Act;
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -223,12 +224,8 @@ pub fn linear(
     bias: Option<&[f32]>,
     act: Act,
 ) -> Vec<f32> {
-    assert_eq!(x.len(), rows * in_dim, "linear: x is not [rows, in_dim]");
-    assert_eq!(
-        w.len(),
-        out_dim * in_dim,
-        "linear: w is not [out_dim, in_dim]"
-    );
+    super::require(checks::linear_input(x, rows, in_dim));
+    super::require(checks::linear_weights(w, out_dim, in_dim, bias));
     let mut y = vec![0.0f32; rows * out_dim];
     // rhs = Wᵀ: element (i, o) is w[o·in + i].
     let lhs = View {
@@ -250,9 +247,6 @@ pub fn linear(
         threads(),
         false,
     );
-    if let Some(b) = bias {
-        assert_eq!(b.len(), out_dim, "linear: bias is not [out_dim]");
-    }
     bias_act(&mut y, out_dim, bias, act);
     y
 }
@@ -287,21 +281,9 @@ pub fn conv1d(
     bias: Option<&[f32]>,
     act: Act,
 ) -> (Vec<f32>, usize) {
-    assert!(
-        groups > 0 && c_in.is_multiple_of(groups) && c_out.is_multiple_of(groups),
-        "conv1d: bad groups"
-    );
-    assert!(stride > 0, "conv1d: stride must be positive");
+    super::require(checks::conv1d_weights(w, c_out, c_in, k, groups, bias));
+    super::require(checks::conv1d_input(x, c_in, t, stride));
     let (cig, cog) = (c_in / groups, c_out / groups);
-    assert_eq!(x.len(), c_in * t, "conv1d: x is not [c_in, t]");
-    assert_eq!(
-        w.len(),
-        c_out * cig * k,
-        "conv1d: w is not [c_out, c_in/groups, k]"
-    );
-    if let Some(b) = bias {
-        assert_eq!(b.len(), c_out, "conv1d: bias is not [c_out]");
-    }
     let t_out = conv1d_out_len(t, k, stride, pad);
     let mut y = vec![0.0f32; c_out * t_out];
     if t_out == 0 || c_out == 0 {
@@ -587,7 +569,7 @@ pub fn group_norm(
     eps: f32,
     act: Act,
 ) -> Vec<f32> {
-    super::check_group_norm(x, channels, t, groups, gamma, beta);
+    super::require(checks::group_norm(x, channels, t, groups, gamma, beta));
     let cpg = channels / groups;
     let mut y = vec![0.0f32; x.len()];
     if x.is_empty() {
@@ -615,7 +597,7 @@ pub fn layer_norm(
     beta: &[f32],
     eps: f32,
 ) -> Vec<f32> {
-    super::check_layer_norm(x, rows, dim, gamma, beta);
+    super::require(checks::layer_norm(x, rows, dim, gamma, beta));
     let mut y = vec![0.0f32; x.len()];
     if dim == 0 {
         return y;
@@ -645,9 +627,7 @@ pub fn attention(
     scale: f32,
 ) -> Vec<f32> {
     let hd = heads * head_dim;
-    assert_eq!(q.len(), t * hd, "attention: q is not [t, heads*head_dim]");
-    assert_eq!(k.len(), t * hd, "attention: k is not [t, heads*head_dim]");
-    assert_eq!(v.len(), t * hd, "attention: v is not [t, heads*head_dim]");
+    super::require(checks::attention_slices(q, k, v, t, hd));
     let per_head: Vec<Vec<f32>> = (0..heads)
         .into_par_iter()
         .map(|h| {
@@ -710,16 +690,7 @@ pub fn attention(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pseudo(n: usize, seed: u32) -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32
-                    / 8_388_608.0
-                    - 1.0
-            })
-            .collect()
-    }
+    use crate::rng::pseudo;
 
     fn max_diff(a: &[f32], b: &[f32]) -> f32 {
         assert_eq!(a.len(), b.len());

@@ -2,17 +2,28 @@
 //!
 //! These are the oracle the GPU kernels are tested against, so they favour
 //! clarity over speed (rayon over rows only where it is free). Reductions that
-//! feed normalisations (mean/variance) accumulate in f64.
+//! feed normalisations (mean/variance) accumulate in f64. Kernel modules are
+//! named by op family (`patches`, `rotary`, `glu`; the rest live here), the
+//! gemm fast path is [`fast`], and [`CpuBackend`] puts them behind the
+//! backend contract.
+//!
+//! Must not import `stages`, `dag`, `features` or `encoder` beyond the
+//! backend contract (`encoder::backend`) it implements.
 
 mod backend;
-mod conformer;
 pub mod fast;
+mod glu;
+mod patches;
+mod rotary;
 #[macro_use]
 pub(crate) mod simd;
 
 pub use backend::{CpuBackend, CpuConv1d, CpuLinear, CpuTensor};
-pub use conformer::{glu, patches2d, rope, rope_table};
+pub use glu::glu;
+pub use patches::patches2d;
+pub use rotary::{rope, rope_table};
 
+use crate::encoder::backend::checks;
 use crate::ops::Act;
 use rayon::prelude::*;
 
@@ -46,15 +57,8 @@ pub fn linear(
     bias: Option<&[f32]>,
     act: Act,
 ) -> Vec<f32> {
-    assert_eq!(x.len(), rows * in_dim, "linear: x is not [rows, in_dim]");
-    assert_eq!(
-        w.len(),
-        out_dim * in_dim,
-        "linear: w is not [out_dim, in_dim]"
-    );
-    if let Some(b) = bias {
-        assert_eq!(b.len(), out_dim, "linear: bias is not [out_dim]");
-    }
+    require(checks::linear_input(x, rows, in_dim));
+    require(checks::linear_weights(w, out_dim, in_dim, bias));
     let mut y = vec![0.0f32; rows * out_dim];
     if out_dim == 0 {
         return y;
@@ -97,22 +101,10 @@ pub fn conv1d(
     groups: usize,
     bias: Option<&[f32]>,
 ) -> (Vec<f32>, usize) {
-    assert!(
-        groups > 0 && c_in.is_multiple_of(groups) && c_out.is_multiple_of(groups),
-        "conv1d: bad groups"
-    );
-    assert!(stride > 0, "conv1d: stride must be positive");
+    require(checks::conv1d_weights(w, c_out, c_in, k, groups, bias));
+    require(checks::conv1d_input(x, c_in, t, stride));
     let cig = c_in / groups;
     let cog = c_out / groups;
-    assert_eq!(x.len(), c_in * t, "conv1d: x is not [c_in, t]");
-    assert_eq!(
-        w.len(),
-        c_out * cig * k,
-        "conv1d: w is not [c_out, c_in/groups, k]"
-    );
-    if let Some(b) = bias {
-        assert_eq!(b.len(), c_out, "conv1d: bias is not [c_out]");
-    }
     let t_out = conv1d_out_len(t, k, stride, pad);
     let mut y = vec![0.0f32; c_out * t_out];
     if t_out == 0 {
@@ -152,29 +144,13 @@ fn mean_var(xs: impl Iterator<Item = f32> + Clone) -> (f64, f64) {
     (mean, var)
 }
 
-/// The shapes [`group_norm`] (and its fast twin) accept.
-pub(crate) fn check_group_norm(
-    x: &[f32],
-    channels: usize,
-    t: usize,
-    groups: usize,
-    gamma: &[f32],
-    beta: &[f32],
-) {
-    assert!(
-        groups > 0 && channels.is_multiple_of(groups),
-        "group_norm: bad groups"
-    );
-    assert_eq!(x.len(), channels * t, "group_norm: x is not [channels, t]");
-    assert_eq!(gamma.len(), channels, "group_norm: gamma is not [channels]");
-    assert_eq!(beta.len(), channels, "group_norm: beta is not [channels]");
-}
-
-/// The shapes [`layer_norm`] (and its fast twin) accept.
-pub(crate) fn check_layer_norm(x: &[f32], rows: usize, dim: usize, gamma: &[f32], beta: &[f32]) {
-    assert_eq!(x.len(), rows * dim, "layer_norm: x is not [rows, dim]");
-    assert_eq!(gamma.len(), dim, "layer_norm: gamma is not [dim]");
-    assert_eq!(beta.len(), dim, "layer_norm: beta is not [dim]");
+/// The backend contract's shape checks ([`checks`]) as the preconditions of
+/// the slice-level ops, reference and fast alike: a violation is a bug in the
+/// caller (the backend checked its tensors), so it panics with the check's message.
+pub(crate) fn require(check: anyhow::Result<()>) {
+    if let Err(e) = check {
+        panic!("{e}");
+    }
 }
 
 /// PyTorch `GroupNorm` on `x` `[channels, t]`: each group of `channels/groups`
@@ -189,7 +165,7 @@ pub fn group_norm(
     beta: &[f32],
     eps: f32,
 ) -> Vec<f32> {
-    check_group_norm(x, channels, t, groups, gamma, beta);
+    require(checks::group_norm(x, channels, t, groups, gamma, beta));
     let cpg = channels / groups;
     let mut y = vec![0.0f32; x.len()];
     if x.is_empty() {
@@ -216,7 +192,7 @@ pub fn layer_norm(
     beta: &[f32],
     eps: f32,
 ) -> Vec<f32> {
-    check_layer_norm(x, rows, dim, gamma, beta);
+    require(checks::layer_norm(x, rows, dim, gamma, beta));
     let mut y = vec![0.0f32; x.len()];
     if dim == 0 {
         return y;
@@ -268,9 +244,7 @@ pub fn attention(
     scale: f32,
 ) -> Vec<f32> {
     let hd = heads * head_dim;
-    assert_eq!(q.len(), t * hd, "attention: q is not [t, heads*head_dim]");
-    assert_eq!(k.len(), t * hd, "attention: k is not [t, heads*head_dim]");
-    assert_eq!(v.len(), t * hd, "attention: v is not [t, heads*head_dim]");
+    require(checks::attention_slices(q, k, v, t, hd));
     let mut out = vec![0.0f32; t * hd];
     if hd == 0 {
         return out;

@@ -1,7 +1,13 @@
 //! The staged, content-hashed DAG engine. It knows keys, artifacts, planning
-//! and running; it knows nothing of audio. A [`Stage`] declares its nodes
-//! (one per clip, or one for the whole dataset) with their params and inputs;
-//! a node's key is `blake3(stage, version, params, input keys)`, so the whole
+//! and running; it knows nothing of audio (must not import `audio`, `encoder`,
+//! `features`, `stages` or any other domain module).
+//!
+//! A [`Stage`] is declared once as a [`StageDecl`] (name, code version,
+//! artifact extension, the stages it reads — like a `dvc.yaml` entry) and
+//! plans its nodes (one per clip, or one for the whole dataset) as
+//! [`NodeSpec`]s: params for the key, inputs, and the stage's own typed plan
+//! of the node ([`NodeSpec::with_plan`], read back by [`Node::plan`]). A
+//! node's key is `blake3(stage, version, params, input keys)`, so the whole
 //! plan, and what is stale in it, is known before anything runs.
 
 mod exec;
@@ -19,7 +25,41 @@ pub use plan::{Plan, PlannedNode, StagePlan, plan, select_stages};
 pub use store::Store;
 
 use anyhow::{Result, anyhow};
+use std::any::Any;
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A stage, declared once: what it is called, its code version, what its
+/// artifacts are and which stages it reads. Stages name each other by these
+/// declarations (`&DECODE`), never by string, so a typo is a compile error.
+#[derive(Debug)]
+pub struct StageDecl {
+    pub name: &'static str,
+    /// Bump when the stage's code changes its output: every node re-keys.
+    pub version: u32,
+    /// File extension of the artifacts.
+    pub ext: &'static str,
+    /// Stages whose artifacts this stage may read (they must come earlier in
+    /// a pipeline that has them).
+    pub reads: &'static [&'static StageDecl],
+}
+
+impl StageDecl {
+    pub const fn new(
+        name: &'static str,
+        version: u32,
+        ext: &'static str,
+        reads: &'static [&'static StageDecl],
+    ) -> StageDecl {
+        StageDecl {
+            name,
+            version,
+            ext,
+            reads,
+        }
+    }
+}
 
 /// Where a node input comes from.
 #[derive(Clone, Debug)]
@@ -27,7 +67,30 @@ pub enum Source {
     /// A file outside the store, keyed by its content.
     File(PathBuf),
     /// The artifact of another stage's node.
-    Node { stage: &'static str, item: String },
+    Node {
+        stage: &'static StageDecl,
+        item: String,
+    },
+}
+
+impl Source {
+    pub fn node(stage: &'static StageDecl, item: impl Into<String>) -> Source {
+        Source::Node {
+            stage,
+            item: item.into(),
+        }
+    }
+}
+
+/// A stage's own typed plan of one node, carried from [`Stage::plan`] to
+/// [`Stage::run`] so a stage never parses its params or item back.
+#[derive(Clone)]
+pub struct NodePlan(Arc<dyn Any + Send + Sync>);
+
+impl fmt::Debug for NodePlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NodePlan(..)")
+    }
 }
 
 /// What a stage declares for one of its nodes.
@@ -36,9 +99,31 @@ pub struct NodeSpec {
     /// Clip id for per-clip stages; a fixed name (e.g. `all`) otherwise.
     pub item: String,
     /// Everything besides inputs that determines the output. Serialized
-    /// canonically (sorted keys) into the key.
+    /// canonically (sorted keys) into the key; never read back by the stage.
     pub params: serde_json::Value,
     pub inputs: Vec<(String, Source)>,
+    pub plan: Option<NodePlan>,
+}
+
+impl NodeSpec {
+    pub fn new(
+        item: impl Into<String>,
+        params: serde_json::Value,
+        inputs: Vec<(String, Source)>,
+    ) -> NodeSpec {
+        NodeSpec {
+            item: item.into(),
+            params,
+            inputs,
+            plan: None,
+        }
+    }
+
+    /// Attach the stage's typed plan of this node (see [`Node::plan`]).
+    pub fn with_plan<T: Any + Send + Sync>(mut self, plan: T) -> NodeSpec {
+        self.plan = Some(NodePlan(Arc::new(plan)));
+        self
+    }
 }
 
 /// A resolved input: its content key and where to read it.
@@ -48,7 +133,7 @@ pub struct Input {
     pub key: Key,
     pub path: PathBuf,
     /// The producing stage, or `None` for an outside file.
-    pub stage: Option<&'static str>,
+    pub stage: Option<&'static StageDecl>,
 }
 
 /// A planned node with its key and artifact path.
@@ -61,9 +146,25 @@ pub struct Node {
     pub inputs: Vec<Input>,
     pub key: Key,
     pub path: PathBuf,
+    plan: Option<NodePlan>,
 }
 
 impl Node {
+    /// The typed plan the stage attached to this node's spec.
+    pub fn plan<T: Any + Send + Sync>(&self) -> Result<&T> {
+        self.plan
+            .as_ref()
+            .and_then(|p| p.0.downcast_ref::<T>())
+            .ok_or_else(|| {
+                anyhow!(
+                    "{} node `{}` has no plan of type {}",
+                    self.stage,
+                    self.item,
+                    std::any::type_name::<T>()
+                )
+            })
+    }
+
     pub fn input(&self, name: &str) -> Result<&Input> {
         self.inputs.iter().find(|i| i.name == name).ok_or_else(|| {
             anyhow!(
@@ -77,15 +178,19 @@ impl Node {
 
 /// One step of the pipeline.
 pub trait Stage: Send + Sync {
-    fn name(&self) -> &'static str;
-    /// Bump when the stage's code changes its output: every node re-keys.
-    fn version(&self) -> u32;
-    /// File extension of the artifacts.
-    fn ext(&self) -> &'static str;
+    /// The stage's declaration (see [`StageDecl`]).
+    fn decl(&self) -> &'static StageDecl;
+    fn name(&self) -> &'static str {
+        self.decl().name
+    }
+    fn version(&self) -> u32 {
+        self.decl().version
+    }
+    fn ext(&self) -> &'static str {
+        self.decl().ext
+    }
     /// One line for `pipe dag`.
     fn describe(&self) -> String;
-    /// Stages whose artifacts this stage reads (must come earlier).
-    fn upstream(&self) -> Vec<&'static str>;
     /// The nodes to materialize.
     fn plan(&self) -> Result<Vec<NodeSpec>>;
     /// Computes one node, writing its artifact to `out` (a temporary path

@@ -70,6 +70,17 @@ impl Plan {
     }
 }
 
+/// The names of the stages `stage` reads that this pipeline has.
+fn reads_present(stage: &dyn Stage, names: &[&str]) -> Vec<&'static str> {
+    stage
+        .decl()
+        .reads
+        .iter()
+        .map(|d| d.name)
+        .filter(|n| names.contains(n))
+        .collect()
+}
+
 /// The stages needed to materialize `until` (itself and its ancestors), in
 /// pipeline order; all stages when `until` is `None`.
 pub fn select_stages<'a>(
@@ -78,7 +89,7 @@ pub fn select_stages<'a>(
 ) -> Result<Vec<&'a dyn Stage>> {
     let names: Vec<&str> = stages.iter().map(|s| s.name()).collect();
     for (i, s) in stages.iter().enumerate() {
-        for up in s.upstream() {
+        for up in reads_present(s.as_ref(), &names) {
             if !names[..i].contains(&up) {
                 bail!(
                     "stage `{}` reads `{up}`, which is not an earlier stage",
@@ -96,7 +107,7 @@ pub fn select_stages<'a>(
     let mut needed = vec![target];
     for s in stages.iter().rev() {
         if needed.contains(&s.name()) {
-            needed.extend(s.upstream());
+            needed.extend(reads_present(s.as_ref(), &names));
         }
     }
     Ok(stages
@@ -132,7 +143,7 @@ pub fn plan(
             .collect();
         let file_keys: HashMap<_, _> = files.iter().cloned().zip(hasher.keys(&files)?).collect();
 
-        let upstream = stage.upstream();
+        let reads = stage.decl().reads;
         let mut nodes = Vec::with_capacity(specs.len());
         let mut index = HashMap::with_capacity(specs.len());
         for spec in specs {
@@ -146,15 +157,23 @@ pub fn plan(
                         stage: None,
                     },
                     Source::Node { stage: up, item } => {
-                        if !upstream.contains(&up) {
-                            bail!("stage `{name}` reads `{up}` without declaring it upstream");
+                        if !reads.iter().any(|r| r.name == up.name) {
+                            bail!("stage `{name}` reads `{}` without declaring it", up.name);
                         }
-                        let up_plan = planned.iter().find(|p| p.name == up).with_context(|| {
-                            format!("stage `{name}` needs `{up}`, which was not planned")
-                        })?;
+                        let up_plan =
+                            planned
+                                .iter()
+                                .find(|p| p.name == up.name)
+                                .with_context(|| {
+                                    format!(
+                                        "stage `{name}` needs `{}`, which was not planned",
+                                        up.name
+                                    )
+                                })?;
                         let up_node = up_plan.node(&item).with_context(|| {
                             format!(
-                                "stage `{name}` needs `{up}` node `{item}`, which does not exist"
+                                "stage `{name}` needs `{}` node `{item}`, which does not exist",
+                                up.name
                             )
                         })?;
                         Input {
@@ -180,6 +199,7 @@ pub fn plan(
                 inputs,
                 key,
                 path,
+                plan: spec.plan,
             };
             let reasons = staleness(&node, record, force.iter().any(|f| f == name));
             if index.insert(spec.item.clone(), nodes.len()).is_some() {
@@ -219,7 +239,7 @@ fn staleness(node: &Node, record: &Record, forced: bool) -> Vec<String> {
         match old.get(input.name.as_str()) {
             None => reasons.push(format!("new input `{}`", input.name)),
             Some(k) if **k != input.key => reasons.push(match input.stage {
-                Some(up) => format!("upstream `{up}` changed"),
+                Some(up) => format!("upstream `{}` changed", up.name),
                 None => format!(
                     "input file `{}` changed ({})",
                     input.name,

@@ -1,5 +1,8 @@
 //! Datasets: the clip table (ids, pieces, performers, labels, folds, source
 //! files) that every stage plans over.
+//!
+//! Must not import `dag`, `stages`, `encoder` or `features`: a dataset is
+//! plain data read from label files and folders.
 
 mod audio_folder;
 pub mod dims;

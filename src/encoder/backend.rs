@@ -165,6 +165,23 @@ pub trait Backend {
     -> Result<Self::Tensor>;
     /// Gated linear unit over columns: `[t, 2c]` → `x[:, :c]·sigmoid(x[:, c:])`.
     fn glu(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    /// The element-wise mean of two or more same-shaped tensors, as `(t, s)`
+    /// with `t·s` the mean. The default sums with [`Backend::add`] and leaves
+    /// the `1/n` in `s` for [`Backend::column_stats`] to apply in f64; a
+    /// backend may return the mean itself with `s = 1` (the CPU backend
+    /// accumulates in f64 with [`crate::ops::mean_of`], as the host pooling does).
+    fn mean_states(&self, xs: &[&Self::Tensor]) -> Result<(Self::Tensor, f32)> {
+        anyhow::ensure!(
+            xs.len() >= 2,
+            "mean_states: {} tensor(s), need 2+",
+            xs.len()
+        );
+        let mut acc = self.add(xs[0], xs[1])?;
+        for x in &xs[2..] {
+            acc = self.add(&acc, x)?;
+        }
+        Ok((acc, 1.0 / xs.len() as f32))
+    }
     /// Per-column statistics of `rows` of `x`, times `scale` (> 0), on the
     /// host. Only these 4·cols numbers need to leave a device that
     /// overrides this (the default downloads `x`).
@@ -251,6 +268,86 @@ pub mod checks {
                 b.len()
             );
         }
+        Ok(())
+    }
+
+    /// `x` `[rows, in_dim]` for a linear layer.
+    pub fn linear_input(x: &[f32], rows: usize, in_dim: usize) -> Result<()> {
+        ensure!(
+            x.len() == rows * in_dim,
+            "linear: x has {} values, not [{rows}, {in_dim}]",
+            x.len()
+        );
+        Ok(())
+    }
+
+    /// `x` `[c_in, t]` for a conv with a positive `stride`.
+    pub fn conv1d_input(x: &[f32], c_in: usize, t: usize, stride: usize) -> Result<()> {
+        ensure!(stride > 0, "conv1d: stride must be positive");
+        ensure!(
+            x.len() == c_in * t,
+            "conv1d: x has {} values, not [{c_in}, {t}]",
+            x.len()
+        );
+        Ok(())
+    }
+
+    /// `x` `[channels, t]` in `groups` groups, `gamma`/`beta` `[channels]`.
+    pub fn group_norm(
+        x: &[f32],
+        channels: usize,
+        t: usize,
+        groups: usize,
+        gamma: &[f32],
+        beta: &[f32],
+    ) -> Result<()> {
+        ensure!(
+            groups > 0 && channels.is_multiple_of(groups),
+            "group_norm: groups {groups} must divide {channels} channels"
+        );
+        ensure!(
+            x.len() == channels * t,
+            "group_norm: x has {} values, not [{channels}, {t}]",
+            x.len()
+        );
+        norm_params("group_norm", gamma, beta, channels)
+    }
+
+    /// `x` `[rows, dim]`, `gamma`/`beta` `[dim]`.
+    pub fn layer_norm(
+        x: &[f32],
+        rows: usize,
+        dim: usize,
+        gamma: &[f32],
+        beta: &[f32],
+    ) -> Result<()> {
+        ensure!(
+            x.len() == rows * dim,
+            "layer_norm: x has {} values, not [{rows}, {dim}]",
+            x.len()
+        );
+        norm_params("layer_norm", gamma, beta, dim)
+    }
+
+    fn norm_params(op: &str, gamma: &[f32], beta: &[f32], n: usize) -> Result<()> {
+        ensure!(
+            gamma.len() == n && beta.len() == n,
+            "{op}: gamma/beta have {}/{} values, not [{n}]",
+            gamma.len(),
+            beta.len()
+        );
+        Ok(())
+    }
+
+    /// q, k, v slices of `[t, heads·head_dim]` each.
+    pub fn attention_slices(q: &[f32], k: &[f32], v: &[f32], t: usize, hd: usize) -> Result<()> {
+        ensure!(
+            [q.len(), k.len(), v.len()].iter().all(|&n| n == t * hd),
+            "attention: q, k, v have {}, {}, {} values, not [{t}, {hd}]",
+            q.len(),
+            k.len(),
+            v.len()
+        );
         Ok(())
     }
 

@@ -1,9 +1,9 @@
 //! `pipe encode`: run an encoder (MERT-v1 or MuQ) on one waveform and write every hidden state to safetensors.
 
 use super::backend::Backend;
-use super::mert_weights::save_dir;
-use super::model::{ArchConfig, Encoder, HostWeights};
-use super::weights::WeightStore;
+use super::checkpoint::WeightStore;
+use super::model::{ArchConfig, Encoder};
+use super::vars::{Checkpoint, Seeded};
 use crate::cpu::CpuBackend;
 use anyhow::{Context, Result, bail, ensure};
 use safetensors::Dtype;
@@ -56,7 +56,7 @@ pub struct EncodeArgs {
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Also write the model (config.json + model.safetensors) to this directory, e.g. to
-    /// keep a --random control encoder (MERT only).
+    /// keep a --random control encoder (MERT or MuQ).
     #[arg(long)]
     pub save_model: Option<PathBuf>,
 }
@@ -169,18 +169,20 @@ pub fn encode_file<B: Backend>(
     encode_to_file(backend, &model, &wave, output)
 }
 
-/// Build the model the args describe on `backend`.
+/// Build the model the args describe on `backend` (and save it first with
+/// `--save-model`, through the same weight walk).
 pub fn load_model<B: Backend>(backend: &B, args: &EncodeArgs) -> Result<Encoder<B>> {
-    let (mut cfg, weights) = match (&args.model, args.random.as_deref()) {
+    let (mut cfg, source) = match (&args.model, args.random.as_deref()) {
         (Some(dir), None) => {
-            let cfg = ArchConfig::from_dir(dir)?;
-            let w = cfg.load_weights(dir)?;
-            (cfg, w)
+            let path = dir.join("model.safetensors");
+            (
+                ArchConfig::from_dir(dir)?,
+                Source::Dir(WeightStore::open(&path)?),
+            )
         }
         (None, Some(name)) => {
             let cfg = ArchConfig::preset(&args.arch, name).context("--random")?;
-            let w = cfg.random_weights(args.seed);
-            (cfg, w)
+            (cfg, Source::Seed(args.seed))
         }
         _ => bail!("pass exactly one of --model DIR or --random NAME"),
     };
@@ -194,13 +196,21 @@ pub fn load_model<B: Backend>(backend: &B, args: &EncodeArgs) -> Result<Encoder<
         }
         _ => {}
     }
-    if let Some(dir) = &args.save_model {
-        match (&cfg, &weights) {
-            (ArchConfig::Mert(c), HostWeights::Mert(w)) => save_dir(c, w, dir)?,
-            _ => bail!("--save-model writes MERT models only"),
-        }
-    }
+    let weights = match (&source, &args.save_model) {
+        (Source::Dir(store), Some(dir)) => cfg.save_model(Checkpoint(store), dir)?,
+        (Source::Seed(seed), Some(dir)) => cfg.save_model(Seeded::new(*seed), dir)?,
+        (Source::Dir(store), None) => cfg
+            .walk(&mut Checkpoint(store))
+            .with_context(|| format!("loading {} weights from {}", cfg.arch(), store.label()))?,
+        (Source::Seed(seed), None) => cfg.random_weights(*seed)?,
+    };
     Encoder::new(backend, cfg, &weights)
+}
+
+/// Where `pipe encode`'s weights come from.
+enum Source {
+    Dir(WeightStore),
+    Seed(u64),
 }
 
 /// `pipe encode` on the backend `--device` picks.

@@ -7,19 +7,8 @@
 use super::backend::Backend;
 use crate::cpu;
 use crate::ops::Act;
+use crate::rng::pseudo;
 use anyhow::{Context, Result, ensure};
-
-/// Deterministic values in [-1, 1).
-fn pseudo(n: usize, seed: u32) -> Vec<f32> {
-    (0..n)
-        .map(|i| {
-            let h = (i as u32)
-                .wrapping_mul(2_654_435_761)
-                .wrapping_add(seed.wrapping_mul(40_503));
-            (h >> 8) as f32 / 8_388_608.0 - 1.0
-        })
-        .collect()
-}
 
 /// Max abs difference, relative to `max(1, max|want|)`; errors if above `tol` or on a shape mismatch.
 fn compare(op: &str, got: &[f32], want: &[f32], tol: f32) -> Result<()> {

@@ -33,8 +33,8 @@
 
 use anyhow::{Result, ensure};
 
-use super::stft::Stft;
 use crate::audio::Pcm;
+use crate::audio::stft::Stft;
 
 pub const SAMPLE_RATE: u32 = 24_000;
 pub const FRAME: usize = 2048;

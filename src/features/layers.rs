@@ -131,28 +131,13 @@ impl LayerSelection {
             Self::Single(_) | Self::MeanRange { .. } | Self::MeanAll
         );
         let data = if mean {
-            mean_of(&states, frames * h)
+            crate::ops::mean_of(&states, frames * h)
         } else {
             concat_rows(&states, frames, h)
         };
         let dim = data.len().checked_div(frames).unwrap_or(h * states.len());
         Ok(FrameSeq { frames, dim, data })
     }
-}
-
-/// Element-wise mean, accumulated in f64 so a 25-state mean loses nothing to order.
-fn mean_of(states: &[&[f32]], len: usize) -> Vec<f32> {
-    if let [one] = states {
-        return one.to_vec();
-    }
-    let mut acc = vec![0f64; len];
-    for s in states {
-        for (a, &x) in acc.iter_mut().zip(s.iter()) {
-            *a += f64::from(x);
-        }
-    }
-    let n = states.len() as f64;
-    acc.into_iter().map(|a| (a / n) as f32).collect()
 }
 
 /// Row `t` of the output = row `t` of each state, in order.

@@ -1,26 +1,36 @@
 //! Clip-level feature vectors: encoder hidden states → layer selection → pooling
 //! over time (one vector per feature set), plus weight-free audio baselines.
 //!
+//! - [`set`]: a configured feature set and what computes it.
+//! - [`extract`]: the entry point the features stage calls: a [`Baseline`],
+//!   or one encoder pass pooled for every set of that encoder.
+//! - [`backend_pool`]: that pooling, on the encoder's backend, window by
+//!   window (on a GPU only statistics leave the device).
+//! - [`spec`]: layers × pooling × max_frames, and [`pool_many`], the host
+//!   pooling of downloaded states: the oracle `backend_pool` is tested against.
 //! - [`layers`]: which hidden states, averaged or concatenated per frame.
 //! - [`pool`]: pooling a `[frames, D]` sequence over time.
-//! - [`spec`]: a feature set (layers × pooling × max_frames) and [`pool_many`],
-//!   which computes many feature sets from one encoder pass.
-//! - [`device`]: the same pooling on the encoder's backend (GPU), window by
-//!   window, so only statistics leave the device.
-//! - [`stft`]: the STFT both baselines share.
 //! - [`baseline`]: raw audio statistics (18 named values).
 //! - [`mel`]: log-mel statistics (128-band mean + std, 256 values).
+//! - [`vector`]: the per-clip artifact format.
+//!
+//! Must not import `stages` or `dag` internals: the stage adapts this to the DAG.
 
+pub mod backend_pool;
 pub mod baseline;
-pub mod device;
+pub mod extract;
 pub mod layers;
 pub mod mel;
 pub mod pool;
+pub mod set;
 pub mod spec;
-pub mod stft;
+pub mod vector;
 
 pub use baseline::{audio_stats, audio_stats_names};
+pub use extract::{Baseline, encode_and_pool};
 pub use layers::{FrameSeq, HiddenStates, LayerSelection};
 pub use mel::{logmel_stats, logmel_stats_names};
 pub use pool::{MULTISCALE_WINDOWS, Pooling};
+pub use set::{FeatureKind, FeatureSet};
 pub use spec::{DEFAULT_MAX_FRAMES, FeatureSetSpec, pool_hidden_states, pool_many};
+pub use vector::{read_vector, write_vector};

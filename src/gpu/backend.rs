@@ -10,7 +10,9 @@ use anyhow::{Result, ensure};
 use super::attention::QkvLayout;
 use super::conv::ConvShape;
 use super::device::lock;
-use super::{Batch, Gpu, InitError, Tensor, attention, conformer, conv, eltwise, matmul, norm};
+use super::{
+    Batch, Gpu, InitError, Tensor, attention, conv, eltwise, glu, matmul, norm, patches, rotary,
+};
 use crate::encoder::backend::{Backend, checks};
 use crate::ops::{Act, ColumnStats, Patches2d};
 
@@ -345,7 +347,7 @@ impl Backend for GpuBackend {
     ) -> Result<GpuTensor> {
         checks::patches2d((x.rows, x.cols), g, &times)?;
         let rows = times.len() * g.out_freq();
-        let y = self.with_batch(|b| conformer::patches2d(b, &x.t, g, times))?;
+        let y = self.with_batch(|b| patches::patches2d(b, &x.t, g, times))?;
         Ok(Self::wrap(y, rows, g.patch_len()))
     }
 
@@ -353,7 +355,7 @@ impl Backend for GpuBackend {
         let shapes: Vec<(usize, usize)> = parts.iter().map(|p| (p.rows, p.cols)).collect();
         checks::concat_rows(&shapes)?;
         let tensors: Vec<&Tensor> = parts.iter().map(|p| &p.t).collect();
-        let y = self.with_batch(|b| conformer::concat(b, &tensors))?;
+        let y = self.with_batch(|b| eltwise::concat(b, &tensors))?;
         Ok(Self::wrap(y, shapes.iter().map(|s| s.0).sum(), shapes[0].1))
     }
 
@@ -364,14 +366,13 @@ impl Backend for GpuBackend {
 
     fn rope(&self, x: &GpuTensor, table: &GpuTensor, head_dim: usize) -> Result<GpuTensor> {
         checks::rope((x.rows, x.cols), (table.rows, table.cols), head_dim)?;
-        let y =
-            self.with_batch(|b| conformer::rope(b, &x.t, &table.t, x.rows, x.cols, head_dim))?;
+        let y = self.with_batch(|b| rotary::rope(b, &x.t, &table.t, x.rows, x.cols, head_dim))?;
         Ok(Self::wrap(y, x.rows, x.cols))
     }
 
     fn glu(&self, x: &GpuTensor) -> Result<GpuTensor> {
         checks::glu((x.rows, x.cols))?;
-        let y = self.with_batch(|b| conformer::glu(b, &x.t, x.rows, x.cols))?;
+        let y = self.with_batch(|b| glu::glu(b, &x.t, x.rows, x.cols))?;
         Ok(Self::wrap(y, x.rows, x.cols / 2))
     }
 }

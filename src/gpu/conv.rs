@@ -76,7 +76,10 @@ pub fn conv1d(
     let t_out = s.t_out();
     let cog = s.c_out / s.groups;
     let kern = b.gpu().kernel("conv1d", || {
-        with_common(include_str!("../../shaders/conv1d.wgsl"))
+        with_common(concat!(
+            include_str!("../../shaders/tile_fma.wgsl"),
+            include_str!("../../shaders/conv1d.wgsl")
+        ))
     })?;
     let y = b.alloc(s.c_out * t_out)?;
     let p = Params {

@@ -1,4 +1,5 @@
-//! Element-wise kernels: fill (poison), in-place activation, residual add.
+//! Element-wise kernels: fill (poison), in-place activation, residual add,
+//! transpose, column statistics; and row concatenation by buffer copies.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -148,5 +149,17 @@ pub fn col_stats(
         bytemuck::bytes_of(&p),
         grid_1d(cols.div_ceil(64)),
     )?;
+    Ok(y)
+}
+
+/// y = the row blocks `parts` (each `len` floats) stacked, by buffer copies.
+pub fn concat(b: &mut Batch, parts: &[&Tensor]) -> anyhow::Result<Tensor> {
+    let total = parts.iter().map(|p| p.len()).sum();
+    let y = b.alloc(total)?;
+    let mut at = 0;
+    for p in parts {
+        b.copy_into(p, &y, at)?;
+        at += p.len();
+    }
     Ok(y)
 }

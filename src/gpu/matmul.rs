@@ -65,7 +65,10 @@ fn load_w4(n: u32, k: u32) -> vec4<f32> {
 }
 "#;
 
-const BODY: &str = include_str!("../../shaders/matmul.wgsl");
+const BODY: &str = concat!(
+    include_str!("../../shaders/tile_fma.wgsl"),
+    include_str!("../../shaders/matmul.wgsl")
+);
 
 /// y[rows, out] = act(x[rows, in] · w[out, in]ᵀ + bias) (+ residual[rows, out]).
 #[allow(clippy::too_many_arguments)]

@@ -8,19 +8,24 @@
 //! - [`host`]: slice-in/slice-out versions of the ops with the CPU signatures.
 //!
 //! Every kernel is tested against the CPU reference op in `tests/gpu_kernels.rs`.
+//!
+//! Must not import `stages`, `dag`, `features` or `encoder` beyond the
+//! backend contract (`encoder::backend`) it implements.
 
 pub mod attention;
 pub mod backend;
 pub mod batch;
 pub mod bench;
-pub mod conformer;
 pub mod conv;
 pub mod device;
 pub mod eltwise;
+pub mod glu;
 pub mod host;
 pub mod matmul;
 pub mod norm;
+pub mod patches;
 pub mod pool;
+pub mod rotary;
 
 pub use backend::GpuBackend;
 pub use batch::Batch;

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::N_DIMS;
 use super::config::{HeadConfig, OutputActivation};
-use super::rng::Rng;
 use super::train::{FitData, FitReport, TrainedHead, fit};
+use crate::rng::Rng;
 
 /// One experiment's data, all row-major with one row per clip.
 #[derive(Clone, Copy, Debug)]

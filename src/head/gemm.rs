@@ -191,7 +191,7 @@ pub fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut Vec<f32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::head::rng::Rng;
+    use crate::rng::Rng;
 
     fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
         let mut c = vec![0f32; m * n];

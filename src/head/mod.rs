@@ -14,6 +14,9 @@
 //!   ([`split_train_val`]); early stopping on the configured loss over the
 //!   whole validation split, best weights restored ([`fit`]);
 //! - standardisation fitted on the training rows only ([`Standardizer`]).
+//!
+//! Must not import `dag`, `stages`, `encoder` or `features`: heads see
+//! matrices of features and labels, nothing of where they came from.
 
 pub mod act;
 pub mod adam;
@@ -22,7 +25,6 @@ pub mod cv;
 pub mod gemm;
 pub mod loss;
 pub mod net;
-pub mod rng;
 pub mod train;
 
 /// Number of PercePiano perceptual dimensions (outputs of every head).

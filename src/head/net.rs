@@ -8,7 +8,7 @@
 use super::act::{self, sigmoid};
 use super::config::{Activation, Arch, HeadConfig, OutputActivation};
 use super::gemm::{matmul, matmul_at_b, transpose};
-use super::rng::Rng;
+use crate::rng::Rng;
 
 /// Offsets of each tensor in the flat parameter vector. For `Linear`, `w1`
 /// is the `[d_in, n_out]` output matrix and the other layers are empty.

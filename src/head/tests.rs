@@ -2,9 +2,9 @@
 
 use super::loss::Loss;
 use super::net::{Cache, Net};
-use super::rng::Rng;
 use super::*;
 use crate::metrics::{OutOfFold, rows_by_fold};
+use crate::rng::Rng;
 
 fn random(len: usize, lo: f32, hi: f32, rng: &mut Rng) -> Vec<f32> {
     (0..len)

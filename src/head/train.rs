@@ -11,7 +11,7 @@ use super::adam::Adam;
 use super::config::HeadConfig;
 use super::loss::Loss;
 use super::net::{Cache, Net};
-use super::rng::Rng;
+use crate::rng::Rng;
 
 /// Per-feature affine map fitted on training rows: (x − mean) / std.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

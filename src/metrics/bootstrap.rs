@@ -19,7 +19,7 @@ use anyhow::{Result, ensure};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::head::rng::Rng;
+use crate::rng::Rng;
 
 /// Bootstrap settings; defaults are the study's (1,000 resamples, 95%).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -20,6 +20,9 @@
 //! (a collapsed model): R² is defined, dispersion is 0, Pearson r is `None`.
 //! Inside the bootstrap a resample can make a dimension constant by chance
 //! (only with tiny folds); such resamples are dropped and counted.
+//!
+//! Must not import any other module of the crate but `rng`: metrics are plain
+//! functions of predictions and labels.
 
 pub mod bootstrap;
 pub mod dist;

@@ -1,5 +1,5 @@
 use super::*;
-use crate::head::rng::Rng;
+use crate::rng::Rng;
 
 fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol * (1.0 + b.abs())

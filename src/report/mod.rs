@@ -6,6 +6,9 @@
 //! already uses; polars 0.53 with Parquet would add a second Arrow stack and
 //! a 344-crate tree (tokio, reqwest, rustls, sqlparser ...) to a 2-core build for
 //! a few sorts and group means.
+//!
+//! Must not import `dag`, `stages`, `encoder` or `features`: a report reads
+//! trained and evaluated experiments and nothing else.
 
 pub mod markdown;
 pub mod plots;

@@ -5,9 +5,10 @@ use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
 
+use super::{DECODE, RENDER};
 use crate::audio;
 use crate::config::DecodeConfig;
-use crate::dag::{Node, NodeSpec, Source, Stage};
+use crate::dag::{Node, NodeSpec, Source, Stage, StageDecl};
 use crate::dataset::{Dataset, SourceKind};
 
 pub struct Decode {
@@ -22,20 +23,11 @@ impl Decode {
 }
 
 impl Stage for Decode {
-    fn name(&self) -> &'static str {
-        "decode"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn ext(&self) -> &'static str {
-        "wav"
+    fn decl(&self) -> &'static StageDecl {
+        &DECODE
     }
     fn describe(&self) -> String {
         "decode audio (WAV/FLAC/MP3/OGG via symphonia), downmix to mono f32".into()
-    }
-    fn upstream(&self) -> Vec<&'static str> {
-        vec!["render"]
     }
     fn plan(&self) -> Result<Vec<NodeSpec>> {
         let params = json!({ "min_seconds": self.cfg.min_seconds });
@@ -45,17 +37,10 @@ impl Stage for Decode {
             .iter()
             .map(|c| {
                 let source = match c.source_kind {
-                    SourceKind::Midi => Source::Node {
-                        stage: "render",
-                        item: c.id.clone(),
-                    },
+                    SourceKind::Midi => Source::node(&RENDER, c.id.clone()),
                     SourceKind::Audio => Source::File(c.source.clone()),
                 };
-                NodeSpec {
-                    item: c.id.clone(),
-                    params: params.clone(),
-                    inputs: vec![("audio".into(), source)],
-                }
+                NodeSpec::new(c.id.clone(), params.clone(), vec![("audio".into(), source)])
             })
             .collect())
     }

@@ -4,15 +4,15 @@
 //! keyed by the predictions and the bootstrap settings, so changing the
 //! bootstrap retrains nothing.
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use serde_json::json;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::Path;
 
-use super::ALL;
+use super::{ALL, EVALUATE, FEATURE_TABLES, MANIFEST, TRAIN};
 use crate::config::ExperimentConfig;
-use crate::dag::{Node, NodeSpec, Source, Stage};
+use crate::dag::{Node, NodeSpec, Source, Stage, StageDecl};
 use crate::experiment::{self, FeatureTable, LabeledClips, TrainOutput};
 use crate::metrics::{BootstrapConfig, Evaluation};
 
@@ -43,53 +43,31 @@ impl Train {
 }
 
 impl Stage for Train {
-    fn name(&self) -> &'static str {
-        "train"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn ext(&self) -> &'static str {
-        "json"
+    fn decl(&self) -> &'static StageDecl {
+        &TRAIN
     }
     fn describe(&self) -> String {
         "per experiment: head trained with k-fold piece-split CV, out-of-fold predictions".into()
-    }
-    fn upstream(&self) -> Vec<&'static str> {
-        vec!["feature_tables", "manifest"]
     }
     fn plan(&self) -> Result<Vec<NodeSpec>> {
         Ok(self
             .experiments
             .iter()
-            .map(|(id, cfg)| NodeSpec {
-                item: id.clone(),
-                params: json!({ "head": cfg.head }),
-                inputs: vec![
+            .map(|(id, cfg)| {
+                let inputs = vec![
                     (
                         "features".into(),
-                        Source::Node {
-                            stage: "feature_tables",
-                            item: cfg.features.clone(),
-                        },
+                        Source::node(&FEATURE_TABLES, cfg.features.clone()),
                     ),
-                    (
-                        "manifest".into(),
-                        Source::Node {
-                            stage: "manifest",
-                            item: ALL.into(),
-                        },
-                    ),
-                ],
+                    ("manifest".into(), Source::node(&MANIFEST, ALL)),
+                ];
+                NodeSpec::new(id.clone(), json!({ "head": cfg.head }), inputs)
+                    .with_plan(cfg.clone())
             })
             .collect())
     }
     fn run(&self, node: &Node, out: &Path) -> Result<()> {
-        let (_, cfg) = self
-            .experiments
-            .iter()
-            .find(|(id, _)| *id == node.item)
-            .ok_or_else(|| anyhow!("no experiment `{}`", node.item))?;
+        let cfg: &ExperimentConfig = node.plan()?;
         let clips = LabeledClips::from_manifest(&node.input("manifest")?.path)?;
         let features = FeatureTable::read(&node.input("features")?.path)?;
         let trained = experiment::train(&cfg.head, &clips, &features)
@@ -111,36 +89,20 @@ impl Evaluate {
 }
 
 impl Stage for Evaluate {
-    fn name(&self) -> &'static str {
-        "evaluate"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn ext(&self) -> &'static str {
-        "json"
+    fn decl(&self) -> &'static StageDecl {
+        &EVALUATE
     }
     fn describe(&self) -> String {
         "per experiment: R2, MAE, Pearson (+p), dispersion per fold and dimension, bootstrap CI"
             .into()
     }
-    fn upstream(&self) -> Vec<&'static str> {
-        vec!["train"]
-    }
     fn plan(&self) -> Result<Vec<NodeSpec>> {
         Ok(self
             .ids
             .iter()
-            .map(|id| NodeSpec {
-                item: id.clone(),
-                params: json!({ "bootstrap": self.bootstrap }),
-                inputs: vec![(
-                    "train".into(),
-                    Source::Node {
-                        stage: "train",
-                        item: id.clone(),
-                    },
-                )],
+            .map(|id| {
+                let inputs = vec![("train".into(), Source::node(&TRAIN, id.clone()))];
+                NodeSpec::new(id.clone(), json!({ "bootstrap": self.bootstrap }), inputs)
             })
             .collect())
     }

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::ALL;
+use super::{MANIFEST, RESAMPLE};
 use crate::audio;
-use crate::dag::{Node, NodeSpec, Source, Stage, store};
+use crate::dag::{Node, NodeSpec, Source, Stage, StageDecl, store};
 use crate::dataset::{DIMENSIONS, Dataset};
 use crate::table::TableBuilder;
 
@@ -24,20 +25,11 @@ impl Manifest {
 }
 
 impl Stage for Manifest {
-    fn name(&self) -> &'static str {
-        "manifest"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn ext(&self) -> &'static str {
-        "parquet"
+    fn decl(&self) -> &'static StageDecl {
+        &MANIFEST
     }
     fn describe(&self) -> String {
         "clip table: ids, piece, work, performer, fold, duration, source, 19 labels".into()
-    }
-    fn upstream(&self) -> Vec<&'static str> {
-        vec!["resample"]
     }
     fn plan(&self) -> Result<Vec<NodeSpec>> {
         let mut inputs: Vec<(String, Source)> = self
@@ -48,20 +40,17 @@ impl Stage for Manifest {
             .map(|(i, p)| (format!("table_file_{i}"), Source::File(p.clone())))
             .collect();
         // The resampled audio gives each clip's duration (and its path, for users).
-        inputs.extend(self.dataset.clips.iter().map(|c| {
-            (
-                c.id.clone(),
-                Source::Node {
-                    stage: "resample",
-                    item: c.id.clone(),
-                },
-            )
-        }));
-        Ok(vec![NodeSpec {
-            item: ALL.into(),
-            params: json!({ "folds": self.dataset.folds }),
+        inputs.extend(
+            self.dataset
+                .clips
+                .iter()
+                .map(|c| (c.id.clone(), Source::node(&RESAMPLE, c.id.clone()))),
+        );
+        Ok(vec![NodeSpec::new(
+            ALL,
+            json!({ "folds": self.dataset.folds }),
             inputs,
-        }])
+        )])
     }
     fn run(&self, node: &Node, out: &Path) -> Result<()> {
         let clips = &self.dataset.clips;

@@ -1,10 +1,14 @@
 //! The pipeline's stages, one file each, and the order they run in.
-//! Each stage is a thin adapter: it declares nodes (params + inputs) for the
-//! DAG engine and calls domain code (`audio`, `dataset`, `encoder`,
-//! `features`) to compute them.
+//! Each stage is a thin adapter: it declares nodes (params + inputs + its typed
+//! plan of the node) for the DAG engine and calls domain code (`audio`,
+//! `dataset`, `encoder`, `features`, `experiment`, `report`) to compute them.
+//!
+//! Must not be imported by domain modules: only `cli` (and tests) build
+//! pipelines.
 
 mod decode;
 mod experiments;
+mod feature_tables;
 mod features;
 mod manifest;
 mod render;
@@ -13,7 +17,8 @@ mod resample;
 
 pub use decode::Decode;
 pub use experiments::{Evaluate, Train};
-pub use features::{FeatureSet, FeatureTables, Features, read_vector};
+pub use feature_tables::FeatureTables;
+pub use features::Features;
 pub use manifest::Manifest;
 pub use render::Render;
 pub use report::{Experiments, Plots, Report, ResultTables};
@@ -23,9 +28,38 @@ use anyhow::Result;
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::dag::Stage;
+use crate::dag::{Stage, StageDecl};
 use crate::dataset::Dataset;
+use crate::encoder::runtime;
+use crate::features::FeatureSet;
 use crate::report::ExperimentInfo;
+
+// Every stage, declared once, in run order: name, code version (bump it when
+// the stage's code changes its artifacts' bytes), artifact type, what it reads.
+// Stages name each other by these, never by string.
+
+/// performance MIDI -> 16-bit WAV (per clip; reads the MIDI and SoundFont files)
+pub static RENDER: StageDecl = StageDecl::new("render", 1, "wav", &[]);
+/// audio file or rendered WAV -> mono f32 WAV at the source rate (per clip)
+pub static DECODE: StageDecl = StageDecl::new("decode", 1, "wav", &[&RENDER]);
+/// -> mono f32 WAV at the encoders' rate (per clip)
+pub static RESAMPLE: StageDecl = StageDecl::new("resample", 1, "wav", &[&DECODE]);
+/// the clip table with folds, durations and labels (one node; reads the label files)
+pub static MANIFEST: StageDecl = StageDecl::new("manifest", 1, "parquet", &[&RESAMPLE]);
+/// one pooled vector per (feature set, clip)
+pub static FEATURES: StageDecl = StageDecl::new("features", 1, "f32", &[&RESAMPLE]);
+/// one Parquet table per feature set
+pub static FEATURE_TABLES: StageDecl = StageDecl::new("feature_tables", 1, "parquet", &[&FEATURES]);
+/// out-of-fold predictions per experiment (k-fold piece-split CV)
+pub static TRAIN: StageDecl = StageDecl::new("train", 1, "json", &[&FEATURE_TABLES, &MANIFEST]);
+/// metrics per experiment
+pub static EVALUATE: StageDecl = StageDecl::new("evaluate", 1, "json", &[&TRAIN]);
+/// the public result tables
+pub static RESULTS: StageDecl = StageDecl::new("results", 1, "parquet", &[&TRAIN, &EVALUATE]);
+/// PNG figures
+pub static PLOTS: StageDecl = StageDecl::new("plots", 1, "png", &[&TRAIN, &EVALUATE]);
+/// report.md
+pub static REPORT: StageDecl = StageDecl::new("report", 1, "md", &[&TRAIN, &EVALUATE]);
 
 /// Item name of the single node of a whole-dataset stage.
 pub const ALL: &str = "all";
@@ -68,7 +102,7 @@ pub fn build(config: &Config) -> Result<Pipeline> {
                 .push(name);
             continue;
         }
-        sets.push(FeatureSet::from_config(name, cfg)?);
+        sets.push(Arc::new(FeatureSet::from_config(name, cfg)?));
     }
     // Every encoder that will run reads as the architecture it claims (its
     // weights' config.json, or its preset), before any work starts.
@@ -76,7 +110,7 @@ pub fn build(config: &Config) -> Result<Pipeline> {
         sets.iter().map(|s| s.cfg.encoder.as_str()).collect();
     for name in used {
         if let Some(enc) = config.encoders.get(name) {
-            features::arch_config(name, enc)?;
+            runtime::arch_config(name, enc)?;
         }
     }
     for (why, names) in absent.values() {
@@ -93,7 +127,7 @@ pub fn build(config: &Config) -> Result<Pipeline> {
         Box::new(Manifest::new(dataset.clone())),
     ];
     if !sets.is_empty() {
-        let tables = FeatureTables::new(dataset.clone(), &sets, config.encoders.clone())?;
+        let tables = FeatureTables::new(dataset.clone(), sets.clone(), config.encoders.clone());
         stages.push(Box::new(Features::new(
             dataset,
             sets,

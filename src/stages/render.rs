@@ -4,9 +4,10 @@ use anyhow::{Result, anyhow};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
+use super::RENDER;
 use crate::audio::{self, RenderParams, SoundFont};
 use crate::config::RenderConfig;
-use crate::dag::{Node, NodeSpec, Source, Stage};
+use crate::dag::{Node, NodeSpec, Source, Stage, StageDecl};
 use crate::dataset::{Dataset, SourceKind};
 
 pub struct Render {
@@ -42,23 +43,14 @@ impl Render {
 }
 
 impl Stage for Render {
-    fn name(&self) -> &'static str {
-        "render"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn ext(&self) -> &'static str {
-        "wav"
+    fn decl(&self) -> &'static StageDecl {
+        &RENDER
     }
     fn describe(&self) -> String {
         format!(
             "synthesize performance MIDI with {} (16-bit WAV)",
             self.cfg.soundfont.display()
         )
-    }
-    fn upstream(&self) -> Vec<&'static str> {
-        vec![]
     }
     fn plan(&self) -> Result<Vec<NodeSpec>> {
         let params = serde_json::to_value(self.params())?;
@@ -67,13 +59,12 @@ impl Stage for Render {
             .clips
             .iter()
             .filter(|c| c.source_kind == SourceKind::Midi)
-            .map(|c| NodeSpec {
-                item: c.id.clone(),
-                params: params.clone(),
-                inputs: vec![
+            .map(|c| {
+                let inputs = vec![
                     ("midi".into(), Source::File(c.source.clone())),
                     ("soundfont".into(), Source::File(self.cfg.soundfont.clone())),
-                ],
+                ];
+                NodeSpec::new(c.id.clone(), params.clone(), inputs)
             })
             .collect())
     }

@@ -10,8 +10,9 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use super::experiments::read_json;
+use super::{EVALUATE, PLOTS, REPORT, RESULTS, TRAIN};
 use crate::config::ReportConfig;
-use crate::dag::{Node, NodeSpec, Source, Stage, store};
+use crate::dag::{Node, NodeSpec, Source, Stage, StageDecl, store};
 use crate::report::{ExperimentInfo, Ran, Results, markdown, plots, tables};
 
 /// What the three stages share: the experiment list and where their inputs are.
@@ -29,27 +30,11 @@ impl Experiments {
             .map(|i| i.id.as_str())
     }
 
-    /// The stages read: none when no experiment runs (then they only list why).
-    fn upstream(&self) -> Vec<&'static str> {
-        if self.ran_ids().next().is_some() {
-            vec!["train", "evaluate"]
-        } else {
-            Vec::new()
-        }
-    }
-
     fn inputs(&self) -> Vec<(String, Source)> {
         self.ran_ids()
             .flat_map(|id| {
-                ["train", "evaluate"].map(|stage| {
-                    (
-                        format!("{stage}/{id}"),
-                        Source::Node {
-                            stage,
-                            item: id.to_string(),
-                        },
-                    )
-                })
+                [&TRAIN, &EVALUATE]
+                    .map(|stage| (format!("{}/{id}", stage.name), Source::node(stage, id)))
             })
             .collect()
     }
@@ -57,11 +42,11 @@ impl Experiments {
     /// A node's key covers its item (keys do not include item names, and the
     /// tables of one stage share every input) and the experiment list.
     fn node(&self, item: &str, extra: serde_json::Value) -> NodeSpec {
-        NodeSpec {
-            item: item.to_string(),
-            params: json!({ "output": item, "experiments": self.infos, "extra": extra }),
-            inputs: self.inputs(),
-        }
+        NodeSpec::new(
+            item,
+            json!({ "output": item, "experiments": self.infos, "extra": extra }),
+            self.inputs(),
+        )
     }
 
     fn load(&self, node: &Node) -> Result<Results> {
@@ -72,8 +57,8 @@ impl Experiments {
             .map(|info| {
                 Ok(Ran {
                     info: info.clone(),
-                    train: read_json(&node.input(&format!("train/{}", info.id))?.path)?,
-                    eval: read_json(&node.input(&format!("evaluate/{}", info.id))?.path)?,
+                    train: read_json(&node.input(&format!("{}/{}", TRAIN.name, info.id))?.path)?,
+                    eval: read_json(&node.input(&format!("{}/{}", EVALUATE.name, info.id))?.path)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -102,20 +87,11 @@ fn publish_as(nodes: &[&Node], dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
 pub struct ResultTables(pub Experiments);
 
 impl Stage for ResultTables {
-    fn name(&self) -> &'static str {
-        "results"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn ext(&self) -> &'static str {
-        "parquet"
+    fn decl(&self) -> &'static StageDecl {
+        &RESULTS
     }
     fn describe(&self) -> String {
         format!("result tables: {}", tables::TABLES.join(", "))
-    }
-    fn upstream(&self) -> Vec<&'static str> {
-        self.0.upstream()
     }
     fn plan(&self) -> Result<Vec<NodeSpec>> {
         Ok(tables::TABLES
@@ -150,20 +126,11 @@ impl Plots {
 }
 
 impl Stage for Plots {
-    fn name(&self) -> &'static str {
-        "plots"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn ext(&self) -> &'static str {
-        "png"
+    fn decl(&self) -> &'static StageDecl {
+        &PLOTS
     }
     fn describe(&self) -> String {
         "PNG: R2 per dimension of the best experiments; predicted vs true of one".into()
-    }
-    fn upstream(&self) -> Vec<&'static str> {
-        self.0.upstream()
     }
     fn plan(&self) -> Result<Vec<NodeSpec>> {
         Ok(plots::PLOTS
@@ -192,21 +159,12 @@ impl Stage for Plots {
 pub struct Report(pub Experiments);
 
 impl Stage for Report {
-    fn name(&self) -> &'static str {
-        "report"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn ext(&self) -> &'static str {
-        "md"
+    fn decl(&self) -> &'static StageDecl {
+        &REPORT
     }
     fn describe(&self) -> String {
         "report.md: ranked summary, per fold, per category, per dimension, quoted published results"
             .into()
-    }
-    fn upstream(&self) -> Vec<&'static str> {
-        self.0.upstream()
     }
     fn plan(&self) -> Result<Vec<NodeSpec>> {
         Ok(vec![self.0.node("report", json!(self.0.report))])

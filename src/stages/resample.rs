@@ -4,9 +4,10 @@ use anyhow::Result;
 use std::path::Path;
 use std::sync::Arc;
 
+use super::{DECODE, RESAMPLE};
 use crate::audio;
 use crate::config::ResampleConfig;
-use crate::dag::{Node, NodeSpec, Source, Stage};
+use crate::dag::{Node, NodeSpec, Source, Stage, StageDecl};
 use crate::dataset::Dataset;
 
 pub struct Resample {
@@ -21,14 +22,8 @@ impl Resample {
 }
 
 impl Stage for Resample {
-    fn name(&self) -> &'static str {
-        "resample"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn ext(&self) -> &'static str {
-        "wav"
+    fn decl(&self) -> &'static StageDecl {
+        &RESAMPLE
     }
     fn describe(&self) -> String {
         format!(
@@ -37,25 +32,15 @@ impl Stage for Resample {
         )
         .to_lowercase()
     }
-    fn upstream(&self) -> Vec<&'static str> {
-        vec!["decode"]
-    }
     fn plan(&self) -> Result<Vec<NodeSpec>> {
         let params = serde_json::to_value(&self.cfg)?;
         Ok(self
             .dataset
             .clips
             .iter()
-            .map(|c| NodeSpec {
-                item: c.id.clone(),
-                params: params.clone(),
-                inputs: vec![(
-                    "pcm".into(),
-                    Source::Node {
-                        stage: "decode",
-                        item: c.id.clone(),
-                    },
-                )],
+            .map(|c| {
+                let inputs = vec![("pcm".into(), Source::node(&DECODE, c.id.clone()))];
+                NodeSpec::new(c.id.clone(), params.clone(), inputs)
             })
             .collect())
     }

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use pipe::encoder::backend::Backend;
-use pipe::encoder::weights::WeightStore;
+use pipe::encoder::checkpoint::WeightStore;
 use pipe::encoder::{Mert, MertTrace, Muq, MuqTrace};
 use std::path::{Path, PathBuf};
 
@@ -275,4 +275,32 @@ pub fn encode_args(dir: &Path, output: &Path) -> pipe::encoder::cli::EncodeArgs 
         device: "cpu".into(),
         save_model: None,
     }
+}
+
+/// `pipe encode` on the fixture folder `model` (input `wave_b`): every hidden
+/// state has `[frames, hidden]` and matches the golden's `hidden_states.i.b`.
+/// Returns the arguments and the output file, for model-specific checks.
+pub fn encode_cli_matches_golden(
+    model: &str,
+    out_dir: &Path,
+    frames: usize,
+    hidden: usize,
+) -> (pipe::encoder::cli::EncodeArgs, std::path::PathBuf) {
+    let output = out_dir.join("states.safetensors");
+    let dir = fixtures().join(model);
+    let args = encode_args(&dir, &output);
+    pipe::encoder::cli::run(args.clone()).unwrap();
+    let out = WeightStore::open(&output).unwrap();
+    let golden = WeightStore::open(&dir.join("golden.safetensors")).unwrap();
+    assert_eq!(out.names().count(), 3);
+    for i in 0..3 {
+        let name = format!("hidden_states.{i}");
+        assert_eq!(out.shape(&name), Some(&[frames, hidden][..]));
+        check(
+            &format!("cli {model} {name}.b"),
+            &tensor(&out, &name),
+            &tensor(&golden, &format!("{name}.b")),
+        );
+    }
+    (args, output)
 }

@@ -16,24 +16,26 @@
 //! a clip (normalisation, GroupNorm statistics and attention all stay inside
 //! the window), as the study did with its segments.
 
-use super::backend::Backend;
-use super::config::{MertConfig, parse_act};
-use super::mert_weights::{ConvW, LinearW, MertWeights, NormW};
-pub use super::window::{EncoderOutput, Window, WindowVisitor};
-use super::window::{check_finite, gather_states, run_windows};
+pub mod config;
+pub mod weights;
+
+pub use config::MertConfig;
+pub use weights::MertWeights;
+
+use crate::encoder::backend::Backend;
+use crate::encoder::nn::{Norm, parse_act, prep_linear, prep_norm};
+use crate::encoder::window::{
+    EncoderOutput, Window, WindowVisitor, check_finite, gather_states, run_windows,
+};
 use crate::ops::Act;
 use anyhow::{Result, bail, ensure};
 use std::path::Path;
+use weights::ConvW;
 
 /// Eps of the conv-0 GroupNorm (PyTorch default; not `layer_norm_eps`).
 const GROUP_NORM_EPS: f32 = 1e-5;
 /// Added to the variance by the HF `Wav2Vec2FeatureExtractor` normalisation.
 const NORMALIZE_EPS: f32 = 1e-7;
-
-pub(super) struct Norm<B: Backend> {
-    pub(super) gamma: B::Vector,
-    pub(super) beta: B::Vector,
-}
 
 struct Conv<B: Backend> {
     w: B::Conv1d,
@@ -122,17 +124,6 @@ pub fn normalize(wave: &[f32]) -> Vec<f32> {
     wave.iter()
         .map(|&v| ((v as f64 - mean) * inv) as f32)
         .collect()
-}
-
-pub(super) fn prep_norm<B: Backend>(b: &B, n: &NormW) -> Result<Norm<B>> {
-    Ok(Norm {
-        gamma: b.prepare_vector(&n.gamma)?,
-        beta: b.prepare_vector(&n.beta)?,
-    })
-}
-
-pub(super) fn prep_linear<B: Backend>(b: &B, l: &LinearW) -> Result<B::Linear> {
-    b.prepare_linear(&l.w, l.out, l.inp, l.b.as_deref())
 }
 
 fn prep_conv<B: Backend>(b: &B, c: &ConvW) -> Result<Conv<B>> {
@@ -472,7 +463,8 @@ mod tests {
     #[test]
     fn random_init_has_the_real_95m_shapes() {
         let c = MertConfig::mert_95m();
-        let w = MertWeights::random_init(&c, 1);
+        let w = MertWeights::random_init(&c, 1).unwrap();
+        use crate::encoder::nn::{LinearW, NormW};
         let lin = |l: &LinearW| l.w.len() + l.b.as_ref().map_or(0, Vec::len);
         let norm = |n: &NormW| n.gamma.len() + n.beta.len();
         let mut count =
@@ -497,14 +489,14 @@ mod tests {
             num_conv_pos_embedding_groups: 4,
             ..cfg(10)
         };
-        let a = MertWeights::random_init(&tiny, 3);
+        let a = MertWeights::random_init(&tiny, 3).unwrap();
         assert_eq!(
             a.layers[0].q.w,
-            MertWeights::random_init(&tiny, 3).layers[0].q.w
+            MertWeights::random_init(&tiny, 3).unwrap().layers[0].q.w
         );
         assert_ne!(
             a.layers[0].q.w,
-            MertWeights::random_init(&tiny, 4).layers[0].q.w
+            MertWeights::random_init(&tiny, 4).unwrap().layers[0].q.w
         );
     }
 }

@@ -18,24 +18,27 @@
 //! end), so frame counts add up to the single-pass count `ceil(floor(N/hop)/4)`.
 //! Each window is then encoded on its own as a clip.
 
-use super::backend::Backend;
-use super::config::parse_act;
-use super::mert::{Norm, prep_linear, prep_norm};
-use super::mert_weights::LinearW;
-use super::muq_config::{BLOCK_EPS, MuqConfig, N_FFT, SUBSAMPLING};
-use super::muq_weights::{ConvBnW, FfnW, MuqWeights};
+pub mod config;
+pub mod mel;
+pub mod weights;
+
+pub use config::{MuqConfig, SUBSAMPLING};
+pub use mel::MelWindows;
+pub use weights::MuqWeights;
+
 use super::window::{
     EncoderOutput, Window, WindowVisitor, check_finite, gather_states, run_windows,
 };
-use crate::features::mel::mel_bank;
-use crate::features::stft::Stft;
+use crate::encoder::backend::Backend;
+use crate::encoder::nn::{LinearW, Norm, parse_act, prep_linear, prep_norm};
 use crate::ops::{Act, Patches2d};
 use anyhow::{Result, bail, ensure};
+use config::{BLOCK_EPS, N_FFT};
+use mel::MelFrontEnd;
 use rayon::prelude::*;
 use std::path::Path;
+use weights::{ConvBnW, FfnW};
 
-/// `AmplitudeToDB`'s floor.
-const AMIN: f64 = 1e-10;
 /// Most f32 values of one conv patch matrix (128 MiB): larger ones are built
 /// and multiplied a block of output time steps at a time.
 pub const PATCH_BUDGET: usize = 1 << 25;
@@ -83,17 +86,6 @@ pub struct Muq<B: Backend> {
     patch_budget: usize,
 }
 
-/// The host-side mel front end (SPEC §2.3): plain data, shared across threads.
-struct MelFrontEnd {
-    stft: Stft,
-    /// Mel triangles, f32 as torchaudio builds them: (first bin, weights).
-    bank: Vec<(usize, Vec<f32>)>,
-    n_mels: usize,
-    min_samples: usize,
-    mean: f64,
-    std: f64,
-}
-
 /// One conv over a shared patch matrix: folded weights, activation, and a
 /// residual added after the activation.
 type ConvSpec<'a, B> = (
@@ -101,18 +93,6 @@ type ConvSpec<'a, B> = (
     Act,
     Option<&'a <B as Backend>::Tensor>,
 );
-
-/// A clip's windows with their normalised log-mel `[M, n_mels]` (host side of a pass).
-pub struct MelWindows {
-    pub windows: Vec<(Window, Vec<f32>)>,
-}
-
-impl MelWindows {
-    /// Frames the clip will have.
-    pub fn frames(&self) -> usize {
-        self.windows.iter().map(|(w, _)| w.frames).sum()
-    }
-}
 
 /// Intermediate tensors of one pass, time-major host copies (for golden tests).
 #[derive(Clone, Debug, Default)]
@@ -127,47 +107,6 @@ pub struct MuqTrace {
     pub conv_stack: Vec<f32>,
     /// `hidden_states[0]` `[T, H]`.
     pub subsampled: Vec<f32>,
-}
-
-impl MelFrontEnd {
-    fn run(&self, wave: &[f32], trace: Option<&mut MuqTrace>) -> Result<Vec<f32>> {
-        let min = self.min_samples;
-        ensure!(
-            wave.len() >= min,
-            "window has {} samples; MuQ's STFT needs at least {min}",
-            wave.len()
-        );
-        let frames = self.stft.frames(wave);
-        let power = self.stft.power_f64(&frames);
-        let bins = self.stft.bins();
-        let n_mels = self.n_mels;
-        let mel: Vec<f64> = power
-            .chunks_exact(bins)
-            .flat_map(|row| {
-                self.bank.iter().map(move |(first, w)| {
-                    row[*first..first + w.len()]
-                        .iter()
-                        .zip(w)
-                        .map(|(p, &w)| p * f64::from(w))
-                        .sum::<f64>()
-                })
-            })
-            .collect();
-        // Drop the STFT's last frame: M = floor(N/hop) frames remain.
-        let used = (frames.count - 1) * n_mels;
-        let db: Vec<f64> = mel[..used]
-            .iter()
-            .map(|&m| 10.0 * m.max(AMIN).log10())
-            .collect();
-        let (mean, std) = (self.mean, self.std);
-        let norm: Vec<f32> = db.iter().map(|&d| ((d - mean) / std) as f32).collect();
-        if let Some(tr) = trace {
-            tr.mel_power = mel.iter().map(|&v| v as f32).collect();
-            tr.mel_db = db.iter().map(|&v| v as f32).collect();
-            tr.mel_norm = norm.clone();
-        }
-        Ok(norm)
-    }
 }
 
 /// Fold eval BatchNorm into the conv before it: per output channel `o`,
@@ -314,16 +253,6 @@ impl<B: Backend> Muq<B> {
                 })
             })
             .collect::<Result<_>>()?;
-        let stft = Stft::new(N_FFT, cfg.hop_length);
-        let bank: Vec<(usize, Vec<f32>)> = mel_bank(
-            stft.bins(),
-            f64::from(cfg.sample_rate) / 2.0,
-            cfg.n_mels,
-            cfg.sample_rate,
-        )
-        .into_iter()
-        .map(|b| (b.first, b.weights))
-        .collect();
         Ok(Self {
             act: parse_act(&cfg.hidden_act)?,
             blocks,
@@ -331,14 +260,7 @@ impl<B: Backend> Muq<B> {
             layers,
             enc_ln: prep_norm(backend, &w.enc_ln)?,
             patch_budget: PATCH_BUDGET,
-            front: MelFrontEnd {
-                stft,
-                bank,
-                n_mels: cfg.n_mels,
-                min_samples: cfg.min_samples(),
-                mean: cfg.mel_mean,
-                std: cfg.mel_std,
-            },
+            front: MelFrontEnd::new(&cfg),
             cfg,
         })
     }
@@ -637,8 +559,8 @@ impl<B: Backend> Muq<B> {
 
 #[cfg(test)]
 mod tests {
+    use super::weights::BatchNormW;
     use super::*;
-    use crate::encoder::muq_weights::BatchNormW;
 
     #[test]
     fn window_plan_balances_frames_on_the_mel_grid() {
@@ -698,7 +620,7 @@ mod tests {
     #[test]
     fn random_control_has_the_muq_layout_and_is_seeded() {
         let cc = MuqConfig::control();
-        let w = MuqWeights::random_init(&cc, 7);
+        let w = MuqWeights::random_init(&cc, 7).unwrap();
         assert_eq!(w.layers.len(), 12);
         assert_eq!(w.proj.w.len(), 64 * 16 * 32);
         assert_eq!(w.layers[0].depthwise.w.len(), 64 * 31);
@@ -707,7 +629,7 @@ mod tests {
         assert_eq!(w.blocks[1].conv2.w.len(), 16 * 16 * 9);
         assert_eq!(
             w.layers[3].q.w,
-            MuqWeights::random_init(&cc, 7).layers[3].q.w
+            MuqWeights::random_init(&cc, 7).unwrap().layers[3].q.w
         );
     }
 }

@@ -1,7 +1,7 @@
 //! MERT-v1 configuration: the fields of HF `config.json` the forward pass uses,
 //! plus the processor flag and the windowing limit.
 
-use crate::ops::Act;
+use crate::encoder::nn::parse_act;
 use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -62,16 +62,6 @@ fn default_sample_rate() -> u32 {
 }
 fn default_max_frames() -> usize {
     1000
-}
-
-/// HF activation name → op.
-pub fn parse_act(name: &str) -> Result<Act> {
-    Ok(match name {
-        "gelu" => Act::Gelu,
-        "relu" => Act::Relu,
-        "silu" | "swish" => Act::Silu,
-        other => bail!("unsupported activation {other:?} (expected gelu, relu, silu or swish)"),
-    })
 }
 
 impl MertConfig {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::Path;
 
-use super::config::parse_act;
+use crate::encoder::nn::parse_act;
 
 /// STFT size of MuQ's `melspec_2048` feature (also the window length).
 pub const N_FFT: usize = 2048;
@@ -165,6 +165,36 @@ impl MuqConfig {
         };
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The checkpoint's `config.json` layout (MuQConfig with `w2v2_config` and
+    /// `stat`) holding this config, which [`Self::from_json`] reads back.
+    /// (`sample_rate` and `max_frames` are not MuQConfig keys: always 24 kHz
+    /// and the runtime's window.)
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "label_rate": 25,
+            "features": ["melspec_2048"],
+            "encoder_dim": self.encoder_dim,
+            "encoder_depth": self.encoder_depth,
+            "conv_dim": self.conv_dim,
+            "n_mels": self.n_mels,
+            "hop_length": self.hop_length,
+            "stat": {
+                "melspec_2048_mean": self.mel_mean,
+                "melspec_2048_std": self.mel_std,
+            },
+            "w2v2_config": {
+                "num_hidden_layers": self.encoder_depth,
+                "num_attention_heads": self.num_attention_heads,
+                "intermediate_size": self.intermediate_size,
+                "hidden_act": self.hidden_act,
+                "rotary_embedding_base": self.rotary_embedding_base,
+                "conv_depthwise_kernel_size": self.conv_depthwise_kernel_size,
+                "layer_norm_eps": self.layer_norm_eps,
+                "position_embeddings_type": "rotary",
+            },
+        })
     }
 
     /// Read `dir/config.json`.

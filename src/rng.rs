@@ -1,17 +1,46 @@
-//! Small seeded PRNG (xoshiro256**, seeded through SplitMix64).
+//! The crate's seeded random numbers, one place for all of them.
 //!
 //! Hand-rolled so that results never change with a dependency upgrade: every
-//! random decision in training and bootstrapping is a pure function of
-//! `(seed, stream)`, which is what makes runs bit-identical.
+//! random decision (training, bootstrapping, seeded control weights, test
+//! data) is a pure function of its seed, which is what makes runs bit-identical.
+//!
+//! - [`SplitMix64`]: the seed expander; also draws the seeded random-init
+//!   encoder weights ([`SplitMix64::uniform_vec`]).
+//! - [`Rng`]: xoshiro256** (seeded through SplitMix64) for training and bootstrap.
+//! - [`pseudo`]: a stateless hash of the index, for test tensors.
 
-/// SplitMix64 step: used to expand a 64-bit seed into xoshiro state and to
-/// derive independent stream seeds.
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+/// SplitMix64 (Steele et al. 2014): tiny and seedable.
+#[derive(Clone, Debug)]
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// `n` values uniform in `[-a, a)` (24 random bits each).
+    pub fn uniform_vec(&mut self, n: usize, a: f32) -> Vec<f32> {
+        (0..n)
+            .map(|_| ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * a)
+            .collect()
+    }
+}
+
+/// Deterministic test values in `[-1, 1)`: a multiplicative hash of the index
+/// (no state, so any slice of a tensor can be regenerated alone).
+pub fn pseudo(n: usize, seed: u32) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            let h = (i as u32)
+                .wrapping_mul(2_654_435_761)
+                .wrapping_add(seed.wrapping_mul(40_503));
+            (h >> 8) as f32 / 8_388_608.0 - 1.0
+        })
+        .collect()
 }
 
 /// xoshiro256** generator.
@@ -25,15 +54,10 @@ impl Rng {
     /// are statistically independent, so e.g. fold 2's dropout masks do not
     /// depend on how many numbers fold 1 drew.
     pub fn new(seed: u64, stream: u64) -> Self {
-        let mut a = seed;
-        let mut b = stream ^ 0xD1B5_4A32_D192_ED03;
-        let mut st = splitmix64(&mut a) ^ splitmix64(&mut b).rotate_left(29);
-        let s = [
-            splitmix64(&mut st),
-            splitmix64(&mut st),
-            splitmix64(&mut st),
-            splitmix64(&mut st),
-        ];
+        let a = SplitMix64(seed).next_u64();
+        let b = SplitMix64(stream ^ 0xD1B5_4A32_D192_ED03).next_u64();
+        let mut st = SplitMix64(a ^ b.rotate_left(29));
+        let s = [st.next_u64(), st.next_u64(), st.next_u64(), st.next_u64()];
         Rng { s }
     }
 
@@ -121,6 +145,24 @@ mod tests {
         }
         let u: f64 = (0..20_000).map(|_| r.uniform_f64()).sum::<f64>() / 20_000.0;
         assert!((u - 0.5).abs() < 0.01, "mean {u}");
+    }
+
+    #[test]
+    fn splitmix64_matches_the_reference_sequence() {
+        // First outputs for seed 0 of the reference C implementation (Vigna).
+        let mut r = SplitMix64(0);
+        assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+        let u = SplitMix64(5).uniform_vec(10_000, 0.5);
+        assert!(u.iter().all(|v| (-0.5..0.5).contains(v)));
+    }
+
+    #[test]
+    fn pseudo_is_stateless_and_in_range() {
+        let a = pseudo(100, 3);
+        assert_eq!(&pseudo(50, 3)[..], &a[..50]);
+        assert_ne!(pseudo(100, 4), a);
+        assert!(a.iter().all(|v| (-1.0..1.0).contains(v)));
     }
 
     #[test]

@@ -1,13 +1,16 @@
-//! Pooling where the hidden states are: on the encoder's backend, so with a
-//! GPU only per-column statistics (4 numbers a column), or for `frames` the
-//! selected sequence, come back to the host, never the hidden states.
+//! The one encode-and-pool path, for every backend: pooling where the hidden
+//! states are, so with a GPU only per-column statistics (4 numbers a column),
+//! or for `frames` the selected sequence, come back to the host, never the
+//! hidden states.
 //!
 //! Each window of a long clip contributes partial statistics over the frames
-//! it holds; they merge exactly on the host ([`ColumnStats::merge`]). A layer
-//! mean is a sum of states on the device with the 1/n folded into the
-//! statistics; a layer list is pooled state by state (a per-frame
-//! concatenation pools to the concatenation of its blocks). Same definitions
-//! as [`super::pool`]; the stage tests hold the two paths together.
+//! it holds; they merge on the host ([`ColumnStats::merge`]). A layer mean is
+//! [`Backend::mean_states`] (on a GPU a sum of states with the 1/n folded into
+//! the statistics; on the CPU the f64 mean itself); a layer list is pooled
+//! state by state (a per-frame concatenation pools to the concatenation of
+//! its blocks). Same definitions as [`super::pool`], the host oracle:
+//! `tests/features_device.rs` holds the two together on both backends (on the
+//! CPU a one-window clip pools to the same bits).
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -17,22 +20,19 @@ use anyhow::{Context, Result, bail};
 use super::layers::LayerSelection;
 use super::pool::{MULTISCALE_WINDOWS, Pooling, segments};
 use super::spec::FeatureSetSpec;
-use crate::encoder::{Backend, Encoder, Prepared};
+use crate::encoder::{Backend, Encoder, OnDevice, Prepared};
 use crate::ops::ColumnStats;
 
-/// The hidden states summed into one pooled block, and the factor applied.
+/// The hidden states averaged into one pooled block.
 type Block = Vec<usize>;
 
-fn blocks(layers: &LayerSelection, n_states: usize) -> Result<Vec<(Block, f32)>> {
+fn blocks(layers: &LayerSelection, n_states: usize) -> Result<Vec<Block>> {
     let idx = layers.indices(n_states)?;
     Ok(match layers {
         LayerSelection::Single(_) | LayerSelection::Concat(_) | LayerSelection::ConcatAll => {
-            idx.into_iter().map(|i| (vec![i], 1.0)).collect()
+            idx.into_iter().map(|i| vec![i]).collect()
         }
-        LayerSelection::MeanRange { .. } | LayerSelection::MeanAll => {
-            let scale = 1.0 / idx.len() as f32;
-            vec![(idx, scale)]
-        }
+        LayerSelection::MeanRange { .. } | LayerSelection::MeanAll => vec![idx],
     })
 }
 
@@ -61,6 +61,21 @@ pub fn encode_and_pool<B: Backend>(
     encode_and_pool_prepared(backend, encoder, &encoder.prepare(wave)?, specs)
 }
 
+/// [`encode_and_pool_prepared`] as work for an [`crate::encoder::EncoderRuntime`].
+pub struct PoolAll<'a>(pub &'a [FeatureSetSpec]);
+
+impl OnDevice for PoolAll<'_> {
+    type Output = Vec<Vec<f32>>;
+    fn run<B: Backend>(
+        self,
+        backend: &B,
+        encoder: &Encoder<B>,
+        input: &Prepared,
+    ) -> Result<Self::Output> {
+        encode_and_pool_prepared(backend, encoder, input, self.0)
+    }
+}
+
 /// [`encode_and_pool`] on a clip the encoder already [`Encoder::prepare`]d
 /// (so a caller can run the host half outside its turn on a shared device).
 pub fn encode_and_pool_prepared<B: Backend>(
@@ -76,7 +91,7 @@ pub fn encode_and_pool_prepared<B: Backend>(
     for spec in specs {
         spec.validate(n_states)?;
         let blocks = blocks(&spec.layers, n_states).with_context(|| spec.to_string())?;
-        want.extend(blocks.iter().flat_map(|(b, _)| b.iter().copied()));
+        want.extend(blocks.iter().flatten().copied());
         let used = spec.frames_used(total);
         plans.push((blocks, used, ranges(spec.pooling, used)));
     }
@@ -88,28 +103,26 @@ pub fn encode_and_pool_prepared<B: Backend>(
     let mut seqs: HashMap<(Block, usize), Vec<f32>> = HashMap::new();
     encoder.encode_prepared(backend, input, &want, &mut |w, states| {
         let here = w.frame_start..w.frame_start + w.frames;
-        let mut sums: HashMap<Block, B::Tensor> = HashMap::new();
+        let mut means: HashMap<Block, (B::Tensor, f32)> = HashMap::new();
         // (block, range) already reduced in this window: sets sharing them reuse it.
         let mut done: std::collections::HashSet<(Block, Range<usize>)> = Default::default();
         for ((blocks, used, rngs), spec) in plans.iter().zip(specs) {
-            for (block, scale) in blocks {
-                if block.len() > 1 && !sums.contains_key(block) {
-                    let state = |i: usize| {
-                        states[i]
-                            .as_ref()
-                            .with_context(|| format!("hidden state {i} was not computed"))
-                    };
-                    let mut acc = backend.add(state(block[0])?, state(block[1])?)?;
-                    for &i in &block[2..] {
-                        acc = backend.add(&acc, state(i)?)?;
-                    }
-                    sums.insert(block.clone(), acc);
-                }
-                let tensor = match sums.get(block) {
-                    Some(t) => t,
-                    None => states[block[0]]
+            for block in blocks {
+                let state = |i: usize| {
+                    states[i]
                         .as_ref()
-                        .with_context(|| format!("hidden state {} was not computed", block[0]))?,
+                        .with_context(|| format!("hidden state {i} was not computed"))
+                };
+                if block.len() > 1 && !means.contains_key(block) {
+                    let xs = block
+                        .iter()
+                        .map(|&i| state(i))
+                        .collect::<Result<Vec<_>>>()?;
+                    means.insert(block.clone(), backend.mean_states(&xs)?);
+                }
+                let (tensor, scale) = match means.get(block) {
+                    Some((t, s)) => (t, *s),
+                    None => (state(block[0])?, 1.0),
                 };
                 for r in rngs {
                     let local = intersect(r, &here);
@@ -121,7 +134,7 @@ pub fn encode_and_pool_prepared<B: Backend>(
                         continue;
                     }
                     let rows = local.start - w.frame_start..local.end - w.frame_start;
-                    let part = backend.column_stats(tensor, rows, *scale)?;
+                    let part = backend.column_stats(tensor, rows, scale)?;
                     let merged = match stats.get(&key) {
                         Some(prev) => prev.merge(&part),
                         None => part,
@@ -163,7 +176,7 @@ pub fn encode_and_pool_prepared<B: Backend>(
             for r in rngs {
                 let parts = blocks
                     .iter()
-                    .map(|(b, _)| get(b, r))
+                    .map(|b| get(b, r))
                     .collect::<Result<Vec<_>>>()?;
                 let mut push = |f: &dyn Fn(&ColumnStats) -> Vec<f64>| {
                     for p in &parts {
@@ -193,13 +206,13 @@ pub fn encode_and_pool_prepared<B: Backend>(
 
 /// `[frames, D]` with each frame the concatenation of its blocks' rows.
 fn interleave(
-    blocks: &[(Block, f32)],
+    blocks: &[Block],
     used: usize,
     seqs: &HashMap<(Block, usize), Vec<f32>>,
 ) -> Result<Vec<f32>> {
     let parts = blocks
         .iter()
-        .map(|(b, _)| {
+        .map(|b| {
             seqs.get(&(b.clone(), used))
                 .with_context(|| format!("no frames for hidden states {b:?}"))
         })

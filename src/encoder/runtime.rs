@@ -1,0 +1,174 @@
+//! An encoder as a pipeline entry (`[encoders.NAME]`) describes it, loaded
+//! once on the device the entry picks: its architecture (a weights folder's
+//! `config.json`, checked against `arch`, or a seeded preset), its weights,
+//! and the backend (`device = "auto" | "cpu" | "gpu"`).
+//!
+//! Callers hand it work generic over the backend through [`OnDevice`]; on a
+//! GPU the host half of a clip (MuQ's mel front end) runs before the clip's
+//! turn on the device, and clips take turns (one at a time keeps a clip's ops
+//! together in the backend's command batch).
+
+use super::backend::Backend;
+use super::model::{ArchConfig, Encoder, Prepared};
+use crate::config::{Device, EncoderConfig};
+use crate::cpu::CpuBackend;
+use crate::gpu::GpuBackend;
+use anyhow::{Context, Result, anyhow, bail};
+use std::sync::{Mutex, OnceLock};
+
+/// Work to run with a loaded encoder on whichever backend it is on.
+pub trait OnDevice {
+    type Output;
+    fn run<B: Backend>(
+        self,
+        backend: &B,
+        encoder: &Encoder<B>,
+        input: &Prepared,
+    ) -> Result<Self::Output>;
+}
+
+/// A loaded encoder on its backend.
+pub struct EncoderRuntime {
+    on: On,
+}
+
+#[allow(clippy::large_enum_variant)] // one per encoder, behind an Arc
+enum On {
+    Cpu {
+        backend: CpuBackend,
+        encoder: Encoder<CpuBackend>,
+    },
+    Gpu {
+        backend: GpuBackend,
+        encoder: Encoder<GpuBackend>,
+        /// One clip at a time on the device.
+        turn: Mutex<()>,
+    },
+}
+
+impl EncoderRuntime {
+    /// Load encoder `name` as `cfg` describes it.
+    pub fn load(name: &str, cfg: &EncoderConfig) -> Result<Self> {
+        let mut arch = arch_config(name, cfg)?;
+        let weights = match &cfg.weights {
+            Some(dir) => arch.load_weights(dir)?,
+            None => arch.random_weights(cfg.seed)?,
+        };
+        if let ArchConfig::Mert(m) = &mut arch {
+            m.do_normalize = cfg.normalize;
+        }
+        arch.set_max_frames(cfg.window_frames());
+        let gpu = match cfg.device {
+            Device::Cpu => None,
+            Device::Gpu => Some(GpuBackend::new().map_err(|e| {
+                anyhow!("encoder `{name}` has device = \"gpu\" but no GPU adapter opened: {e}")
+            })?),
+            Device::Auto => hardware_gpu(),
+        };
+        let prepare = || format!("preparing encoder `{name}`");
+        let on = match gpu {
+            Some(backend) => On::Gpu {
+                encoder: Encoder::new(&backend, arch, &weights).with_context(prepare)?,
+                backend,
+                turn: Mutex::new(()),
+            },
+            None => {
+                let backend = CpuBackend::new();
+                On::Cpu {
+                    encoder: Encoder::new(&backend, arch, &weights).with_context(prepare)?,
+                    backend,
+                }
+            }
+        };
+        Ok(EncoderRuntime { on })
+    }
+
+    pub fn config(&self) -> ArchConfig {
+        match &self.on {
+            On::Cpu { encoder, .. } => encoder.config(),
+            On::Gpu { encoder, .. } => encoder.config(),
+        }
+    }
+
+    /// The backend's name, for logs.
+    pub fn backend_name(&self) -> String {
+        match &self.on {
+            On::Cpu { backend, .. } => backend.name(),
+            On::Gpu { backend, .. } => backend.name(),
+        }
+    }
+
+    /// Prepare `wave` (the host half of the pass), then run `work` on the
+    /// device: on a GPU in the clip's turn.
+    pub fn run<W: OnDevice>(&self, wave: &[f32], work: W) -> Result<W::Output> {
+        match &self.on {
+            On::Cpu { backend, encoder } => work.run(backend, encoder, &encoder.prepare(wave)?),
+            On::Gpu {
+                backend,
+                encoder,
+                turn,
+            } => {
+                let input = encoder.prepare(wave)?;
+                let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
+                work.run(backend, encoder, &input)
+            }
+        }
+    }
+}
+
+/// Whether an encoder entry's forward pass runs on a GPU (its clips then
+/// take turns on the device).
+pub fn runs_on_gpu(cfg: &EncoderConfig) -> bool {
+    match cfg.device {
+        Device::Cpu => false,
+        Device::Gpu => true,
+        Device::Auto => hardware_gpu_present(),
+    }
+}
+
+/// The GPU backend on a hardware adapter, if there is one (`device = "auto"`
+/// never picks a software rasteriser such as lavapipe: slower than the CPU).
+fn hardware_gpu() -> Option<GpuBackend> {
+    GpuBackend::new().ok().filter(|g| !g.gpu().info().is_cpu())
+}
+
+/// [`hardware_gpu`] asked once per process (opening an adapter is not free).
+fn hardware_gpu_present() -> bool {
+    static PRESENT: OnceLock<bool> = OnceLock::new();
+    *PRESENT.get_or_init(|| hardware_gpu().is_some())
+}
+
+/// The architecture an encoder entry describes: its weights folder's
+/// `config.json` (which must be of the `arch` named), or the `random` preset.
+pub fn arch_config(name: &str, cfg: &EncoderConfig) -> Result<ArchConfig> {
+    match (&cfg.weights, &cfg.random) {
+        (Some(dir), _) => {
+            let arch = ArchConfig::from_dir(dir)?;
+            if arch.arch() != cfg.arch {
+                bail!(
+                    "encoder `{name}`: arch = {:?} but {} is a {} checkpoint",
+                    cfg.arch,
+                    dir.join("config.json").display(),
+                    arch.arch()
+                );
+            }
+            Ok(arch)
+        }
+        (None, Some(preset)) => {
+            ArchConfig::preset(&cfg.arch, preset).with_context(|| format!("encoder `{name}`"))
+        }
+        (None, None) => bail!("encoder `{name}` has neither weights nor random"),
+    }
+}
+
+/// What an encoder entry's weights are, for table metadata and bundles.
+pub fn describe_weights(cfg: &EncoderConfig) -> String {
+    match (&cfg.weights, &cfg.random) {
+        (Some(dir), _) => format!("pre-trained weights from {}", dir.display()),
+        (None, Some(preset)) => format!(
+            "CONTROL: seeded random init ({preset}, seed {}), not pre-trained",
+            cfg.seed
+        ),
+        (None, None) => String::new(),
+    }
+}

@@ -1,0 +1,158 @@
+//! feature_tables: one Parquet table per feature set,
+//! `data/out/features/<set>.parquet` (clip_id, fold, features:
+//! FixedSizeList<Float32, D>; or n_frames + frames for `pooling = "frames"`).
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{FEATURE_TABLES, FEATURES};
+use crate::config::EncoderConfig;
+use crate::dag::{Node, NodeSpec, Source, Stage, StageDecl, store};
+use crate::dataset::Dataset;
+use crate::encoder::runtime;
+use crate::features::{FeatureSet, Pooling, read_vector};
+use crate::table::TableBuilder;
+
+/// Input name of the weights file in a table node (clip ids never look like this).
+const WEIGHTS_INPUT: &str = "__weights";
+
+pub struct FeatureTables {
+    dataset: Arc<Dataset>,
+    sets: Vec<Arc<FeatureSet>>,
+    encoders: BTreeMap<String, EncoderConfig>,
+}
+
+impl FeatureTables {
+    pub fn new(
+        dataset: Arc<Dataset>,
+        sets: Vec<Arc<FeatureSet>>,
+        encoders: BTreeMap<String, EncoderConfig>,
+    ) -> FeatureTables {
+        FeatureTables {
+            dataset,
+            sets,
+            encoders,
+        }
+    }
+
+    /// Width of one frame of a `frames` set (from the encoder's shape).
+    fn frame_dim(&self, set: &FeatureSet) -> Result<usize> {
+        let name = &set.cfg.encoder;
+        let enc = self
+            .encoders
+            .get(name)
+            .ok_or_else(|| anyhow!("feature set `{}`: no encoder `{name}`", set.name))?;
+        let arch = runtime::arch_config(name, enc)?;
+        let spec = set.spec().expect("frames sets are encoded");
+        Ok(spec
+            .layers
+            .output_dim(arch.hidden_size(), arch.num_hidden_states()))
+    }
+}
+
+impl Stage for FeatureTables {
+    fn decl(&self) -> &'static StageDecl {
+        &FEATURE_TABLES
+    }
+    fn describe(&self) -> String {
+        "one Parquet table per feature set: clip_id, fold, features (FixedSizeList<Float32, D>)"
+            .into()
+    }
+    fn plan(&self) -> Result<Vec<NodeSpec>> {
+        self.sets
+            .iter()
+            .map(|set| {
+                let cfg = &set.cfg;
+                let params = json!({
+                    "spec": serde_json::to_value(set.spec())?,
+                    "encoder": cfg.encoder,
+                    "description": cfg.description,
+                    "folds": self.dataset.folds,
+                });
+                let weights = self
+                    .encoders
+                    .get(&cfg.encoder)
+                    .and_then(|e| e.weights.as_ref())
+                    .map(|dir| {
+                        let file = Source::File(dir.join("model.safetensors"));
+                        (WEIGHTS_INPUT.to_string(), file)
+                    });
+                let clips = self.dataset.clips.iter().map(|c| {
+                    let item = format!("{}/{}", set.name, c.id);
+                    (c.id.clone(), Source::node(&FEATURES, item))
+                });
+                let inputs = weights.into_iter().chain(clips).collect();
+                Ok(NodeSpec::new(set.name.clone(), params, inputs).with_plan(set.clone()))
+            })
+            .collect()
+    }
+    fn run(&self, node: &Node, out: &Path) -> Result<()> {
+        let set: &Arc<FeatureSet> = node.plan()?;
+        let (name, cfg) = (&set.name, &set.cfg);
+        let clips = &self.dataset.clips;
+        let vectors: Vec<Vec<f32>> = clips
+            .iter()
+            .map(|c| read_vector(&node.input(&c.id)?.path))
+            .collect::<Result<_>>()?;
+        let weights = match (node.input(WEIGHTS_INPUT), self.encoders.get(&cfg.encoder)) {
+            (Ok(w), Some(enc)) => {
+                format!("blake3:{} ({})", w.key, runtime::describe_weights(enc))
+            }
+            (_, Some(enc)) => runtime::describe_weights(enc),
+            (_, None) => "none (weight-free baseline)".to_string(),
+        };
+        let table = TableBuilder::new()
+            .utf8(
+                "clip_id",
+                &clips.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+            )
+            .i32_opt(
+                "fold",
+                clips.iter().map(|c| c.fold.map(|f| f as i32)).collect(),
+            );
+        let frames = set.spec().is_some_and(|s| s.pooling == Pooling::Frames);
+        let (table, dim) = if frames {
+            let dim = self.frame_dim(set)?;
+            let n_frames = vectors
+                .iter()
+                .map(|v| Some((v.len() / dim.max(1)) as i32))
+                .collect();
+            let table = table
+                .i32_opt("n_frames", n_frames)
+                .f32_sequences("frames", dim, &vectors)
+                .with_context(|| format!("feature set `{name}`"))?;
+            (table, dim)
+        } else {
+            let dim = vectors.first().map_or(0, Vec::len);
+            if let Some((c, v)) = clips.iter().zip(&vectors).find(|(_, v)| v.len() != dim) {
+                bail!(
+                    "feature set `{name}`: clip {} has {} values, others {dim}",
+                    c.id,
+                    v.len()
+                );
+            }
+            (table.f32_vectors("features", dim, vectors.concat())?, dim)
+        };
+        table
+            .meta("pipe.feature_set", name.as_str())
+            .meta("pipe.encoder", cfg.encoder.as_str())
+            .meta("pipe.weights", weights)
+            .meta("pipe.spec", serde_json::to_value(set.spec())?.to_string())
+            .meta("pipe.dim", dim.to_string())
+            .meta("pipe.description", cfg.description.as_str())
+            .write(out)
+    }
+    fn publish(&self, nodes: &[&Node], out_dir: &Path) -> Result<Vec<PathBuf>> {
+        nodes
+            .iter()
+            .map(|n| {
+                let dest = out_dir.join("features").join(format!("{}.parquet", n.item));
+                store::copy_atomic(&n.path, &dest)?;
+                Ok(dest)
+            })
+            .collect()
+    }
+}
