@@ -419,7 +419,7 @@ impl Config {
             match (&enc.weights, &enc.random) {
                 (Some(_), None) | (None, Some(_)) => {}
                 _ => anyhow::bail!(
-                    "encoders.{name}: set exactly one of `weights` (a folder) or `random` (mert: control, 95m, 330m; muq: control, large)"
+                    "encoders.{name}: set exactly one of `weights` (a folder) or `random` (mert: control, control_330m, 95m, 330m; muq: control, large)"
                 ),
             }
             if Baseline::parse(name).is_some() {

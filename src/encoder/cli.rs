@@ -21,7 +21,7 @@ pub struct EncodeArgs {
     /// seeded random weights.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Use seeded random weights instead of --model: MERT `95m`, `330m`, `control`;
+    /// Use seeded random weights instead of --model: MERT `95m`, `330m`, `control`, `control_330m`;
     /// MuQ (with --arch muq) `large`, `control`.
     #[arg(long, conflicts_with = "model")]
     pub random: Option<String>,

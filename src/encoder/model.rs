@@ -36,7 +36,7 @@ impl ArchConfig {
         })
     }
 
-    /// A seeded-random architecture: `arch` "mert" (control, 95m, 330m) or "muq" (control, large).
+    /// A seeded-random architecture: `arch` "mert" (control, control_330m, 95m, 330m) or "muq" (control, large).
     pub fn preset(arch: &str, name: &str) -> Result<Self> {
         Ok(match arch {
             "mert" => Self::Mert(MertConfig::preset(name).map_err(|e| {
@@ -44,7 +44,7 @@ impl ArchConfig {
             })?),
             "muq" => Self::Muq(MuqConfig::preset(name).map_err(|e| {
                 anyhow::anyhow!(
-                    "{e} (MERT's are control, 95m and 330m, with the mert architecture)"
+                    "{e} (MERT's are control, control_330m, 95m and 330m, with the mert architecture)"
                 )
             })?),
             other => bail!("unknown encoder architecture {other:?}: expected mert or muq"),

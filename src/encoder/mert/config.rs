@@ -86,13 +86,27 @@ impl MertConfig {
         cfg
     }
 
-    /// A named architecture for seeded random weights: `control`, `95m` or `330m`.
+    /// The random-init control of MERT-v1-330M's layout: pre-LN, 24 layers so
+    /// 25 hidden states (the study's layer ranges 13-24, 1-6, ... address the
+    /// same states as on 330M), at the control's reduced width (conv 64, hidden
+    /// 64, one head, FFN 256). Seeded random weights only.
+    pub fn mert_control_330m() -> Self {
+        let mut cfg = Self::base(64, 24, 1, 256, true);
+        cfg.conv_dim = vec![64; 7];
+        cfg
+    }
+
+    /// A named architecture for seeded random weights: `control`, `control_330m`,
+    /// `95m` or `330m`.
     pub fn preset(name: &str) -> Result<Self> {
         Ok(match name {
             "control" => Self::mert_control(),
+            "control_330m" => Self::mert_control_330m(),
             "95m" => Self::mert_95m(),
             "330m" => Self::mert_330m(),
-            other => bail!("unknown MERT preset {other:?}: expected control, 95m or 330m"),
+            other => bail!(
+                "unknown MERT preset {other:?}: expected control, control_330m, 95m or 330m"
+            ),
         })
     }
 

@@ -461,6 +461,28 @@ mod tests {
     }
 
     #[test]
+    fn the_330m_control_has_330m_depth_and_layer_norm_order() {
+        let c = MertConfig::preset("control_330m").unwrap();
+        let big = MertConfig::mert_330m();
+        assert_eq!(
+            (c.num_hidden_states(), c.do_stable_layer_norm),
+            (big.num_hidden_states(), big.do_stable_layer_norm)
+        );
+        assert_eq!((c.conv_kernel, c.conv_stride), (big.conv_kernel, big.conv_stride));
+        let backend = crate::cpu::CpuBackend::new();
+        let model = Mert::new(
+            &backend,
+            MertConfig::mert_control_330m(),
+            &MertWeights::random_init(&MertConfig::mert_control_330m(), 0).unwrap(),
+        )
+        .unwrap();
+        let wave: Vec<f32> = (0..12_000).map(|i| (i as f32 * 0.01).sin() * 0.3).collect();
+        let out = model.encode(&backend, &wave, &[0, 13, 24]).unwrap();
+        assert_eq!((out.frames, out.hidden), (37, 64));
+        assert!(out.states[24].as_ref().unwrap().iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
     fn random_init_has_the_real_95m_shapes() {
         let c = MertConfig::mert_95m();
         let w = MertWeights::random_init(&c, 1).unwrap();
