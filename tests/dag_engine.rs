@@ -32,14 +32,13 @@ impl Stage for Scale {
         Ok(self
             .items
             .iter()
-            .map(|i| NodeSpec {
-                item: i.clone(),
-                params: json!({"factor": self.factor}),
-                inputs: vec![(
-                    "value".into(),
-                    Source::File(self.inputs_dir.join(format!("{i}.txt"))),
-                )],
-                plan: None,
+            .map(|i| {
+                let input = Source::File(self.inputs_dir.join(format!("{i}.txt")));
+                NodeSpec::new(
+                    i.clone(),
+                    json!({"factor": self.factor}),
+                    vec![("value".into(), input)],
+                )
             })
             .collect())
     }
@@ -75,11 +74,9 @@ impl Stage for AddOne {
         Ok(self
             .items
             .iter()
-            .map(|i| NodeSpec {
-                item: i.clone(),
-                params: json!({}),
-                inputs: vec![("scaled".into(), Source::node(&SCALE, i.clone()))],
-                plan: None,
+            .map(|i| {
+                let input = Source::node(&SCALE, i.clone());
+                NodeSpec::new(i.clone(), json!({}), vec![("scaled".into(), input)])
             })
             .collect())
     }
@@ -110,12 +107,7 @@ impl Stage for Sum {
             .iter()
             .map(|i| (i.clone(), Source::node(&ADD_ONE, i.clone())))
             .collect();
-        Ok(vec![NodeSpec {
-            item: "all".into(),
-            params: json!({}),
-            inputs,
-            plan: None,
-        }])
+        Ok(vec![NodeSpec::new("all", json!({}), inputs)])
     }
     fn run(&self, node: &Node, out: &Path) -> Result<()> {
         *self.ran.lock().unwrap() += 1;
@@ -454,11 +446,8 @@ impl Stage for Variants {
             .clips
             .iter()
             .flat_map(|c| {
-                self.variants.iter().map(move |v| NodeSpec {
-                    item: format!("{c}/{v}"),
-                    params: json!({"variant": v, "clip": c}),
-                    inputs: vec![],
-                    plan: None,
+                self.variants.iter().map(move |v| {
+                    NodeSpec::new(format!("{c}/{v}"), json!({"variant": v, "clip": c}), vec![])
                 })
             })
             .collect())
@@ -556,13 +545,8 @@ impl Stage for First {
     fn plan(&self) -> Result<Vec<NodeSpec>> {
         Ok(["fast", "slow"]
             .iter()
-            .map(|i| NodeSpec {
-                item: i.to_string(),
-                // Keys hash params and inputs, not the item: distinct params, distinct artifacts.
-                params: json!({ "item": i }),
-                inputs: vec![],
-                plan: None,
-            })
+            // Keys hash params and inputs, not the item: distinct params, distinct artifacts.
+            .map(|i| NodeSpec::new(i.to_string(), json!({ "item": i }), vec![]))
             .collect())
     }
     fn run(&self, node: &Node, out: &Path) -> Result<()> {
@@ -598,11 +582,13 @@ impl Stage for Second {
         Ok(self
             .items
             .iter()
-            .map(|i| NodeSpec {
-                item: i.to_string(),
-                params: json!({ "item": i }),
-                inputs: vec![("in".into(), Source::node(&FIRST, i.to_string()))],
-                plan: None,
+            .map(|i| {
+                let input = Source::node(&FIRST, i.to_string());
+                NodeSpec::new(
+                    i.to_string(),
+                    json!({ "item": i }),
+                    vec![("in".into(), input)],
+                )
             })
             .collect())
     }
@@ -672,12 +658,7 @@ fn exclusive_batches_run_one_at_a_time_and_others_around_them() {
         }
         fn plan(&self) -> Result<Vec<NodeSpec>> {
             Ok((0..6)
-                .map(|i| NodeSpec {
-                    item: format!("c{i}"),
-                    params: json!({ "item": i }),
-                    inputs: vec![],
-                    plan: None,
-                })
+                .map(|i| NodeSpec::new(format!("c{i}"), json!({ "item": i }), vec![]))
                 .collect())
         }
         fn run(&self, node: &Node, out: &Path) -> Result<()> {

@@ -61,19 +61,23 @@ impl Canvas {
     }
 }
 
-/// Horizontal grouped bars: R² of each dimension for each of `runs`.
+/// Horizontal grouped bars: R² of each dimension for each of `runs`, with the
+/// legend in its own strip under the chart (it never covers a bar).
 pub fn r2_by_dimension(runs: &[&Ran], out: impl Write) -> Result<()> {
     ensure!(!runs.is_empty(), "no experiment to plot");
-    let mut canvas = Canvas::new(1100, 120 + 34 * N_DIMS as u32)?;
+    const LEGEND_ROW: u32 = 24;
+    let legend_h = 16 + LEGEND_ROW * runs.len() as u32;
+    let mut canvas = Canvas::new(1100, 120 + 34 * N_DIMS as u32 + legend_h)?;
     {
         let (w, h) = (canvas.width, canvas.height);
         let root = BitMapBackend::with_buffer(&mut canvas.rgb, (w, h)).into_drawing_area();
+        let (plot, legend) = root.split_vertically(h - legend_h);
         let values = runs
             .iter()
             .flat_map(|r| r.eval.per_dim.iter().map(|d| d.r2));
         let (lo, hi) = values.fold((0f64, 0.1f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
         let pad = 0.05 * (hi - lo);
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(&plot)
             .caption("Out-of-fold R² per dimension", (FAMILY, 24))
             .margin(12)
             .x_label_area_size(40)
@@ -92,7 +96,7 @@ pub fn r2_by_dimension(runs: &[&Ran], out: impl Write) -> Result<()> {
                     String::new()
                 }
             })
-            .x_desc("R²")
+            .x_desc("R² (out-of-fold, mean over folds)")
             .label_style((FAMILY, 15))
             .draw()
             .map_err(draw_err)?;
@@ -105,25 +109,22 @@ pub fn r2_by_dimension(runs: &[&Ran], out: impl Write) -> Result<()> {
                     let y0 = (N_DIMS - 1 - d) as f64 - 0.4 + k as f64 * band;
                     Rectangle::new([(0.0, y0), (s.r2, y0 + band)], color.filled())
                 }))
-                .map_err(draw_err)?
-                .label(format!("{} (R² {:.3})", run.info.id, run.eval.r2))
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled())
-                });
+                .map_err(draw_err)?;
+            let y = 8 + LEGEND_ROW as i32 * k as i32;
+            legend
+                .draw(&Rectangle::new(
+                    [(202, y + 4), (218, y + 18)],
+                    color.filled(),
+                ))
+                .map_err(draw_err)?;
+            legend
+                .draw(&Text::new(
+                    format!("{} (R² {:.3})", run.info.id, run.eval.r2),
+                    (228, y + 2),
+                    (FAMILY, 15),
+                ))
+                .map_err(draw_err)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font((FAMILY, 15))
-            // On the side of zero the bars do not reach.
-            .position(if -lo > hi {
-                SeriesLabelPosition::UpperRight
-            } else {
-                SeriesLabelPosition::UpperLeft
-            })
-            .draw()
-            .map_err(draw_err)?;
         root.present().map_err(draw_err)?;
     }
     canvas.png(out)
@@ -149,8 +150,8 @@ pub fn scatter(run: &Ran, out: impl Write) -> Result<()> {
                     (FAMILY, 15),
                 )
                 .margin(6)
-                .x_label_area_size(22)
-                .y_label_area_size(34)
+                .x_label_area_size(34)
+                .y_label_area_size(46)
                 .build_cartesian_2d(0f32..1f32, 0f32..1f32)
                 .map_err(draw_err)?;
             chart
@@ -158,6 +159,9 @@ pub fn scatter(run: &Ran, out: impl Write) -> Result<()> {
                 .x_labels(3)
                 .y_labels(3)
                 .label_style((FAMILY, 11))
+                .x_desc("true")
+                .y_desc("predicted")
+                .axis_desc_style((FAMILY, 12))
                 .draw()
                 .map_err(draw_err)?;
             chart

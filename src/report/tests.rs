@@ -142,7 +142,12 @@ fn plots_are_pngs_of_the_declared_size() {
     plots::r2_by_dimension(&r.ran.iter().collect::<Vec<_>>(), &mut bars).unwrap();
     let mut scatter = Vec::new();
     plots::scatter(&r.ran[0], &mut scatter).unwrap();
-    for (png, (w, h)) in [(&bars, (1100u32, 120 + 34 * 19)), (&scatter, (1500, 1250))] {
+    // The bar chart ends in a legend strip of one 24-px row per experiment.
+    let legend = 16 + 24 * r.ran.len() as u32;
+    for (png, (w, h)) in [
+        (&bars, (1100u32, 120 + 34 * 19 + legend)),
+        (&scatter, (1500, 1250)),
+    ] {
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         // IHDR: width and height, big-endian, right after the chunk header.
         let dims = (

@@ -56,8 +56,8 @@ pub static TRAIN: StageDecl = StageDecl::new("train", 1, "json", &[&FEATURE_TABL
 pub static EVALUATE: StageDecl = StageDecl::new("evaluate", 1, "json", &[&TRAIN]);
 /// the public result tables
 pub static RESULTS: StageDecl = StageDecl::new("results", 1, "parquet", &[&TRAIN, &EVALUATE]);
-/// PNG figures
-pub static PLOTS: StageDecl = StageDecl::new("plots", 1, "png", &[&TRAIN, &EVALUATE]);
+/// PNG figures (v2: the bar chart's legend in its own strip, axis titles on the scatter panels)
+pub static PLOTS: StageDecl = StageDecl::new("plots", 2, "png", &[&TRAIN, &EVALUATE]);
 /// report.md
 pub static REPORT: StageDecl = StageDecl::new("report", 1, "md", &[&TRAIN, &EVALUATE]);
 

@@ -104,9 +104,9 @@ impl MertConfig {
             "control_330m" => Self::mert_control_330m(),
             "95m" => Self::mert_95m(),
             "330m" => Self::mert_330m(),
-            other => bail!(
-                "unknown MERT preset {other:?}: expected control, control_330m, 95m or 330m"
-            ),
+            other => {
+                bail!("unknown MERT preset {other:?}: expected control, control_330m, 95m or 330m")
+            }
         })
     }
 

@@ -468,7 +468,10 @@ mod tests {
             (c.num_hidden_states(), c.do_stable_layer_norm),
             (big.num_hidden_states(), big.do_stable_layer_norm)
         );
-        assert_eq!((c.conv_kernel, c.conv_stride), (big.conv_kernel, big.conv_stride));
+        assert_eq!(
+            (c.conv_kernel, c.conv_stride),
+            (big.conv_kernel, big.conv_stride)
+        );
         let backend = crate::cpu::CpuBackend::new();
         let model = Mert::new(
             &backend,
@@ -479,7 +482,13 @@ mod tests {
         let wave: Vec<f32> = (0..12_000).map(|i| (i as f32 * 0.01).sin() * 0.3).collect();
         let out = model.encode(&backend, &wave, &[0, 13, 24]).unwrap();
         assert_eq!((out.frames, out.hidden), (37, 64));
-        assert!(out.states[24].as_ref().unwrap().iter().all(|v| v.is_finite()));
+        assert!(
+            out.states[24]
+                .as_ref()
+                .unwrap()
+                .iter()
+                .all(|v| v.is_finite())
+        );
     }
 
     #[test]
