@@ -62,10 +62,8 @@ impl Stage for Train {
         Ok(self
             .experiments
             .iter()
-            .map(|(id, cfg)| NodeSpec {
-                item: id.clone(),
-                params: json!({ "head": cfg.head }),
-                inputs: vec![
+            .map(|(id, cfg)| {
+                let mut inputs = vec![
                     (
                         "features".into(),
                         Source::Node {
@@ -80,7 +78,22 @@ impl Stage for Train {
                             item: ALL.into(),
                         },
                     ),
-                ],
+                ];
+                // Two-input heads: the second feature set is one more input.
+                if let Some(second) = &cfg.second_features {
+                    inputs.push((
+                        "second_features".into(),
+                        Source::Node {
+                            stage: "feature_tables",
+                            item: second.clone(),
+                        },
+                    ));
+                }
+                NodeSpec {
+                    item: id.clone(),
+                    params: json!({ "head": cfg.head }),
+                    inputs,
+                }
             })
             .collect())
     }
@@ -92,8 +105,18 @@ impl Stage for Train {
             .ok_or_else(|| anyhow!("no experiment `{}`", node.item))?;
         let clips = LabeledClips::from_manifest(&node.input("manifest")?.path)?;
         let features = FeatureTable::read(&node.input("features")?.path)?;
-        let trained = experiment::train(&cfg.head, &clips, &features)
-            .with_context(|| format!("experiment {} (features `{}`)", node.item, cfg.features))?;
+        let second = match &cfg.second_features {
+            Some(_) => Some(FeatureTable::read(&node.input("second_features")?.path)?),
+            None => None,
+        };
+        let trained = experiment::train(&cfg.head, &clips, &features, second.as_ref())
+            .with_context(|| match &cfg.second_features {
+                Some(s) => format!(
+                    "experiment {} (features `{}`, second_features `{s}`)",
+                    node.item, cfg.features
+                ),
+                None => format!("experiment {} (features `{}`)", node.item, cfg.features),
+            })?;
         write_json(&trained, out)
     }
 }

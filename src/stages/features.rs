@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::audio;
-use crate::config::{BASELINES, Device, EncoderConfig, FeatureSetConfig};
+use crate::config::{BASELINES, Device, EncoderConfig, FeatureSetConfig, MEL_FRAMES};
 use crate::cpu::CpuBackend;
 use crate::dag::{Node, NodeSpec, Source, Stage, store};
 use crate::dataset::Dataset;
@@ -32,7 +32,9 @@ impl FeatureSet {
     /// Checks a `[features.NAME]` entry and parses its layers and pooling.
     pub fn from_config(name: &str, cfg: &FeatureSetConfig) -> Result<FeatureSet> {
         let spec = if BASELINES.contains(&cfg.encoder.as_str()) {
-            if cfg.layers.is_some() || cfg.pooling.is_some() {
+            // mel_frames is a sequence source: `pooling = "frames"` may say so.
+            let frames_ok = cfg.encoder == MEL_FRAMES && cfg.pooling.as_deref() == Some("frames");
+            if cfg.layers.is_some() || (cfg.pooling.is_some() && !frames_ok) {
                 bail!(
                     "features.{name}: layers and pooling do not apply to the weight-free baseline `{}`",
                     cfg.encoder
@@ -178,6 +180,12 @@ impl Features {
                     .map(|_| features::mel::logmel_stats(&pcm))
                     .collect();
             }
+            MEL_FRAMES => {
+                return sets
+                    .iter()
+                    .map(|s| features::mel::mel_frames(&pcm, s.cfg.max_frames))
+                    .collect();
+            }
             _ => {}
         }
         let model = self.model(encoder)?;
@@ -312,10 +320,14 @@ impl Stage for Features {
         let mut out = Vec::new();
         for set in &self.sets {
             let enc = self.encoders.get(&set.cfg.encoder);
-            let params = json!({
+            let mut params = json!({
                 "feature_set": { "name": set.name, "spec": set.spec, "encoder": set.cfg.encoder },
                 "encoder": enc.map(encoder_params),
             });
+            if set.cfg.encoder == MEL_FRAMES {
+                // The frame cap is the mel source's only setting (no spec).
+                params["feature_set"]["max_frames"] = json!(set.cfg.max_frames);
+            }
             for c in &self.dataset.clips {
                 let mut inputs = vec![(
                     "audio".to_string(),
@@ -502,6 +514,18 @@ impl Stage for FeatureTables {
             serde_json::from_value::<Option<FeatureSetSpec>>(spec.clone())?
                 .filter(|s| s.pooling == Pooling::Frames);
         let (table, dim) = match frames_spec {
+            None if cfg.encoder == MEL_FRAMES => {
+                let dim = features::mel::study::N_MELS;
+                let n_frames = vectors
+                    .iter()
+                    .map(|v| Some((v.len() / dim) as i32))
+                    .collect();
+                let table = table
+                    .i32_opt("n_frames", n_frames)
+                    .f32_sequences("frames", dim, &vectors)
+                    .with_context(|| format!("feature set `{name}`"))?;
+                (table, dim)
+            }
             Some(fs) => {
                 // Frame sequences: the width per frame comes from the encoder's shape.
                 let enc = self
