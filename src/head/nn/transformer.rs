@@ -94,7 +94,7 @@ impl EncoderLayer {
             self.dropout,
             rng.as_deref_mut(),
         )?;
-        let f = dropout(&self.ff2.forward(&f)?, self.dropout, rng.as_deref_mut())?;
+        let f = dropout(&self.ff2.forward(&f)?, self.dropout, rng)?;
         Ok((x + f)?)
     }
 }
