@@ -47,6 +47,10 @@ pub struct ExperimentConfig {
     /// Head and training settings; unset keys take the study's defaults.
     #[serde(default)]
     pub head: crate::head::HeadConfig,
+    /// The second feature set of a two-input head (`ensemble`, `concat`,
+    /// `gated`): another encoder's frames of the same clips.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_features: Option<String>,
 }
 
 /// What the report shows.
@@ -145,6 +149,14 @@ pub struct FeatureSetConfig {
     pub max_frames: usize,
     #[serde(default)]
     pub description: String,
+}
+
+impl FeatureSetConfig {
+    /// Whether the set stores frame sequences rather than one vector per clip.
+    pub fn is_frames(&self) -> bool {
+        Baseline::parse(&self.encoder).is_some_and(Baseline::is_frames)
+            || self.pooling.as_deref() == Some("frames")
+    }
 }
 
 fn default_true() -> bool {
@@ -384,6 +396,67 @@ impl Config {
         }
     }
 
+    /// A head's input kind must match its feature sets: sequence heads on
+    /// frame sets, pooled heads on pooled sets, two-input heads on two frame sets.
+    fn check_head_inputs(&self, id: &str, exp: &ExperimentConfig) -> Result<()> {
+        use crate::head::InputKind;
+        let arch = exp.head.arch;
+        let fs = &self.features[&exp.features];
+        let describe = |f: &FeatureSetConfig| {
+            f.pooling.clone().unwrap_or_else(|| {
+                if Baseline::parse(&f.encoder).is_some() {
+                    "statistics".into()
+                } else {
+                    "mean".into()
+                }
+            })
+        };
+        match arch.input() {
+            InputKind::Pooled if fs.is_frames() => anyhow::bail!(
+                "experiments.{id}.features = {:?}: that set stores frame sequences (pooling = \"frames\"); \
+                 head.arch = {:?} trains on pooled vectors (sequence heads: attention, bilstm, transformer, per_dim, mel_cnn)",
+                exp.features,
+                arch.name()
+            ),
+            InputKind::Frames | InputKind::TwoFrames if !fs.is_frames() => anyhow::bail!(
+                "experiments.{id}.head.arch = {:?} needs a frame-sequence feature set (pooling = \"frames\"), \
+                 but features = {:?} is pooled ({})",
+                arch.name(),
+                exp.features,
+                describe(fs)
+            ),
+            _ => {}
+        }
+        match (arch.input(), &exp.second_features) {
+            (InputKind::TwoFrames, None) => anyhow::bail!(
+                "experiments.{id}: head.arch = {:?} takes two feature sets: set second_features",
+                arch.name()
+            ),
+            (InputKind::TwoFrames, Some(second)) => {
+                let Some(fs2) = self.features.get(second) else {
+                    let known: Vec<&str> = self.features.keys().map(String::as_str).collect();
+                    anyhow::bail!(
+                        "experiments.{id}.second_features = {second:?}: no such feature set (known: {})",
+                        known.join(", ")
+                    );
+                };
+                if !fs2.is_frames() {
+                    anyhow::bail!(
+                        "experiments.{id}.second_features = {second:?} is pooled ({}); head.arch = {:?} needs frame sequences (pooling = \"frames\")",
+                        describe(fs2),
+                        arch.name()
+                    );
+                }
+            }
+            (_, Some(second)) => anyhow::bail!(
+                "experiments.{id}.second_features = {second:?}: only the two-input heads (ensemble, concat, gated) take a second feature set, head.arch is {:?}",
+                arch.name()
+            ),
+            (_, None) => {}
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<()> {
         let folds = self.dataset.folds();
         if folds.k < 2 {
@@ -449,13 +522,7 @@ impl Config {
                     known.join(", ")
                 );
             }
-            if self.features[&exp.features].pooling.as_deref() == Some("frames") {
-                anyhow::bail!(
-                    "experiments.{id}.features = {:?}: that set stores frame sequences (pooling = \"frames\"); \
-                     the heads train on pooled vectors",
-                    exp.features
-                );
-            }
+            self.check_head_inputs(id, exp)?;
             exp.head
                 .validate()
                 .map_err(|e| anyhow::anyhow!("experiments.{id}.{e}"))?;
@@ -546,5 +613,92 @@ midi_dir = "midi"
         .unwrap_err()
         .to_string();
         assert!(err.contains("performer_split"), "{err}");
+    }
+
+    /// Feature sets of every kind plus one experiment `X` with `exp` as its body.
+    fn with_experiment(exp: &str) -> Result<Config> {
+        let text = format!(
+            "{MINIMAL}
+[encoders.m]
+arch = \"mert\"
+random = \"control\"
+[encoders.q]
+arch = \"muq\"
+random = \"control\"
+[features.pooled]
+encoder = \"m\"
+[features.frames]
+encoder = \"m\"
+pooling = \"frames\"
+[features.muq_frames]
+encoder = \"q\"
+pooling = \"frames\"
+[features.mel]
+encoder = \"mel_frames\"
+[experiments.X]
+{exp}
+"
+        );
+        Config::parse(&text, Path::new("."))
+    }
+
+    fn err(exp: &str) -> String {
+        format!("{:#}", with_experiment(exp).unwrap_err())
+    }
+
+    #[test]
+    fn head_inputs_must_match_their_feature_sets() {
+        // Every kind on the right input parses.
+        for ok in [
+            "features = \"pooled\"",
+            "features = \"pooled\"\nhead = { hidden = [512, 512], lr_schedule = \"cosine\", grad_clip = 1.0 }",
+            "features = \"frames\"\nhead = { arch = \"bilstm\" }",
+            "features = \"mel\"\nhead = { arch = \"mel_cnn\" }",
+            "features = \"frames\"\nsecond_features = \"muq_frames\"\nhead = { arch = \"gated\" }",
+        ] {
+            with_experiment(ok).unwrap_or_else(|e| panic!("{ok}: {e:#}"));
+        }
+        let e = err("features = \"pooled\"\nhead = { arch = \"attention\" }");
+        assert!(
+            e.contains("experiments.X.head.arch") && e.contains("frame-sequence"),
+            "{e}"
+        );
+        let e = err("features = \"frames\"");
+        assert!(
+            e.contains("experiments.X.features") && e.contains("pooled vectors"),
+            "{e}"
+        );
+        let e = err("features = \"frames\"\nhead = { arch = \"concat\" }");
+        assert!(
+            e.contains("experiments.X") && e.contains("second_features"),
+            "{e}"
+        );
+        let e = err(
+            "features = \"frames\"\nsecond_features = \"pooled\"\nhead = { arch = \"ensemble\" }",
+        );
+        assert!(
+            e.contains("experiments.X.second_features") && e.contains("pooled"),
+            "{e}"
+        );
+        let e = err(
+            "features = \"frames\"\nsecond_features = \"muq_frames\"\nhead = { arch = \"attention\" }",
+        );
+        assert!(
+            e.contains("experiments.X.second_features") && e.contains("two-input"),
+            "{e}"
+        );
+        let e = err(
+            "features = \"frames\"\nhead = { arch = \"per_dim\", per_dim_dims = [\"timing\", \"tempoo\"] }",
+        );
+        assert!(
+            e.contains("experiments.X.head.per_dim_dims") && e.contains("tempoo"),
+            "{e}"
+        );
+        let e = err(
+            "features = \"frames\"\nhead = { arch = \"mel_cnn\", cnn_channels = [4], cnn_pools = 2 }",
+        );
+        assert!(e.contains("experiments.X.head.cnn_pools"), "{e}");
+        let e = err("features = \"pooled\"\nhead = { arch = \"mlp_per_dim\", grad_clip = 1.0 }");
+        assert!(e.contains("experiments.X.head.arch"), "{e}");
     }
 }

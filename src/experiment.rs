@@ -1,4 +1,5 @@
-//! One experiment's training data and run: join a feature table with the
+//! One experiment's training data and run: join a feature table (pooled
+//! vectors or frame sequences; two tables for the two-input heads) with the
 //! manifest's labels, folds and pieces, train a head with piece-split
 //! cross-validation, and keep the out-of-fold predictions.
 
@@ -7,11 +8,13 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use arrow_array::{Array, FixedSizeListArray, Float32Array, Float64Array, Int32Array, StringArray};
+use arrow_array::{
+    Array, FixedSizeListArray, Float32Array, Float64Array, Int32Array, ListArray, StringArray,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::{DIMENSIONS, N_DIMS};
-use crate::head::{CvData, FoldReport, HeadConfig, train_cv};
+use crate::head::{FoldReport, FrameSet, HeadConfig, HeadInput, train_cv_input};
 use crate::metrics::{BootstrapConfig, Evaluation, evaluate};
 use crate::table;
 
@@ -54,21 +57,54 @@ impl LabeledClips {
     }
 }
 
-/// A feature set's table: one vector per clip.
+/// A feature set's table: one vector per clip, or one frame sequence per clip.
 #[derive(Clone, Debug)]
 pub struct FeatureTable {
     pub clip_ids: Vec<String>,
+    /// Width of a vector (pooled) or of a frame (sequences).
     pub dim: usize,
-    /// `[n, dim]`.
+    /// Pooled: `[n, dim]`. Sequences: clip i's `[frames[i], dim]` in order.
     pub values: Vec<f32>,
+    /// Frame count of each clip for a sequence table (`pooling = "frames"`).
+    pub frames: Option<Vec<usize>>,
 }
 
 impl FeatureTable {
-    /// Reads `<feature_set>.parquet` (clip_id, features: FixedSizeList<Float32, D>).
+    /// Reads `<feature_set>.parquet`: clip_id plus `features:
+    /// FixedSizeList<Float32, D>` (pooled) or `frames: List<FixedSizeList<Float32, D>>`.
     pub fn read(path: &Path) -> Result<FeatureTable> {
         let batch = table::read_single(path)?;
         let ctx = || format!("feature table {}", path.display());
         let ids = table::column::<StringArray>(&batch, "clip_id").with_context(ctx)?;
+        if batch.schema().column_with_name("frames").is_some() {
+            let list = table::column::<ListArray>(&batch, "frames").with_context(ctx)?;
+            let mut dim = 0;
+            let mut values = Vec::new();
+            let mut frames = Vec::with_capacity(batch.num_rows());
+            for i in 0..batch.num_rows() {
+                let clip = list.value(i);
+                let fsl = clip
+                    .as_any()
+                    .downcast_ref::<FixedSizeListArray>()
+                    .with_context(|| format!("{}: frames are not FixedSizeList", ctx()))?;
+                dim = fsl.value_length() as usize;
+                let v = fsl
+                    .values()
+                    .as_any()
+                    .downcast_ref::<Float32Array>()
+                    .with_context(|| format!("{}: frames are not Float32", ctx()))?;
+                values.extend_from_slice(&v.values()[..fsl.len() * dim]);
+                frames.push(fsl.len());
+            }
+            return Ok(FeatureTable {
+                clip_ids: (0..batch.num_rows())
+                    .map(|i| ids.value(i).to_string())
+                    .collect(),
+                dim,
+                values,
+                frames: Some(frames),
+            });
+        }
         let list = table::column::<FixedSizeListArray>(&batch, "features").with_context(ctx)?;
         let dim = list.value_length() as usize;
         let values = list
@@ -82,6 +118,50 @@ impl FeatureTable {
                 .collect(),
             dim,
             values: values.values()[..batch.num_rows() * dim].to_vec(),
+            frames: None,
+        })
+    }
+
+    /// Clip `r`'s values (a vector, or its frames flattened).
+    fn row(&self, r: usize, starts: &[usize]) -> &[f32] {
+        match &self.frames {
+            None => &self.values[r * self.dim..(r + 1) * self.dim],
+            Some(f) => &self.values[starts[r] * self.dim..(starts[r] + f[r]) * self.dim],
+        }
+    }
+
+    /// This table's rows in the order of `clip_ids`, as a head input.
+    fn input_for(&self, clip_ids: &[String]) -> Result<HeadInput> {
+        let row_of: HashMap<&str, usize> = self
+            .clip_ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i))
+            .collect();
+        let starts: Vec<usize> = match &self.frames {
+            None => Vec::new(),
+            Some(f) => f
+                .iter()
+                .scan(0, |at, &n| {
+                    let s = *at;
+                    *at += n;
+                    Some(s)
+                })
+                .collect(),
+        };
+        let mut rows = Vec::with_capacity(clip_ids.len());
+        for id in clip_ids {
+            let Some(&r) = row_of.get(id.as_str()) else {
+                bail!("the feature table has no row for clip {id}");
+            };
+            rows.push(self.row(r, &starts));
+        }
+        Ok(match &self.frames {
+            None => HeadInput::Pooled {
+                values: rows.concat(),
+                dim: self.dim,
+            },
+            Some(_) => HeadInput::Frames(FrameSet::new(self.dim, &rows)?),
         })
     }
 }
@@ -102,18 +182,14 @@ pub struct TrainOutput {
     pub fold_reports: Vec<FoldReport>,
 }
 
-/// Trains `head` on `features` with the manifest's piece folds.
+/// Trains `head` on `features` (and `second`, for a two-input head) with the
+/// manifest's piece folds.
 pub fn train(
     head: &HeadConfig,
     clips: &LabeledClips,
     features: &FeatureTable,
+    second: Option<&FeatureTable>,
 ) -> Result<TrainOutput> {
-    let row_of: HashMap<&str, usize> = features
-        .clip_ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| (id.as_str(), i))
-        .collect();
     let unfolded = clips.folds.iter().filter(|f| f.is_none()).count();
     if unfolded > 0 {
         bail!(
@@ -121,33 +197,43 @@ pub fn train(
              training supports folds that cover every clip: use dataset.folds.strategy = \"piece\""
         );
     }
-    let d = features.dim;
-    let n = clips.clip_ids.len();
-    let mut x = Vec::with_capacity(n * d);
-    for id in &clips.clip_ids {
-        let Some(&r) = row_of.get(id.as_str()) else {
-            bail!("the feature table has no row for clip {id}");
+    let mut input = features.input_for(&clips.clip_ids)?;
+    if let Some(second) = second {
+        let (a, b) = (&features.clip_ids, &second.clip_ids);
+        let a_set: std::collections::BTreeSet<&String> = a.iter().collect();
+        let b_set: std::collections::BTreeSet<&String> = b.iter().collect();
+        if let Some(id) = a_set.symmetric_difference(&b_set).next() {
+            let which = if a_set.contains(id) {
+                "first"
+            } else {
+                "second"
+            };
+            bail!(
+                "the two feature sets cover different clips ({} and {} clips; {id} is only in the {which})",
+                a.len(),
+                b.len()
+            );
+        }
+        let HeadInput::Frames(fa) = input else {
+            bail!("a two-input head needs frame sequences (pooling = \"frames\") in both sets");
         };
-        x.extend_from_slice(&features.values[r * d..(r + 1) * d]);
+        let HeadInput::Frames(fb) = second
+            .input_for(&clips.clip_ids)
+            .context("second feature set")?
+        else {
+            bail!("a two-input head needs frame sequences (pooling = \"frames\") in both sets");
+        };
+        input = HeadInput::Two(fa, fb);
     }
     let folds: Vec<usize> = clips.folds.iter().map(|f| f.unwrap_or(0)).collect();
     let started = Instant::now();
-    let out = train_cv(
-        head,
-        &CvData {
-            features: &x,
-            d_in: d,
-            labels: &clips.labels,
-            folds: &folds,
-            groups: &clips.pieces,
-        },
-    )?;
+    let out = train_cv_input(head, &input, &clips.labels, &folds, &clips.pieces)?;
     Ok(TrainOutput {
         clip_ids: clips.clip_ids.clone(),
         folds,
         y_true: clips.labels.clone(),
         y_pred: out.predictions,
-        d_in: d,
+        d_in: features.dim,
         train_seconds: started.elapsed().as_secs_f64(),
         fold_reports: out.folds,
     })
@@ -225,7 +311,7 @@ mod tests {
     fn learnable_features_reach_high_r2_and_shuffled_labels_do_not() {
         let dir = tempfile::tempdir().unwrap();
         let (clips, feats) = write_tables(dir.path(), 240, true);
-        let out = train(&quick_head(), &clips, &feats).unwrap();
+        let out = train(&quick_head(), &clips, &feats, None).unwrap();
         assert_eq!(out.clip_ids, clips.clip_ids);
         let ev = out.evaluate(&BootstrapConfig::default()).unwrap();
         assert!(ev.r2 > 0.95, "learnable case: R2 {}", ev.r2);
@@ -233,7 +319,7 @@ mod tests {
 
         let shuffled = tempfile::tempdir().unwrap();
         let (clips, feats) = write_tables(shuffled.path(), 240, false);
-        let ev = train(&quick_head(), &clips, &feats)
+        let ev = train(&quick_head(), &clips, &feats, None)
             .unwrap()
             .evaluate(&BootstrapConfig::default())
             .unwrap();
@@ -246,7 +332,60 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (clips, mut feats) = write_tables(dir.path(), 24, true);
         feats.clip_ids[0] = "renamed".into();
-        let err = train(&quick_head(), &clips, &feats).unwrap_err();
+        let err = train(&quick_head(), &clips, &feats, None).unwrap_err();
         assert!(err.to_string().contains("clip023"), "{err}");
+    }
+
+    /// A frame table: clip i has 2 + i % 3 frames of width 3.
+    fn frame_table(dir: &Path, name: &str, ids: &[String]) -> FeatureTable {
+        let rows: Vec<Vec<f32>> = (0..ids.len())
+            .map(|i| {
+                (0..(2 + i % 3) * 3)
+                    .map(|k| (i * 7 + k) as f32 * 0.01)
+                    .collect()
+            })
+            .collect();
+        let path = dir.join(name);
+        TableBuilder::new()
+            .utf8("clip_id", ids)
+            .f32_sequences("frames", 3, &rows)
+            .unwrap()
+            .write(&path)
+            .unwrap();
+        FeatureTable::read(&path).unwrap()
+    }
+
+    #[test]
+    fn frame_tables_read_back_and_two_inputs_must_cover_the_same_clips() {
+        let dir = tempfile::tempdir().unwrap();
+        let (clips, _) = write_tables(dir.path(), 24, true);
+        let a = frame_table(dir.path(), "a.parquet", &clips.clip_ids);
+        assert_eq!(a.dim, 3);
+        assert_eq!(a.frames.as_ref().unwrap()[..4], [2, 3, 4, 2]);
+        assert_eq!(
+            a.values.len(),
+            a.frames.as_ref().unwrap().iter().sum::<usize>() * 3
+        );
+        // Clip 1's frames start after clip 0's 2 frames.
+        assert_eq!(a.values[6], 7.0 * 0.01);
+        let mut fewer = clips.clip_ids.clone();
+        fewer.pop();
+        let b = frame_table(dir.path(), "b.parquet", &fewer);
+        let head = HeadConfig {
+            arch: crate::head::Arch::Ensemble,
+            max_epochs: 2,
+            ..Default::default()
+        };
+        let err = format!("{:#}", train(&head, &clips, &a, Some(&b)).unwrap_err());
+        assert!(
+            err.contains("cover different clips") && err.contains("clip023"),
+            "{err}"
+        );
+        // The same clips in another order are fine.
+        let mut shuffled = clips.clip_ids.clone();
+        shuffled.reverse();
+        let c = frame_table(dir.path(), "c.parquet", &shuffled);
+        let out = train(&head, &clips, &a, Some(&c)).unwrap();
+        assert!(out.y_pred.iter().all(|p| p.is_finite()));
     }
 }

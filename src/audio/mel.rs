@@ -19,13 +19,24 @@ pub struct Band {
 
 /// torchaudio `melscale_fbanks(n_freqs, 0, f_max, n_mels, sr, norm=None, "htk")`.
 pub fn mel_bank(n_freqs: usize, f_max: f64, n_mels: usize, sample_rate: u32) -> Vec<Band> {
+    mel_bank_range(n_freqs, 0.0, f_max, n_mels, sample_rate)
+}
+
+/// torchaudio `melscale_fbanks(n_freqs, f_min, f_max, n_mels, sr, norm=None, "htk")`.
+pub fn mel_bank_range(
+    n_freqs: usize,
+    f_min: f64,
+    f_max: f64,
+    n_mels: usize,
+    sample_rate: u32,
+) -> Vec<Band> {
     let nyq = f64::from(sample_rate) / 2.0;
     let freqs: Vec<f64> = (0..n_freqs)
         .map(|k| nyq * k as f64 / (n_freqs - 1) as f64)
         .collect();
-    let m_max = hz_to_mel(f_max);
+    let (m_min, m_max) = (hz_to_mel(f_min), hz_to_mel(f_max));
     let pts: Vec<f64> = (0..n_mels + 2)
-        .map(|i| mel_to_hz(m_max * i as f64 / (n_mels + 1) as f64))
+        .map(|i| mel_to_hz(m_min + (m_max - m_min) * i as f64 / (n_mels + 1) as f64))
         .collect();
     (0..n_mels)
         .map(|m| {

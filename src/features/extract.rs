@@ -17,27 +17,46 @@ pub enum Baseline {
     RawStats,
     /// 128-band log-mel mean + std ([`super::mel`]).
     LogmelStats,
+    /// The study's mel spectrogram, first `max_frames` frames (the mel-CNN's input).
+    MelFrames,
 }
 
 impl Baseline {
-    pub const ALL: [Baseline; 2] = [Baseline::RawStats, Baseline::LogmelStats];
+    pub const ALL: [Baseline; 3] = [
+        Baseline::RawStats,
+        Baseline::LogmelStats,
+        Baseline::MelFrames,
+    ];
 
     /// The name that stands for it in `features.NAME.encoder`.
     pub fn name(self) -> &'static str {
         match self {
             Baseline::RawStats => "raw_stats",
             Baseline::LogmelStats => "logmel_stats",
+            Baseline::MelFrames => "mel_frames",
         }
+    }
+
+    /// Whether it gives a frame sequence (`pooling = "frames"`) rather than one vector.
+    pub fn is_frames(self) -> bool {
+        self == Baseline::MelFrames
+    }
+
+    /// Width of one frame of a sequence source.
+    pub fn frame_dim(self) -> Option<usize> {
+        self.is_frames().then_some(super::mel::study::N_MELS)
     }
 
     pub fn parse(name: &str) -> Option<Baseline> {
         Self::ALL.into_iter().find(|b| b.name() == name)
     }
 
-    pub fn compute(self, pcm: &Pcm) -> Result<Vec<f32>> {
+    /// The clip's vector (or, for a sequence source, its first `max_frames` frames).
+    pub fn compute(self, pcm: &Pcm, max_frames: usize) -> Result<Vec<f32>> {
         match self {
             Baseline::RawStats => super::baseline::audio_stats(pcm),
             Baseline::LogmelStats => super::mel::logmel_stats(pcm),
+            Baseline::MelFrames => super::mel::mel_frames(pcm, max_frames),
         }
     }
 }

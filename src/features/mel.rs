@@ -11,7 +11,7 @@
 use anyhow::{Result, ensure};
 
 use crate::audio::Pcm;
-use crate::audio::mel::mel_bank;
+use crate::audio::mel::{mel_bank, mel_bank_range};
 use crate::audio::stft::Stft;
 
 pub const SAMPLE_RATE: u32 = 24_000;
@@ -47,6 +47,44 @@ pub fn log_mel(pcm: &Pcm) -> Result<(usize, Vec<f32>)> {
     Ok((used, out))
 }
 
+/// The study's mel-spectrogram parameters (A2's input).
+pub mod study {
+    pub const N_FFT: usize = 2048;
+    pub const HOP: usize = 512;
+    pub const N_MELS: usize = 128;
+    pub const F_MIN: f64 = 20.0;
+    pub const F_MAX: f64 = 8000.0;
+}
+
+/// The study's mel-CNN input (A2): `torchaudio.transforms.MelSpectrogram(
+/// sample_rate = 24000, n_fft = 2048, hop_length = 512, n_mels = 128,
+/// f_min = 20, f_max = 8000)` — centered reflect-padded periodic-Hann STFT,
+/// power |X|², HTK mel filterbank without area normalisation, no log, no
+/// normalisation — keeping the first `max_frames` of its 1 + ⌊N/512⌋ frames.
+/// Returns `[frames, 128]` row-major.
+pub fn mel_frames(pcm: &Pcm, max_frames: usize) -> Result<Vec<f32>> {
+    ensure!(
+        pcm.sample_rate == SAMPLE_RATE,
+        "mel frames expect {SAMPLE_RATE} Hz audio, got {} Hz (resample first)",
+        pcm.sample_rate
+    );
+    ensure!(max_frames >= 1, "mel frames: max_frames must be at least 1");
+    let stft = Stft::new(study::N_FFT, study::HOP);
+    let bins = stft.bins();
+    let bank = mel_bank_range(bins, study::F_MIN, study::F_MAX, study::N_MELS, SAMPLE_RATE);
+    let frames = stft.frames(&pcm.samples);
+    let power = stft.power(&frames);
+    let used = frames.count.min(max_frames);
+    let mut out = Vec::with_capacity(used * study::N_MELS);
+    for row in power.chunks_exact(bins).take(used) {
+        for b in &bank {
+            let span = &row[b.first..b.first + b.weights.len()];
+            out.push(span.iter().zip(&b.weights).map(|(p, w)| p * w).sum());
+        }
+    }
+    Ok(out)
+}
+
 /// 256 values: mean of each of the 128 bands (dB), then population std of each.
 pub fn logmel_stats(pcm: &Pcm) -> Result<Vec<f32>> {
     let (frames, mel) = log_mel(pcm)?;
@@ -68,6 +106,7 @@ pub fn logmel_stats_names() -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audio::mel::{hz_to_mel, mel_to_hz};
 
     fn sine(hz: f64, amp: f32, secs: f64) -> Pcm {
         let n = (secs * f64::from(SAMPLE_RATE)) as usize;
@@ -140,5 +179,38 @@ mod tests {
         };
         let e = logmel_stats(&pcm).unwrap_err().to_string();
         assert!(e.contains("expects 24000 Hz audio, got 44100 Hz"), "{e}");
+    }
+
+    #[test]
+    fn mel_frames_are_the_study_s_power_spectrogram() {
+        let pcm = sine(1000.0, 0.5, 1.0);
+        let all = mel_frames(&pcm, 10_000).unwrap();
+        // torchaudio center=True: 1 + ⌊24000 / 512⌋ = 47 frames of 128 bands.
+        assert_eq!(all.len(), 47 * study::N_MELS);
+        let first = mel_frames(&pcm, 10).unwrap();
+        assert_eq!(first, all[..10 * study::N_MELS]);
+        // The loudest band of a middle frame holds 1 kHz between its edges.
+        let frame = &all[20 * study::N_MELS..21 * study::N_MELS];
+        let peak = (0..study::N_MELS)
+            .max_by(|&a, &b| frame[a].total_cmp(&frame[b]))
+            .unwrap();
+        let (m_lo, m_hi) = (hz_to_mel(study::F_MIN), hz_to_mel(study::F_MAX));
+        let edge =
+            |i: usize| mel_to_hz(m_lo + (m_hi - m_lo) * i as f64 / (study::N_MELS + 1) as f64);
+        assert!(
+            edge(peak) < 1000.0 && 1000.0 < edge(peak + 2),
+            "peak band {peak}"
+        );
+        // Power, no log: twice the amplitude, four times every value.
+        let loud = mel_frames(&sine(1000.0, 1.0, 1.0), 10_000).unwrap();
+        let (a, b) = (frame[peak], loud[20 * study::N_MELS + peak]);
+        assert!((b / a - 4.0).abs() < 1e-4, "{b} / {a}");
+        // Bands stop at 8 kHz: a 10 kHz tone leaves every band near silent.
+        let high = mel_frames(&sine(10_000.0, 0.5, 1.0), 10_000).unwrap();
+        let hmax = high[20 * study::N_MELS..21 * study::N_MELS]
+            .iter()
+            .cloned()
+            .fold(0f32, f32::max);
+        assert!(hmax < frame[peak] * 1e-4, "{hmax}");
     }
 }

@@ -25,7 +25,9 @@ impl FeatureSet {
     pub fn from_config(name: &str, cfg: &FeatureSetConfig) -> Result<FeatureSet> {
         let kind = match Baseline::parse(&cfg.encoder) {
             Some(b) => {
-                if cfg.layers.is_some() || cfg.pooling.is_some() {
+                // A sequence source may say `pooling = "frames"`; nothing else applies.
+                let frames_ok = b.is_frames() && cfg.pooling.as_deref() == Some("frames");
+                if cfg.layers.is_some() || (cfg.pooling.is_some() && !frames_ok) {
                     bail!(
                         "features.{name}: layers and pooling do not apply to the weight-free baseline `{}`",
                         cfg.encoder

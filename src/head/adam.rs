@@ -31,6 +31,11 @@ impl Adam {
         }
     }
 
+    /// Learning rate of the next steps (a schedule sets it each epoch).
+    pub fn set_lr(&mut self, lr: f32) {
+        self.lr = lr;
+    }
+
     /// One update of `params` with gradient `grad`.
     pub fn step(&mut self, params: &mut [f32], grad: &[f32]) {
         assert_eq!(params.len(), self.m.len());

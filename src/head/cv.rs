@@ -9,7 +9,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::N_DIMS;
-use super::config::{HeadConfig, OutputActivation};
+use super::config::{HeadConfig, InputKind, OutputActivation};
+use super::frames::{FrameSet, HeadInput};
+use super::graph::fit_graph;
 use super::train::{FitData, FitReport, TrainedHead, fit};
 use crate::rng::Rng;
 
@@ -108,54 +110,96 @@ fn check_label_range(cfg: &HeadConfig, labels: &[f32]) -> Result<()> {
     Ok(())
 }
 
-/// Checks shapes, finiteness and the piece split; returns k.
-fn check<G: Ord + Debug>(data: &CvData<G>) -> Result<usize> {
-    ensure!(data.d_in > 0, "feature width is 0");
+/// Checks the pooled features' shape and finiteness; returns the clip count.
+fn check_features(features: &[f32], d_in: usize) -> Result<usize> {
+    ensure!(d_in > 0, "feature width is 0");
     ensure!(
-        data.features.len().is_multiple_of(data.d_in),
+        features.len().is_multiple_of(d_in),
         "features have {} values, not a multiple of the width {}",
-        data.features.len(),
-        data.d_in
+        features.len(),
+        d_in
     );
-    let n = data.features.len() / data.d_in;
+    let n = features.len() / d_in;
     ensure!(n > 0, "no clips");
-    ensure!(
-        data.labels.len() == n * N_DIMS,
-        "labels have {} values; expected {n} clips x {N_DIMS} PercePiano dimensions = {}",
-        data.labels.len(),
-        n * N_DIMS
-    );
-    ensure!(
-        data.folds.len() == n,
-        "{} fold ids for {n} clips",
-        data.folds.len()
-    );
-    ensure!(
-        data.groups.len() == n,
-        "{} piece ids for {n} clips",
-        data.groups.len()
-    );
-    if let Some(i) = data.features.iter().position(|x| !x.is_finite()) {
+    if let Some(i) = features.iter().position(|x| !x.is_finite()) {
         anyhow::bail!(
             "feature {} of clip {} is {}",
-            i % data.d_in,
-            i / data.d_in,
-            data.features[i]
+            i % d_in,
+            i / d_in,
+            features[i]
         );
     }
-    if let Some(i) = data.labels.iter().position(|x| !x.is_finite()) {
+    Ok(n)
+}
+
+/// Checks a head input's clip count and finiteness.
+fn check_input(input: &HeadInput) -> Result<usize> {
+    let frames = |f: &FrameSet, which: &str| -> Result<()> {
+        if let Some(i) = f.values.iter().position(|x| !x.is_finite()) {
+            let frame = i / f.dim;
+            let clip = f.offsets.partition_point(|&o| o <= frame) - 1;
+            anyhow::bail!(
+                "{which}: value {} of frame {} of clip {clip} is {}",
+                i % f.dim,
+                frame - f.offsets[clip],
+                f.values[i]
+            );
+        }
+        Ok(())
+    };
+    match input {
+        HeadInput::Pooled { values, dim } => check_features(values, *dim),
+        HeadInput::Frames(f) => {
+            frames(f, "frames")?;
+            Ok(f.n_clips())
+        }
+        HeadInput::Two(a, b) => {
+            ensure!(
+                a.n_clips() == b.n_clips(),
+                "the two inputs hold {} and {} clips",
+                a.n_clips(),
+                b.n_clips()
+            );
+            frames(a, "first input")?;
+            frames(b, "second input")?;
+            Ok(a.n_clips())
+        }
+    }
+}
+
+/// Checks labels, folds and the piece split for `n` clips; returns k.
+fn check_split<G: Ord + Debug>(
+    n: usize,
+    labels: &[f32],
+    folds: &[usize],
+    groups: &[G],
+) -> Result<usize> {
+    ensure!(n > 0, "no clips");
+    ensure!(
+        labels.len() == n * N_DIMS,
+        "labels have {} values; expected {n} clips x {N_DIMS} PercePiano dimensions = {}",
+        labels.len(),
+        n * N_DIMS
+    );
+    ensure!(folds.len() == n, "{} fold ids for {n} clips", folds.len());
+    ensure!(
+        groups.len() == n,
+        "{} piece ids for {n} clips",
+        groups.len()
+    );
+    if let Some(i) = labels.iter().position(|x| !x.is_finite()) {
         anyhow::bail!(
             "label dimension {} of clip {} is {}",
             i % N_DIMS,
             i / N_DIMS,
-            data.labels[i]
+            labels[i]
         );
     }
-    let k = data.folds.iter().max().copied().unwrap_or(0) + 1;
+    let k = folds.iter().max().copied().unwrap_or(0) + 1;
     ensure!(k >= 2, "cross-validation needs at least 2 folds, got {k}");
     let mut count = vec![0usize; k];
     let mut fold_of: BTreeMap<&G, usize> = BTreeMap::new();
-    for (i, (g, &f)) in data.groups.iter().zip(data.folds).enumerate() {
+    for (i, (g, &f)) in groups.iter().zip(folds).enumerate() {
         count[f] += 1;
         let first = *fold_of.entry(g).or_insert(f);
         ensure!(
@@ -169,42 +213,41 @@ fn check<G: Ord + Debug>(data: &CvData<G>) -> Result<usize> {
     Ok(k)
 }
 
-/// Cross-validated training: for each test fold, train on the other folds
-/// (minus a validation split of whole pieces), predict the test fold.
-///
-/// Folds train in parallel (rayon), each single-threaded with random
-/// streams derived from `(cfg.seed, fold)`, so predictions are
-/// bit-identical whatever the thread count.
-pub fn train_cv<G: Ord + Debug + Sync>(cfg: &HeadConfig, data: &CvData<G>) -> Result<CvOutput> {
-    cfg.validate()?;
-    let k = check(data)?;
-    check_label_range(cfg, data.labels)?;
+/// Checks shapes, finiteness and the piece split; returns k.
+fn check<G: Ord + Debug>(data: &CvData<G>) -> Result<usize> {
+    let n = check_features(data.features, data.d_in)?;
+    check_split(n, data.labels, data.folds, data.groups)
+}
+
+/// Test predictions `[test.len(), 19]` and the fit report of one fold.
+type FoldFit = (Vec<f32>, FitReport);
+
+/// The fold loop both trainers share: for each test fold (in parallel), the
+/// validation split, `fit_fold(train, val, test, stream)`, and the
+/// out-of-fold predictions put back in clip order.
+fn cross_validate<G, F>(
+    cfg: &HeadConfig,
+    k: usize,
+    folds: &[usize],
+    groups: &[G],
+    fit_fold: F,
+) -> Result<CvOutput>
+where
+    G: Ord + Debug + Sync,
+    F: Fn(&[usize], &[usize], &[usize], u64) -> Result<FoldFit> + Sync,
+{
     let results: Vec<(Vec<usize>, Vec<f32>, FoldReport)> = (0..k)
         .into_par_iter()
         .map(|fold| -> Result<_> {
             let (train_rows, val_rows) =
-                split_train_val(data.groups, data.folds, fold, cfg.val_fraction, cfg.seed)?;
-            let test_rows: Vec<usize> = (0..data.folds.len())
-                .filter(|&i| data.folds[i] == fold)
-                .collect();
-            let fit_data = FitData {
-                features: data.features,
-                d_in: data.d_in,
-                labels: data.labels,
-                n_out: N_DIMS,
-                train_rows: &train_rows,
-                val_rows: &val_rows,
-            };
-            let (head, report) = fit(cfg, &fit_data, 16 * (fold as u64 + 1))
-                .with_context(|| format!("training fold {fold} of {k}"))?;
-            let mut x_test = Vec::with_capacity(test_rows.len() * data.d_in);
-            for &r in &test_rows {
-                x_test.extend_from_slice(&data.features[r * data.d_in..(r + 1) * data.d_in]);
-            }
-            let pred = head.predict(&x_test)?;
+                split_train_val(groups, folds, fold, cfg.val_fraction, cfg.seed)?;
+            let test_rows: Vec<usize> = (0..folds.len()).filter(|&i| folds[i] == fold).collect();
+            let (pred, report) =
+                fit_fold(&train_rows, &val_rows, &test_rows, 16 * (fold as u64 + 1))
+                    .with_context(|| format!("training fold {fold} of {k}"))?;
             let n_val_pieces = val_rows
                 .iter()
-                .map(|&r| &data.groups[r])
+                .map(|&r| &groups[r])
                 .collect::<BTreeSet<_>>()
                 .len();
             let fold_report = FoldReport {
@@ -218,16 +261,102 @@ pub fn train_cv<G: Ord + Debug + Sync>(cfg: &HeadConfig, data: &CvData<G>) -> Re
             Ok((test_rows, pred, fold_report))
         })
         .collect::<Result<_>>()?;
-    let mut predictions = vec![f32::NAN; data.labels.len()];
-    let mut folds = Vec::with_capacity(k);
+    let mut predictions = vec![f32::NAN; folds.len() * N_DIMS];
+    let mut reports = Vec::with_capacity(k);
     for (rows, pred, report) in results {
         for (j, &r) in rows.iter().enumerate() {
             predictions[r * N_DIMS..(r + 1) * N_DIMS]
                 .copy_from_slice(&pred[j * N_DIMS..(j + 1) * N_DIMS]);
         }
-        folds.push(report);
+        reports.push(report);
     }
-    Ok(CvOutput { predictions, folds })
+    Ok(CvOutput {
+        predictions,
+        folds: reports,
+    })
+}
+
+/// Cross-validated training: for each test fold, train on the other folds
+/// (minus a validation split of whole pieces), predict the test fold.
+///
+/// Folds train in parallel (rayon), each single-threaded with random
+/// streams derived from `(cfg.seed, fold)`, so predictions are
+/// bit-identical whatever the thread count.
+pub fn train_cv<G: Ord + Debug + Sync>(cfg: &HeadConfig, data: &CvData<G>) -> Result<CvOutput> {
+    cfg.validate()?;
+    let k = check(data)?;
+    check_label_range(cfg, data.labels)?;
+    cross_validate(
+        cfg,
+        k,
+        data.folds,
+        data.groups,
+        |train_rows, val_rows, test_rows, stream| {
+            let fit_data = FitData {
+                features: data.features,
+                d_in: data.d_in,
+                labels: data.labels,
+                n_out: N_DIMS,
+                train_rows,
+                val_rows,
+            };
+            let (head, report) = fit(cfg, &fit_data, stream)?;
+            let mut x_test = Vec::with_capacity(test_rows.len() * data.d_in);
+            for &r in test_rows {
+                x_test.extend_from_slice(&data.features[r * data.d_in..(r + 1) * data.d_in]);
+            }
+            Ok((head.predict(&x_test)?, report))
+        },
+    )
+}
+
+/// Cross-validated training of any head kind on `input`: pooled vectors
+/// with only the classic options take the hand-written path ([`train_cv`]),
+/// everything else the autodiff one ([`fit_graph`]). Same folds, splits and
+/// random streams either way.
+pub fn train_cv_input<G: Ord + Debug + Sync>(
+    cfg: &HeadConfig,
+    input: &HeadInput,
+    labels: &[f32],
+    folds: &[usize],
+    groups: &[G],
+) -> Result<CvOutput> {
+    cfg.validate()?;
+    if let (HeadInput::Pooled { values, dim }, false) = (input, cfg.uses_autodiff()) {
+        let data = CvData {
+            features: values,
+            d_in: *dim,
+            labels,
+            folds,
+            groups,
+        };
+        return train_cv(cfg, &data);
+    }
+    let want = cfg.arch.input();
+    let got = match input {
+        HeadInput::Pooled { .. } => InputKind::Pooled,
+        HeadInput::Frames(_) => InputKind::Frames,
+        HeadInput::Two(..) => InputKind::TwoFrames,
+    };
+    ensure!(
+        want == got,
+        "head.arch = {:?} reads {want:?} input, got {got:?}",
+        cfg.arch.name()
+    );
+    let n = check_input(input)?;
+    let k = check_split(n, labels, folds, groups)?;
+    check_label_range(cfg, labels)?;
+    cross_validate(
+        cfg,
+        k,
+        folds,
+        groups,
+        |train_rows, val_rows, test_rows, stream| {
+            let (head, report) =
+                fit_graph(cfg, input, labels, N_DIMS, train_rows, val_rows, stream)?;
+            Ok((head.predict(input, test_rows)?, report))
+        },
+    )
 }
 
 /// Trains one head on every clip (for scoring new recordings), holding out

@@ -1,9 +1,13 @@
-//! Regression heads on pooled encoder features: linear probe and MLPs with
-//! hand-written backward passes, the study's losses, Adam with early
-//! stopping, and piece-split k-fold training ([`train_cv`]).
+//! Regression heads: the linear probe and MLPs on pooled vectors with
+//! hand-written backward passes ([`net`], [`train`]); every other head kind
+//! (attention, BiLSTM, transformer, per-dimension, mel-CNN, two-input fusion,
+//! contrastive loss, cosine schedule, gradient clipping) on candle's autodiff
+//! ([`nn`] layers, [`kinds`] heads, [`graph`] training); the study's losses
+//! ([`loss`], shared), Adam ([`adam`], shared), early stopping, and
+//! piece-split k-fold training ([`train_cv_input`]).
 //!
-//! Everything is f32, single-threaded per training run and seeded, so a
-//! config plus data gives bit-identical predictions.
+//! Everything is f32 and seeded, so a config plus data gives bit-identical
+//! predictions whatever the thread count.
 //!
 //! Choices, each explained where it lives:
 //! - output activation sigmoid by default ([`OutputActivation`]);
@@ -22,17 +26,30 @@ pub mod act;
 pub mod adam;
 pub mod config;
 pub mod cv;
+pub mod frames;
 pub mod gemm;
+pub mod graph;
+pub mod kinds;
 pub mod loss;
 pub mod net;
+pub mod nn;
 pub mod train;
 
 /// Number of PercePiano perceptual dimensions (outputs of every head).
 pub const N_DIMS: usize = 19;
 
-pub use config::{Activation, Arch, HeadConfig, LossKind, OutputActivation, WeightDecay};
-pub use cv::{CvData, CvOutput, FoldReport, split_train_val, train_cv, train_final};
+pub use config::{
+    Activation, Arch, HeadConfig, Hidden, InputKind, LossKind, LrSchedule, OutputActivation,
+    WeightDecay,
+};
+pub use cv::{
+    CvData, CvOutput, FoldReport, split_train_val, train_cv, train_cv_input, train_final,
+};
+pub use frames::{FrameSet, HeadInput};
+pub use graph::{GraphHead, fit_graph};
 pub use train::{FitData, FitReport, Standardizer, TrainedHead, fit};
 
+#[cfg(test)]
+mod graph_tests;
 #[cfg(test)]
 mod tests;

@@ -79,7 +79,7 @@ impl Net {
         Net {
             arch: cfg.arch,
             d_in,
-            hidden: cfg.hidden,
+            hidden: cfg.hidden.0[0],
             head_hidden: cfg.head_hidden,
             n_out,
             act: cfg.activation,
@@ -94,6 +94,7 @@ impl Net {
             Arch::Linear => (d * k, k, 0, 0, 0, 0),
             Arch::Mlp => (d * h, h, h * k, k, 0, 0),
             Arch::MlpPerDim => (d * h, h, k * h * hh, k * hh, k * hh, k),
+            other => unreachable!("head {other:?} trains on the autodiff stack (graph)"),
         };
         let w1 = 0;
         let b1 = w1 + w1_len;
@@ -141,6 +142,7 @@ impl Net {
                 fill(l.w3..l.b3, self.head_hidden);
                 fill(l.b3..l.total, self.head_hidden);
             }
+            other => unreachable!("head {other:?} trains on the autodiff stack (graph)"),
         }
         p
     }
@@ -234,7 +236,7 @@ impl Net {
                     }
                 }
             }
-            Arch::Linear => unreachable!("handled above"),
+            _ => unreachable!("linear handled above; others checked by layout()"),
         }
         self.output_activation(&mut cache.out);
     }
@@ -321,7 +323,7 @@ impl Net {
                     matmul(&mut cache.dh, &cache.du, &cache.wt, b, hh, h, true);
                 }
             }
-            Arch::Linear => unreachable!("handled above"),
+            _ => unreachable!("linear handled above; others checked by layout()"),
         }
         // Trunk: dz1 = dh ⊙ act'(z1) ⊙ mask (folded into dact1).
         for (g, &da) in cache.dh.iter_mut().zip(&cache.dact1) {

@@ -121,7 +121,7 @@ fn loss_values_hand_computed() {
 fn tiny_net(arch: Arch, act: Activation, output: OutputActivation) -> Net {
     let cfg = HeadConfig {
         arch,
-        hidden: 8,
+        hidden: Hidden(vec![8]),
         head_hidden: 3,
         activation: act,
         output,
@@ -278,7 +278,7 @@ impl Synthetic {
 fn fast(arch: Arch) -> HeadConfig {
     HeadConfig {
         arch,
-        hidden: 16,
+        hidden: Hidden(vec![16]),
         head_hidden: 4,
         lr: 1e-2,
         batch_size: 32,
@@ -499,7 +499,7 @@ fn early_stopping_restores_the_best_weights() {
     // Tiny noisy problem with a big MLP overfits fast: validation loss turns.
     let s = synthetic(12, 4, 6, 0.08, 12);
     let cfg = HeadConfig {
-        hidden: 64,
+        hidden: Hidden(vec![64]),
         lr: 3e-2,
         batch_size: 8,
         max_epochs: 100,

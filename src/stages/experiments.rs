@@ -54,13 +54,18 @@ impl Stage for Train {
             .experiments
             .iter()
             .map(|(id, cfg)| {
-                let inputs = vec![
+                let mut inputs = vec![
                     (
                         "features".into(),
                         Source::node(&FEATURE_TABLES, cfg.features.clone()),
                     ),
                     ("manifest".into(), Source::node(&MANIFEST, ALL)),
                 ];
+                // Two-input heads: the second feature set is one more input.
+                if let Some(second) = &cfg.second_features {
+                    let table = Source::node(&FEATURE_TABLES, second.clone());
+                    inputs.push(("second_features".into(), table));
+                }
                 NodeSpec::new(id.clone(), json!({ "head": cfg.head }), inputs)
                     .with_plan(cfg.clone())
             })
@@ -70,8 +75,18 @@ impl Stage for Train {
         let cfg: &ExperimentConfig = node.plan()?;
         let clips = LabeledClips::from_manifest(&node.input("manifest")?.path)?;
         let features = FeatureTable::read(&node.input("features")?.path)?;
-        let trained = experiment::train(&cfg.head, &clips, &features)
-            .with_context(|| format!("experiment {} (features `{}`)", node.item, cfg.features))?;
+        let second = match &cfg.second_features {
+            Some(_) => Some(FeatureTable::read(&node.input("second_features")?.path)?),
+            None => None,
+        };
+        let trained = experiment::train(&cfg.head, &clips, &features, second.as_ref())
+            .with_context(|| match &cfg.second_features {
+                Some(s) => format!(
+                    "experiment {} (features `{}`, second_features `{s}`)",
+                    node.item, cfg.features
+                ),
+                None => format!("experiment {} (features `{}`)", node.item, cfg.features),
+            })?;
         write_json(&trained, out)
     }
 }

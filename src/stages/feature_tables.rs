@@ -13,7 +13,7 @@ use crate::config::EncoderConfig;
 use crate::dag::{Node, NodeSpec, Source, Stage, StageDecl, store};
 use crate::dataset::Dataset;
 use crate::encoder::runtime;
-use crate::features::{FeatureSet, Pooling, read_vector};
+use crate::features::{FeatureKind, FeatureSet, read_vector};
 use crate::table::TableBuilder;
 
 /// Input name of the weights file in a table node (clip ids never look like this).
@@ -38,8 +38,13 @@ impl FeatureTables {
         }
     }
 
-    /// Width of one frame of a `frames` set (from the encoder's shape).
+    /// Width of one frame of a `frames` set (a sequence source's, or from the encoder's shape).
     fn frame_dim(&self, set: &FeatureSet) -> Result<usize> {
+        if let FeatureKind::Baseline(b) = set.kind {
+            return b
+                .frame_dim()
+                .ok_or_else(|| anyhow!("feature set `{}` is not a sequence", set.name));
+        }
         let name = &set.cfg.encoder;
         let enc = self
             .encoders
@@ -113,7 +118,7 @@ impl Stage for FeatureTables {
                 "fold",
                 clips.iter().map(|c| c.fold.map(|f| f as i32)).collect(),
             );
-        let frames = set.spec().is_some_and(|s| s.pooling == Pooling::Frames);
+        let frames = set.cfg.is_frames();
         let (table, dim) = if frames {
             let dim = self.frame_dim(set)?;
             let n_frames = vectors

@@ -74,8 +74,8 @@ impl Features {
         let first = &plans[0].set;
         let specs: Vec<FeatureSetSpec> = match &first.kind {
             FeatureKind::Baseline(b) => {
-                let v = b.compute(&pcm)?;
-                return Ok(vec![v; plans.len()]);
+                let f = |p: &&FeatureNode| b.compute(&pcm, p.set.cfg.max_frames);
+                return plans.iter().map(f).collect();
             }
             FeatureKind::Encoded(_) => plans
                 .iter()
@@ -116,10 +116,16 @@ impl Stage for Features {
         let mut out = Vec::new();
         for set in &self.sets {
             let enc = self.encoders.get(&set.cfg.encoder);
-            let params = json!({
+            let mut params = json!({
                 "feature_set": { "name": set.name, "spec": set.spec(), "encoder": set.cfg.encoder },
                 "encoder": enc.map(encoder_params),
             });
+            if let FeatureKind::Baseline(b) = set.kind
+                && b.is_frames()
+            {
+                // The frame cap is a sequence source's only setting (it has no spec).
+                params["feature_set"]["max_frames"] = json!(set.cfg.max_frames);
+            }
             for c in &self.dataset.clips {
                 let mut inputs = vec![("audio".to_string(), Source::node(&RESAMPLE, &c.id))];
                 if let Some(dir) = enc.and_then(|e| e.weights.as_ref()) {

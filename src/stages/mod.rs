@@ -152,7 +152,11 @@ pub fn build(config: &Config) -> Result<Pipeline> {
                     .encoders
                     .get(&fs.encoder)
                     .is_some_and(|e| e.random.is_some()),
-                not_run: skipped.get(exp.features.as_str()).cloned(),
+                // A two-input experiment needs both of its feature sets.
+                not_run: skipped
+                    .get(exp.features.as_str())
+                    .or_else(|| exp.second_features.as_deref().and_then(|f| skipped.get(f)))
+                    .cloned(),
             }
         })
         .collect();
