@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use arrow_array::{Array, FixedSizeListArray, Float32Array, Float64Array, Int32Array, StringArray};
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::{DIMENSIONS, N_DIMS};
+use crate::dataset::{DIMENSIONS, FailedClip, N_DIMS, failed};
 use crate::head::{CvData, FoldReport, HeadConfig, train_cv};
 use crate::metrics::{BootstrapConfig, Evaluation, evaluate};
 use crate::table;
@@ -24,6 +24,8 @@ pub struct LabeledClips {
     pub folds: Vec<Option<usize>>,
     /// `[n, 19]` in canonical dimension order.
     pub labels: Vec<f32>,
+    /// Clips of the dataset that are not in the manifest (their audio failed).
+    pub failed: Vec<FailedClip>,
 }
 
 impl LabeledClips {
@@ -50,6 +52,7 @@ impl LabeledClips {
                 .map(|i| (!folds.is_null(i)).then(|| folds.value(i) as usize))
                 .collect(),
             labels,
+            failed: failed::from_meta(batch.schema().metadata().get(failed::META_KEY), &ctx())?,
         })
     }
 }
@@ -61,6 +64,8 @@ pub struct FeatureTable {
     pub dim: usize,
     /// `[n, dim]`.
     pub values: Vec<f32>,
+    /// Clips without a vector (they failed upstream or in the encoder).
+    pub failed: Vec<FailedClip>,
 }
 
 impl FeatureTable {
@@ -82,6 +87,7 @@ impl FeatureTable {
                 .collect(),
             dim,
             values: values.values()[..batch.num_rows() * dim].to_vec(),
+            failed: failed::from_meta(batch.schema().metadata().get(failed::META_KEY), &ctx())?,
         })
     }
 }
@@ -100,6 +106,9 @@ pub struct TrainOutput {
     /// Wall time of the whole cross-validation (all folds).
     pub train_seconds: f64,
     pub fold_reports: Vec<FoldReport>,
+    /// Clips of the dataset left out because they failed (none: absent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<FailedClip>,
 }
 
 /// Trains `head` on `features` with the manifest's piece folds.
@@ -122,34 +131,51 @@ pub fn train(
         );
     }
     let d = features.dim;
-    let n = clips.clip_ids.len();
-    let mut x = Vec::with_capacity(n * d);
-    for id in &clips.clip_ids {
-        let Some(&r) = row_of.get(id.as_str()) else {
-            bail!("the feature table has no row for clip {id}");
-        };
-        x.extend_from_slice(&features.values[r * d..(r + 1) * d]);
+    // Clips the feature table lists as failed are left out (with the reason);
+    // any other clip without a row is an error.
+    let mut rows = Vec::with_capacity(clips.clip_ids.len());
+    for (i, id) in clips.clip_ids.iter().enumerate() {
+        match row_of.get(id.as_str()) {
+            Some(&r) => rows.push((i, r)),
+            None if features.failed.iter().any(|f| f.clip_id == *id) => {}
+            None => bail!("the feature table has no row for clip {id}"),
+        }
     }
-    let folds: Vec<usize> = clips.folds.iter().map(|f| f.unwrap_or(0)).collect();
+    let mut x = Vec::with_capacity(rows.len() * d);
+    let mut labels = Vec::with_capacity(rows.len() * N_DIMS);
+    for &(i, r) in &rows {
+        x.extend_from_slice(&features.values[r * d..(r + 1) * d]);
+        labels.extend_from_slice(&clips.labels[i * N_DIMS..(i + 1) * N_DIMS]);
+    }
+    let clip_ids: Vec<String> = rows
+        .iter()
+        .map(|&(i, _)| clips.clip_ids[i].clone())
+        .collect();
+    let pieces: Vec<String> = rows.iter().map(|&(i, _)| clips.pieces[i].clone()).collect();
+    let folds: Vec<usize> = rows
+        .iter()
+        .map(|&(i, _)| clips.folds[i].unwrap_or(0))
+        .collect();
     let started = Instant::now();
     let out = train_cv(
         head,
         &CvData {
             features: &x,
             d_in: d,
-            labels: &clips.labels,
+            labels: &labels,
             folds: &folds,
-            groups: &clips.pieces,
+            groups: &pieces,
         },
     )?;
     Ok(TrainOutput {
-        clip_ids: clips.clip_ids.clone(),
+        clip_ids,
         folds,
-        y_true: clips.labels.clone(),
+        y_true: labels,
         y_pred: out.predictions,
         d_in: d,
         train_seconds: started.elapsed().as_secs_f64(),
         fold_reports: out.folds,
+        failed: failed::merge(&clips.failed, &features.failed),
     })
 }
 

@@ -116,10 +116,20 @@ impl Stage for Features {
         let mut out = Vec::new();
         for set in &self.sets {
             let enc = self.encoders.get(&set.cfg.encoder);
-            let params = json!({
-                "feature_set": { "name": set.name, "spec": set.spec(), "encoder": set.cfg.encoder },
-                "encoder": enc.map(encoder_params),
-            });
+            // What changes the vector's bytes, never a name: the layers and
+            // pooling, and the encoder's settings (its weights are inputs) or
+            // which weight-free baseline it is. Renaming a set or an encoder
+            // finds its vectors under the same keys.
+            let params = match &set.kind {
+                FeatureKind::Baseline(_) => json!({
+                    "feature_set": { "spec": null, "encoder": set.cfg.encoder },
+                    "encoder": null,
+                }),
+                FeatureKind::Encoded(spec) => json!({
+                    "feature_set": { "spec": spec },
+                    "encoder": enc.map(encoder_params),
+                }),
+            };
             for c in &self.dataset.clips {
                 let mut inputs = vec![("audio".to_string(), Source::node(&RESAMPLE, &c.id))];
                 if let Some(dir) = enc.and_then(|e| e.weights.as_ref()) {
