@@ -2,6 +2,8 @@
 //! Column names are an interface: keep them stable.
 
 use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 use super::{Results, categories, category_of};
 use crate::dataset::{DIMENSIONS, N_DIMS, STUDY_CATEGORIES};
@@ -252,4 +254,30 @@ pub fn failed(results: &Results) -> TableBuilder {
             "reason",
             &f.iter().map(|c| c.reason.as_str()).collect::<Vec<_>>(),
         )
+}
+
+/// Where the result tables come from: the pipeline description (a hash of
+/// its text), every experiment's head settings and pipe's version. Written
+/// into the published copies (not the store's tables, so editing a comment
+/// in the config recomputes nothing).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub config_hash: String,
+    pub pipe_version: String,
+    /// experiment -> its head settings (defaults filled in).
+    pub heads: BTreeMap<String, serde_json::Value>,
+}
+
+impl Provenance {
+    /// `pipe.config_hash`, `pipe.heads` (JSON) and `pipe.version`.
+    pub fn metadata(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("pipe.config_hash", self.config_hash.clone()),
+            (
+                "pipe.heads",
+                serde_json::to_string(&self.heads).expect("JSON values serialize"),
+            ),
+            ("pipe.version", self.pipe_version.clone()),
+        ]
+    }
 }

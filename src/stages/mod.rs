@@ -62,7 +62,8 @@ pub static TRAIN: StageDecl =
 /// metrics per experiment
 pub static EVALUATE: StageDecl =
     StageDecl::new("evaluate", 1, "json", &[&TRAIN]).per("experiments");
-/// the public result tables. v2: `n_clips` and status `failed` in the
+/// the public result tables (their published copies carry the config hash,
+/// heads and pipe version). v2: `n_clips` and status `failed` in the
 /// summary, the `failed` table.
 pub static RESULTS: StageDecl =
     StageDecl::new("results", 2, "parquet", &[&TRAIN, &EVALUATE]).per("tables");
@@ -195,7 +196,20 @@ pub fn build(config: &Config) -> Result<Pipeline> {
         .filter(|(id, _)| !not_run.contains(&id.as_str()))
         .map(|(id, e)| (id.clone(), e.clone()))
         .collect();
-    let experiments = Experiments { infos, report };
+    let provenance = crate::report::tables::Provenance {
+        config_hash: config.hash.clone(),
+        pipe_version: env!("CARGO_PKG_VERSION").to_string(),
+        heads: config
+            .experiments
+            .iter()
+            .map(|(id, e)| Ok((id.clone(), serde_json::to_value(&e.head)?)))
+            .collect::<Result<_>>()?,
+    };
+    let experiments = Experiments {
+        infos,
+        report,
+        provenance,
+    };
     // With nothing runnable, the tables and report still list what did not run.
     let any_ran = !runnable.is_empty();
     if any_ran {

@@ -21,6 +21,8 @@ use crate::report::{ExperimentInfo, Ran, Results, markdown, plots, tables};
 pub struct Experiments {
     pub infos: Vec<ExperimentInfo>,
     pub report: ReportConfig,
+    /// Metadata of the result tables.
+    pub provenance: tables::Provenance,
 }
 
 impl Experiments {
@@ -114,8 +116,22 @@ impl Stage for ResultTables {
         let results = self.0.load(node)?;
         tables::build(&node.item, &results)?.write(out)
     }
+    /// The published tables carry their provenance in their metadata.
     fn publish(&self, nodes: &[&Node]) -> Result<Vec<Publish>> {
-        Ok(publish_as(nodes, "results/", "parquet"))
+        let meta = self.0.provenance.metadata();
+        let extra = serde_json::to_string(&meta)?;
+        Ok(nodes
+            .iter()
+            .map(|n| {
+                let meta = meta.clone();
+                Publish::rendered(
+                    format!("results/{}.parquet", n.item),
+                    &n.path,
+                    extra.clone(),
+                    move |src, dest| crate::table::copy_with_metadata(src, dest, &meta),
+                )
+            })
+            .collect())
     }
 }
 
