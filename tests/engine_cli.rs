@@ -245,6 +245,45 @@ fn dag_prints_dot_and_mermaid() {
     assert!(mermaid.contains("  manifest --> train"), "{mermaid}");
 }
 
+#[test]
+fn encode_defaults_to_auto_and_says_its_weights_are_random() {
+    use pipe::encoder::checkpoint::WeightStore;
+    let dir = tempfile::tempdir().unwrap();
+    let wav_path = dir.path().join("clip.wav");
+    let samples = (0..12_000).map(|n| (n as f32 * 0.05).sin() * 0.3).collect();
+    wav::write_f32(
+        &wav_path,
+        &Pcm {
+            sample_rate: 24_000,
+            samples,
+        },
+    )
+    .unwrap();
+    let out = dir.path().join("hs.safetensors");
+    let o = Command::new(env!("CARGO_BIN_EXE_pipe"))
+        .args(["encode", "--random", "control", "--seed", "3", "--input"])
+        .arg(&wav_path)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    // `auto` as in the pipeline: never a software rasteriser (lavapipe).
+    assert!(!t.contains("llvmpipe"), "{t}");
+    let bytes = std::fs::read(&out).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = meta.metadata().clone().unwrap();
+    assert!(meta["weights"].starts_with("RANDOM"), "{meta:?}");
+    assert_eq!(meta["random_seed"], "3");
+    assert!(
+        WeightStore::open(&out)
+            .unwrap()
+            .shape("hidden_states.0")
+            .is_some()
+    );
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap().flatten() {
