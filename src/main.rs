@@ -41,6 +41,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    pipe::gpu::quiet_device_select_layer();
     let args = Args::parse();
     match dispatch(args) {
         Ok(code) => code,
