@@ -34,6 +34,10 @@ pub struct Config {
     pub evaluation: crate::metrics::BootstrapConfig,
     #[serde(default)]
     pub report: ReportConfig,
+    /// blake3 of the description's text (16 hex digits): which config a run
+    /// record and a publication belong to.
+    #[serde(skip)]
+    pub hash: String,
 }
 
 /// One row of the experiment matrix: which features, which head.
@@ -349,6 +353,7 @@ impl Config {
 
     pub fn parse(text: &str, base: &Path) -> Result<Config> {
         let mut cfg: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        cfg.hash = blake3::hash(text.as_bytes()).to_hex()[..16].to_string();
         cfg.resolve_paths(base);
         cfg.validate()?;
         Ok(cfg)

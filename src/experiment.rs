@@ -13,7 +13,7 @@ use arrow_array::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::{DIMENSIONS, N_DIMS};
+use crate::dataset::{DIMENSIONS, FailedClip, N_DIMS, failed};
 use crate::head::{FoldReport, FrameSet, HeadConfig, HeadInput, train_cv_input};
 use crate::metrics::{BootstrapConfig, Evaluation, evaluate};
 use crate::table;
@@ -27,6 +27,8 @@ pub struct LabeledClips {
     pub folds: Vec<Option<usize>>,
     /// `[n, 19]` in canonical dimension order.
     pub labels: Vec<f32>,
+    /// Clips of the dataset that are not in the manifest (their audio failed).
+    pub failed: Vec<FailedClip>,
 }
 
 impl LabeledClips {
@@ -53,6 +55,7 @@ impl LabeledClips {
                 .map(|i| (!folds.is_null(i)).then(|| folds.value(i) as usize))
                 .collect(),
             labels,
+            failed: failed::from_meta(batch.schema().metadata().get(failed::META_KEY), &ctx())?,
         })
     }
 }
@@ -67,6 +70,8 @@ pub struct FeatureTable {
     pub values: Vec<f32>,
     /// Frame count of each clip for a sequence table (`pooling = "frames"`).
     pub frames: Option<Vec<usize>>,
+    /// Clips without a vector (they failed upstream or in the encoder).
+    pub failed: Vec<FailedClip>,
 }
 
 impl FeatureTable {
@@ -76,6 +81,7 @@ impl FeatureTable {
         let batch = table::read_single(path)?;
         let ctx = || format!("feature table {}", path.display());
         let ids = table::column::<StringArray>(&batch, "clip_id").with_context(ctx)?;
+        let failed = failed::from_meta(batch.schema().metadata().get(failed::META_KEY), &ctx())?;
         if batch.schema().column_with_name("frames").is_some() {
             let list = table::column::<ListArray>(&batch, "frames").with_context(ctx)?;
             let mut dim = 0;
@@ -103,6 +109,7 @@ impl FeatureTable {
                 dim,
                 values,
                 frames: Some(frames),
+                failed,
             });
         }
         let list = table::column::<FixedSizeListArray>(&batch, "features").with_context(ctx)?;
@@ -119,6 +126,7 @@ impl FeatureTable {
             dim,
             values: values.values()[..batch.num_rows() * dim].to_vec(),
             frames: None,
+            failed,
         })
     }
 
@@ -180,6 +188,9 @@ pub struct TrainOutput {
     /// Wall time of the whole cross-validation (all folds).
     pub train_seconds: f64,
     pub fold_reports: Vec<FoldReport>,
+    /// Clips of the dataset left out because they failed (none: absent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<FailedClip>,
 }
 
 /// Trains `head` on `features` (and `second`, for a two-input head) with the
@@ -197,11 +208,31 @@ pub fn train(
              training supports folds that cover every clip: use dataset.folds.strategy = \"piece\""
         );
     }
-    let mut input = features.input_for(&clips.clip_ids)?;
+    // Clips a feature table lists as failed are left out (with the reason);
+    // any other clip without a row is an error.
+    let failed_in = |t: &FeatureTable, id: &str| t.failed.iter().any(|f| f.clip_id == id);
+    let keep: Vec<usize> = (0..clips.clip_ids.len())
+        .filter(|&i| {
+            let id = clips.clip_ids[i].as_str();
+            !failed_in(features, id) && !second.is_some_and(|s| failed_in(s, id))
+        })
+        .collect();
+    let clip_ids: Vec<String> = keep.iter().map(|&i| clips.clip_ids[i].clone()).collect();
+    let pieces: Vec<String> = keep.iter().map(|&i| clips.pieces[i].clone()).collect();
+    let folds: Vec<usize> = keep.iter().map(|&i| clips.folds[i].unwrap_or(0)).collect();
+    let mut labels = Vec::with_capacity(keep.len() * N_DIMS);
+    for &i in &keep {
+        labels.extend_from_slice(&clips.labels[i * N_DIMS..(i + 1) * N_DIMS]);
+    }
+    let mut input = features.input_for(&clip_ids)?;
+    let mut failed = failed::merge(&clips.failed, &features.failed);
     if let Some(second) = second {
-        let (a, b) = (&features.clip_ids, &second.clip_ids);
-        let a_set: std::collections::BTreeSet<&String> = a.iter().collect();
-        let b_set: std::collections::BTreeSet<&String> = b.iter().collect();
+        // Clips that failed in either set do not count as a difference.
+        let ok = |id: &&String| !failed_in(features, id) && !failed_in(second, id);
+        let a_set: std::collections::BTreeSet<&String> =
+            features.clip_ids.iter().filter(ok).collect();
+        let b_set: std::collections::BTreeSet<&String> =
+            second.clip_ids.iter().filter(ok).collect();
         if let Some(id) = a_set.symmetric_difference(&b_set).next() {
             let which = if a_set.contains(id) {
                 "first"
@@ -210,32 +241,33 @@ pub fn train(
             };
             bail!(
                 "the two feature sets cover different clips ({} and {} clips; {id} is only in the {which})",
-                a.len(),
-                b.len()
+                a_set.len(),
+                b_set.len()
             );
         }
         let HeadInput::Frames(fa) = input else {
             bail!("a two-input head needs frame sequences (pooling = \"frames\") in both sets");
         };
         let HeadInput::Frames(fb) = second
-            .input_for(&clips.clip_ids)
+            .input_for(&clip_ids)
             .context("second feature set")?
         else {
             bail!("a two-input head needs frame sequences (pooling = \"frames\") in both sets");
         };
         input = HeadInput::Two(fa, fb);
+        failed = failed::merge(&failed, &second.failed);
     }
-    let folds: Vec<usize> = clips.folds.iter().map(|f| f.unwrap_or(0)).collect();
     let started = Instant::now();
-    let out = train_cv_input(head, &input, &clips.labels, &folds, &clips.pieces)?;
+    let out = train_cv_input(head, &input, &labels, &folds, &pieces)?;
     Ok(TrainOutput {
-        clip_ids: clips.clip_ids.clone(),
+        clip_ids,
         folds,
-        y_true: clips.labels.clone(),
+        y_true: labels,
         y_pred: out.predictions,
         d_in: features.dim,
         train_seconds: started.elapsed().as_secs_f64(),
         fold_reports: out.folds,
+        failed,
     })
 }
 

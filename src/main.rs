@@ -25,24 +25,23 @@ struct Args {
 enum Command {
     /// Materialize every stale output (or up to one stage).
     Run(cli::RunArgs),
-    /// Which stages are fresh or stale, and why.
-    Status,
-    /// Print the stage graph.
-    Dag,
+    /// Which stages are fresh, stale or may be stale, why, and whether data/out is current.
+    Status(cli::StatusArgs),
+    /// Print the stage graph (text, --dot or --mermaid).
+    Dag(cli::DagArgs),
     /// Run an encoder on one waveform and write every hidden state to safetensors.
     Encode(pipe::encoder::cli::EncodeArgs),
     /// Time MERT-95M/330M forward passes on random weights: ms per clip, real-time factor,
     /// GFLOP, share of a measured matmul peak, top ops.
     Bench(pipe::bench::BenchArgs),
-    /// Delete artifacts the last run no longer references.
-    Clean {
-        /// List what would be deleted, delete nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    /// Delete artifacts no live pipeline description needs (asks first).
+    Clean(cli::CleanArgs),
+    /// Rehash artifacts against their recorded hashes; --repair recomputes corrupt ones.
+    Verify(cli::VerifyArgs),
 }
 
 fn main() -> ExitCode {
+    pipe::gpu::quiet_device_select_layer();
     let args = Args::parse();
     match dispatch(args) {
         Ok(code) => code,
@@ -71,11 +70,13 @@ fn dispatch(args: Args) -> Result<ExitCode> {
             args.config.display()
         )
     })?;
+    let path = &args.config;
     match command {
-        Command::Run(run) => cli::run(&config, &run),
-        Command::Status => cli::status(&config).map(|_| ExitCode::SUCCESS),
-        Command::Dag => cli::dag(&config).map(|_| ExitCode::SUCCESS),
-        Command::Clean { dry_run } => cli::clean(&config, dry_run).map(|_| ExitCode::SUCCESS),
+        Command::Run(run) => cli::run(path, &config, &run),
+        Command::Status(a) => cli::status(path, &config, &a),
+        Command::Dag(a) => cli::dag(path, &config, &a).map(|_| ExitCode::SUCCESS),
+        Command::Clean(a) => cli::clean(path, &config, &a),
+        Command::Verify(a) => cli::verify(path, &config, &a),
         Command::Encode(_) | Command::Bench(_) => unreachable!("dispatched above"),
     }
 }

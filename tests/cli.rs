@@ -124,7 +124,8 @@ fn run_is_incremental_and_explains_itself() {
     assert!(t.contains("decode: fresh"), "{t}");
     assert!(t.contains("resample: 3 of 3 stale"), "{t}");
     assert!(t.contains("param quality: \"high\" -> \"fast\""), "{t}");
-    assert!(t.contains("upstream `resample` changed"), "{t}");
+    assert!(t.contains("manifest: 1 of 1 may be stale"), "{t}");
+    assert!(t.contains("may be stale: behind stale `resample`"), "{t}");
     let o = pipe(&cfg, &["run", "--dry-run"]);
     assert!(
         text(&o).contains("resample: 3 of 3 would run"),
@@ -133,15 +134,27 @@ fn run_is_incremental_and_explains_itself() {
     );
     let o = pipe(&cfg, &["run"]);
     let t = text(&o);
+    // Before running, each stage's reasons, counted.
+    assert!(t.contains("resample: 3 of 3 to run"), "{t}");
+    assert!(
+        t.contains("param quality: \"high\" -> \"fast\"  [3 clips, e.g. "),
+        "{t}"
+    );
     assert!(t.contains("render: 3 fresh"), "{t}");
     assert!(t.contains("resample: 3 computed"), "{t}");
     assert!(t.contains("manifest: 1 computed"), "{t}");
 
-    // --force one stage; --until stops early.
+    // --force one stage; --until stops early. The forced decode writes the same
+    // bytes, so resample (not run: after --until) is found fresh after all.
     let o = pipe(&cfg, &["run", "--force", "decode", "--until", "decode"]);
     let t = text(&o);
     assert!(t.contains("decode: 3 computed"), "{t}");
-    assert!(!t.contains("resample"), "{t}");
+    assert!(t.contains("forced (--force decode)"), "{t}");
+    assert!(!t.contains("resample: 3 computed"), "{t}");
+    assert!(
+        t.contains("resample: 0 computed, 0 fresh, 3 cut off"),
+        "{t}"
+    );
     let o = pipe(&cfg, &["dag"]);
     assert!(
         text(&o).contains("resample ─▶ manifest (1 node"),
@@ -192,10 +205,17 @@ fn a_killed_run_resumes_to_identical_outputs() {
     }
     let a = store_contents(&clean.path().join("data"));
     let b = store_contents(&crashed.path().join("data"));
-    assert_eq!(
-        a.iter().map(|x| &x.0).collect::<Vec<_>>(),
-        b.iter().map(|x| &x.0).collect::<Vec<_>>()
-    );
+    // Names are `<key>.<hash>.<ext>`; the manifest's bytes (so its hash) hold
+    // the data folder's paths, so it is compared by key only.
+    let names = |c: &[(String, Vec<u8>)]| -> Vec<String> {
+        c.iter()
+            .map(|(n, _)| match n.strip_prefix("manifest/") {
+                Some(rest) => format!("manifest/{}", &rest[..64]),
+                None => n.clone(),
+            })
+            .collect()
+    };
+    assert_eq!(names(&a), names(&b));
     for ((name, x), (_, y)) in a.iter().zip(&b) {
         if !name.starts_with("manifest/") {
             assert!(x == y, "{name} differs after resume");
@@ -390,36 +410,90 @@ fn a_clip_shorter_than_the_receptive_field_is_rejected_by_name() {
 }
 
 #[test]
-fn clean_drops_only_artifacts_the_last_run_no_longer_references() {
+fn clean_keeps_every_live_configs_work_and_asks_before_deleting() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), 2, "");
     assert!(pipe(&cfg, &["run"]).status.success());
     let before = store_contents(&dir.path().join("data"));
     let cfg = config(dir.path(), 2, "[resample]\nquality = \"fast\"\n");
     assert!(pipe(&cfg, &["run"]).status.success());
-    // The old resample outputs (2) and the old manifest (1) are now unreferenced.
+    // The old resample outputs (2) and the old manifest (1) are what this
+    // config no longer uses; they are listed by stage and item, with sizes.
     let o = pipe(&cfg, &["clean", "--dry-run"]);
-    assert!(
-        text(&o).contains("3 unreferenced artifact(s), would free"),
-        "{}",
-        text(&o)
-    );
+    let t = text(&o);
+    assert!(t.contains("would delete: 3 artifact(s)"), "{t}");
+    assert!(t.contains("resample: 2 artifact(s)"), "{t}");
+    assert!(t.contains("manifest: 1 artifact(s)"), "{t}");
     assert_eq!(
         store_contents(&dir.path().join("data")).len(),
         before.len() + 3,
         "dry run deletes nothing"
     );
+    // Not on a terminal: it asks for --yes instead of deleting.
     let o = pipe(&cfg, &["clean"]);
-    assert!(
-        text(&o).contains("3 unreferenced artifact(s), freed"),
-        "{}",
-        text(&o)
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--yes"), "{}", text(&o));
+    assert_eq!(
+        store_contents(&dir.path().join("data")).len(),
+        before.len() + 3
     );
+    let o = pipe(&cfg, &["clean", "--yes"]);
+    assert!(text(&o).contains("deleted 3 artifact(s)"), "{}", text(&o));
     assert_eq!(store_contents(&dir.path().join("data")).len(), before.len());
     let o = pipe(&cfg, &["run"]);
     assert!(
         text(&o).contains("up to date"),
         "what the run uses survives: {}",
+        text(&o)
+    );
+
+    // A second config in the same data folder (one clip, another resampler):
+    // cleaning from the first keeps its work while its file exists.
+    let trial = dir.path().join("trial.toml");
+    let text_of = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("limit = 2", "limit = 1")
+        .replace("quality = \"fast\"", "quality = \"balanced\"");
+    std::fs::write(&trial, text_of).unwrap();
+    assert!(pipe(&trial, &["run"]).status.success());
+    let with_trial = store_contents(&dir.path().join("data")).len();
+    let o = pipe(&cfg, &["clean", "--yes"]);
+    assert!(
+        text(&o).contains("trial.toml"),
+        "the trial is a root: {}",
+        text(&o)
+    );
+    assert_eq!(
+        store_contents(&dir.path().join("data")).len(),
+        with_trial,
+        "{}",
+        text(&o)
+    );
+    // Its file gone, its own outputs (resample + manifest) go; what both use stays.
+    std::fs::remove_file(&trial).unwrap();
+    let o = pipe(&cfg, &["clean", "--yes"]);
+    assert!(text(&o).contains("not kept:"), "{}", text(&o));
+    assert!(text(&o).contains("deleted 2 artifact(s)"), "{}", text(&o));
+    assert!(pipe(&cfg, &["run"]).status.success());
+    assert!(text(&pipe(&cfg, &["run"])).contains("up to date"));
+}
+
+#[test]
+fn clean_after_an_interrupted_run_keeps_what_it_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 2, "");
+    let o = Command::new(env!("CARGO_BIN_EXE_pipe"))
+        .arg("-c")
+        .arg(&cfg)
+        .args(["run", "-j", "1"])
+        .env("PIPE_FAULT_ABORT_AFTER_COMMITS", "3")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let o = pipe(&cfg, &["clean", "--dry-run"]);
+    assert!(
+        text(&o).contains("would delete: 0 artifact(s)"),
+        "{}",
         text(&o)
     );
 }

@@ -1,7 +1,7 @@
 //! The DAG engine on toy stages: what runs, what is fresh, and why.
 
 use anyhow::{Result, bail};
-use pipe::dag::{self, Node, NodeSpec, RunOptions, Source, Stage, StageDecl, Store};
+use pipe::dag::{self, Node, NodeSpec, Publish, RunOptions, Source, Stage, StageDecl, Store};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -118,10 +118,11 @@ impl Stage for Sum {
         std::fs::write(out, total.to_string())?;
         Ok(())
     }
-    fn publish(&self, nodes: &[&Node], out_dir: &Path) -> Result<Vec<PathBuf>> {
-        let dest = out_dir.join("sum.txt");
-        dag::store::copy_atomic(&nodes[0].path, &dest)?;
-        Ok(vec![dest])
+    fn publish(&self, nodes: &[&Node]) -> Result<Vec<Publish>> {
+        Ok(nodes
+            .iter()
+            .map(|n| Publish::copy("sum.txt", &n.path))
+            .collect())
     }
 }
 
@@ -219,8 +220,8 @@ impl<S: Stage> Stage for ArcStage<S> {
     fn run(&self, node: &Node, out: &Path) -> Result<()> {
         self.0.run(node, out)
     }
-    fn publish(&self, nodes: &[&Node], out_dir: &Path) -> Result<Vec<PathBuf>> {
-        self.0.publish(nodes, out_dir)
+    fn publish(&self, nodes: &[&Node]) -> Result<Vec<Publish>> {
+        self.0.publish(nodes)
     }
     fn batch_key(&self, node: &Node) -> Option<String> {
         self.0.batch_key(node)
@@ -271,13 +272,16 @@ fn param_change_recomputes_exactly_the_downstream_set_and_says_why() {
     let scale = plan.stage("scale").unwrap();
     assert_eq!(scale.stale_count(), 2);
     assert_eq!(scale.reason_summary()[0].0, "param factor: 10 -> 100");
+    // Below a stale node the key waits for its output: "may be stale".
+    let add = plan.stage("add_one").unwrap();
+    assert_eq!((add.stale_count(), add.pending_count()), (0, 2));
     assert_eq!(
-        plan.stage("add_one").unwrap().reason_summary()[0].0,
-        "upstream `scale` changed"
+        add.reason_summary()[0].0,
+        "may be stale: behind stale `scale`"
     );
     assert_eq!(
         plan.stage("sum").unwrap().reason_summary()[0].0,
-        "upstream `add_one` changed"
+        "may be stale: behind stale `scale`"
     );
 
     dag::run(&stages, &fx.store(), &RunOptions::default()).unwrap();
@@ -343,7 +347,7 @@ fn until_stops_early_and_force_recomputes_one_stage() {
         },
     )
     .unwrap();
-    assert_eq!(r.stages.len(), 1);
+    assert_eq!(r.stage("add_one").unwrap().skipped, 2, "planned, not run");
     assert_eq!(c.ran(), (s(&["a", "b"]), vec![], 0));
     assert!(!fx.dir.path().join("data/out/sum.txt").exists());
 
@@ -355,7 +359,7 @@ fn until_stops_early_and_force_recomputes_one_stage() {
         "scale was already fresh"
     );
 
-    // --force reruns that stage only: its output is identical, so downstream keys hold.
+    // --force reruns that stage only: its output is identical, so the sum is cut off.
     let (stages, c) = fx.stages(&["a", "b"], 3);
     let r = dag::run(
         &stages,
@@ -368,6 +372,7 @@ fn until_stops_early_and_force_recomputes_one_stage() {
     .unwrap();
     assert_eq!(c.ran(), (vec![], s(&["a", "b"]), 0));
     assert_eq!(r.stage("add_one").unwrap().computed, 2);
+    assert_eq!(r.stage("sum").unwrap().cut_off, 1);
 
     let (stages, _) = fx.stages(&["a", "b"], 3);
     let err = dag::run(
@@ -403,9 +408,19 @@ fn a_bad_item_fails_alone_and_blocks_only_its_downstream() {
     assert_eq!(scale.failed.len(), 1);
     assert_eq!(scale.failed[0].0, "bad");
     assert!(scale.failed[0].1.contains("negative input in bad"));
-    assert_eq!(r.stage("add_one").unwrap().blocked, 1);
-    assert_eq!(r.stage("sum").unwrap().blocked, 1);
-    assert_eq!(r.failed(), 3);
+    assert_eq!(r.stage("add_one").unwrap().blocked.len(), 1);
+    let sum = r.stage("sum").unwrap();
+    assert_eq!(
+        sum.blocked.len(),
+        1,
+        "a sum that is not partial needs every item"
+    );
+    assert!(
+        sum.blocked[0].1.starts_with("scale bad: negative input"),
+        "{:?}",
+        sum.blocked
+    );
+    assert_eq!((r.failed(), r.blocked()), (1, 2));
     assert_eq!(c.ran().1, s(&["a", "c"]));
 
     // Fixing the input completes the run; the good clips are not recomputed.
@@ -698,4 +713,465 @@ fn exclusive_batches_run_one_at_a_time_and_others_around_them() {
     ];
     dag::run(&stages, &Store::new(dir2.path().join("data")), &opts).unwrap();
     assert!(probe2.active.lock().unwrap().1 > 1);
+}
+
+// ------------------------------------------------------------------------
+// Early cutoff, --force propagation, partial aggregates, --strict,
+// publications, records per config, stores from pipe before content hashes.
+
+fn dry(stages: &[Box<dyn Stage>], store: &Store) -> dag::Plan {
+    let opts = RunOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    dag::run(stages, store, &opts).unwrap().plan.unwrap()
+}
+
+#[test]
+fn an_upstream_rerun_with_identical_bytes_cuts_off_everything_below() {
+    let fx = Fixture::new(&[("a", 1), ("b", 2)]);
+    let (stages, _) = fx.stages(&["a", "b"], 10);
+    dag::run(&stages, &fx.store(), &RunOptions::default()).unwrap();
+    // The same number in other bytes: `scale` must read it again, and writes "20" again.
+    std::fs::write(fx.dir.path().join("in/b.txt"), "2\n").unwrap();
+    let (stages, c) = fx.stages(&["a", "b"], 10);
+    let plan = dry(&stages, &fx.store());
+    assert_eq!(plan.stage("scale").unwrap().stale_count(), 1);
+    assert_eq!(plan.stage("add_one").unwrap().pending_count(), 1);
+    assert_eq!(plan.stage("sum").unwrap().pending_count(), 1);
+    let r = dag::run(&stages, &fx.store(), &RunOptions::default()).unwrap();
+    assert_eq!(
+        c.ran(),
+        (s(&["b"]), vec![], 0),
+        "only the node whose input changed ran"
+    );
+    assert_eq!(r.stage("add_one").unwrap().cut_off, 1);
+    assert_eq!(r.stage("sum").unwrap().cut_off, 1);
+    assert_eq!(r.cut_off(), 2);
+    assert!(dry(&fx.stages(&["a", "b"], 10).0, &fx.store()).is_fresh());
+    assert_eq!(fx.published_sum(), 11 + 21);
+}
+
+static TICK: StageDecl = StageDecl::new("tick", 1, "txt", &[]);
+static COPY: StageDecl = StageDecl::new("copy", 1, "txt", &[&TICK]);
+
+/// Writes how many times it has run: its bytes change on every run (like a
+/// training time in a result).
+struct Tick {
+    runs: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Stage for Tick {
+    fn decl(&self) -> &'static StageDecl {
+        &TICK
+    }
+    fn describe(&self) -> String {
+        "a run counter".into()
+    }
+    fn plan(&self) -> Result<Vec<NodeSpec>> {
+        Ok(vec![NodeSpec::new("x", json!({}), vec![])])
+    }
+    fn run(&self, _node: &Node, out: &Path) -> Result<()> {
+        let n = self.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::fs::write(out, n.to_string())?;
+        Ok(())
+    }
+}
+
+/// Copies the tick and counts its runs.
+struct CopyTick {
+    ran: std::sync::Arc<Mutex<usize>>,
+}
+
+impl Stage for CopyTick {
+    fn decl(&self) -> &'static StageDecl {
+        &COPY
+    }
+    fn describe(&self) -> String {
+        "copies the tick".into()
+    }
+    fn plan(&self) -> Result<Vec<NodeSpec>> {
+        Ok(vec![NodeSpec::new(
+            "x",
+            json!({}),
+            vec![("tick".into(), Source::node(&TICK, "x"))],
+        )])
+    }
+    fn run(&self, node: &Node, out: &Path) -> Result<()> {
+        *self.ran.lock().unwrap() += 1;
+        std::fs::copy(&node.input("tick")?.path, out)?;
+        Ok(())
+    }
+    fn publish(&self, nodes: &[&Node]) -> Result<Vec<Publish>> {
+        Ok(nodes
+            .iter()
+            .map(|n| Publish::copy("tick.txt", &n.path))
+            .collect())
+    }
+}
+
+#[test]
+fn force_propagates_when_the_bytes_change_and_takes_a_stage_or_an_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("data"));
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let copied = std::sync::Arc::new(Mutex::new(0));
+    let stages = || -> Vec<Box<dyn Stage>> {
+        vec![
+            Box::new(Tick { runs: runs.clone() }),
+            Box::new(CopyTick {
+                ran: copied.clone(),
+            }),
+        ]
+    };
+    let force = |f: &str| RunOptions {
+        force: s(&[f]),
+        ..Default::default()
+    };
+    dag::run(&stages(), &store, &RunOptions::default()).unwrap();
+    assert_eq!(*copied.lock().unwrap(), 1);
+    let published = || std::fs::read_to_string(dir.path().join("data/out/tick.txt")).unwrap();
+    assert_eq!(published(), "0");
+    // A forced node whose bytes change makes its dependants stale.
+    let r = dag::run(&stages(), &store, &force("tick")).unwrap();
+    assert_eq!((r.computed(), *copied.lock().unwrap()), (2, 2));
+    assert_eq!(published(), "1", "the new bytes reach data/out");
+    // Its item alone, by name.
+    dag::run(&stages(), &store, &force("tick/x")).unwrap();
+    assert_eq!(*copied.lock().unwrap(), 3);
+    // The record points at the latest artifact of the key: nothing stale now.
+    assert!(dry(&stages(), &store).is_fresh());
+    assert_eq!(published(), "2");
+
+    // A forced item in a per-item stage: only it runs; same bytes, so below it is cut off.
+    let fx = Fixture::new(&[("a", 1), ("b", 2)]);
+    let (st, _) = fx.stages(&["a", "b"], 3);
+    dag::run(&st, &fx.store(), &RunOptions::default()).unwrap();
+    let (st, c) = fx.stages(&["a", "b"], 3);
+    let r = dag::run(&st, &fx.store(), &force("scale/b")).unwrap();
+    assert_eq!(c.ran(), (s(&["b"]), vec![], 0));
+    assert_eq!(r.cut_off(), 2);
+    let err = dag::run(&st, &fx.store(), &force("scale/zz")).unwrap_err();
+    assert!(err.to_string().contains("no item `zz`"), "{err}");
+    let err = dag::run(&st, &fx.store(), &force("nope")).unwrap_err();
+    assert!(err.to_string().contains("--force nope"), "{err}");
+}
+
+/// What each run of the partial sum saw missing: (input, stage, reason).
+type Seen = std::sync::Arc<Mutex<Vec<Vec<(String, String, String)>>>>;
+
+static PSUM: StageDecl = StageDecl::new("psum", 1, "txt", &[&ADD_ONE]);
+
+/// A sum over whatever items made it: a partial aggregate.
+struct PartialSum {
+    items: Vec<String>,
+    ran: Seen,
+}
+
+impl Stage for PartialSum {
+    fn decl(&self) -> &'static StageDecl {
+        &PSUM
+    }
+    fn describe(&self) -> String {
+        "sum the good items".into()
+    }
+    fn plan(&self) -> Result<Vec<NodeSpec>> {
+        let inputs = self
+            .items
+            .iter()
+            .map(|i| (i.clone(), Source::node(&ADD_ONE, i.clone())))
+            .collect();
+        Ok(vec![NodeSpec::new("all", json!({}), inputs).partial()])
+    }
+    fn run(&self, node: &Node, out: &Path) -> Result<()> {
+        let missing = node
+            .missing
+            .iter()
+            .map(|m| (m.name.clone(), m.stage.to_string(), m.reason.clone()))
+            .collect();
+        self.ran.lock().unwrap().push(missing);
+        let mut total = 0i64;
+        for i in &node.inputs {
+            total += std::fs::read_to_string(&i.path)?.parse::<i64>()?;
+        }
+        std::fs::write(out, total.to_string())?;
+        Ok(())
+    }
+    fn publish(&self, nodes: &[&Node]) -> Result<Vec<Publish>> {
+        Ok(nodes
+            .iter()
+            .map(|n| Publish::copy("psum.txt", &n.path))
+            .collect())
+    }
+}
+
+fn partial_stages(
+    fx: &Fixture,
+    items: &[&str],
+    ran: &Seen,
+) -> Vec<Box<dyn Stage>> {
+    let (mut stages, _) = fx.stages(items, 1);
+    stages.pop(); // the all-or-nothing sum
+    stages.push(Box::new(PartialSum {
+        items: items.iter().map(|s| s.to_string()).collect(),
+        ran: ran.clone(),
+    }));
+    stages
+}
+
+#[test]
+fn a_partial_aggregate_runs_on_the_good_items_and_lists_the_bad_ones() {
+    let fx = Fixture::new(&[("a", 1), ("bad", -1), ("c", 3)]);
+    let ran = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let items = ["a", "bad", "c"];
+    let r = dag::run(
+        &partial_stages(&fx, &items, &ran),
+        &fx.store(),
+        &RunOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        (r.failed(), r.blocked()),
+        (1, 1),
+        "scale bad failed; add_one bad blocked"
+    );
+    assert_eq!(r.stage("psum").unwrap().computed, 1);
+    assert_eq!(
+        r.stage("psum").unwrap().partial,
+        vec![("all".to_string(), 1)]
+    );
+    let seen = ran.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].len(), 1);
+    let (name, stage, reason) = &seen[0][0];
+    assert_eq!(
+        (name.as_str(), stage.as_str()),
+        ("bad", "scale"),
+        "the failure at the root"
+    );
+    assert!(reason.contains("negative input in bad"), "{reason}");
+    let psum = || std::fs::read_to_string(fx.dir.path().join("data/out/psum.txt")).unwrap();
+    assert_eq!(psum(), (2 + 4).to_string());
+
+    // The bad item is retried (and says why); the same failure leaves the sum as it was.
+    let plan = dry(&partial_stages(&fx, &items, &ran), &fx.store());
+    let why = &plan.stage("scale").unwrap().node("bad").unwrap().reasons[0];
+    assert!(
+        why.starts_with("failed in the last run, retried: negative input"),
+        "{why}"
+    );
+    let r = dag::run(
+        &partial_stages(&fx, &items, &ran),
+        &fx.store(),
+        &RunOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(r.stage("psum").unwrap().cut_off, 1);
+    assert_eq!(ran.lock().unwrap().len(), 1, "not recomputed");
+
+    // --strict: no table without every item, and the run stops.
+    let strict = RunOptions {
+        strict: true,
+        ..Default::default()
+    };
+    let r = dag::run(&partial_stages(&fx, &items, &ran), &fx.store(), &strict).unwrap();
+    assert!(r.stopped);
+    assert_eq!(r.stage("psum").unwrap().computed, 0);
+    assert!(
+        !fx.dir.path().join("data/out/psum.txt").exists(),
+        "no stale sum left in data/out"
+    );
+
+    // Fixed: the sum includes it.
+    fx.set("bad", 2);
+    dag::run(
+        &partial_stages(&fx, &items, &ran),
+        &fx.store(),
+        &RunOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(psum(), (2 + 3 + 4).to_string());
+    assert!(ran.lock().unwrap().last().unwrap().is_empty());
+}
+
+#[test]
+fn strict_stops_at_the_first_failure() {
+    let fx = Fixture::new(&[("a", -1), ("b", 2), ("c", 3), ("d", 4)]);
+    let (stages, c) = fx.stages(&["a", "b", "c", "d"], 1);
+    let opts = RunOptions {
+        strict: true,
+        jobs: Some(1),
+        ..Default::default()
+    };
+    let r = dag::run(&stages, &fx.store(), &opts).unwrap();
+    assert!(r.stopped);
+    let scale = r.stage("scale").unwrap();
+    assert_eq!(
+        (scale.failed.len(), scale.computed, scale.skipped),
+        (1, 0, 3)
+    );
+    assert_eq!(c.ran(), (s(&["a"]), vec![], 0));
+}
+
+#[test]
+fn data_out_is_one_publication_never_old_outputs_beside_new_ones() {
+    let fx = Fixture::new(&[("a", 1), ("b", 2)]);
+    let (stages, _) = fx.stages(&["a", "b"], 10);
+    dag::run(&stages, &fx.store(), &RunOptions::default()).unwrap();
+    assert_eq!(fx.published_sum(), 11 + 21);
+    // b breaks: the all-or-nothing sum cannot be made, so the old one must not stay.
+    fx.set("b", -5);
+    let (stages, _) = fx.stages(&["a", "b"], 10);
+    let r = dag::run(&stages, &fx.store(), &RunOptions::default()).unwrap();
+    let p = r.publication.unwrap();
+    assert!(p.left_out.contains_key("sum"), "{:?}", p.left_out);
+    assert!(!fx.dir.path().join("data/out/sum.txt").exists());
+    let out = pipe::dag::publish::current(&fx.dir.path().join("data")).unwrap();
+    assert!(
+        out.left_out["sum"].contains("blocked"),
+        "{:?}",
+        out.left_out
+    );
+    fx.set("b", 2);
+    let (stages, _) = fx.stages(&["a", "b"], 10);
+    dag::run(&stages, &fx.store(), &RunOptions::default()).unwrap();
+    assert_eq!(fx.published_sum(), 11 + 21);
+}
+
+#[test]
+fn each_config_keeps_its_own_record_and_its_out_ownership_is_noticed() {
+    let fx = Fixture::new(&[("a", 1), ("b", 2)]);
+    let full = dag::ConfigId::new(&fx.dir.path().join("full.toml"), "h1");
+    let trial = dag::ConfigId::new(&fx.dir.path().join("trial.toml"), "h2");
+    let opts = |c: &dag::ConfigId| RunOptions {
+        config: c.clone(),
+        ..Default::default()
+    };
+    let (stages, _) = fx.stages(&["a", "b"], 10);
+    dag::run(&stages, &fx.store(), &opts(&full)).unwrap();
+    let (stages, _) = fx.stages(&["a"], 10);
+    let r = dag::run(&stages, &fx.store(), &opts(&trial)).unwrap();
+    let replaced = r.publication.unwrap().replaced_owner.unwrap();
+    assert_eq!(
+        replaced.0, full.path,
+        "the run says whose outputs it replaced"
+    );
+    let records = dag::record::Record::all(&fx.dir.path().join("data")).unwrap();
+    assert_eq!(records.len(), 2);
+    let full_rec = dag::record::Record::load(&fx.dir.path().join("data"), &full).unwrap();
+    assert_eq!(
+        full_rec.stages["scale"].len(),
+        2,
+        "the trial did not overwrite the full record"
+    );
+    // The full config's plan is fresh, but its data/out is not its own any more.
+    let (stages, _) = fx.stages(&["a", "b"], 10);
+    let plan = dag::run(
+        &stages,
+        &fx.store(),
+        &RunOptions {
+            dry_run: true,
+            ..opts(&full)
+        },
+    )
+    .unwrap()
+    .plan
+    .unwrap();
+    assert!(plan.is_fresh());
+    let desired = dag::desired_from_plan(&stages, &plan).unwrap();
+    let cmp = dag::publish::compare(&fx.dir.path().join("data"), &desired, &full);
+    assert_eq!(cmp.other_owner.unwrap().0, trial.path);
+    let r = dag::run(&stages, &fx.store(), &opts(&full)).unwrap();
+    assert_eq!(r.computed(), 0);
+    assert_eq!(
+        fx.published_sum(),
+        11 + 21,
+        "republished without recomputing"
+    );
+}
+
+/// The key of pipe before content hashes (record format 1): upstream inputs
+/// by their node key.
+fn v1_key(stage: &str, version: u32, params: &str, inputs: &[(String, dag::Key)]) -> dag::Key {
+    let mut h = blake3::Hasher::new();
+    let mut field = |bytes: &[u8]| {
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    field(b"pipe-node-v1");
+    field(stage.as_bytes());
+    field(&version.to_le_bytes());
+    field(params.as_bytes());
+    for (name, key) in inputs {
+        field(name.as_bytes());
+        field(&key.0);
+    }
+    dag::Key(*h.finalize().as_bytes())
+}
+
+#[test]
+fn a_store_from_before_content_hashes_is_adopted_not_recomputed() {
+    let fx = Fixture::new(&[("a", 1), ("b", 2)]);
+    let (stages, _) = fx.stages(&["a", "b"], 10);
+    dag::run(&stages, &fx.store(), &RunOptions::default()).unwrap();
+    // Rewrite the store as pipe 84a1424 left it: `<v1 key>.<ext>` files and a
+    // format-1 pipe.lock; no run records, no publication.
+    let data = fx.dir.path().join("data");
+    let plan = dry(&stages, &fx.store());
+    let mut v1: std::collections::BTreeMap<String, serde_json::Value> = Default::default();
+    let mut v1_keys: std::collections::HashMap<(String, String), dag::Key> = Default::default();
+    for sp in &plan.stages {
+        let mut nodes = serde_json::Map::new();
+        for pn in &sp.nodes {
+            let n = &pn.node;
+            let inputs: Vec<(String, dag::Key)> = n
+                .inputs
+                .iter()
+                .map(|i| match i.stage {
+                    None => (i.name.clone(), i.hash),
+                    Some(up) => {
+                        // Toy inputs are named after the upstream item (or "scaled").
+                        let item = if i.name == "scaled" {
+                            n.item.clone()
+                        } else {
+                            i.name.clone()
+                        };
+                        (i.name.clone(), v1_keys[&(up.name.to_string(), item)])
+                    }
+                })
+                .collect();
+            let params = serde_json::to_string(&n.params).unwrap();
+            let key = v1_key(n.stage, n.version, &params, &inputs);
+            v1_keys.insert((n.stage.to_string(), n.item.clone()), key);
+            let dir = data.join("store").join(n.stage);
+            std::fs::rename(
+                dir.join(n.path.file_name().unwrap()),
+                dir.join(format!("{key}.txt")),
+            )
+            .unwrap();
+            nodes.insert(
+                n.item.clone(),
+                json!({"key": key, "version": n.version, "params": n.params, "inputs": inputs, "file": format!("{key}.txt")}),
+            );
+        }
+        v1.insert(sp.name.to_string(), serde_json::Value::Object(nodes));
+    }
+    std::fs::write(
+        data.join("pipe.lock"),
+        serde_json::to_vec(&json!({"format": 1, "stages": v1})).unwrap(),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(data.join("runs")).unwrap();
+    let (stages, c) = fx.stages(&["a", "b"], 10);
+    let r = dag::run(&stages, &fx.store(), &RunOptions::default()).unwrap();
+    assert_eq!(c.ran(), (vec![], vec![], 0), "nothing recomputed");
+    assert_eq!(r.plan.unwrap().adopted, 5);
+    assert_eq!(fx.published_sum(), 11 + 21);
+    assert!(dry(&fx.stages(&["a", "b"], 10).0, &fx.store()).is_fresh());
+    // A changed input is still noticed through an adopted artifact.
+    fx.set("a", 5);
+    let (stages, c) = fx.stages(&["a", "b"], 10);
+    dag::run(&stages, &fx.store(), &RunOptions::default()).unwrap();
+    assert_eq!(c.ran(), (s(&["a"]), s(&["a"]), 1));
+    assert_eq!(fx.published_sum(), 51 + 21);
 }

@@ -43,8 +43,10 @@ pub struct Report {
     /// Wall time per clip of each counted pass (the warm-up pass is not included).
     pub runs_ms: Vec<f64>,
     pub median_ms: f64,
-    /// Audio seconds per wall second.
-    pub realtime_factor: f64,
+    /// Speed-up over real time: audio seconds per wall second.
+    pub speedup: f64,
+    /// Real-time factor: wall seconds per audio second (compute / audio).
+    pub rtf: f64,
     pub flops: Flops,
     pub gflop_per_clip: f64,
     pub gflops: f64,
@@ -177,7 +179,8 @@ pub fn bench_model<B: Backend>(backend: &Timed<B>, w: &Workload, peak: Peak) -> 
         frames,
         windows,
         repeat: w.repeat,
-        realtime_factor: w.seconds / (median_ms / 1e3),
+        speedup: w.seconds / (median_ms / 1e3),
+        rtf: (median_ms / 1e3) / w.seconds,
         median_ms,
         runs_ms,
         flops,

@@ -39,6 +39,33 @@ fn sig(v: f64) -> String {
     }
 }
 
+/// The speed against the audio's duration: a speed-up ("6.79× faster than
+/// real time") and the real-time factor as the field defines it, compute
+/// time over audio time (0.147; below 1 is faster than real time).
+pub fn speed(audio_over_compute: f64) -> String {
+    let rtf = 1.0 / audio_over_compute;
+    let digits = |x: f64| match x {
+        x if x >= 100.0 => format!("{x:.0}"),
+        x if x >= 10.0 => format!("{x:.1}"),
+        x if x >= 1.0 => format!("{x:.2}"),
+        x if x >= 0.01 => format!("{x:.3}"),
+        x => format!("{x:.2e}"),
+    };
+    if audio_over_compute >= 1.0 {
+        format!(
+            "{:.2}× faster than real time (RTF {} = compute / audio)",
+            audio_over_compute,
+            digits(rtf)
+        )
+    } else {
+        format!(
+            "{:.2}× slower than real time (RTF {} = compute / audio)",
+            rtf,
+            digits(rtf)
+        )
+    }
+}
+
 /// Several lines describing one (backend, model) result.
 pub fn render(r: &Report) -> String {
     let f = &r.flops;
@@ -59,10 +86,10 @@ pub fn render(r: &Report) -> String {
     let runs: Vec<String> = r.runs_ms.iter().map(|m| format!("{m:.1}")).collect();
     let _ = writeln!(
         s,
-        "  time     {:.1} ms per clip (runs: {} ms), real-time factor {:.2}x",
+        "  time     {:.1} ms per clip (runs: {} ms): {}",
         r.median_ms,
         runs.join(", "),
-        r.realtime_factor
+        speed(r.speedup)
     );
     let parts: Vec<String> = [
         ("conv stack", f.conv_stack),
@@ -123,4 +150,21 @@ pub fn render(r: &Report) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn speed_is_a_speed_up_and_rtf_is_compute_over_audio() {
+        assert_eq!(
+            speed(6.79),
+            "6.79× faster than real time (RTF 0.147 = compute / audio)"
+        );
+        assert_eq!(
+            speed(0.05),
+            "20.00× slower than real time (RTF 20.0 = compute / audio)"
+        );
+    }
 }

@@ -1,22 +1,33 @@
 //! What each subcommand prints: the engine returns reports, this formats them.
 //! The top of the crate: it may import anything; nothing imports it.
 
+mod clean;
+mod graph;
+mod status;
+mod verify;
+
+pub use clean::{CleanArgs, clean};
+pub use graph::{DagArgs, dag};
+pub use status::{StatusArgs, status};
+pub use verify::{VerifyArgs, verify};
+
 use anyhow::Result;
-use std::collections::HashSet;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use crate::config::Config;
-use crate::dag::{self, Plan, RunOptions, Store, record::Record};
+use crate::dag::{self, ConfigId, Plan, RunOptions, RunReport, Store, progress_rate};
 use crate::stages;
 
-#[derive(clap::Args, Debug, Default)]
+#[derive(clap::Args, Debug, Default, Clone)]
 pub struct RunArgs {
     /// Stop after this stage (it and the stages it needs).
     #[arg(long, value_name = "STAGE")]
     pub until: Option<String>,
-    /// Recompute this stage even if fresh (repeatable).
-    #[arg(long, value_name = "STAGE")]
+    /// Recompute a stage, or one item of it (`decode/CLIP`), even if fresh
+    /// (repeatable). What changes propagates; what comes out the same does not.
+    #[arg(long, value_name = "STAGE[/ITEM]")]
     pub force: Vec<String>,
     /// Say what would run and why; run nothing.
     #[arg(long)]
@@ -27,9 +38,26 @@ pub struct RunArgs {
     /// If another run holds the data folder, wait for it instead of refusing.
     #[arg(long)]
     pub wait: bool,
+    /// Stop at the first failure, and build no table without every clip
+    /// (default: bad clips are listed and the good ones reach every table).
+    #[arg(long)]
+    pub strict: bool,
 }
 
-pub fn run(config: &Config, args: &RunArgs) -> Result<ExitCode> {
+/// Which config a run belongs to (its record; who owns `data/out`).
+pub fn config_id(path: &Path, config: &Config) -> ConfigId {
+    ConfigId::new(path, config.hash.clone())
+}
+
+/// Seconds between progress lines when stderr is not a terminal:
+/// `PIPE_PROGRESS_SECS`, else the engine's default (10).
+fn progress_every() -> Option<f64> {
+    std::env::var("PIPE_PROGRESS_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+}
+
+pub fn run(path: &Path, config: &Config, args: &RunArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let stages = build(config)?;
     let store = Store::new(&config.data_dir);
@@ -39,110 +67,198 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<ExitCode> {
         dry_run: args.dry_run,
         jobs: args.jobs,
         wait: args.wait,
+        strict: args.strict,
+        config: config_id(path, config),
+        progress_every: progress_every(),
     };
-    let report = dag::run(&stages, &store, &opts)?;
+    let report = dag::run_with(&stages, &store, &opts, &mut |plan| {
+        if args.dry_run {
+            return;
+        }
+        announce(plan);
+    })?;
     let plan = report.plan.as_ref().expect("run returns its plan");
     if args.dry_run {
-        print_plan(plan, "would run");
+        print_plan(plan, "would run", false);
         return Ok(ExitCode::SUCCESS);
     }
-    let artifacts: usize = plan.stages.iter().map(|s| s.nodes.len()).sum();
-    for s in &report.stages {
-        if s.computed + s.failed.len() + s.blocked == 0 {
-            eprintln!("{:>10}: {} fresh", s.name, s.fresh);
-        } else {
-            let rate = if s.seconds > 0.0 {
-                s.computed as f64 / s.seconds
-            } else {
-                0.0
-            };
-            eprintln!(
-                "{:>10}: {} computed, {} fresh, {} failed, {} blocked in {:.1} s ({rate:.1}/s)",
-                s.name,
-                s.computed,
-                s.fresh,
-                s.failed.len(),
-                s.blocked,
-                s.seconds
-            );
+    summary(&report, &store, started.elapsed().as_secs_f64());
+    let bad = report.failed() + report.blocked();
+    if bad == 0 && !report.stopped {
+        return Ok(ExitCode::SUCCESS);
+    }
+    failures(&report);
+    Ok(ExitCode::FAILURE)
+}
+
+/// Before running: what runs, stage by stage, one line per reason, counted.
+fn announce(plan: &Plan) {
+    if plan.adopted > 0 {
+        eprintln!(
+            "pipe: this store was written by pipe before content hashes: {} artifact(s) adopted by their content (hashed once, nothing recomputed for them)",
+            plan.adopted
+        );
+    }
+    for s in plan.stages.iter().filter(|s| s.selected) {
+        let (stale, pending) = (s.stale_count(), s.pending_count());
+        if stale + pending == 0 {
+            continue;
+        }
+        eprintln!("{}", stage_line(s, "to run"));
+        for line in reason_lines(s, 5) {
+            eprintln!("{line}");
         }
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    let stale_stages = report
+}
+
+/// `decode: 3 of 1202 to run, 37 may be stale` (per stage, with its unit's count).
+fn stage_line(s: &dag::StagePlan, verb: &str) -> String {
+    let (stale, pending) = (s.stale_count(), s.pending_count());
+    let n = s.nodes.len();
+    match (stale, pending) {
+        (0, p) => format!("{:>14}: {p} of {n} may be stale", s.name),
+        (st, 0) => format!("{:>14}: {st} of {n} {verb}", s.name),
+        (st, p) => format!("{:>14}: {st} of {n} {verb}, {p} may be stale", s.name),
+    }
+}
+
+/// One line per distinct reason, with how many nodes it concerns.
+fn reason_lines(s: &dag::StagePlan, max: usize) -> Vec<String> {
+    let summary = s.reason_summary();
+    let mut out: Vec<String> = summary
+        .iter()
+        .take(max)
+        .map(|(reason, count, example)| {
+            if *count == 1 {
+                format!("{:>16}{reason}  [{example}]", "")
+            } else {
+                format!("{:>16}{reason}  [{count} {}, e.g. {example}]", "", s.unit)
+            }
+        })
+        .collect();
+    if summary.len() > max {
+        out.push(format!(
+            "{:>16}... and {} more reasons (`pipe status --all` lists every item)",
+            "",
+            summary.len() - max
+        ));
+    }
+    out
+}
+
+fn summary(report: &RunReport, store: &Store, elapsed: f64) {
+    let plan = report.plan.as_ref().expect("run returns its plan");
+    let artifacts: usize = plan.stages.iter().map(|s| s.nodes.len()).sum();
+    for s in &report.stages {
+        let worked = s.computed + s.cut_off + s.failed.len() + s.blocked.len() + s.skipped;
+        if worked == 0 {
+            eprintln!("{:>14}: {} fresh", s.name, s.fresh);
+            continue;
+        }
+        let mut line = format!("{:>14}: {} computed, {} fresh", s.name, s.computed, s.fresh);
+        for (n, what) in [
+            (s.failed.len(), "failed"),
+            (s.blocked.len(), "blocked"),
+            (s.cut_off, "cut off (inputs came out as before)"),
+            (s.skipped, "not run"),
+        ] {
+            if n > 0 {
+                line.push_str(&format!(", {n} {what}"));
+            }
+        }
+        if s.computed > 0 {
+            let rate = progress_rate(s.computed as f64 / s.seconds.max(1e-9), s.unit);
+            line.push_str(&format!(" in {:.1} s ({rate})", s.seconds));
+        }
+        eprintln!("{line}");
+        for (item, missing) in &s.partial {
+            eprintln!("{:>16}{item}: built without {missing} failed input(s)", "");
+        }
+    }
+    let ran = report
         .stages
         .iter()
-        .filter(|s| s.computed + s.failed.len() + s.blocked > 0)
+        .filter(|s| s.computed + s.failed.len() + s.blocked.len() > 0)
         .count();
-    let fresh_stages = report.stages.len() - stale_stages;
-    if report.computed() == 0 && report.failed() == 0 {
+    let fresh_stages = report.stages.len() - ran;
+    if report.computed() == 0 && report.failed() + report.blocked() == 0 {
+        let cut = match report.cut_off() {
+            0 => String::new(),
+            n => format!(", {n} cut off"),
+        };
         println!(
-            "up to date: {fresh_stages} stages fresh ({artifacts} artifacts), 0 stale, in {elapsed:.2} s"
+            "up to date: {fresh_stages} stages fresh ({artifacts} artifacts){cut}, 0 stale, in {elapsed:.2} s"
         );
     } else {
         println!(
-            "done: {} stages ({stale_stages} ran, {fresh_stages} fresh), {} artifacts computed, {} failed, in {elapsed:.1} s",
+            "done: {} stages ({ran} ran, {fresh_stages} fresh), {} artifacts computed, {} cut off, {} failed, {} blocked, in {elapsed:.1} s",
             report.stages.len(),
             report.computed(),
-            report.failed()
+            report.cut_off(),
+            report.failed(),
+            report.blocked()
         );
     }
-    let published: Vec<_> = report
-        .stages
-        .iter()
-        .flat_map(|s| s.published.iter())
-        .collect();
-    if !published.is_empty() {
-        println!("outputs:");
-        for p in &published {
-            println!("  {}", p.display());
+    if let Some(p) = &report.publication {
+        if let Some((owner, when)) = &p.replaced_owner {
+            let who = owner
+                .as_ref()
+                .map_or("another run".to_string(), |o| o.display().to_string());
+            eprintln!(
+                "note: data/out held the outputs of {who} (published {}); it now holds this config's",
+                crate::dag::publish::when(*when)
+            );
+        }
+        for (stage, why) in &p.left_out {
+            eprintln!("note: data/out has no {stage} outputs: {why}");
+        }
+        if !p.files.is_empty() {
+            println!("outputs:");
+            for f in &p.files {
+                println!("  {}", f.display());
+            }
         }
     }
     println!("artifacts: {}", store.root().join("store").display());
-    if let Some(md) = published.iter().find(|p| p.ends_with("report.md"))
+    let report_md = report
+        .publication
+        .as_ref()
+        .and_then(|p| p.files.iter().find(|f| f.ends_with("report.md")));
+    if let Some(md) = report_md
         && let Ok(text) = std::fs::read_to_string(md)
         && let Some(table) = crate::report::markdown::ranked_section(&text)
     {
         println!("\n{table}");
     }
-    if report.failed() == 0 {
-        return Ok(ExitCode::SUCCESS);
+}
+
+fn failures(report: &RunReport) {
+    if report.stopped {
+        eprintln!("\n--strict: stopped at the first failure; the rest was not run");
     }
-    eprintln!(
-        "\n{} clip(s) failed:",
-        report.stages.iter().map(|s| s.failed.len()).sum::<usize>()
-    );
-    for s in &report.stages {
-        for (item, err) in &s.failed {
-            eprintln!("  {} {item}: {err}", s.name);
+    let failed: Vec<_> = report
+        .stages
+        .iter()
+        .flat_map(|s| s.failed.iter().map(move |f| (s.name, f)))
+        .collect();
+    if !failed.is_empty() {
+        eprintln!(
+            "\n{} node(s) failed (the good ones went on: see report.md \"Failed clips\" and results/failed.parquet):",
+            failed.len()
+        );
+        for (stage, (item, err)) in failed {
+            eprintln!("  {stage} {item}: {err}");
         }
-        if s.blocked > 0 {
+    }
+    for s in &report.stages {
+        if !s.blocked.is_empty() {
             eprintln!(
                 "  {}: {} node(s) not run because an input failed",
-                s.name, s.blocked
+                s.name,
+                s.blocked.len()
             );
         }
     }
-    Ok(ExitCode::FAILURE)
-}
-
-pub fn status(config: &Config) -> Result<()> {
-    let (_, plan) = plan(config)?;
-    print_plan(&plan, "stale");
-    Ok(())
-}
-
-/// The pipeline's stages and their plan against the store, running nothing.
-fn plan(config: &Config) -> Result<(Vec<Box<dyn crate::dag::Stage>>, Plan)> {
-    let stages = build(config)?;
-    let store = Store::new(&config.data_dir);
-    let opts = RunOptions {
-        dry_run: true,
-        ..Default::default()
-    };
-    let plan = dag::run(&stages, &store, &opts)?
-        .plan
-        .expect("a dry run returns its plan");
-    Ok((stages, plan))
 }
 
 /// The pipeline's stages, after saying on stderr what it leaves out and why.
@@ -154,86 +270,54 @@ fn build(config: &Config) -> Result<Vec<Box<dyn crate::dag::Stage>>> {
     Ok(pipeline.stages)
 }
 
-fn print_plan(plan: &Plan, verb: &str) {
+/// The pipeline's stages and their plan against the store, running nothing.
+fn plan(path: &Path, config: &Config) -> Result<(Vec<Box<dyn crate::dag::Stage>>, Plan)> {
+    let stages = build(config)?;
+    let store = Store::new(&config.data_dir);
+    let opts = RunOptions {
+        dry_run: true,
+        config: config_id(path, config),
+        ..Default::default()
+    };
+    let plan = dag::run(&stages, &store, &opts)?
+        .plan
+        .expect("a dry run returns its plan");
+    Ok((stages, plan))
+}
+
+fn print_plan(plan: &Plan, verb: &str, all: bool) {
     let mut stale_total = 0;
+    let mut pending_total = 0;
     for s in &plan.stages {
-        let stale = s.stale_count();
+        let (stale, pending) = (s.stale_count(), s.pending_count());
         stale_total += stale;
-        if stale == 0 {
-            println!("{:>10}: fresh ({} artifacts)", s.name, s.nodes.len());
+        pending_total += pending;
+        if stale + pending == 0 {
+            println!("{:>14}: fresh ({} {})", s.name, s.nodes.len(), s.unit);
             continue;
         }
-        println!("{:>10}: {stale} of {} {verb}", s.name, s.nodes.len());
-        let summary = s.reason_summary();
-        for (reason, count, example) in summary.iter().take(5) {
-            println!("{:>12}{reason}  [{count} node(s), e.g. {example}]", "");
-        }
-        if summary.len() > 5 {
-            println!("{:>12}... and {} more reasons", "", summary.len() - 5);
-        }
-    }
-    let fresh = plan.stages.iter().filter(|s| s.stale_count() == 0).count();
-    println!(
-        "{fresh} stages fresh, {} stale ({stale_total} artifacts to compute)",
-        plan.stages.len() - fresh
-    );
-}
-
-pub fn dag(config: &Config) -> Result<()> {
-    let (stages, plan) = plan(config)?;
-    for (stage, sp) in stages.iter().zip(&plan.stages) {
-        // The stages it reads that this pipeline has.
-        let ups: Vec<&str> = (stage.decl().reads.iter())
-            .map(|d| d.name)
-            .filter(|n| stages.iter().any(|s| s.name() == *n))
-            .collect();
-        let from = if ups.is_empty() {
-            "inputs".to_string()
+        println!("{}", stage_line(s, verb));
+        if all {
+            for n in s.nodes.iter().filter(|n| n.is_stale()) {
+                println!("{:>16}{}: {}", "", n.node.item, n.reasons.join("; "));
+            }
         } else {
-            ups.join(", ")
-        };
-        let n = sp.nodes.len();
-        let shape = format!("{n} node{}", if n == 1 { "" } else { "s" });
-        println!("{from} ─▶ {} ({shape}, v{})", stage.name(), stage.version());
-        println!("{:>8}{}", "", stage.describe());
+            for line in reason_lines(s, 5) {
+                println!("{line}");
+            }
+        }
     }
-    Ok(())
-}
-
-pub fn clean(config: &Config, dry_run: bool) -> Result<()> {
-    let store = Store::new(&config.data_dir);
-    let _lock = if dry_run {
-        None
-    } else {
-        Some(dag::runlock::RunLock::acquire(store.root(), false)?)
-    };
-    let record = Record::load(store.root())?;
-    let keep: HashSet<(String, String)> = record
+    let fresh = plan
         .stages
         .iter()
-        .flat_map(|(stage, nodes)| nodes.values().map(move |n| (stage.clone(), n.file.clone())))
-        .collect();
-    let mut removed = 0usize;
-    let mut bytes = 0u64;
-    for (stage, file, path) in store.list()? {
-        if keep.contains(&(stage, file)) {
-            continue;
-        }
-        bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        removed += 1;
-        if dry_run {
-            println!("would delete {}", path.display());
-        } else {
-            std::fs::remove_file(&path)?;
-        }
-    }
-    if !dry_run {
-        store.remove_temporaries()?;
-    }
-    let verb = if dry_run { "would free" } else { "freed" };
+        .filter(|s| !s.nodes.iter().any(|n| n.is_stale()))
+        .count();
+    let may = match pending_total {
+        0 => String::new(),
+        n => format!(", {n} may be stale: they run only if their inputs change"),
+    };
     println!(
-        "{removed} unreferenced artifact(s), {verb} {:.1} MB",
-        bytes as f64 / 1e6
+        "{fresh} stages fresh, {} stale ({stale_total} artifacts to compute{may})",
+        plan.stages.len() - fresh
     );
-    Ok(())
 }

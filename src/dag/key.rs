@@ -62,21 +62,34 @@ impl<'de> serde::Deserialize<'de> for Key {
 }
 
 /// Builds a node key from exactly what determines the artifact: stage name,
-/// code version, canonical params and the keys of its inputs (in order).
+/// code version, canonical params, the content hashes of its inputs (in
+/// order) and, for a partial node, the inputs it went without and why.
 /// Fields are length-prefixed so no two different tuples hash alike.
-pub fn node_key(stage: &str, version: u32, params_json: &str, inputs: &[(String, Key)]) -> Key {
+pub fn node_key(
+    stage: &str,
+    version: u32,
+    params_json: &str,
+    inputs: &[(String, Key)],
+    missing: &[(String, String)],
+) -> Key {
     let mut h = blake3::Hasher::new();
     let mut field = |bytes: &[u8]| {
         h.update(&(bytes.len() as u64).to_le_bytes());
         h.update(bytes);
     };
-    field(b"pipe-node-v1");
+    // v2: inputs are content hashes (v1 hashed upstream node keys).
+    field(b"pipe-node-v2");
     field(stage.as_bytes());
     field(&version.to_le_bytes());
     field(params_json.as_bytes());
     for (name, key) in inputs {
         field(name.as_bytes());
         field(&key.0);
+    }
+    for (name, reason) in missing {
+        field(b"missing");
+        field(name.as_bytes());
+        field(reason.as_bytes());
     }
     Key(*h.finalize().as_bytes())
 }
@@ -100,33 +113,82 @@ mod tests {
     #[test]
     fn node_key_depends_on_every_field() {
         let a = Key::of_bytes(b"a");
-        let base = node_key("resample", 1, r#"{"q":"high"}"#, &[("decode".into(), a)]);
-        assert_ne!(
-            base,
-            node_key("resamplf", 1, r#"{"q":"high"}"#, &[("decode".into(), a)])
+        let base = node_key(
+            "resample",
+            1,
+            r#"{"q":"high"}"#,
+            &[("decode".into(), a)],
+            &[],
         );
         assert_ne!(
             base,
-            node_key("resample", 2, r#"{"q":"high"}"#, &[("decode".into(), a)])
+            node_key(
+                "resamplf",
+                1,
+                r#"{"q":"high"}"#,
+                &[("decode".into(), a)],
+                &[]
+            )
         );
         assert_ne!(
             base,
-            node_key("resample", 1, r#"{"q":"fast"}"#, &[("decode".into(), a)])
+            node_key(
+                "resample",
+                2,
+                r#"{"q":"high"}"#,
+                &[("decode".into(), a)],
+                &[]
+            )
         );
         assert_ne!(
             base,
-            node_key("resample", 1, r#"{"q":"high"}"#, &[("decodf".into(), a)])
+            node_key(
+                "resample",
+                1,
+                r#"{"q":"fast"}"#,
+                &[("decode".into(), a)],
+                &[]
+            )
+        );
+        assert_ne!(
+            base,
+            node_key(
+                "resample",
+                1,
+                r#"{"q":"high"}"#,
+                &[("decodf".into(), a)],
+                &[]
+            )
         );
         let b = Key::of_bytes(b"b");
         assert_ne!(
             base,
-            node_key("resample", 1, r#"{"q":"high"}"#, &[("decode".into(), b)])
+            node_key(
+                "resample",
+                1,
+                r#"{"q":"high"}"#,
+                &[("decode".into(), b)],
+                &[]
+            )
         );
         assert_eq!(
             base,
-            node_key("resample", 1, r#"{"q":"high"}"#, &[("decode".into(), a)])
+            node_key(
+                "resample",
+                1,
+                r#"{"q":"high"}"#,
+                &[("decode".into(), a)],
+                &[]
+            )
         );
+        // A missing input (and its reason) is part of what a partial node read.
+        let m = |r: &str| node_key("resample", 1, "{}", &[], &[("c1".into(), r.into())]);
+        assert_ne!(m("bad header"), m("too short"));
+        assert_ne!(m("x"), node_key("resample", 1, "{}", &[], &[]));
         // Length prefixes: moving a byte between fields changes the key.
-        assert_ne!(node_key("ab", 1, "c", &[]), node_key("a", 1, "bc", &[]));
+        assert_ne!(
+            node_key("ab", 1, "c", &[], &[]),
+            node_key("a", 1, "bc", &[], &[])
+        );
     }
 }

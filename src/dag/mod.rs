@@ -6,22 +6,39 @@
 //! artifact extension, the stages it reads — like a `dvc.yaml` entry) and
 //! plans its nodes (one per clip, or one for the whole dataset) as
 //! [`NodeSpec`]s: params for the key, inputs, and the stage's own typed plan
-//! of the node ([`NodeSpec::with_plan`], read back by [`Node::plan`]). A
-//! node's key is `blake3(stage, version, params, input keys)`, so the whole
-//! plan, and what is stale in it, is known before anything runs.
+//! of the node ([`NodeSpec::with_plan`], read back by [`Node::plan`]).
+//!
+//! A node's key is `blake3(stage, version, params, the content hashes of its
+//! inputs)`: input files by their bytes, upstream artifacts by the content
+//! hash recorded when they were written (never the upstream node's key). An
+//! upstream re-run that writes the same bytes therefore leaves everything
+//! below it fresh (early cutoff). Artifacts are named `<key>.<hash>.<ext>`
+//! ([`store`]), so one directory listing per stage says which keys exist and
+//! what each artifact's bytes hash to. Keys below a stale node are only known
+//! once it has run: the plan calls those nodes "may be stale" and the runner
+//! resolves them as their inputs appear.
 
 mod exec;
 pub mod filehash;
+pub mod gc;
 pub mod key;
+mod legacy;
 mod plan;
+mod progress;
+pub mod publish;
+pub mod reason;
 pub mod record;
 pub mod runlock;
 mod schedule;
 pub mod store;
+pub mod verify;
 
-pub use exec::{RunOptions, RunReport, StageReport, run};
+pub use exec::{RunOptions, RunReport, StageReport, desired_from_plan, run, run_with};
 pub use key::Key;
-pub use plan::{Plan, PlannedNode, StagePlan, plan, select_stages};
+pub use plan::{NodeState, Plan, PlannedNode, StagePlan, select_stages};
+pub use progress::rate as progress_rate;
+pub use publish::Publish;
+pub use record::ConfigId;
 pub use store::Store;
 
 use anyhow::{Result, anyhow};
@@ -43,6 +60,8 @@ pub struct StageDecl {
     /// Stages whose artifacts this stage may read (they must come earlier in
     /// a pipeline that has them).
     pub reads: &'static [&'static StageDecl],
+    /// What one node is, plural, for progress lines ("clips", "experiments").
+    pub unit: &'static str,
 }
 
 impl StageDecl {
@@ -57,7 +76,14 @@ impl StageDecl {
             version,
             ext,
             reads,
+            unit: "nodes",
         }
+    }
+
+    /// Names what one node is, plural (progress bars and lines say "12/40 clips").
+    pub const fn per(mut self, unit: &'static str) -> StageDecl {
+        self.unit = unit;
+        self
     }
 }
 
@@ -98,11 +124,15 @@ impl fmt::Debug for NodePlan {
 pub struct NodeSpec {
     /// Clip id for per-clip stages; a fixed name (e.g. `all`) otherwise.
     pub item: String,
-    /// Everything besides inputs that determines the output. Serialized
-    /// canonically (sorted keys) into the key; never read back by the stage.
+    /// Everything besides inputs that determines the output's bytes (never a
+    /// name or a description). Serialized canonically (sorted keys) into the
+    /// key; never read back by the stage.
     pub params: serde_json::Value,
     pub inputs: Vec<(String, Source)>,
     pub plan: Option<NodePlan>,
+    /// An aggregate that runs on the inputs that exist when some upstream
+    /// nodes failed (see [`NodeSpec::partial`]).
+    pub partial: bool,
 }
 
 impl NodeSpec {
@@ -116,6 +146,7 @@ impl NodeSpec {
             params,
             inputs,
             plan: None,
+            partial: false,
         }
     }
 
@@ -124,28 +155,60 @@ impl NodeSpec {
         self.plan = Some(NodePlan(Arc::new(plan)));
         self
     }
+
+    /// An aggregate (a table over clips) that accepts partial inputs: when
+    /// some upstream nodes fail, it runs on the others (even none) and sees
+    /// the failed ones in [`Node::missing`]; its key covers exactly what it
+    /// read (the present inputs' hashes and the missing ones' names and
+    /// reasons). Not in a `--strict` run: there a failed input blocks it.
+    pub fn partial(mut self) -> NodeSpec {
+        self.partial = true;
+        self
+    }
 }
 
-/// A resolved input: its content key and where to read it.
+/// A resolved input: its content hash and where to read it.
 #[derive(Clone, Debug)]
 pub struct Input {
     pub name: String,
-    pub key: Key,
+    /// blake3 of the input's bytes (an outside file's, or the upstream
+    /// artifact's as recorded when it was written).
+    pub hash: Key,
     pub path: PathBuf,
     /// The producing stage, or `None` for an outside file.
     pub stage: Option<&'static StageDecl>,
 }
 
-/// A planned node with its key and artifact path.
+/// An input of a partial node that is absent because an upstream node
+/// failed: the input and the failure at its root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Missing {
+    /// The input's name in the node spec.
+    pub name: String,
+    /// The stage and item that failed (the input's producer, or further up).
+    pub stage: &'static str,
+    pub item: String,
+    /// That node's error, with its context chain.
+    pub reason: String,
+}
+
+/// A planned node. Its key, artifact path and hash are known once its
+/// inputs are (always so inside [`Stage::run`] and [`Stage::publish`]).
 #[derive(Clone, Debug)]
 pub struct Node {
     pub stage: &'static str,
     pub item: String,
     pub version: u32,
     pub params: serde_json::Value,
+    /// The inputs present (for a partial node: those that did not fail).
     pub inputs: Vec<Input>,
+    /// A partial node's inputs whose upstream failed.
+    pub missing: Vec<Missing>,
     pub key: Key,
+    /// The artifact (`<key>.<hash>.<ext>`) once it exists; empty before.
     pub path: PathBuf,
+    /// blake3 of the artifact's bytes once it exists.
+    pub hash: Key,
     plan: Option<NodePlan>,
 }
 
@@ -174,6 +237,12 @@ impl Node {
             )
         })
     }
+
+    /// The input called `name`, or `None` when it is absent (a partial
+    /// node's failed input).
+    pub fn present(&self, name: &str) -> Option<&Input> {
+        self.inputs.iter().find(|i| i.name == name)
+    }
 }
 
 /// One step of the pipeline.
@@ -194,7 +263,7 @@ pub trait Stage: Send + Sync {
     /// The nodes to materialize.
     fn plan(&self) -> Result<Vec<NodeSpec>>;
     /// Computes one node, writing its artifact to `out` (a temporary path
-    /// that the engine renames into the store on success).
+    /// that the engine hashes and renames into the store on success).
     fn run(&self, node: &Node, out: &Path) -> Result<()>;
     /// Nodes with the same batch key are computed together by one
     /// [`Stage::run_batch`] call: e.g. every stale feature set of one clip
@@ -217,8 +286,10 @@ pub trait Stage: Send + Sync {
             .map(|(n, o)| self.run(n, o))
             .collect()
     }
-    /// Friendly copies under `out_dir` once every node of the stage is fresh.
-    fn publish(&self, _nodes: &[&Node], _out_dir: &Path) -> Result<Vec<PathBuf>> {
+    /// The files this stage contributes to `data/out` once every node of it
+    /// is fresh (nodes sorted by item). The engine builds and swaps in the
+    /// whole publication at once ([`publish`]).
+    fn publish(&self, _nodes: &[&Node]) -> Result<Vec<Publish>> {
         Ok(Vec::new())
     }
 }

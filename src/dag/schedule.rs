@@ -1,89 +1,86 @@
 //! Which batch runs next. Stages do not wait for each other: a batch is ready
-//! as soon as every artifact it reads exists, so a clip can be encoded while
-//! others are still being decoded and resampled. Among ready batches the
-//! latest stage goes first (clips flow through to the end instead of every clip
-//! piling up at a stage), then plan order. Batches that name the same exclusive
-//! group (one GPU model) run one at a time, and a worker is given other work
-//! rather than parked behind one. A node whose input failed is blocked, and so
-//! is everything downstream of it; its siblings run.
+//! as soon as every upstream node it reads is settled (computed, found fresh
+//! after all, failed or skipped), so a clip can be encoded while others are
+//! still being decoded and resampled. Among ready batches the latest stage
+//! goes first (clips flow through to the end instead of every clip piling up
+//! at a stage), then plan order. Batches that name the same exclusive group
+//! (one GPU model) run one at a time, and a worker is given other work rather
+//! than parked behind one. What a ready batch does with failed inputs
+//! (block, or run partially) is the runner's business.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use super::{Key, Node, Plan, Stage};
+use super::plan::{NodeId, NodeState, Plan};
 
-/// A batch of stale nodes of one stage, computed by one `run_batch` call.
-pub(super) struct Job<'p> {
+/// A batch of stale or pending nodes of one stage (indices into the stage's
+/// plan), computed by one `run_batch` call.
+pub(super) struct Job {
     pub stage: usize,
-    pub nodes: Vec<&'p Node>,
-    /// Input keys (distinct) still to be produced in this run.
+    pub nodes: Vec<usize>,
+    /// Upstream nodes (distinct) not settled yet.
     waiting: usize,
     group: Option<String>,
+    state: JobState,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum JobState {
+    Waiting,
+    Ready,
+    Taken,
+    Done,
 }
 
 type Priority = (Reverse<usize>, usize);
 
-pub(super) struct Schedule<'p> {
-    jobs: Vec<Job<'p>>,
-    /// Stale producers not yet finished, per key they produce.
-    producing: HashMap<Key, usize>,
-    /// Jobs waiting on each key still being produced.
-    waiters: HashMap<Key, Vec<usize>>,
-    failed: HashSet<Key>,
+pub(super) struct Schedule {
+    jobs: Vec<Job>,
+    /// Jobs waiting on each upstream node.
+    waiters: HashMap<NodeId, Vec<usize>>,
     /// Ready jobs per exclusive group (`None`: any number at once).
     ready: BTreeMap<Option<String>, BTreeSet<Priority>>,
     busy: HashSet<String>,
-    /// Unresolved jobs per stage.
+    /// Unfinished jobs per stage.
     open: Vec<usize>,
-    /// Nodes not run because an input failed, per stage.
-    blocked: Vec<usize>,
-    /// Stages resolved since the last [`Schedule::take_closed`].
+    /// Stages finished since the last [`Schedule::take_closed`].
     closed: Vec<usize>,
 }
 
-impl<'p> Schedule<'p> {
-    /// `stages` and `plan.stages` in the same (pipeline) order; `batches[i]` are
-    /// stage `i`'s stale nodes grouped into batches.
-    pub fn new(stages: &[&dyn Stage], plan: &'p Plan, batches: Vec<Vec<Vec<&'p Node>>>) -> Self {
-        let mut producing: HashMap<Key, usize> = HashMap::new();
-        for sp in &plan.stages {
-            for n in sp.nodes.iter().filter(|n| n.is_stale()) {
-                *producing.entry(n.node.key).or_default() += 1;
-            }
-        }
+impl Schedule {
+    /// `batches[i]` are stage `i`'s stale and pending nodes grouped into
+    /// batches, each with its exclusive group.
+    pub fn new(plan: &Plan, batches: Vec<Vec<(Vec<usize>, Option<String>)>>) -> Schedule {
         let mut s = Schedule {
             jobs: Vec::new(),
-            producing,
             waiters: HashMap::new(),
-            failed: HashSet::new(),
             ready: BTreeMap::new(),
             busy: HashSet::new(),
-            open: vec![0; stages.len()],
-            blocked: vec![0; stages.len()],
+            open: vec![0; plan.stages.len()],
             closed: Vec::new(),
         };
         for (si, stage_batches) in batches.into_iter().enumerate() {
-            for nodes in stage_batches {
+            for (nodes, group) in stage_batches {
                 let id = s.jobs.len();
-                let inputs: BTreeSet<Key> = nodes
+                let ups: BTreeSet<NodeId> = nodes
                     .iter()
-                    .flat_map(|n| n.inputs.iter().map(|i| i.key))
-                    .filter(|k| s.producing.contains_key(k))
+                    .flat_map(|&ni| plan.stages[si].nodes[ni].sources.iter().flatten().copied())
+                    .filter(|&up| plan.get(up).state != NodeState::Fresh)
                     .collect();
-                for k in &inputs {
-                    s.waiters.entry(*k).or_default().push(id);
+                for up in &ups {
+                    s.waiters.entry(*up).or_default().push(id);
                 }
-                let group = stages[si].exclusive(nodes[0]);
                 s.jobs.push(Job {
                     stage: si,
                     nodes,
-                    waiting: inputs.len(),
+                    waiting: ups.len(),
                     group,
+                    state: JobState::Waiting,
                 });
                 s.open[si] += 1;
             }
         }
-        for si in 0..stages.len() {
+        for si in 0..plan.stages.len() {
             if s.open[si] == 0 {
                 s.closed.push(si);
             }
@@ -96,15 +93,11 @@ impl<'p> Schedule<'p> {
         s
     }
 
-    pub fn job(&self, id: usize) -> &Job<'p> {
+    pub fn job(&self, id: usize) -> &Job {
         &self.jobs[id]
     }
 
-    pub fn blocked(&self, stage: usize) -> usize {
-        self.blocked[stage]
-    }
-
-    /// Stages whose every job has run or been blocked, in the order they closed.
+    /// Stages whose every job has finished, in the order they finished.
     pub fn take_closed(&mut self) -> Vec<usize> {
         std::mem::take(&mut self.closed)
     }
@@ -122,28 +115,52 @@ impl<'p> Schedule<'p> {
         if let Some(g) = group {
             self.busy.insert(g);
         }
+        self.jobs[prio.1].state = JobState::Taken;
         Some(prio.1)
     }
 
-    /// Records a job's outcome, one flag per node (`true`: its artifact was
-    /// committed), and readies what waited on it.
-    pub fn finish(&mut self, id: usize, ok: &[bool]) {
+    /// One upstream node is settled: ready the jobs that waited only on it.
+    pub fn settled(&mut self, node: NodeId) {
+        for id in self.waiters.remove(&node).unwrap_or_default() {
+            self.jobs[id].waiting -= 1;
+            if self.jobs[id].waiting == 0 && self.jobs[id].state == JobState::Waiting {
+                self.make_ready(id);
+            }
+        }
+    }
+
+    /// A taken job is done (its nodes settled by the caller).
+    pub fn finish(&mut self, id: usize) {
         if let Some(g) = &self.jobs[id].group {
             self.busy.remove(g);
         }
-        let keys: Vec<(Key, bool)> = self.jobs[id]
-            .nodes
-            .iter()
-            .zip(ok)
-            .map(|(n, &ok)| (n.key, ok))
-            .collect();
-        for (key, ok) in keys {
-            self.produced(key, ok);
-        }
-        self.close_job(id);
+        self.close(id);
     }
 
-    fn close_job(&mut self, id: usize) {
+    /// Every job not taken yet, closed without running (a `--strict` stop):
+    /// the caller settles their nodes.
+    pub fn abandon(&mut self) -> Vec<usize> {
+        let ids: Vec<usize> = (0..self.jobs.len())
+            .filter(|&id| matches!(self.jobs[id].state, JobState::Waiting | JobState::Ready))
+            .collect();
+        for set in self.ready.values_mut() {
+            set.clear();
+        }
+        for &id in &ids {
+            self.close(id);
+        }
+        ids
+    }
+
+    /// No job is ready or waiting.
+    pub fn is_drained(&self) -> bool {
+        self.jobs
+            .iter()
+            .all(|j| matches!(j.state, JobState::Taken | JobState::Done))
+    }
+
+    fn close(&mut self, id: usize) {
+        self.jobs[id].state = JobState::Done;
         let stage = self.jobs[id].stage;
         self.open[stage] -= 1;
         if self.open[stage] == 0 {
@@ -151,48 +168,12 @@ impl<'p> Schedule<'p> {
         }
     }
 
-    /// One producer of `key` is done (or failed, or was blocked).
-    fn produced(&mut self, key: Key, ok: bool) {
-        if !ok {
-            self.failed.insert(key);
-        }
-        let left = self
-            .producing
-            .get_mut(&key)
-            .expect("only planned stale nodes produce");
-        *left -= 1;
-        if *left > 0 {
-            return;
-        }
-        for id in self.waiters.remove(&key).unwrap_or_default() {
-            self.jobs[id].waiting -= 1;
-            if self.jobs[id].waiting == 0 {
-                self.make_ready(id);
-            }
-        }
-    }
-
-    /// Every input of the job exists or failed: block the nodes with a failed
-    /// input and queue the rest (or close the job when none is left).
     fn make_ready(&mut self, id: usize) {
-        let failed = &self.failed;
-        let (blocked, runnable): (Vec<&Node>, Vec<&Node>) = self.jobs[id]
-            .nodes
-            .iter()
-            .partition(|n| n.inputs.iter().any(|i| failed.contains(&i.key)));
-        self.jobs[id].nodes = runnable;
-        self.blocked[self.jobs[id].stage] += blocked.len();
-        if self.jobs[id].nodes.is_empty() {
-            self.close_job(id);
-        } else {
-            let job = &self.jobs[id];
-            self.ready
-                .entry(job.group.clone())
-                .or_default()
-                .insert((Reverse(job.stage), id));
-        }
-        for n in blocked {
-            self.produced(n.key, false);
-        }
+        let job = &mut self.jobs[id];
+        job.state = JobState::Ready;
+        self.ready
+            .entry(job.group.clone())
+            .or_default()
+            .insert((Reverse(job.stage), id));
     }
 }

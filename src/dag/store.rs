@@ -1,9 +1,21 @@
-//! The content-addressed artifact store: `<root>/store/<stage>/<key>.<ext>`.
+//! The artifact store: `<root>/store/<stage>/<key>.<hash>.<ext>`.
 //!
-//! Every write goes to a temporary file in the same directory and is renamed
-//! into place, so a killed run leaves either the whole artifact or none.
+//! An artifact's name carries both its key (what computed it) and the blake3
+//! of its bytes, so one listing of a stage's folder tells which keys exist
+//! and what each artifact hashes to, without opening any of them. That is
+//! what early cutoff needs (downstream keys are built from input hashes),
+//! and it works unchanged where the store is an object-store prefix shared
+//! by shards on many machines: a finishing run learns every hash from one
+//! LIST per stage prefix, the name and the bytes arrive in one atomic put
+//! (no sidecar that can go missing, no shared index to contend for), and a
+//! put is create-if-absent by name.
+//!
+//! Every write goes to a temporary file in the same directory, is hashed,
+//! and is renamed into place, so a killed run leaves either the whole
+//! artifact or none.
 
 use anyhow::{Context, Result};
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +27,77 @@ const TMP_PREFIX: &str = ".tmp-";
 #[derive(Clone, Debug)]
 pub struct Store {
     root: PathBuf,
+}
+
+/// One artifact in the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Artifact {
+    pub key: Key,
+    /// blake3 of the bytes.
+    pub hash: Key,
+    pub path: PathBuf,
+}
+
+/// What one stage folder holds, by key (a forced re-run whose bytes differ
+/// leaves two artifacts under one key).
+#[derive(Clone, Debug, Default)]
+pub struct StageIndex {
+    by_key: HashMap<Key, Vec<Key>>,
+    /// Artifacts named `<key>.<ext>` by pipe before content hashes.
+    legacy: HashMap<Key, PathBuf>,
+}
+
+impl StageIndex {
+    /// The content hashes stored under `key`.
+    pub fn hashes(&self, key: &Key) -> &[Key] {
+        self.by_key.get(key).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn insert(&mut self, key: Key, hash: Key) {
+        let v = self.by_key.entry(key).or_default();
+        if !v.contains(&hash) {
+            v.push(hash);
+        }
+    }
+
+    pub fn remove(&mut self, key: &Key, hash: &Key) {
+        if let Some(v) = self.by_key.get_mut(key) {
+            v.retain(|h| h != hash);
+        }
+    }
+
+    pub fn legacy(&self, key: &Key) -> Option<&PathBuf> {
+        self.legacy.get(key)
+    }
+
+    pub fn has_legacy(&self) -> bool {
+        !self.legacy.is_empty()
+    }
+}
+
+/// The file name of an artifact.
+pub fn artifact_name(key: &Key, hash: &Key, ext: &str) -> String {
+    format!("{key}.{hash}.{ext}")
+}
+
+/// `(key, hash)` of an artifact file name; `(key, None)` for a name from
+/// before content hashes (`<key>.<ext>`); `None` for anything else.
+pub fn parse_name(name: &str) -> Option<(Key, Option<Key>)> {
+    let key = Key::from_hex(name.get(..64)?)?;
+    let rest = name.get(64..)?.strip_prefix('.')?;
+    match rest.get(..64).and_then(Key::from_hex) {
+        Some(hash) if rest.as_bytes().get(64) == Some(&b'.') => Some((key, Some(hash))),
+        _ => Some((key, None)),
+    }
+}
+
+/// blake3 of a file's bytes.
+pub fn hash_file(path: &Path) -> Result<Key> {
+    let mut h = blake3::Hasher::new();
+    let file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    h.update_reader(file)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(Key(*h.finalize().as_bytes()))
 }
 
 impl Store {
@@ -31,23 +114,43 @@ impl Store {
         self.root.join("store").join(stage)
     }
 
-    pub fn artifact_path(&self, stage: &str, key: &Key, ext: &str) -> PathBuf {
-        self.stage_dir(stage).join(format!("{key}.{ext}"))
+    pub fn artifact_path(&self, stage: &str, key: &Key, hash: &Key, ext: &str) -> PathBuf {
+        self.stage_dir(stage).join(artifact_name(key, hash, ext))
     }
 
-    pub fn exists(&self, stage: &str, key: &Key, ext: &str) -> bool {
-        self.artifact_path(stage, key, ext).is_file()
+    /// One listing of the stage's folder (no file is opened).
+    pub fn index(&self, stage: &str) -> Result<StageIndex> {
+        let mut index = StageIndex::default();
+        let dir = self.stage_dir(stage);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(index),
+            Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+        };
+        for e in entries {
+            let e = e.with_context(|| format!("listing {}", dir.display()))?;
+            let name = e.file_name();
+            let Some(name) = name.to_str() else { continue };
+            match parse_name(name) {
+                Some((key, Some(hash))) => index.insert(key, hash),
+                Some((key, None)) => {
+                    index.legacy.insert(key, e.path());
+                }
+                None => {}
+            }
+        }
+        Ok(index)
     }
 
     /// Runs `write` against a fresh temporary path next to the final artifact
-    /// and renames the result into place only if `write` succeeded.
+    /// and commits the result only if `write` succeeded.
     pub fn commit_with(
         &self,
         stage: &str,
         key: &Key,
         ext: &str,
         write: impl FnOnce(&Path) -> Result<()>,
-    ) -> Result<PathBuf> {
+    ) -> Result<Artifact> {
         let tmp = self.temp_path(stage, ext)?;
         let result = write(&tmp);
         self.finish(stage, key, ext, &tmp, result)
@@ -60,8 +163,9 @@ impl Store {
         Ok(temp_path(&dir, ext))
     }
 
-    /// Renames a temporary file written by a stage into place if `result` is
-    /// Ok; otherwise removes it and returns the error.
+    /// Hashes a temporary file written by a stage and renames it into place
+    /// as `<key>.<hash>.<ext>` if `result` is Ok; otherwise removes it and
+    /// returns the error.
     pub fn finish(
         &self,
         stage: &str,
@@ -69,7 +173,7 @@ impl Store {
         ext: &str,
         tmp: &Path,
         result: Result<()>,
-    ) -> Result<PathBuf> {
+    ) -> Result<Artifact> {
         if let Err(e) = result {
             let _ = fs::remove_file(tmp);
             return Err(e);
@@ -80,11 +184,48 @@ impl Store {
                 tmp.display()
             );
         }
+        let hash = match hash_file(tmp) {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = fs::remove_file(tmp);
+                return Err(e);
+            }
+        };
         fault_injection::maybe_abort_before_commit();
-        let dest = self.artifact_path(stage, key, ext);
+        let dest = self.artifact_path(stage, key, &hash, ext);
         fs::rename(tmp, &dest)
             .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
-        Ok(dest)
+        Ok(Artifact {
+            key: *key,
+            hash,
+            path: dest,
+        })
+    }
+
+    /// Gives an artifact from before content hashes its new name (a hard
+    /// link, so the old name stays valid until `pipe clean`).
+    pub fn adopt(
+        &self,
+        old: &Path,
+        stage: &str,
+        key: &Key,
+        hash: &Key,
+        ext: &str,
+    ) -> Result<Artifact> {
+        let dest = self.artifact_path(stage, key, hash, ext);
+        if !dest.is_file() {
+            let tmp = self.temp_path(stage, ext)?;
+            fs::hard_link(old, &tmp)
+                .or_else(|_| fs::copy(old, &tmp).map(|_| ()))
+                .with_context(|| format!("linking {} to {}", old.display(), tmp.display()))?;
+            fs::rename(&tmp, &dest)
+                .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
+        }
+        Ok(Artifact {
+            key: *key,
+            hash: *hash,
+            path: dest,
+        })
     }
 
     /// Deletes temporary files left behind by an interrupted run.
@@ -110,7 +251,7 @@ impl Store {
         Ok(removed)
     }
 
-    /// Every artifact file in the store, as (stage, file name, path).
+    /// Every artifact file in the store, as (stage, file name, path), sorted.
     pub fn list(&self) -> Result<Vec<(String, String, PathBuf)>> {
         let mut out = Vec::new();
         let store = self.root.join("store");
@@ -118,6 +259,9 @@ impl Store {
             return Ok(out);
         };
         for stage in stages.flatten() {
+            if !stage.path().is_dir() {
+                continue;
+            }
             let stage_name = stage.file_name().to_string_lossy().into_owned();
             for e in fs::read_dir(stage.path())?.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
@@ -238,20 +382,26 @@ mod tests {
             })
             .unwrap_err();
         assert!(err.to_string().contains("blew up"));
-        assert!(!store.exists("s", &key, "bin"));
+        assert!(store.index("s").unwrap().hashes(&key).is_empty());
         assert_eq!(fs::read_dir(store.stage_dir("s")).unwrap().count(), 0);
     }
 
     #[test]
-    fn commit_renames_into_place_and_temporaries_are_swept() {
+    fn commit_names_the_artifact_by_key_and_content_and_temporaries_are_swept() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path());
         let key = Key::of_bytes(b"y");
-        let path = store
+        let a = store
             .commit_with("s", &key, "bin", |p| Ok(fs::write(p, b"data")?))
             .unwrap();
-        assert_eq!(fs::read(&path).unwrap(), b"data");
-        assert!(store.exists("s", &key, "bin"));
+        assert_eq!(fs::read(&a.path).unwrap(), b"data");
+        assert_eq!(a.hash, Key::of_bytes(b"data"));
+        assert_eq!(
+            a.path.file_name().unwrap().to_str().unwrap(),
+            format!("{}.{}.bin", key.hex(), Key::of_bytes(b"data").hex())
+        );
+        // The listing alone gives the content hash.
+        assert_eq!(store.index("s").unwrap().hashes(&key), &[a.hash]);
         fs::write(store.stage_dir("s").join(".tmp-1-2.bin"), b"junk").unwrap();
         assert_eq!(
             store.list().unwrap().len(),
@@ -259,7 +409,19 @@ mod tests {
             "temporaries are not artifacts"
         );
         assert_eq!(store.remove_temporaries().unwrap(), 1);
-        assert!(store.exists("s", &key, "bin"));
+        assert_eq!(store.index("s").unwrap().hashes(&key).len(), 1);
+    }
+
+    #[test]
+    fn names_parse_in_both_formats() {
+        let (k, h) = (Key::of_bytes(b"k"), Key::of_bytes(b"h"));
+        assert_eq!(
+            parse_name(&artifact_name(&k, &h, "wav")),
+            Some((k, Some(h)))
+        );
+        assert_eq!(parse_name(&format!("{k}.wav")), Some((k, None)));
+        assert_eq!(parse_name(&format!("{k}.tar.gz")), Some((k, None)));
+        assert_eq!(parse_name("notes.txt"), None);
     }
 
     #[test]

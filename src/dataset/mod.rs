@@ -6,10 +6,12 @@
 
 mod audio_folder;
 pub mod dims;
+pub mod failed;
 pub mod folds;
 mod percepiano;
 
 pub use dims::{DIMENSIONS, Grouping, N_DIMS, PERCEPIANO_CATEGORIES, STUDY_CATEGORIES};
+pub use failed::FailedClip;
 
 use anyhow::Result;
 use std::path::PathBuf;
@@ -51,6 +53,24 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// A clip that did not make it, with its source file, for the failed lists.
+    pub fn failed_clip(&self, clip_id: &str, stage: &str, reason: &str) -> FailedClip {
+        let file = self
+            .clips
+            .iter()
+            .find(|c| c.id == clip_id)
+            .map_or(String::new(), |c| {
+                let s = c.source.display().to_string();
+                s.trim_start_matches("./").to_string()
+            });
+        FailedClip {
+            clip_id: clip_id.to_string(),
+            file,
+            stage: stage.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
     pub fn load(cfg: &DatasetConfig) -> Result<Dataset> {
         let (mut clips, mut table_files) = match cfg {
             DatasetConfig::Percepiano {

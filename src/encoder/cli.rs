@@ -51,9 +51,10 @@ pub struct EncodeArgs {
     /// Run the plain reference CPU ops (the test oracle) instead of the gemm fast path.
     #[arg(long)]
     pub reference_ops: bool,
-    /// Backend: `cpu`, `gpu` (WGSL through wgpu; fails without a Vulkan adapter) or
-    /// `auto` (the GPU when an adapter exists, else the CPU).
-    #[arg(long, default_value = "cpu")]
+    /// Backend: `auto` (as in the pipeline: a hardware GPU if there is one, never a
+    /// software rasteriser such as lavapipe, else the CPU), `cpu`, or `gpu` (WGSL
+    /// through wgpu on any Vulkan adapter, lavapipe included; fails without one).
+    #[arg(long, default_value = "auto")]
     pub device: String,
     /// Also write the model (config.json + model.safetensors) to this directory, e.g. to
     /// keep a --random control encoder (MERT or MuQ).
@@ -94,11 +95,14 @@ pub fn read_audio(path: &Path, rate: u32) -> Result<Vec<f32>> {
 }
 
 /// Encode `wave` with `model` on `backend` and write all hidden states to `output`.
+/// `weights` says where the weights came from (for the file's metadata:
+/// random ones say so, with their seed).
 pub fn encode_to_file<B: Backend>(
     backend: &B,
     model: &Encoder<B>,
     wave: &[f32],
     output: &Path,
+    weights: &Weights,
 ) -> Result<EncodeSummary> {
     let cfg = model.config();
     let all: Vec<usize> = (0..cfg.num_hidden_states()).collect();
@@ -140,7 +144,11 @@ pub fn encode_to_file<B: Backend>(
         ),
         ("max_frames".to_string(), cfg.max_frames().to_string()),
         ("backend".to_string(), backend.name()),
+        ("weights".to_string(), weights.describe()),
     ]);
+    if let Weights::Random { seed, .. } = weights {
+        meta.insert("random_seed".to_string(), seed.to_string());
+    }
     if let ArchConfig::Mert(m) = &cfg {
         meta.insert("do_normalize".to_string(), m.do_normalize.to_string());
     }
@@ -155,6 +163,42 @@ pub fn encode_to_file<B: Backend>(
     })
 }
 
+/// Where an encode's weights came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Weights {
+    /// A checkpoint folder.
+    Checkpoint(PathBuf),
+    /// Seeded random init of a preset: a control, not pre-trained.
+    Random {
+        arch: String,
+        preset: String,
+        seed: u64,
+    },
+}
+
+impl Weights {
+    /// For the output's metadata.
+    pub fn describe(&self) -> String {
+        match self {
+            Weights::Checkpoint(dir) => format!("pre-trained weights from {}", dir.display()),
+            Weights::Random { arch, preset, seed } => format!(
+                "RANDOM: seeded random init of {arch} preset `{preset}`, seed {seed}; not pre-trained"
+            ),
+        }
+    }
+
+    fn of(args: &EncodeArgs) -> Weights {
+        match (&args.model, &args.random) {
+            (Some(dir), _) => Weights::Checkpoint(dir.clone()),
+            (None, preset) => Weights::Random {
+                arch: args.arch.clone(),
+                preset: preset.clone().unwrap_or_default(),
+                seed: args.seed,
+            },
+        }
+    }
+}
+
 /// Load the model in `model_dir` on `backend`, encode the waveform tensor `input_tensor`
 /// of `input`, and write every hidden state to `output`.
 pub fn encode_file<B: Backend>(
@@ -166,7 +210,8 @@ pub fn encode_file<B: Backend>(
 ) -> Result<EncodeSummary> {
     let model = Encoder::load(backend, model_dir)?;
     let wave = read_waveform(input, input_tensor)?;
-    encode_to_file(backend, &model, &wave, output)
+    let weights = Weights::Checkpoint(model_dir.to_path_buf());
+    encode_to_file(backend, &model, &wave, output, &weights)
 }
 
 /// Build the model the args describe on `backend` (and save it first with
@@ -215,19 +260,18 @@ enum Source {
 
 /// `pipe encode` on the backend `--device` picks.
 pub fn run(args: EncodeArgs) -> Result<()> {
-    if args.reference_ops && args.device != "cpu" {
-        bail!(
-            "--reference-ops runs the plain CPU ops; it cannot be combined with --device {}",
-            args.device
-        );
+    if args.reference_ops && args.device == "gpu" {
+        bail!("--reference-ops runs the plain CPU ops; it cannot be combined with --device gpu");
     }
     let gpu = match args.device.as_str() {
         "cpu" => None,
         "gpu" => {
             Some(crate::gpu::GpuBackend::new().map_err(|e| anyhow::anyhow!("--device gpu: {e}"))?)
         }
-        "auto" => crate::gpu::GpuBackend::new().ok(),
-        other => bail!("--device {other:?}: expected cpu, gpu or auto"),
+        // The reference ops are CPU ops: `auto` means the CPU with them.
+        "auto" if args.reference_ops => None,
+        "auto" => super::runtime::hardware_gpu(),
+        other => bail!("--device {other:?}: expected auto, cpu or gpu"),
     };
     match gpu {
         Some(backend) => run_on(&backend, &args),
@@ -242,7 +286,7 @@ fn run_on<B: Backend>(backend: &B, args: &EncodeArgs) -> Result<()> {
         Some(name) => read_waveform(&args.input, name)?,
         None => read_audio(&args.input, model.config().sample_rate())?,
     };
-    let s = encode_to_file(backend, &model, &wave, &args.output)?;
+    let s = encode_to_file(backend, &model, &wave, &args.output, &Weights::of(args))?;
     eprintln!(
         "encoded {} samples -> {} frames x {} hidden, {} states in {:.2} s on {}; wrote {}",
         wave.len(),

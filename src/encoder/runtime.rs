@@ -128,7 +128,7 @@ pub fn runs_on_gpu(cfg: &EncoderConfig) -> bool {
 
 /// The GPU backend on a hardware adapter, if there is one (`device = "auto"`
 /// never picks a software rasteriser such as lavapipe: slower than the CPU).
-fn hardware_gpu() -> Option<GpuBackend> {
+pub(crate) fn hardware_gpu() -> Option<GpuBackend> {
     GpuBackend::new().ok().filter(|g| !g.gpu().info().is_cpu())
 }
 

@@ -81,6 +81,24 @@ pub struct Gpu {
 
 static GPU: OnceLock<Result<Gpu, InitError>> = OnceLock::new();
 
+/// Mesa's Vulkan device-select layer (an implicit layer wherever Mesa is
+/// installed, lavapipe included) connects to a Wayland display to find the
+/// "default" GPU; with no desktop session (`XDG_RUNTIME_DIR` unset: servers,
+/// CI, containers) libwayland then prints `error: XDG_RUNTIME_DIR is invalid
+/// or not set in the environment.` on every GPU probe, in runs that succeed.
+/// pipe ranks adapters itself, so there the layer adds nothing: this turns it
+/// off (`NODEVICE_SELECT=1`, the layer's own switch) unless the user chose.
+/// Call it first thing in `main`, before any thread exists (it sets an
+/// environment variable).
+pub fn quiet_device_select_layer() {
+    if std::env::var_os("NODEVICE_SELECT").is_none()
+        && std::env::var_os("XDG_RUNTIME_DIR").is_none()
+    {
+        // SAFETY: called at the start of main, while the process has one thread.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
+}
+
 /// Lower is preferred: a real GPU over the CPU fallback.
 fn rank(t: wgpu::DeviceType) -> u8 {
     match t {

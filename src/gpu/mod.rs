@@ -30,7 +30,7 @@ pub mod rotary;
 pub use backend::GpuBackend;
 pub use batch::Batch;
 pub use bench::{MatmulBench, bench_matmul};
-pub use device::{AdapterInfo, Gpu, InitError};
+pub use device::{AdapterInfo, Gpu, InitError, quiet_device_select_layer};
 pub use pool::Tensor;
 
 use crate::ops::Act;

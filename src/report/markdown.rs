@@ -24,9 +24,13 @@ pub fn render(results: &Results, plots: &[(&str, &str)]) -> String {
     let k = results.ran.first().map(|r| r.eval.folds.len());
     let _ = writeln!(md, "# pipe report\n");
     if let (Some(n), Some(k)) = (n_clips, k) {
+        let failed = match results.failed.len() {
+            0 => String::new(),
+            f => format!(" ({f} more failed before training: listed under \"Failed clips\")"),
+        };
         let _ = writeln!(
             md,
-            "{n} clips, {k}-fold cross-validation split by piece; every number below is on out-of-fold predictions. \
+            "{n} clips{failed}, {k}-fold cross-validation split by piece; every number below is on out-of-fold predictions. \
              R² is, per fold, the mean over the 19 dimensions of each dimension's R², then the mean over folds; \
              the 95% CI is a percentile bootstrap of exactly that statistic (held-out clips resampled within each fold). \
              Full definitions: README.md, \"Metrics\". Tables: `results/*.parquet`.\n"
@@ -39,6 +43,7 @@ pub fn render(results: &Results, plots: &[(&str, &str)]) -> String {
         per_dimension(&mut md, best);
     }
     quoted(&mut md, results);
+    failed_clips(&mut md, results);
     if !plots.is_empty() {
         let _ = writeln!(md, "## Plots\n");
         for (file, caption) in plots {
@@ -57,9 +62,9 @@ pub fn ranked_table(results: &Results) -> String {
     } else {
         let _ = writeln!(
             md,
-            "| rank | experiment | description | R² | 95% CI | MAE | Pearson r | dispersion | train s |"
+            "| rank | experiment | description | R² | 95% CI | MAE | Pearson r | dispersion | train s | clips |"
         );
-        let _ = writeln!(md, "|---:|---|---|---:|---|---:|---:|---:|---:|");
+        let _ = writeln!(md, "|---:|---|---|---:|---|---:|---:|---:|---:|---:|");
         for (i, r) in results.ran.iter().enumerate() {
             let e = &r.eval;
             let mark = if r.info.control { " **[control]**" } else { "" };
@@ -70,7 +75,7 @@ pub fn ranked_table(results: &Results) -> String {
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {}{mark} | {} | [{}, {}]{outside} | {} | {} | {} | {:.1} |",
+                "| {} | {} | {}{mark} | {} | [{}, {}]{outside} | {} | {} | {} | {:.1} | {} |",
                 i + 1,
                 r.info.id,
                 r.info.description,
@@ -80,7 +85,8 @@ pub fn ranked_table(results: &Results) -> String {
                 f3(e.mae),
                 opt3(e.pearson_r),
                 f3(e.dispersion),
-                r.train.train_seconds
+                r.train.train_seconds,
+                r.train.clip_ids.len()
             );
         }
         let _ = writeln!(md);
@@ -219,6 +225,30 @@ fn quoted(md: &mut String, results: &Results) {
         }
         None => {}
     }
+}
+
+/// Every clip that failed before training: file, stage, reason.
+fn failed_clips(md: &mut String, results: &Results) {
+    if results.failed.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## Failed clips\n\n{} clip(s) failed and are in no number above (also `results/failed.parquet`); \
+         fix them and run again, or run with `--strict` to stop at the first failure.\n",
+        results.failed.len()
+    );
+    let _ = writeln!(md, "| clip | file | stage | reason |");
+    let _ = writeln!(md, "|---|---|---|---|");
+    for f in &results.failed {
+        let reason = f.reason.replace('|', "\\|").replace('\n', " ");
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {reason} |",
+            f.clip_id, f.file, f.stage
+        );
+    }
+    let _ = writeln!(md);
 }
 
 /// The ranked section of a rendered report (for printing after a run).

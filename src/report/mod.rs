@@ -17,7 +17,7 @@ pub mod tables;
 
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::{DIMENSIONS, Grouping, STUDY_CATEGORIES};
+use crate::dataset::{DIMENSIONS, FailedClip, Grouping, STUDY_CATEGORIES, failed};
 use crate::experiment::TrainOutput;
 use crate::metrics::{DimSummary, Evaluation};
 
@@ -33,6 +33,9 @@ pub struct ExperimentInfo {
     pub control: bool,
     /// `None` if it ran; the reason otherwise.
     pub not_run: Option<String>,
+    /// It was run and failed (`not_run` says where and why).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failed: bool,
 }
 
 /// A trained and evaluated experiment.
@@ -48,6 +51,8 @@ pub struct Ran {
 pub struct Results {
     pub ran: Vec<Ran>,
     pub not_run: Vec<ExperimentInfo>,
+    /// Clips that failed before training (every experiment's, once each).
+    pub failed: Vec<FailedClip>,
 }
 
 impl Results {
@@ -59,7 +64,14 @@ impl Results {
                 .total_cmp(&a.eval.r2)
                 .then_with(|| a.info.id.cmp(&b.info.id))
         });
-        Results { ran, not_run }
+        let failed = ran
+            .iter()
+            .fold(Vec::new(), |acc, r| failed::merge(&acc, &r.train.failed));
+        Results {
+            ran,
+            not_run,
+            failed,
+        }
     }
 
     pub fn get(&self, id: &str) -> Option<&Ran> {

@@ -2,18 +2,21 @@
 //! Column names are an interface: keep them stable.
 
 use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 use super::{Results, categories, category_of};
 use crate::dataset::{DIMENSIONS, N_DIMS, STUDY_CATEGORIES};
 use crate::table::TableBuilder;
 
 /// Names of the tables, each written to `data/out/results/<name>.parquet`.
-pub const TABLES: [&str; 5] = [
+pub const TABLES: [&str; 6] = [
     "summary",
     "per_fold",
     "per_dimension",
     "per_category",
     "predictions",
+    "failed",
 ];
 
 /// Builds the table called `name` (one of [`TABLES`]).
@@ -24,6 +27,7 @@ pub fn build(name: &str, results: &Results) -> Result<TableBuilder> {
         "per_dimension" => per_dimension(results),
         "per_category" => per_category(results),
         "predictions" => predictions(results),
+        "failed" => failed(results),
         other => anyhow::bail!("no result table named `{other}`"),
     }
     .meta("pipe.metric_definitions", DEFINITIONS))
@@ -86,16 +90,21 @@ pub fn summary(results: &Results) -> TableBuilder {
         .f64_opt("pearson", metric(&|r| r.eval.pearson_r))
         .f64_opt("dispersion", metric(&|r| Some(r.eval.dispersion)))
         .f64_opt("train_seconds", metric(&|r| Some(r.train.train_seconds)))
+        .i32_opt(
+            "n_clips",
+            ran.iter()
+                .map(|r| Some(r.train.clip_ids.len() as i32))
+                .chain(results.not_run.iter().map(|_| None))
+                .collect(),
+        )
         .utf8(
             "status",
             &infos
                 .iter()
-                .map(|i| {
-                    if i.not_run.is_some() {
-                        "not run"
-                    } else {
-                        "ran"
-                    }
+                .map(|i| match (&i.not_run, i.failed) {
+                    (_, true) => "failed",
+                    (Some(_), false) => "not run",
+                    (None, false) => "ran",
                 })
                 .collect::<Vec<_>>(),
         )
@@ -222,4 +231,53 @@ pub fn predictions(results: &Results) -> TableBuilder {
         .utf8("dimension", &dim)
         .f32("y_true", y_true)
         .f32("y_pred", y_pred)
+}
+
+/// One row per clip that failed before training: which file, at which stage,
+/// and why (empty when every clip made it).
+pub fn failed(results: &Results) -> TableBuilder {
+    let f = &results.failed;
+    TableBuilder::new()
+        .utf8(
+            "clip_id",
+            &f.iter().map(|c| c.clip_id.as_str()).collect::<Vec<_>>(),
+        )
+        .utf8(
+            "file",
+            &f.iter().map(|c| c.file.as_str()).collect::<Vec<_>>(),
+        )
+        .utf8(
+            "stage",
+            &f.iter().map(|c| c.stage.as_str()).collect::<Vec<_>>(),
+        )
+        .utf8(
+            "reason",
+            &f.iter().map(|c| c.reason.as_str()).collect::<Vec<_>>(),
+        )
+}
+
+/// Where the result tables come from: the pipeline description (a hash of
+/// its text), every experiment's head settings and pipe's version. Written
+/// into the published copies (not the store's tables, so editing a comment
+/// in the config recomputes nothing).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub config_hash: String,
+    pub pipe_version: String,
+    /// experiment -> its head settings (defaults filled in).
+    pub heads: BTreeMap<String, serde_json::Value>,
+}
+
+impl Provenance {
+    /// `pipe.config_hash`, `pipe.heads` (JSON) and `pipe.version`.
+    pub fn metadata(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("pipe.config_hash", self.config_hash.clone()),
+            (
+                "pipe.heads",
+                serde_json::to_string(&self.heads).expect("JSON values serialize"),
+            ),
+            ("pipe.version", self.pipe_version.clone()),
+        ]
+    }
 }

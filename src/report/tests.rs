@@ -54,6 +54,7 @@ fn ran(id: &str, noise: f32, control: bool) -> Ran {
         d_in: 3,
         train_seconds: 1.5,
         fold_reports: Vec::new(),
+        failed: Vec::new(),
     };
     let eval = train.evaluate(&BootstrapConfig::default()).unwrap();
     Ran {
@@ -64,6 +65,7 @@ fn ran(id: &str, noise: f32, control: bool) -> Ran {
             encoder: "e".into(),
             control,
             not_run: None,
+            failed: false,
         },
         train,
         eval,
@@ -78,6 +80,7 @@ fn results() -> Results {
         encoder: "real".into(),
         control: false,
         not_run: Some("no weights in models/x".into()),
+        failed: false,
     };
     Results::new(
         vec![ran("worse", 0.4, false), ran("better", 0.1, true)],

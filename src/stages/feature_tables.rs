@@ -1,20 +1,25 @@
 //! feature_tables: one Parquet table per feature set,
 //! `data/out/features/<set>.parquet` (clip_id, fold, features:
 //! FixedSizeList<Float32, D>; or n_frames + frames for `pooling = "frames"`).
+//!
+//! The artifact holds the data only (and the clips that failed, when some
+//! did): it is what training reads and is keyed by, so it carries no name or
+//! description. The published copy gets those in its metadata; renaming a
+//! set or editing its description re-renders that copy and nothing else.
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use super::{FEATURE_TABLES, FEATURES};
 use crate::config::EncoderConfig;
-use crate::dag::{Node, NodeSpec, Source, Stage, StageDecl, store};
-use crate::dataset::Dataset;
+use crate::dag::{Node, NodeSpec, Publish, Source, Stage, StageDecl};
+use crate::dataset::{Dataset, FailedClip, failed};
 use crate::encoder::runtime;
 use crate::features::{FeatureKind, FeatureSet, read_vector};
-use crate::table::TableBuilder;
+use crate::table::{self, TableBuilder};
 
 /// Input name of the weights file in a table node (clip ids never look like this).
 const WEIGHTS_INPUT: &str = "__weights";
@@ -71,10 +76,10 @@ impl Stage for FeatureTables {
             .iter()
             .map(|set| {
                 let cfg = &set.cfg;
+                // What the table's bytes depend on; its name and description
+                // go to the published copy only.
                 let params = json!({
                     "spec": serde_json::to_value(set.spec())?,
-                    "encoder": cfg.encoder,
-                    "description": cfg.description,
                     "folds": self.dataset.folds,
                 });
                 let weights = self
@@ -90,25 +95,40 @@ impl Stage for FeatureTables {
                     (c.id.clone(), Source::node(&FEATURES, item))
                 });
                 let inputs = weights.into_iter().chain(clips).collect();
-                Ok(NodeSpec::new(set.name.clone(), params, inputs).with_plan(set.clone()))
+                Ok(NodeSpec::new(set.name.clone(), params, inputs)
+                    .with_plan(set.clone())
+                    .partial())
             })
             .collect()
     }
     fn run(&self, node: &Node, out: &Path) -> Result<()> {
         let set: &Arc<FeatureSet> = node.plan()?;
-        let (name, cfg) = (&set.name, &set.cfg);
-        let clips = &self.dataset.clips;
+        let name = &set.name;
+        // The clips whose vector exists; the others are listed as failed.
+        let clips: Vec<_> = self
+            .dataset
+            .clips
+            .iter()
+            .filter(|c| node.present(&c.id).is_some())
+            .collect();
+        let failed: Vec<FailedClip> = node
+            .missing
+            .iter()
+            .map(|m| self.dataset.failed_clip(&m.name, m.stage, &m.reason))
+            .collect();
+        if clips.is_empty() {
+            let why = node.missing.first().map_or(String::new(), |m| {
+                format!(" (e.g. {} at {}: {})", m.name, m.stage, m.reason)
+            });
+            bail!(
+                "feature set `{name}`: no clip has a vector, all {} failed{why}",
+                node.missing.len()
+            );
+        }
         let vectors: Vec<Vec<f32>> = clips
             .iter()
             .map(|c| read_vector(&node.input(&c.id)?.path))
             .collect::<Result<_>>()?;
-        let weights = match (node.input(WEIGHTS_INPUT), self.encoders.get(&cfg.encoder)) {
-            (Ok(w), Some(enc)) => {
-                format!("blake3:{} ({})", w.key, runtime::describe_weights(enc))
-            }
-            (_, Some(enc)) => runtime::describe_weights(enc),
-            (_, None) => "none (weight-free baseline)".to_string(),
-        };
         let table = TableBuilder::new()
             .utf8(
                 "clip_id",
@@ -141,22 +161,40 @@ impl Stage for FeatureTables {
             }
             (table.f32_vectors("features", dim, vectors.concat())?, dim)
         };
-        table
-            .meta("pipe.feature_set", name.as_str())
-            .meta("pipe.encoder", cfg.encoder.as_str())
-            .meta("pipe.weights", weights)
+        let mut table = table
             .meta("pipe.spec", serde_json::to_value(set.spec())?.to_string())
-            .meta("pipe.dim", dim.to_string())
-            .meta("pipe.description", cfg.description.as_str())
-            .write(out)
+            .meta("pipe.dim", dim.to_string());
+        if !failed.is_empty() {
+            table = table.meta(failed::META_KEY, failed::to_meta(&failed));
+        }
+        table.write(out)
     }
-    fn publish(&self, nodes: &[&Node], out_dir: &Path) -> Result<Vec<PathBuf>> {
+    fn publish(&self, nodes: &[&Node]) -> Result<Vec<Publish>> {
         nodes
             .iter()
             .map(|n| {
-                let dest = out_dir.join("features").join(format!("{}.parquet", n.item));
-                store::copy_atomic(&n.path, &dest)?;
-                Ok(dest)
+                let set: &Arc<FeatureSet> = n.plan()?;
+                let cfg = &set.cfg;
+                let weights = match (n.input(WEIGHTS_INPUT), self.encoders.get(&cfg.encoder)) {
+                    (Ok(w), Some(enc)) => {
+                        format!("blake3:{} ({})", w.hash, runtime::describe_weights(enc))
+                    }
+                    (_, Some(enc)) => runtime::describe_weights(enc),
+                    (_, None) => "none (weight-free baseline)".to_string(),
+                };
+                let meta = vec![
+                    ("pipe.feature_set", set.name.clone()),
+                    ("pipe.encoder", cfg.encoder.clone()),
+                    ("pipe.weights", weights),
+                    ("pipe.description", cfg.description.clone()),
+                ];
+                let extra = serde_json::to_string(&meta)?;
+                Ok(Publish::rendered(
+                    format!("features/{}.parquet", n.item),
+                    &n.path,
+                    extra,
+                    move |src, dest| table::copy_with_metadata(src, dest, &meta),
+                ))
             })
             .collect()
     }

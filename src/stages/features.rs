@@ -116,16 +116,25 @@ impl Stage for Features {
         let mut out = Vec::new();
         for set in &self.sets {
             let enc = self.encoders.get(&set.cfg.encoder);
-            let mut params = json!({
-                "feature_set": { "name": set.name, "spec": set.spec(), "encoder": set.cfg.encoder },
-                "encoder": enc.map(encoder_params),
-            });
-            if let FeatureKind::Baseline(b) = set.kind
-                && b.is_frames()
-            {
-                // The frame cap is a sequence source's only setting (it has no spec).
-                params["feature_set"]["max_frames"] = json!(set.cfg.max_frames);
-            }
+            // What changes the vector's bytes, never a name: the layers and
+            // pooling, and the encoder's settings (its weights are inputs) or
+            // which weight-free baseline it is (and a sequence source's frame
+            // cap, its only setting). Renaming a set or an encoder finds its
+            // vectors under the same keys.
+            let params = match &set.kind {
+                FeatureKind::Baseline(b) if b.is_frames() => json!({
+                    "feature_set": { "spec": null, "encoder": set.cfg.encoder, "max_frames": set.cfg.max_frames },
+                    "encoder": null,
+                }),
+                FeatureKind::Baseline(_) => json!({
+                    "feature_set": { "spec": null, "encoder": set.cfg.encoder },
+                    "encoder": null,
+                }),
+                FeatureKind::Encoded(spec) => json!({
+                    "feature_set": { "spec": spec },
+                    "encoder": enc.map(encoder_params),
+                }),
+            };
             for c in &self.dataset.clips {
                 let mut inputs = vec![("audio".to_string(), Source::node(&RESAMPLE, &c.id))];
                 if let Some(dir) = enc.and_then(|e| e.weights.as_ref()) {

@@ -1,5 +1,8 @@
 //! manifest: one row per clip (ids, piece, work, performer, fold, duration,
-//! source, the 19 labels) as `data/out/manifest.parquet`.
+//! source, the 19 labels) as `data/out/manifest.parquet`. A partial
+//! aggregate: clips whose audio failed are left out of the rows and listed
+//! in `pipe.failed`; folds come from the labels, so they never move when a
+//! clip fails.
 
 use anyhow::{Context, Result};
 use rayon::prelude::*;
@@ -10,8 +13,8 @@ use std::sync::Arc;
 use super::ALL;
 use super::{MANIFEST, RESAMPLE};
 use crate::audio;
-use crate::dag::{Node, NodeSpec, Source, Stage, StageDecl, store};
-use crate::dataset::{DIMENSIONS, Dataset};
+use crate::dag::{Node, NodeSpec, Publish, Source, Stage, StageDecl};
+use crate::dataset::{DIMENSIONS, Dataset, FailedClip, failed};
 use crate::table::TableBuilder;
 
 pub struct Manifest {
@@ -46,14 +49,23 @@ impl Stage for Manifest {
                 .iter()
                 .map(|c| (c.id.clone(), Source::node(&RESAMPLE, c.id.clone()))),
         );
-        Ok(vec![NodeSpec::new(
-            ALL,
-            json!({ "folds": self.dataset.folds }),
-            inputs,
-        )])
+        Ok(vec![
+            NodeSpec::new(ALL, json!({ "folds": self.dataset.folds }), inputs).partial(),
+        ])
     }
     fn run(&self, node: &Node, out: &Path) -> Result<()> {
-        let clips = &self.dataset.clips;
+        let display = |p: &Path| p.display().to_string().trim_start_matches("./").to_string();
+        let clips: Vec<_> = self
+            .dataset
+            .clips
+            .iter()
+            .filter(|c| node.present(&c.id).is_some())
+            .collect();
+        let failed: Vec<FailedClip> = node
+            .missing
+            .iter()
+            .map(|m| self.dataset.failed_clip(&m.name, m.stage, &m.reason))
+            .collect();
         let audio_paths: Vec<PathBuf> = clips
             .iter()
             .map(|c| node.input(&c.id).map(|i| i.path.clone()))
@@ -62,7 +74,6 @@ impl Stage for Manifest {
             .par_iter()
             .map(|p| audio::wav::read_f32(p).map(|pcm| pcm.duration_seconds()))
             .collect::<Result<_>>()?;
-        let display = |p: &Path| p.display().to_string().trim_start_matches("./").to_string();
         let mut t = TableBuilder::new()
             .utf8(
                 "clip_id",
@@ -103,14 +114,18 @@ impl Stage for Manifest {
         for (d, name) in DIMENSIONS.iter().enumerate() {
             t = t.f64(name, clips.iter().map(|c| c.labels[d]).collect());
         }
-        t.meta("pipe.dimensions", DIMENSIONS.join(","))
-            .meta("pipe.folds", serde_json::to_string(&self.dataset.folds)?)
-            .write(out)
-            .context("writing the manifest")
+        t = t
+            .meta("pipe.dimensions", DIMENSIONS.join(","))
+            .meta("pipe.folds", serde_json::to_string(&self.dataset.folds)?);
+        if !failed.is_empty() {
+            t = t.meta(failed::META_KEY, failed::to_meta(&failed));
+        }
+        t.write(out).context("writing the manifest")
     }
-    fn publish(&self, nodes: &[&Node], out_dir: &Path) -> Result<Vec<PathBuf>> {
-        let dest = out_dir.join("manifest.parquet");
-        store::copy_atomic(&nodes[0].path, &dest)?;
-        Ok(vec![dest])
+    fn publish(&self, nodes: &[&Node]) -> Result<Vec<Publish>> {
+        Ok(nodes
+            .iter()
+            .map(|n| Publish::copy("manifest.parquet", &n.path))
+            .collect())
     }
 }

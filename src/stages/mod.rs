@@ -35,31 +35,44 @@ use crate::features::FeatureSet;
 use crate::report::ExperimentInfo;
 
 // Every stage, declared once, in run order: name, code version (bump it when
-// the stage's code changes its artifacts' bytes), artifact type, what it reads.
-// Stages name each other by these, never by string.
+// the stage's code changes its artifacts' bytes), artifact type, what it reads,
+// and what one node is (for progress). Stages name each other by these, never
+// by string.
 
 /// performance MIDI -> 16-bit WAV (per clip; reads the MIDI and SoundFont files)
-pub static RENDER: StageDecl = StageDecl::new("render", 1, "wav", &[]);
+pub static RENDER: StageDecl = StageDecl::new("render", 1, "wav", &[]).per("clips");
 /// audio file or rendered WAV -> mono f32 WAV at the source rate (per clip)
-pub static DECODE: StageDecl = StageDecl::new("decode", 1, "wav", &[&RENDER]);
+pub static DECODE: StageDecl = StageDecl::new("decode", 1, "wav", &[&RENDER]).per("clips");
 /// -> mono f32 WAV at the encoders' rate (per clip)
-pub static RESAMPLE: StageDecl = StageDecl::new("resample", 1, "wav", &[&DECODE]);
-/// the clip table with folds, durations and labels (one node; reads the label files)
-pub static MANIFEST: StageDecl = StageDecl::new("manifest", 1, "parquet", &[&RESAMPLE]);
+pub static RESAMPLE: StageDecl = StageDecl::new("resample", 1, "wav", &[&DECODE]).per("clips");
+/// the clip table with folds, durations and labels (one node; reads the label
+/// files). v2: rows for the clips that made it, failed ones in `pipe.failed`;
+/// its `audio` column names the store's `<key>.<hash>.wav` files.
+pub static MANIFEST: StageDecl =
+    StageDecl::new("manifest", 2, "parquet", &[&RESAMPLE]).per("tables");
 /// one pooled vector per (feature set, clip)
-pub static FEATURES: StageDecl = StageDecl::new("features", 1, "f32", &[&RESAMPLE]);
-/// one Parquet table per feature set
-pub static FEATURE_TABLES: StageDecl = StageDecl::new("feature_tables", 1, "parquet", &[&FEATURES]);
+pub static FEATURES: StageDecl = StageDecl::new("features", 1, "f32", &[&RESAMPLE]).per("vectors");
+/// one Parquet table per feature set. v2: no names or descriptions inside
+/// (they are added to the published copy), failed clips in `pipe.failed`.
+pub static FEATURE_TABLES: StageDecl =
+    StageDecl::new("feature_tables", 2, "parquet", &[&FEATURES]).per("tables");
 /// out-of-fold predictions per experiment (k-fold piece-split CV)
-pub static TRAIN: StageDecl = StageDecl::new("train", 1, "json", &[&FEATURE_TABLES, &MANIFEST]);
+pub static TRAIN: StageDecl =
+    StageDecl::new("train", 1, "json", &[&FEATURE_TABLES, &MANIFEST]).per("experiments");
 /// metrics per experiment
-pub static EVALUATE: StageDecl = StageDecl::new("evaluate", 1, "json", &[&TRAIN]);
-/// the public result tables
-pub static RESULTS: StageDecl = StageDecl::new("results", 1, "parquet", &[&TRAIN, &EVALUATE]);
-/// PNG figures (v2: the bar chart's legend in its own strip, axis titles on the scatter panels)
-pub static PLOTS: StageDecl = StageDecl::new("plots", 2, "png", &[&TRAIN, &EVALUATE]);
-/// report.md
-pub static REPORT: StageDecl = StageDecl::new("report", 1, "md", &[&TRAIN, &EVALUATE]);
+pub static EVALUATE: StageDecl =
+    StageDecl::new("evaluate", 1, "json", &[&TRAIN]).per("experiments");
+/// the public result tables (their published copies carry the config hash,
+/// heads and pipe version). v2: `n_clips` and status `failed` in the
+/// summary, the `failed` table.
+pub static RESULTS: StageDecl =
+    StageDecl::new("results", 2, "parquet", &[&TRAIN, &EVALUATE]).per("tables");
+/// PNG figures. v2: the bar chart's legend in its own strip, axis titles on
+/// the scatter panels.
+pub static PLOTS: StageDecl = StageDecl::new("plots", 2, "png", &[&TRAIN, &EVALUATE]).per("plots");
+/// report.md. v2: clips per experiment, the failed clips.
+pub static REPORT: StageDecl =
+    StageDecl::new("report", 2, "md", &[&TRAIN, &EVALUATE]).per("reports");
 
 /// Item name of the single node of a whole-dataset stage.
 pub const ALL: &str = "all";
@@ -157,6 +170,7 @@ pub fn build(config: &Config) -> Result<Pipeline> {
                     .get(exp.features.as_str())
                     .or_else(|| exp.second_features.as_deref().and_then(|f| skipped.get(f)))
                     .cloned(),
+                failed: false,
             }
         })
         .collect();
@@ -187,7 +201,20 @@ pub fn build(config: &Config) -> Result<Pipeline> {
         .filter(|(id, _)| !not_run.contains(&id.as_str()))
         .map(|(id, e)| (id.clone(), e.clone()))
         .collect();
-    let experiments = Experiments { infos, report };
+    let provenance = crate::report::tables::Provenance {
+        config_hash: config.hash.clone(),
+        pipe_version: env!("CARGO_PKG_VERSION").to_string(),
+        heads: config
+            .experiments
+            .iter()
+            .map(|(id, e)| Ok((id.clone(), serde_json::to_value(&e.head)?)))
+            .collect::<Result<_>>()?,
+    };
+    let experiments = Experiments {
+        infos,
+        report,
+        provenance,
+    };
     // With nothing runnable, the tables and report still list what did not run.
     let any_ran = !runnable.is_empty();
     if any_ran {

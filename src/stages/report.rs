@@ -1,18 +1,19 @@
 //! results, plots, report: the study's tables, figures and Markdown from
 //! every trained and evaluated experiment. Their params carry the experiment
 //! list (descriptions, and why some did not run), so editing a description
-//! re-renders tables without retraining.
+//! re-renders tables without retraining. They are partial aggregates: an
+//! experiment whose training failed is listed as failed, the rest are shown.
 
 use anyhow::{Result, anyhow};
 use serde_json::json;
 use std::fs::File;
 use std::io::BufWriter;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::experiments::read_json;
 use super::{EVALUATE, PLOTS, REPORT, RESULTS, TRAIN};
 use crate::config::ReportConfig;
-use crate::dag::{Node, NodeSpec, Source, Stage, StageDecl, store};
+use crate::dag::{Node, NodeSpec, Publish, Source, Stage, StageDecl};
 use crate::report::{ExperimentInfo, Ran, Results, markdown, plots, tables};
 
 /// What the three stages share: the experiment list and where their inputs are.
@@ -20,6 +21,8 @@ use crate::report::{ExperimentInfo, Ran, Results, markdown, plots, tables};
 pub struct Experiments {
     pub infos: Vec<ExperimentInfo>,
     pub report: ReportConfig,
+    /// Metadata of the result tables.
+    pub provenance: tables::Provenance,
 }
 
 impl Experiments {
@@ -47,39 +50,49 @@ impl Experiments {
             json!({ "output": item, "experiments": self.infos, "extra": extra }),
             self.inputs(),
         )
+        .partial()
     }
 
     fn load(&self, node: &Node) -> Result<Results> {
-        let ran = self
-            .infos
-            .iter()
-            .filter(|i| i.not_run.is_none())
-            .map(|info| {
-                Ok(Ran {
+        let mut ran = Vec::new();
+        let mut not_run = Vec::new();
+        for info in &self.infos {
+            if info.not_run.is_some() {
+                not_run.push(info.clone());
+                continue;
+            }
+            let train = format!("{}/{}", TRAIN.name, info.id);
+            let eval = format!("{}/{}", EVALUATE.name, info.id);
+            match (node.present(&train), node.present(&eval)) {
+                (Some(t), Some(e)) => ran.push(Ran {
                     info: info.clone(),
-                    train: read_json(&node.input(&format!("{}/{}", TRAIN.name, info.id))?.path)?,
-                    eval: read_json(&node.input(&format!("{}/{}", EVALUATE.name, info.id))?.path)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let not_run = self
-            .infos
-            .iter()
-            .filter(|i| i.not_run.is_some())
-            .cloned()
-            .collect();
+                    train: read_json(&t.path)?,
+                    eval: read_json(&e.path)?,
+                }),
+                _ => {
+                    let why = node
+                        .missing
+                        .iter()
+                        .find(|m| m.name == train || m.name == eval)
+                        .map_or("failed".to_string(), |m| {
+                            format!("failed ({} {}): {}", m.stage, m.item, m.reason)
+                        });
+                    not_run.push(ExperimentInfo {
+                        not_run: Some(why),
+                        failed: true,
+                        ..info.clone()
+                    });
+                }
+            }
+        }
         Ok(Results::new(ran, not_run))
     }
 }
 
-fn publish_as(nodes: &[&Node], dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
+fn publish_as(nodes: &[&Node], dir: &str, ext: &str) -> Vec<Publish> {
     nodes
         .iter()
-        .map(|n| {
-            let dest = dir.join(format!("{}.{ext}", n.item));
-            store::copy_atomic(&n.path, &dest)?;
-            Ok(dest)
-        })
+        .map(|n| Publish::copy(format!("{dir}{}.{ext}", n.item), &n.path))
         .collect()
 }
 
@@ -103,8 +116,22 @@ impl Stage for ResultTables {
         let results = self.0.load(node)?;
         tables::build(&node.item, &results)?.write(out)
     }
-    fn publish(&self, nodes: &[&Node], out_dir: &Path) -> Result<Vec<PathBuf>> {
-        publish_as(nodes, &out_dir.join("results"), "parquet")
+    /// The published tables carry their provenance in their metadata.
+    fn publish(&self, nodes: &[&Node]) -> Result<Vec<Publish>> {
+        let meta = self.0.provenance.metadata();
+        let extra = serde_json::to_string(&meta)?;
+        Ok(nodes
+            .iter()
+            .map(|n| {
+                let meta = meta.clone();
+                Publish::rendered(
+                    format!("results/{}.parquet", n.item),
+                    &n.path,
+                    extra.clone(),
+                    move |src, dest| crate::table::copy_with_metadata(src, dest, &meta),
+                )
+            })
+            .collect())
     }
 }
 
@@ -150,8 +177,8 @@ impl Stage for Plots {
             other => Err(anyhow!("no plot named `{other}`")),
         }
     }
-    fn publish(&self, nodes: &[&Node], out_dir: &Path) -> Result<Vec<PathBuf>> {
-        publish_as(nodes, &out_dir.join("plots"), "png")
+    fn publish(&self, nodes: &[&Node]) -> Result<Vec<Publish>> {
+        Ok(publish_as(nodes, "plots/", "png"))
     }
 }
 
@@ -199,9 +226,7 @@ impl Stage for Report {
         std::fs::write(out, markdown::render(&results, &links))?;
         Ok(())
     }
-    fn publish(&self, nodes: &[&Node], out_dir: &Path) -> Result<Vec<PathBuf>> {
-        let dest = out_dir.join("report.md");
-        store::copy_atomic(&nodes[0].path, &dest)?;
-        Ok(vec![dest])
+    fn publish(&self, nodes: &[&Node]) -> Result<Vec<Publish>> {
+        Ok(publish_as(nodes, "", "md"))
     }
 }
