@@ -17,16 +17,23 @@ pub enum Baseline {
     RawStats,
     /// 128-band log-mel mean + std ([`super::mel`]).
     LogmelStats,
+    /// The study's 49 librosa statistics ([`super::librosa49`]).
+    Librosa49,
 }
 
 impl Baseline {
-    pub const ALL: [Baseline; 2] = [Baseline::RawStats, Baseline::LogmelStats];
+    pub const ALL: [Baseline; 3] = [
+        Baseline::RawStats,
+        Baseline::LogmelStats,
+        Baseline::Librosa49,
+    ];
 
     /// The name that stands for it in `features.NAME.encoder`.
     pub fn name(self) -> &'static str {
         match self {
             Baseline::RawStats => "raw_stats",
             Baseline::LogmelStats => "logmel_stats",
+            Baseline::Librosa49 => "librosa49",
         }
     }
 
@@ -38,6 +45,7 @@ impl Baseline {
         match self {
             Baseline::RawStats => super::baseline::audio_stats(pcm),
             Baseline::LogmelStats => super::mel::logmel_stats(pcm),
+            Baseline::Librosa49 => super::librosa49::librosa49_stats(pcm),
         }
     }
 }

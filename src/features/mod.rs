@@ -12,6 +12,7 @@
 //! - [`pool`]: pooling a `[frames, D]` sequence over time.
 //! - [`baseline`]: raw audio statistics (18 named values).
 //! - [`mel`]: log-mel statistics (128-band mean + std, 256 values).
+//! - [`librosa49`]: the study's 49 librosa statistics (A3).
 //! - [`vector`]: the per-clip artifact format.
 //!
 //! Must not import `stages` or `dag` internals: the stage adapts this to the DAG.
@@ -20,6 +21,7 @@ pub mod backend_pool;
 pub mod baseline;
 pub mod extract;
 pub mod layers;
+pub mod librosa49;
 pub mod mel;
 pub mod pool;
 pub mod set;
@@ -29,6 +31,7 @@ pub mod vector;
 pub use baseline::{audio_stats, audio_stats_names};
 pub use extract::{Baseline, encode_and_pool};
 pub use layers::{FrameSeq, HiddenStates, LayerSelection};
+pub use librosa49::{librosa49_names, librosa49_stats};
 pub use mel::{logmel_stats, logmel_stats_names};
 pub use pool::{MULTISCALE_WINDOWS, Pooling};
 pub use set::{FeatureKind, FeatureSet};
