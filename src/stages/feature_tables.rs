@@ -13,7 +13,7 @@ use crate::config::EncoderConfig;
 use crate::dag::{Node, NodeSpec, Source, Stage, StageDecl, store};
 use crate::dataset::Dataset;
 use crate::encoder::runtime;
-use crate::features::{FeatureSet, Pooling, read_vector};
+use crate::features::{FeatureSet, read_vector};
 use crate::table::TableBuilder;
 
 /// Input name of the weights file in a table node (clip ids never look like this).
@@ -40,6 +40,9 @@ impl FeatureTables {
 
     /// Width of one frame of a `frames` set (from the encoder's shape).
     fn frame_dim(&self, set: &FeatureSet) -> Result<usize> {
+        if let Some(dim) = set.fixed_frame_dim() {
+            return Ok(dim);
+        }
         let name = &set.cfg.encoder;
         let enc = self
             .encoders
@@ -102,6 +105,9 @@ impl Stage for FeatureTables {
                 format!("blake3:{} ({})", w.key, runtime::describe_weights(enc))
             }
             (_, Some(enc)) => runtime::describe_weights(enc),
+            (_, None) if set.is_symbolic() => {
+                "none (symbolic: the clip's performance MIDI)".to_string()
+            }
             (_, None) => "none (weight-free baseline)".to_string(),
         };
         let table = TableBuilder::new()
@@ -113,7 +119,7 @@ impl Stage for FeatureTables {
                 "fold",
                 clips.iter().map(|c| c.fold.map(|f| f as i32)).collect(),
             );
-        let frames = set.spec().is_some_and(|s| s.pooling == Pooling::Frames);
+        let frames = set.is_sequence();
         let (table, dim) = if frames {
             let dim = self.frame_dim(set)?;
             let n_frames = vectors
