@@ -1,7 +1,7 @@
 //! `pipeline.toml`: the schema, defaults and loading. Unknown keys are errors
 //! (with their line), and every relative path is taken relative to the file.
 
-use crate::features::Baseline;
+use crate::features::weight_free_names;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -140,7 +140,9 @@ pub enum Device {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureSetConfig {
-    /// A key of `[encoders]`, or a weight-free baseline: `raw_stats`, `logmel_stats`.
+    /// A key of `[encoders]`, a weight-free baseline on the audio (`raw_stats`,
+    /// `logmel_stats`, `librosa49`) or a symbolic set on the performance MIDI
+    /// (`midi_stats`, `midi_notes`).
     pub encoder: String,
     /// Hidden states to use: "7-12" (mean of 7..=12), "6,9,12" (concatenated), "12", "all".
     #[serde(default)]
@@ -500,14 +502,18 @@ impl Config {
                     "encoders.{name}: set exactly one of `weights` (a folder) or `random` (mert: control, control_330m, 95m, 330m; muq: control, large)"
                 ),
             }
-            if Baseline::parse(name).is_some() {
-                anyhow::bail!("encoders.{name}: that name is reserved for a weight-free baseline");
+            if weight_free_names().contains(&name.as_str()) {
+                anyhow::bail!(
+                    "encoders.{name}: that name is reserved for a weight-free feature set"
+                );
             }
         }
         for (name, fs) in &self.features {
-            if !self.encoders.contains_key(&fs.encoder) && Baseline::parse(&fs.encoder).is_none() {
+            if !self.encoders.contains_key(&fs.encoder)
+                && !weight_free_names().contains(&fs.encoder.as_str())
+            {
                 let mut known: Vec<&str> = self.encoders.keys().map(String::as_str).collect();
-                known.extend(Baseline::ALL.map(Baseline::name));
+                known.extend(weight_free_names());
                 anyhow::bail!(
                     "features.{name}.encoder = {:?}: no such encoder (known: {})",
                     fs.encoder,

@@ -364,3 +364,115 @@ fn muq_with_device_gpu_runs_the_wgsl_encoder_and_matches_the_cpu_backend() {
         "bit-identical to the CPU: did the GPU backend run?"
     );
 }
+
+#[test]
+fn symbolic_sets_are_skipped_with_a_note_on_a_dataset_of_recordings() {
+    let dir = setup();
+    let extra = "[features.sym]\nencoder = \"midi_stats\"\n[experiments.E]\nfeatures = \"sym\"\n";
+    let (r, notes) = run(dir.path(), extra);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("feature set `sym`") && n.contains("is a recording")),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("experiment(s) not run") && n.ends_with(": E")),
+        "{notes:?}"
+    );
+    assert_eq!(computed(&r, "feature_tables"), 1, "only a");
+}
+
+/// The first two PercePiano clips of the repository's data, rendered with the
+/// shipped SoundFont at `gain`, with the librosa and symbolic sets.
+fn percepiano_toml(dir: &Path, gain: f32) -> String {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    format!(
+        r#"
+data_dir = "{data}"
+[dataset]
+kind = "percepiano"
+labels = "{r}/data/percepiano/labels/label_2round_mean_reg_19_with0_rm_highstd0.json"
+metadata = "{r}/data/percepiano/manifest.csv"
+midi_dir = "{r}/data/percepiano/midi/performance"
+limit = 2
+[render]
+soundfont = "{r}/data/soundfont/piano.sf2"
+gain = {gain}
+[features.l49]
+encoder = "librosa49"
+[features.stats]
+encoder = "midi_stats"
+[features.notes]
+encoder = "midi_notes"
+pooling = "frames"
+max_frames = 100
+"#,
+        data = dir.join("data").display(),
+        r = repo.display(),
+    )
+}
+
+#[test]
+fn librosa_and_symbolic_sets_run_on_percepiano_and_midi_sets_key_on_the_midi_file() {
+    use arrow_array::{Array, FixedSizeListArray, Int32Array, ListArray};
+    let dir = tempfile::tempdir().unwrap();
+    let (r, notes) = pipeline::run(dir.path(), &percepiano_toml(dir.path(), 1.0));
+    assert!(notes.is_empty(), "{notes:?}");
+    assert_eq!(computed(&r, "features"), 6);
+    let out = dir.path().join("data/out/features");
+    let table = |set: &str| pipe::table::read_single(&out.join(format!("{set}.parquet"))).unwrap();
+    for (set, dim) in [("l49", "49"), ("stats", "39"), ("notes", "7")] {
+        let b = table(set);
+        assert_eq!(b.num_rows(), 2, "{set}");
+        assert_eq!(b.schema().metadata()["pipe.dim"], dim, "{set}");
+    }
+    // The MIDI statistics agree with the manifest's note counts (computed with mido).
+    let stats = features_of(dir.path(), "stats");
+    let manifest = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/percepiano/manifest.csv"),
+    )
+    .unwrap();
+    let ids = pipe::table::column::<arrow_array::StringArray>(&table("stats"), "clip_id")
+        .unwrap()
+        .clone();
+    let n_notes: Vec<f32> = (0..2)
+        .map(|i| {
+            let line = manifest
+                .lines()
+                .find(|l| l.starts_with(&format!("{},", ids.value(i))))
+                .unwrap();
+            line.split(',').nth(15).unwrap().parse().unwrap()
+        })
+        .collect();
+    assert_eq!(stats[0], n_notes[0]);
+    // One row of 7 per note, the first 100.
+    let b = table("notes");
+    let n_frames = pipe::table::column::<Int32Array>(&b, "n_frames").unwrap();
+    let frames = pipe::table::column::<ListArray>(&b, "frames").unwrap();
+    for (i, &n) in n_notes.iter().enumerate() {
+        assert_eq!(n_frames.value(i), (n as i32).min(100));
+        let seq = frames.value(i);
+        let seq = seq.as_any().downcast_ref::<FixedSizeListArray>().unwrap();
+        assert_eq!(
+            (seq.len() as i32, seq.value_length()),
+            (n_frames.value(i), 7)
+        );
+    }
+    let l49 = features_of(dir.path(), "l49");
+    assert!(l49.iter().all(|x| x.is_finite()));
+
+    // New audio (another render gain): the librosa set recomputes, the MIDI sets do not.
+    let (r, _) = pipeline::run(dir.path(), &percepiano_toml(dir.path(), 0.5));
+    assert_eq!(computed(&r, "features"), 2, "l49 only");
+    assert_eq!(r.stage("features").unwrap().fresh, 4);
+    let quieter = features_of(dir.path(), "l49");
+    // RMS halves (the 16-bit render's quantisation noise aside, which is also
+    // why the spectral shape of the quiet tails moves a little).
+    for i in [0, 2] {
+        let ratio = quieter[i] / l49[i];
+        assert!((ratio - 0.5).abs() < 1e-3, "component {i}: ratio {ratio}");
+    }
+}

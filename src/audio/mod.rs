@@ -1,11 +1,12 @@
 //! Audio domain logic: decode, resample and MIDI rendering for the stages of
 //! the same names, WAV artifacts, and the signal processing the encoders and
-//! feature baselines share (STFT, mel filterbank).
+//! feature baselines share (STFT, mel filterbanks, chroma and tuning).
 //!
 //! Plain functions over one in-memory type, [`Pcm`] (mono f32). The stage wrappers
 //! own caching and file placement; nothing here knows about the DAG (must not
 //! import `dag`, `stages`, `encoder`, `features`).
 
+pub mod chroma;
 pub mod decode;
 pub mod mel;
 pub mod render;

@@ -29,7 +29,7 @@ const BLOCK: usize = 64;
 /// per note) overflow the default 64 and would cut notes by voice stealing.
 const POLYPHONY: usize = 256;
 /// Sustain pedal controller; values >= 64 mean down (the GM convention rustysynth uses).
-const CC_SUSTAIN: u8 = 64;
+pub const CC_SUSTAIN: u8 = 64;
 
 /// A loaded SF2 SoundFont, shareable across threads (one load, many renders).
 #[derive(Clone, Debug)]
@@ -80,22 +80,31 @@ impl Default for RenderParams {
     }
 }
 
-/// One channel event at an absolute time.
+/// One channel event at an absolute time: `command` is the status nibble
+/// (0x80 note-off, 0x90 note-on, 0xB0 controller, 0xC0 program, 0xE0 bend).
 #[derive(Clone, Copy, Debug)]
-struct Event {
-    seconds: f64,
-    channel: u8,
-    command: u8,
-    data1: u8,
-    data2: u8,
+pub struct Event {
+    pub seconds: f64,
+    pub channel: u8,
+    pub command: u8,
+    pub data1: u8,
+    pub data2: u8,
 }
 
 /// The parsed performance: time-ordered channel events and where the music ends.
+/// The one MIDI reader: rendering and the symbolic features both use it.
 #[derive(Debug)]
-struct Performance {
-    events: Vec<Event>,
+pub struct Performance {
+    pub events: Vec<Event>,
     /// Latest note-off, sustain release or note-on, in seconds.
-    end_seconds: f64,
+    pub end_seconds: f64,
+}
+
+/// Read and parse a performance MIDI file (see [`Performance`]).
+pub fn read_performance(midi: &Path) -> Result<Performance> {
+    let bytes =
+        fs::read(midi).with_context(|| format!("cannot read MIDI file {}", midi.display()))?;
+    parse_performance(&bytes).with_context(|| format!("reading {}", midi.display()))
 }
 
 /// Render `midi` with `sf` to mono PCM, trimmed to the last sounding event + tail.

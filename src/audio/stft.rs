@@ -5,6 +5,8 @@
 //! N samples gives `1 + ⌊N/hop⌋` frames; each frame is multiplied by a periodic Hann
 //! window `0.5 − 0.5·cos(2πn/n_fft)`. Reflect padding needs N > n_fft/2; shorter
 //! clips are zero-padded instead so any clip (even empty) still gives frames.
+//! [`Stft::frames_padded`] frames the same way with librosa's other centre
+//! paddings ([`Pad::Zeros`] = `pad_mode="constant"`, [`Pad::Edge`]).
 
 use std::sync::Arc;
 
@@ -21,6 +23,18 @@ pub struct Stft {
     /// `exp(−2πik/n_fft)` for k = 0..=n_fft/2, and the f64 window.
     twiddles: Vec<Complex<f64>>,
     window64: Vec<f64>,
+}
+
+/// How centred framing extends a clip by `n_fft/2` samples on each side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pad {
+    /// Mirror without repeating the edge sample (torch / numpy `reflect`);
+    /// zeros for clips of at most `n_fft/2` samples.
+    Reflect,
+    /// Zeros (numpy / librosa `constant`).
+    Zeros,
+    /// Repeat the first / last sample (numpy `edge`); zeros for an empty clip.
+    Edge,
 }
 
 /// Centered, padded frames of a clip (time domain, not windowed).
@@ -84,19 +98,32 @@ impl Stft {
         k as f64 * f64::from(sample_rate) / self.n_fft as f64
     }
 
-    /// Centered framing of `x` (see module docs).
+    /// Centered framing of `x` with reflect padding (see module docs).
     pub fn frames(&self, x: &[f32]) -> Frames {
+        self.frames_padded(x, Pad::Reflect)
+    }
+
+    /// Centered framing of `x` with the given padding: `1 + ⌊N/hop⌋` frames.
+    pub fn frames_padded(&self, x: &[f32], mode: Pad) -> Frames {
         let pad = self.n_fft / 2;
         let n = x.len();
         let mut padded = Vec::with_capacity(n + 2 * pad);
-        if n > pad {
-            padded.extend((1..=pad).rev().map(|i| x[i]));
-            padded.extend_from_slice(x);
-            padded.extend((0..pad).map(|i| x[n - 2 - i]));
-        } else {
-            padded.resize(pad, 0.0);
-            padded.extend_from_slice(x);
-            padded.resize(n + 2 * pad, 0.0);
+        match mode {
+            Pad::Reflect if n > pad => {
+                padded.extend((1..=pad).rev().map(|i| x[i]));
+                padded.extend_from_slice(x);
+                padded.extend((0..pad).map(|i| x[n - 2 - i]));
+            }
+            Pad::Edge if n > 0 => {
+                padded.resize(pad, x[0]);
+                padded.extend_from_slice(x);
+                padded.resize(n + 2 * pad, x[n - 1]);
+            }
+            _ => {
+                padded.resize(pad, 0.0);
+                padded.extend_from_slice(x);
+                padded.resize(n + 2 * pad, 0.0);
+            }
         }
         Frames {
             padded,
@@ -174,6 +201,21 @@ mod tests {
         let z = s.frames(&[7.0]);
         assert_eq!(z.padded, vec![0.0, 0.0, 7.0, 0.0, 0.0]);
         assert_eq!(z.count, 1);
+    }
+
+    #[test]
+    fn zero_and_edge_padding_match_numpy_pad() {
+        let s = Stft::new(4, 2);
+        let x = [1.0, 2.0, 3.0, 4.0, 5.0];
+        let z = s.frames_padded(&x, Pad::Zeros);
+        assert_eq!(z.padded, vec![0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 0.0, 0.0]);
+        let e = s.frames_padded(&x, Pad::Edge);
+        assert_eq!(e.padded, vec![1.0, 1.0, 1.0, 2.0, 3.0, 4.0, 5.0, 5.0, 5.0]);
+        assert_eq!((z.count, e.count), (3, 3));
+        assert_eq!(e.frame(2), &[3.0, 4.0, 5.0, 5.0]);
+        // Short clips: edge still repeats, an empty clip is all zeros.
+        assert_eq!(s.frames_padded(&[7.0], Pad::Edge).padded, vec![7.0; 5]);
+        assert_eq!(s.frames_padded(&[], Pad::Edge).padded, vec![0.0; 4]);
     }
 
     #[test]

@@ -12,6 +12,10 @@
 //! - [`pool`]: pooling a `[frames, D]` sequence over time.
 //! - [`baseline`]: raw audio statistics (18 named values).
 //! - [`mel`]: log-mel statistics (128-band mean + std, 256 values).
+//! - [`librosa49`]: the study's 49 librosa statistics (A3).
+//! - [`notes`]: a performance MIDI as notes, onset groups and a pedal curve;
+//!   [`midi_stats`] (39 statistics) and [`midi_notes`] (a per-note sequence)
+//!   are the symbolic feature sets built on it (E3).
 //! - [`vector`]: the per-clip artifact format.
 //!
 //! Must not import `stages` or `dag` internals: the stage adapts this to the DAG.
@@ -20,16 +24,23 @@ pub mod backend_pool;
 pub mod baseline;
 pub mod extract;
 pub mod layers;
+pub mod librosa49;
 pub mod mel;
+pub mod midi_notes;
+pub mod midi_stats;
+pub mod notes;
 pub mod pool;
 pub mod set;
 pub mod spec;
 pub mod vector;
 
 pub use baseline::{audio_stats, audio_stats_names};
-pub use extract::{Baseline, encode_and_pool};
+pub use extract::{Baseline, Symbolic, encode_and_pool, weight_free_names};
 pub use layers::{FrameSeq, HiddenStates, LayerSelection};
+pub use librosa49::{librosa49_names, librosa49_stats};
 pub use mel::{logmel_stats, logmel_stats_names};
+pub use midi_notes::{NOTE_COLUMNS, midi_notes, midi_notes_names};
+pub use midi_stats::{midi_stats, midi_stats_names};
 pub use pool::{MULTISCALE_WINDOWS, Pooling};
 pub use set::{FeatureKind, FeatureSet};
 pub use spec::{DEFAULT_MAX_FRAMES, FeatureSetSpec, pool_hidden_states, pool_many};

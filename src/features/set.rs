@@ -1,10 +1,11 @@
 //! A configured feature set (`[features.NAME]`): its name, its config and what
-//! computes it (a weight-free baseline, or an encoder's layers × pooling).
+//! computes it (a weight-free baseline on the audio, a symbolic set on the
+//! performance MIDI, or an encoder's layers × pooling).
 
 use anyhow::{Result, anyhow, bail};
 use serde_json::json;
 
-use super::extract::Baseline;
+use super::extract::{Baseline, Symbolic};
 use super::spec::FeatureSetSpec;
 use crate::config::FeatureSetConfig;
 
@@ -16,6 +17,8 @@ pub struct FeatureSet {
 
 pub enum FeatureKind {
     Baseline(Baseline),
+    /// From the clip's performance MIDI (no audio).
+    Symbolic(Symbolic),
     /// Layer selection and pooling of the encoder `cfg.encoder`.
     Encoded(FeatureSetSpec),
 }
@@ -23,6 +26,25 @@ pub enum FeatureKind {
 impl FeatureSet {
     /// Checks a `[features.NAME]` entry and parses its layers and pooling.
     pub fn from_config(name: &str, cfg: &FeatureSetConfig) -> Result<FeatureSet> {
+        if let Some(sym) = Symbolic::parse(&cfg.encoder) {
+            let frames = cfg.pooling.as_deref() == Some("frames");
+            if cfg.layers.is_some() || (sym == Symbolic::MidiStats && cfg.pooling.is_some()) {
+                bail!(
+                    "features.{name}: layers and pooling do not apply to the symbolic set `{}`",
+                    cfg.encoder
+                );
+            }
+            if sym == Symbolic::MidiNotes && !frames {
+                bail!(
+                    "features.{name}: `midi_notes` is a per-note sequence: set pooling = \"frames\""
+                );
+            }
+            return Ok(FeatureSet {
+                name: name.to_string(),
+                cfg: cfg.clone(),
+                kind: FeatureKind::Symbolic(sym),
+            });
+        }
         let kind = match Baseline::parse(&cfg.encoder) {
             Some(b) => {
                 // A sequence source may say `pooling = "frames"`; nothing else applies.
@@ -52,11 +74,69 @@ impl FeatureSet {
         })
     }
 
-    /// The layers × pooling of an encoded set; `None` for a baseline.
+    /// The layers × pooling of an encoded set; `None` for a baseline or symbolic set.
     pub fn spec(&self) -> Option<&FeatureSetSpec> {
         match &self.kind {
             FeatureKind::Encoded(s) => Some(s),
-            FeatureKind::Baseline(_) => None,
+            FeatureKind::Baseline(_) | FeatureKind::Symbolic(_) => None,
         }
+    }
+
+    /// Whether each clip's value is a sequence of frames (`pooling = "frames"`).
+    pub fn is_sequence(&self) -> bool {
+        match &self.kind {
+            FeatureKind::Encoded(s) => s.pooling == super::Pooling::Frames,
+            FeatureKind::Symbolic(s) => *s == Symbolic::MidiNotes,
+            FeatureKind::Baseline(b) => b.is_frames(),
+        }
+    }
+
+    /// The width of one frame when it does not depend on an encoder.
+    pub fn fixed_frame_dim(&self) -> Option<usize> {
+        match &self.kind {
+            FeatureKind::Symbolic(Symbolic::MidiNotes) => Some(super::midi_notes::NOTE_COLUMNS),
+            FeatureKind::Baseline(b) => b.frame_dim(),
+            _ => None,
+        }
+    }
+
+    /// Reads the clip's performance MIDI instead of its audio.
+    pub fn is_symbolic(&self) -> bool {
+        matches!(self.kind, FeatureKind::Symbolic(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(toml_text: &str) -> Result<FeatureSet> {
+        let cfg: FeatureSetConfig = toml::from_str(toml_text).unwrap();
+        FeatureSet::from_config("x", &cfg)
+    }
+
+    #[test]
+    fn symbolic_sets_parse_and_check_their_keys() {
+        let s = set("encoder = \"midi_stats\"").unwrap();
+        assert!(s.is_symbolic() && !s.is_sequence() && s.spec().is_none());
+        let n = set("encoder = \"midi_notes\"\npooling = \"frames\"\nmax_frames = 64").unwrap();
+        assert!(n.is_symbolic() && n.is_sequence());
+        assert_eq!(n.fixed_frame_dim(), Some(7));
+        let e = set("encoder = \"midi_notes\"").err().unwrap().to_string();
+        assert!(
+            e.contains("features.x") && e.contains("pooling = \"frames\""),
+            "{e}"
+        );
+        let e = set("encoder = \"midi_stats\"\nlayers = \"1\"")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("do not apply to the symbolic set `midi_stats`"),
+            "{e}"
+        );
+        let l = set("encoder = \"librosa49\"").unwrap();
+        assert!(matches!(l.kind, FeatureKind::Baseline(Baseline::Librosa49)));
+        assert!(!l.is_symbolic() && !l.is_sequence());
     }
 }

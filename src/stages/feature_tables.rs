@@ -18,7 +18,7 @@ use crate::config::EncoderConfig;
 use crate::dag::{Node, NodeSpec, Publish, Source, Stage, StageDecl};
 use crate::dataset::{Dataset, FailedClip, failed};
 use crate::encoder::runtime;
-use crate::features::{FeatureKind, FeatureSet, read_vector};
+use crate::features::{FeatureSet, read_vector};
 use crate::table::{self, TableBuilder};
 
 /// Input name of the weights file in a table node (clip ids never look like this).
@@ -45,10 +45,8 @@ impl FeatureTables {
 
     /// Width of one frame of a `frames` set (a sequence source's, or from the encoder's shape).
     fn frame_dim(&self, set: &FeatureSet) -> Result<usize> {
-        if let FeatureKind::Baseline(b) = set.kind {
-            return b
-                .frame_dim()
-                .ok_or_else(|| anyhow!("feature set `{}` is not a sequence", set.name));
+        if let Some(dim) = set.fixed_frame_dim() {
+            return Ok(dim);
         }
         let name = &set.cfg.encoder;
         let enc = self
@@ -138,7 +136,7 @@ impl Stage for FeatureTables {
                 "fold",
                 clips.iter().map(|c| c.fold.map(|f| f as i32)).collect(),
             );
-        let frames = set.cfg.is_frames();
+        let frames = set.is_sequence();
         let (table, dim) = if frames {
             let dim = self.frame_dim(set)?;
             let n_frames = vectors
@@ -180,6 +178,9 @@ impl Stage for FeatureTables {
                         format!("blake3:{} ({})", w.hash, runtime::describe_weights(enc))
                     }
                     (_, Some(enc)) => runtime::describe_weights(enc),
+                    (_, None) if set.is_symbolic() => {
+                        "none (symbolic: the clip's performance MIDI)".to_string()
+                    }
                     (_, None) => "none (weight-free baseline)".to_string(),
                 };
                 let meta = vec![

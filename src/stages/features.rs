@@ -2,9 +2,11 @@
 //! clip that uses the same encoder is computed from ONE forward pass (the
 //! engine batches them by encoder and clip), yet each keeps its own key:
 //! adding a feature set computes only it, changing a pooling re-pools only it,
-//! and changing the weights re-encodes every set of that encoder.
+//! and changing the weights re-encodes every set of that encoder. Symbolic
+//! sets (`midi_stats`, `midi_notes`) read the clip's performance MIDI file
+//! instead of its audio: their key is that file's content.
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,7 +16,7 @@ use super::{FEATURES, RESAMPLE};
 use crate::audio;
 use crate::config::EncoderConfig;
 use crate::dag::{Node, NodeSpec, Source, Stage, StageDecl};
-use crate::dataset::Dataset;
+use crate::dataset::{Dataset, SourceKind};
 use crate::encoder::{EncoderRuntime, runtime};
 use crate::features::{self, FeatureKind, FeatureSet, FeatureSetSpec};
 
@@ -70,6 +72,18 @@ impl Features {
     /// or of one baseline): one pass, pooled for every set.
     fn compute(&self, nodes: &[&Node]) -> Result<Vec<Vec<f32>>> {
         let plans: Vec<&FeatureNode> = nodes.iter().map(|n| n.plan()).collect::<Result<_>>()?;
+        if plans.iter().any(|p| p.set.is_symbolic()) {
+            return nodes
+                .iter()
+                .zip(&plans)
+                .map(|(n, p)| match &p.set.kind {
+                    FeatureKind::Symbolic(s) => {
+                        s.compute(&n.input("midi")?.path, p.set.cfg.max_frames)
+                    }
+                    _ => bail!("feature set `{}` is batched with symbolic sets", p.set.name),
+                })
+                .collect();
+        }
         let pcm = audio::wav::read_f32(&nodes[0].input("audio")?.path)?;
         let first = &plans[0].set;
         let specs: Vec<FeatureSetSpec> = match &first.kind {
@@ -77,6 +91,7 @@ impl Features {
                 let f = |p: &&FeatureNode| b.compute(&pcm, p.set.cfg.max_frames);
                 return plans.iter().map(f).collect();
             }
+            FeatureKind::Symbolic(_) => unreachable!("handled above"),
             FeatureKind::Encoded(_) => plans
                 .iter()
                 .map(|p| {
@@ -88,6 +103,40 @@ impl Features {
         };
         let name = &first.cfg.encoder;
         features::encode_and_pool(&*self.encoder(name)?, name, &pcm, &specs)
+    }
+}
+
+impl Features {
+    /// A symbolic set's nodes: one per clip, keyed by its MIDI file's content.
+    fn plan_symbolic(&self, set: &Arc<FeatureSet>) -> Result<Vec<NodeSpec>> {
+        // Which symbolic set it is, never its name (as for the audio sets).
+        let mut params = json!({ "feature_set": { "spec": null, "encoder": set.cfg.encoder } });
+        if set.is_sequence() {
+            params["feature_set"]["max_frames"] = json!(set.cfg.max_frames);
+        }
+        self.dataset
+            .clips
+            .iter()
+            .map(|c| {
+                if c.source_kind != SourceKind::Midi {
+                    bail!(
+                        "feature set `{}` (encoder = \"{}\") reads each clip's performance MIDI, \
+                         but clip {} is a recording ({})",
+                        set.name,
+                        set.cfg.encoder,
+                        c.id,
+                        c.source.display()
+                    );
+                }
+                let inputs = vec![("midi".to_string(), Source::File(c.source.clone()))];
+                let node = FeatureNode {
+                    set: set.clone(),
+                    clip: c.id.clone(),
+                };
+                let item = format!("{}/{}", set.name, c.id);
+                Ok(NodeSpec::new(item, params.clone(), inputs).with_plan(node))
+            })
+            .collect()
     }
 }
 
@@ -115,6 +164,10 @@ impl Stage for Features {
     fn plan(&self) -> Result<Vec<NodeSpec>> {
         let mut out = Vec::new();
         for set in &self.sets {
+            if set.is_symbolic() {
+                out.extend(self.plan_symbolic(set)?);
+                continue;
+            }
             let enc = self.encoders.get(&set.cfg.encoder);
             // What changes the vector's bytes, never a name: the layers and
             // pooling, and the encoder's settings (its weights are inputs) or
@@ -134,6 +187,7 @@ impl Stage for Features {
                     "feature_set": { "spec": spec },
                     "encoder": enc.map(encoder_params),
                 }),
+                FeatureKind::Symbolic(_) => unreachable!("planned by plan_symbolic above"),
             };
             for c in &self.dataset.clips {
                 let mut inputs = vec![("audio".to_string(), Source::node(&RESAMPLE, &c.id))];

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::dag::{Stage, StageDecl};
-use crate::dataset::Dataset;
+use crate::dataset::{Dataset, SourceKind};
 use crate::encoder::runtime;
 use crate::features::FeatureSet;
 use crate::report::ExperimentInfo;
@@ -115,7 +115,24 @@ pub fn build(config: &Config) -> Result<Pipeline> {
                 .push(name);
             continue;
         }
-        sets.push(Arc::new(FeatureSet::from_config(name, cfg)?));
+        let set = FeatureSet::from_config(name, cfg)?;
+        // Symbolic sets need every clip's performance MIDI: skipped (with a
+        // note, their experiments listed as not run) on a dataset of recordings.
+        if set.is_symbolic()
+            && let Some(c) = dataset
+                .clips
+                .iter()
+                .find(|c| c.source_kind != SourceKind::Midi)
+        {
+            let why = format!(
+                "feature set `{name}` (encoder = \"{}\") reads the performance MIDI, but clip {} is a recording",
+                cfg.encoder, c.id
+            );
+            notes.push(format!("{why}: not run"));
+            skipped.insert(name, why);
+            continue;
+        }
+        sets.push(Arc::new(set));
     }
     // Every encoder that will run reads as the architecture it claims (its
     // weights' config.json, or its preset), before any work starts.
