@@ -90,12 +90,9 @@ impl Legacy {
         Ok(Some(Legacy { record }))
     }
 
-    /// Whether the old record has (stage, item).
-    pub fn has(&self, stage: &str, item: &str) -> bool {
-        self.record
-            .stages
-            .get(stage)
-            .is_some_and(|s| s.contains_key(item))
+    /// The code version the old record has for (stage, item), if any.
+    pub fn version(&self, stage: &str, item: &str) -> Option<u32> {
+        Some(self.record.stages.get(stage)?.get(item)?.version)
     }
 
     /// Every (stage, key) the old record references.

@@ -458,13 +458,19 @@ pub(super) fn plan(
                     )
                 } else {
                     let mut reasons = staleness(&node, cx.record);
+                    let old = cx.legacy.get()?.and_then(|l| l.version(name, &spec.item));
                     if reasons == ["new: never computed"]
-                        && cx.legacy.get()?.is_some_and(|l| l.has(name, &spec.item))
+                        && let Some(v) = old
                     {
-                        reasons = vec![
-                            "computed by pipe before content hashes; not reusable (code version, params or inputs differ)"
-                                .to_string(),
-                        ];
+                        reasons = vec![if v == node.version {
+                            "computed by pipe before content hashes from other params or inputs"
+                                .to_string()
+                        } else {
+                            format!(
+                                "code version {v} -> {} since pipe before content hashes",
+                                node.version
+                            )
+                        }];
                     }
                     (NodeState::Stale, reasons)
                 }
