@@ -130,6 +130,34 @@ pub fn train(
         };
         x.extend_from_slice(&features.values[r * d..(r + 1) * d]);
     }
+    // Named here, where clip ids are known (the trainer sees row numbers).
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        bail!(
+            "feature {} of clip `{}` is {}: the feature table holds a non-finite value",
+            i % d,
+            clips.clip_ids[i / d],
+            x[i]
+        );
+    }
+    let sigmoid = head.output == crate::head::OutputActivation::Sigmoid;
+    for (i, id) in clips.clip_ids.iter().enumerate() {
+        for (dim, &y) in DIMENSIONS
+            .iter()
+            .zip(&clips.labels[i * N_DIMS..(i + 1) * N_DIMS])
+        {
+            if !y.is_finite() || (sigmoid && !(0.0..=1.0).contains(&y)) {
+                bail!(
+                    "clip `{id}`: label `{dim}` = {y}{}",
+                    if sigmoid {
+                        " is outside the sigmoid output's range [0, 1]; scale labels to [0, 1] \
+                         or set output = \"linear\""
+                    } else {
+                        " is not a finite number"
+                    }
+                );
+            }
+        }
+    }
     let folds: Vec<usize> = clips.folds.iter().map(|f| f.unwrap_or(0)).collect();
     let started = Instant::now();
     let out = train_cv(
@@ -239,6 +267,29 @@ mod tests {
             .unwrap();
         assert!(ev.r2 < 0.05, "shuffled labels: R2 {}", ev.r2);
         assert!(ev.r2_ci.contains_estimate());
+    }
+
+    /// Bad labels and features are named by clip id and dimension, not by
+    /// row and column index ("label dimension 16 of clip 7 is 1.7").
+    #[test]
+    fn bad_labels_and_features_name_the_clip_and_dimension() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut clips, mut feats) = write_tables(dir.path(), 24, true);
+        clips.labels[7 * N_DIMS + 16] = 1.7;
+        let err = train(&quick_head(), &clips, &feats)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("clip `clip007`") && err.contains("`mood_energy` = 1.7"),
+            "{err}"
+        );
+        clips.labels[7 * N_DIMS + 16] = 0.5;
+        let row = feats.clip_ids.iter().position(|c| c == "clip010").unwrap();
+        feats.values[row * feats.dim + 3] = f32::NAN;
+        let err = train(&quick_head(), &clips, &feats)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("feature 3 of clip `clip010` is NaN"), "{err}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! every feature set of that encoder ([`encode_and_pool`]). The features
 //! stage calls only this.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use super::backend_pool::PoolAll;
 use super::spec::FeatureSetSpec;
@@ -57,5 +57,7 @@ pub fn encode_and_pool(
             pcm.sample_rate
         );
     }
-    encoder.run(&pcm.samples, PoolAll(specs))
+    encoder
+        .run(&pcm.samples, PoolAll(specs))
+        .with_context(|| format!("encoder `{name}`"))
 }

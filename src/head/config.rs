@@ -125,8 +125,12 @@ impl Default for HeadConfig {
 impl HeadConfig {
     /// Rejects settings that cannot train, naming the key.
     pub fn validate(&self) -> Result<()> {
-        ensure!(self.hidden > 0, "head.hidden must be > 0");
-        ensure!(self.head_hidden > 0, "head.head_hidden must be > 0");
+        use crate::bounds::{BATCH, EPOCHS, HEAD_WIDTH, check};
+        check("head.hidden", self.hidden, &HEAD_WIDTH)?;
+        check("head.head_hidden", self.head_hidden, &HEAD_WIDTH)?;
+        check("head.batch_size", self.batch_size, &BATCH)?;
+        check("head.max_epochs", self.max_epochs, &EPOCHS)?;
+        check("head.patience", self.patience, &(0..=*EPOCHS.end()))?;
         ensure!(
             (0.0..1.0).contains(&self.dropout),
             "head.dropout must be in [0, 1), got {}",
@@ -138,13 +142,15 @@ impl HeadConfig {
             self.lr
         );
         ensure!(
-            self.weight_decay >= 0.0,
+            self.weight_decay >= 0.0 && self.weight_decay.is_finite(),
             "head.weight_decay must be >= 0, got {}",
             self.weight_decay
         );
-        ensure!(self.ccc_weight >= 0.0, "head.ccc_weight must be >= 0");
-        ensure!(self.batch_size > 0, "head.batch_size must be > 0");
-        ensure!(self.max_epochs > 0, "head.max_epochs must be > 0");
+        ensure!(
+            self.ccc_weight >= 0.0 && self.ccc_weight.is_finite(),
+            "head.ccc_weight must be >= 0, got {}",
+            self.ccc_weight
+        );
         ensure!(
             self.val_fraction > 0.0 && self.val_fraction < 1.0,
             "head.val_fraction must be in (0, 1), got {}",

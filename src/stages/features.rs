@@ -4,7 +4,7 @@
 //! adding a feature set computes only it, changing a pooling re-pools only it,
 //! and changing the weights re-encodes every set of that encoder.
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -56,7 +56,8 @@ impl Features {
             .get(name)
             .ok_or_else(|| anyhow!("no encoder `{name}`"))?;
         cell.get_or_init(|| {
-            let loaded = EncoderRuntime::load(name, &self.encoders[name]);
+            let loaded = EncoderRuntime::load(name, &self.encoders[name])
+                .with_context(|| format!("loading encoder `{name}`"));
             if let Ok(rt) = &loaded {
                 eprintln!("encoder `{name}` runs on {}", rt.backend_name());
             }
@@ -87,7 +88,21 @@ impl Features {
                 .collect::<Result<_>>()?,
         };
         let name = &first.cfg.encoder;
-        features::encode_and_pool(&*self.encoder(name)?, name, &pcm, &specs)
+        let clip = &plans[0].clip;
+        let vectors = features::encode_and_pool(&*self.encoder(name)?, name, &pcm, &specs)
+            .with_context(|| format!("clip {clip}"))?;
+        // The pooling checks the states; this catches an f64 statistic
+        // beyond f32's range.
+        for (v, p) in vectors.iter().zip(&plans) {
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                bail!(
+                    "clip {clip}: encoder `{name}`: feature set `{}` value {i} is {} (out of f32 range)",
+                    p.set.name,
+                    v[i]
+                );
+            }
+        }
+        Ok(vectors)
     }
 }
 

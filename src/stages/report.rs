@@ -3,10 +3,8 @@
 //! list (descriptions, and why some did not run), so editing a description
 //! re-renders tables without retraining.
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
-use std::fs::File;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use super::experiments::read_json;
@@ -140,15 +138,19 @@ impl Stage for Plots {
     }
     fn run(&self, node: &Node, out: &Path) -> Result<()> {
         let results = self.0.load(node)?;
-        let file = BufWriter::new(File::create(out)?);
+        // Drawn in memory, then written once: a write error names the file
+        // (a BufWriter dropped on a full disk would swallow it).
+        let mut png = Vec::new();
         match node.item.as_str() {
             "r2_by_dimension" => {
                 let best: Vec<&Ran> = results.ran.iter().take(self.0.report.best.max(1)).collect();
-                plots::r2_by_dimension(&best, file)
+                plots::r2_by_dimension(&best, &mut png)?
             }
-            "scatter" => plots::scatter(self.scatter_id(&results)?, file),
-            other => Err(anyhow!("no plot named `{other}`")),
+            "scatter" => plots::scatter(self.scatter_id(&results)?, &mut png)?,
+            other => bail!("no plot named `{other}`"),
         }
+        std::fs::write(out, png)
+            .with_context(|| format!("writing plot {} to {}", node.item, out.display()))
     }
     fn publish(&self, nodes: &[&Node], out_dir: &Path) -> Result<Vec<PathBuf>> {
         publish_as(nodes, &out_dir.join("plots"), "png")
@@ -196,8 +198,8 @@ impl Stage for Report {
             .iter()
             .map(|(f, c)| (f.as_str(), c.as_str()))
             .collect();
-        std::fs::write(out, markdown::render(&results, &links))?;
-        Ok(())
+        std::fs::write(out, markdown::render(&results, &links))
+            .with_context(|| format!("writing the report to {}", out.display()))
     }
     fn publish(&self, nodes: &[&Node], out_dir: &Path) -> Result<Vec<PathBuf>> {
         let dest = out_dir.join("report.md");
