@@ -1,7 +1,11 @@
-//! `pipeline.toml`: the schema, defaults and loading. Unknown keys are errors
-//! (with their line), and every relative path is taken relative to the file.
+//! `pipeline.toml`: the schema, defaults and loading. Unknown keys, wrong
+//! types and values out of range are errors naming the key's full path and
+//! its line (`keys`); every relative path is taken relative to the file.
 
-use crate::features::weight_free_names;
+mod keys;
+
+use crate::bounds;
+use crate::features::{Baseline, weight_free_names};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -178,7 +182,7 @@ fn default_data_dir() -> PathBuf {
 
 /// A dataset: PercePiano MIDI (rendered to audio) or a folder of recordings.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(try_from = "RawDataset")]
 pub enum DatasetConfig {
     Percepiano {
         /// `label_2round_mean_reg_19_with0_rm_highstd0.json`: clip -> 19 means (+ an unused 20th value).
@@ -187,10 +191,9 @@ pub enum DatasetConfig {
         metadata: PathBuf,
         /// Folder of performance MIDI files named `<clip_id>.mid`.
         midi_dir: PathBuf,
-        #[serde(default)]
         folds: FoldConfig,
-        /// Use only the first N clips (sorted by id): quick trials.
-        #[serde(default)]
+        /// Use only N clips, spread over the pieces (seeded by
+        /// `folds.seed`): quick trials that still have pieces to fold.
         limit: Option<usize>,
     },
     AudioFolder {
@@ -198,9 +201,83 @@ pub enum DatasetConfig {
         audio_dir: PathBuf,
         /// CSV: clip_id, piece, optional performer, optional file, and the 19 dimensions.
         labels: PathBuf,
-        #[serde(default)]
         folds: FoldConfig,
     },
+}
+
+/// `[dataset]` as written: one plain table (so a wrong key or value is
+/// reported at its own line, which serde's internally tagged enums lose),
+/// checked against its `kind` by [`DatasetConfig::try_from`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDataset {
+    kind: DatasetKind,
+    labels: Option<PathBuf>,
+    metadata: Option<PathBuf>,
+    midi_dir: Option<PathBuf>,
+    audio_dir: Option<PathBuf>,
+    limit: Option<usize>,
+    #[serde(default)]
+    folds: FoldConfig,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum DatasetKind {
+    Percepiano,
+    AudioFolder,
+}
+
+impl TryFrom<RawDataset> for DatasetConfig {
+    type Error = String;
+    fn try_from(r: RawDataset) -> std::result::Result<Self, String> {
+        let (kind, needs, allows): (&str, &[&str], &[&str]) = match r.kind {
+            DatasetKind::Percepiano => (
+                "percepiano",
+                &["labels", "metadata", "midi_dir"],
+                &["limit", "folds"],
+            ),
+            DatasetKind::AudioFolder => ("audio_folder", &["audio_dir", "labels"], &["folds"]),
+        };
+        let given = [
+            ("labels", r.labels.is_some()),
+            ("metadata", r.metadata.is_some()),
+            ("midi_dir", r.midi_dir.is_some()),
+            ("audio_dir", r.audio_dir.is_some()),
+            ("limit", r.limit.is_some()),
+        ];
+        for (key, set) in given {
+            if set && !needs.contains(&key) && !allows.contains(&key) {
+                return Err(format!(
+                    "dataset.{key}: not a key of kind = \"{kind}\" (its keys: {})",
+                    [needs, allows].concat().join(", ")
+                ));
+            }
+        }
+        for key in needs {
+            if !given.iter().any(|(k, set)| k == key && *set) {
+                return Err(format!(
+                    "dataset.{key}: missing; kind = \"{kind}\" needs {}",
+                    needs.join(", ")
+                ));
+            }
+        }
+        let labels = r.labels.expect("checked above");
+        Ok(match r.kind {
+            DatasetKind::Percepiano => DatasetConfig::Percepiano {
+                labels,
+                metadata: r.metadata.expect("checked above"),
+                midi_dir: r.midi_dir.expect("checked above"),
+                folds: r.folds,
+                limit: r.limit,
+            },
+            DatasetKind::AudioFolder => DatasetConfig::AudioFolder {
+                audio_dir: r.audio_dir.expect("checked above"),
+                labels,
+                folds: r.folds,
+            },
+        })
+    }
 }
 
 impl DatasetConfig {
@@ -353,11 +430,16 @@ impl Config {
         Config::parse(&text, base).with_context(|| format!("in {}", path.display()))
     }
 
+    /// Parses `text`; every error names the key's full path and its line.
     pub fn parse(text: &str, base: &Path) -> Result<Config> {
-        let mut cfg: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let keys = keys::KeyLines::new(text);
+        let mut cfg: Config = toml::from_str(text).map_err(|e| keys.toml_error(&e))?;
         cfg.hash = blake3::hash(text.as_bytes()).to_hex()[..16].to_string();
         cfg.resolve_paths(base);
-        cfg.validate()?;
+        cfg.validate().map_err(|e| {
+            let msg = format!("{e:#}");
+            anyhow::anyhow!("{}", keys.locate(&msg).unwrap_or(msg))
+        })?;
         Ok(cfg)
     }
 
@@ -411,7 +493,7 @@ impl Config {
         let fs = &self.features[&exp.features];
         let describe = |f: &FeatureSetConfig| {
             f.pooling.clone().unwrap_or_else(|| {
-                if Baseline::parse(&f.encoder).is_some() {
+                if weight_free_names().contains(&f.encoder.as_str()) {
                     "statistics".into()
                 } else {
                     "mean".into()
@@ -464,32 +546,58 @@ impl Config {
         Ok(())
     }
 
+    /// Checks what serde cannot: ranges, references between tables. Each
+    /// message starts with the key's full path (then placed at its line).
     fn validate(&self) -> Result<()> {
         let folds = self.dataset.folds();
-        if folds.k < 2 {
-            anyhow::bail!("dataset.folds.k = {}: need at least 2 folds", folds.k);
-        }
+        bounds::check("dataset.folds.k", folds.k, &bounds::FOLDS)?;
         if folds.strategy == FoldStrategy::Performer && folds.performer_split.is_none() {
             anyhow::bail!(
                 "dataset.folds.strategy = \"performer\" needs dataset.folds.performer_split (a performer4fold.json)"
             );
         }
-        if self.resample.sample_rate < 8000 {
+        if let DatasetConfig::Percepiano {
+            limit: Some(limit), ..
+        } = &self.dataset
+        {
+            bounds::check("dataset.limit", *limit, &bounds::LIMIT)?;
+        }
+        bounds::check(
+            "resample.sample_rate",
+            self.resample.sample_rate,
+            &bounds::SAMPLE_RATE,
+        )?;
+        bounds::check(
+            "render.sample_rate",
+            self.render.sample_rate,
+            &bounds::RENDER_RATE,
+        )?;
+        bounds::check(
+            "render.tail_seconds",
+            f64::from(self.render.tail_seconds),
+            &(0.0..=60.0),
+        )?;
+        if !self.render.gain.is_finite() {
             anyhow::bail!(
-                "resample.sample_rate = {}: expected an audio rate such as 24000",
-                self.resample.sample_rate
+                "render.gain = {}: expected a finite number",
+                self.render.gain
             );
         }
-        if self.render.sample_rate < 8000 {
-            anyhow::bail!(
-                "render.sample_rate = {}: expected an audio rate such as 44100",
-                self.render.sample_rate
-            );
-        }
-        if self.decode.min_seconds.is_nan() || self.decode.min_seconds < 0.0 {
-            anyhow::bail!("decode.min_seconds must be >= 0");
-        }
+        bounds::check(
+            "decode.min_seconds",
+            self.decode.min_seconds,
+            &bounds::SECONDS,
+        )?;
         for (name, enc) in &self.encoders {
+            if let Some(w) = enc.window_frames {
+                // MuQ's window needs 2 frames (its conv subsampling).
+                let lo = if enc.arch == "muq" { 2 } else { 1 };
+                bounds::check(
+                    &format!("encoders.{name}.window_frames"),
+                    w,
+                    &(lo..=*bounds::WINDOW_FRAMES.end()),
+                )?;
+            }
             if enc.arch != "mert" && enc.arch != "muq" {
                 anyhow::bail!(
                     "encoders.{name}.arch = {:?}: expected \"mert\" or \"muq\"",
@@ -520,9 +628,11 @@ impl Config {
                     known.join(", ")
                 );
             }
-            if fs.max_frames == 0 {
-                anyhow::bail!("features.{name}.max_frames must be > 0");
-            }
+            bounds::check(
+                &format!("features.{name}.max_frames"),
+                fs.max_frames,
+                &bounds::MAX_FRAMES,
+            )?;
         }
         for (id, exp) in &self.experiments {
             if !self.features.contains_key(&exp.features) {
@@ -536,7 +646,7 @@ impl Config {
             self.check_head_inputs(id, exp)?;
             exp.head
                 .validate()
-                .map_err(|e| anyhow::anyhow!("experiments.{id}.{e}"))?;
+                .map_err(|e| anyhow::anyhow!("experiments.{id}.{e:#}"))?;
         }
         if let Some(s) = &self.report.scatter
             && !self.experiments.contains_key(s)
@@ -544,13 +654,11 @@ impl Config {
             anyhow::bail!("report.scatter = {s:?}: no such experiment");
         }
         let b = &self.evaluation;
-        if b.resamples == 0 || !(b.level > 0.0 && b.level < 1.0) {
-            anyhow::bail!(
-                "evaluation: resamples must be > 0 and level in (0, 1), got {} and {}",
-                b.resamples,
-                b.level
-            );
+        bounds::check("evaluation.resamples", b.resamples, &bounds::RESAMPLES)?;
+        if !(b.level > 0.0 && b.level < 1.0) {
+            anyhow::bail!("evaluation.level = {}: expected a level in (0, 1)", b.level);
         }
+        bounds::check("report.best", self.report.best, &(1..=1000))?;
         Ok(())
     }
 }
@@ -599,6 +707,95 @@ midi_dir = "midi"
             .unwrap_err()
             .to_string();
         assert!(err.contains("midi_folder"), "{err}");
+    }
+
+    /// Errors inside `[dataset]` / `[dataset.folds]` pointed at the table's
+    /// header and did not name the key ("line 3 … invalid type").
+    #[test]
+    fn dataset_errors_name_the_full_key_and_its_own_line() {
+        let err = |text: &str| format!("{:#}", Config::parse(text, Path::new(".")).unwrap_err());
+        let e = err(&format!("{MINIMAL}lables = \"x\"\n"));
+        assert!(
+            e.starts_with("line 7: dataset.lables: unknown field `lables`"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{MINIMAL}\n[dataset.folds]\nseed = 1\nk = \"four\"\n"
+        ));
+        assert!(
+            e.starts_with("line 10: dataset.folds.k = \"four\": invalid type"),
+            "{e}"
+        );
+        let e = err(&format!("{MINIMAL}audio_dir = \"a\"\n"));
+        assert!(
+            e.starts_with("line 7: dataset.audio_dir: not a key of kind = \"percepiano\""),
+            "{e}"
+        );
+        let e = err(&MINIMAL.replace("midi_dir = \"midi\"\n", ""));
+        assert!(e.starts_with("line 2: dataset.midi_dir: missing"), "{e}");
+        let e = err(&MINIMAL.replace("kind = \"percepiano\"\n", ""));
+        assert!(
+            e.starts_with("line 2: dataset: missing field `kind`"),
+            "{e}"
+        );
+        let e = err(&format!("{MINIMAL}limit = 0\n"));
+        assert!(
+            e.starts_with("line 7: dataset.limit = 0: outside the allowed range"),
+            "{e}"
+        );
+    }
+
+    /// `resample.sample_rate = 4000000000` aborted the process allocating
+    /// 4.8 TB; every size-like setting is bounded at load.
+    #[test]
+    fn size_settings_are_bounded_with_key_line_and_range() {
+        let cases = [
+            (
+                "[resample]\nsample_rate = 4000000000\n",
+                "resample.sample_rate = 4000000000",
+            ),
+            (
+                "[render]\nsample_rate = 8000\n",
+                "render.sample_rate = 8000",
+            ),
+            (
+                "[render]\ntail_seconds = 1e9\n",
+                "render.tail_seconds = 1000000000",
+            ),
+            ("[decode]\nmin_seconds = -1.0\n", "decode.min_seconds = -1"),
+            ("[dataset.folds]\nk = 100000\n", "dataset.folds.k = 100000"),
+            (
+                "[encoders.m]\narch = \"mert\"\nrandom = \"control\"\nwindow_frames = 0\n",
+                "encoders.m.window_frames = 0",
+            ),
+            (
+                "[encoders.q]\narch = \"muq\"\nrandom = \"control\"\nwindow_frames = 1\n",
+                "encoders.q.window_frames = 1",
+            ),
+            (
+                "[features.f]\nencoder = \"raw_stats\"\nmax_frames = 0\n",
+                "features.f.max_frames = 0",
+            ),
+            (
+                "[features.f]\nencoder = \"raw_stats\"\n[experiments.e]\nfeatures = \"f\"\nhead = { hidden = 1000000000 }\n",
+                "experiments.e.head.hidden = 1000000000",
+            ),
+            ("[evaluation]\nresamples = 0\n", "evaluation.resamples = 0"),
+        ];
+        for (extra, want) in cases {
+            let text = format!("{MINIMAL}{extra}");
+            let e = format!("{:#}", Config::parse(&text, Path::new(".")).unwrap_err());
+            assert!(e.contains(want) && e.contains("allowed range"), "{e}");
+            // The error sits at the key's own line.
+            let key = want.split(' ').next().unwrap();
+            let last = key.rsplit('.').next().unwrap();
+            let line = text
+                .lines()
+                .position(|l| l.contains(&format!("{last} = ")))
+                .unwrap()
+                + 1;
+            assert!(e.starts_with(&format!("line {line}: ")), "{e}");
+        }
     }
 
     #[test]

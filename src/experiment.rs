@@ -138,6 +138,32 @@ impl FeatureTable {
         }
     }
 
+    /// An error naming the clip and the feature (and frame) of the first
+    /// non-finite value.
+    fn check_finite(&self) -> Result<()> {
+        let Some(at) = self.values.iter().position(|v| !v.is_finite()) else {
+            return Ok(());
+        };
+        let (row, col) = (at / self.dim.max(1), at % self.dim.max(1));
+        let (clip, frame) = match &self.frames {
+            None => (row, None),
+            Some(f) => {
+                let (mut clip, mut start) = (0, 0);
+                while start + f[clip] <= row {
+                    start += f[clip];
+                    clip += 1;
+                }
+                (clip, Some(row - start))
+            }
+        };
+        let frame = frame.map_or(String::new(), |t| format!(" (frame {t})"));
+        bail!(
+            "feature {col}{frame} of clip `{}` is {}: the feature table holds a non-finite value",
+            self.clip_ids[clip],
+            self.values[at]
+        )
+    }
+
     /// This table's rows in the order of `clip_ids`, as a head input.
     fn input_for(&self, clip_ids: &[String]) -> Result<HeadInput> {
         let row_of: HashMap<&str, usize> = self
@@ -257,6 +283,27 @@ pub fn train(
         input = HeadInput::Two(fa, fb);
         failed = failed::merge(&failed, &second.failed);
     }
+    // Named here, where clip ids are known (the trainer sees row numbers).
+    features.check_finite()?;
+    if let Some(second) = second {
+        second.check_finite().context("second feature set")?;
+    }
+    let sigmoid = head.output == crate::head::OutputActivation::Sigmoid;
+    for (id, row) in clip_ids.iter().zip(labels.chunks_exact(N_DIMS)) {
+        for (dim, &y) in DIMENSIONS.iter().zip(row) {
+            if !y.is_finite() || (sigmoid && !(0.0..=1.0).contains(&y)) {
+                bail!(
+                    "clip `{id}`: label `{dim}` = {y}{}",
+                    if sigmoid {
+                        " is outside the sigmoid output's range [0, 1]; scale labels to [0, 1] \
+                         or set output = \"linear\""
+                    } else {
+                        " is not a finite number"
+                    }
+                );
+            }
+        }
+    }
     let started = Instant::now();
     let out = train_cv_input(head, &input, &labels, &folds, &pieces)?;
     Ok(TrainOutput {
@@ -357,6 +404,29 @@ mod tests {
             .unwrap();
         assert!(ev.r2 < 0.05, "shuffled labels: R2 {}", ev.r2);
         assert!(ev.r2_ci.contains_estimate());
+    }
+
+    /// Bad labels and features are named by clip id and dimension, not by
+    /// row and column index ("label dimension 16 of clip 7 is 1.7").
+    #[test]
+    fn bad_labels_and_features_name_the_clip_and_dimension() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut clips, mut feats) = write_tables(dir.path(), 24, true);
+        clips.labels[7 * N_DIMS + 16] = 1.7;
+        let err = train(&quick_head(), &clips, &feats)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("clip `clip007`") && err.contains("`mood_energy` = 1.7"),
+            "{err}"
+        );
+        clips.labels[7 * N_DIMS + 16] = 0.5;
+        let row = feats.clip_ids.iter().position(|c| c == "clip010").unwrap();
+        feats.values[row * feats.dim + 3] = f32::NAN;
+        let err = train(&quick_head(), &clips, &feats)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("feature 3 of clip `clip010` is NaN"), "{err}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod audio;
 pub mod bench;
+pub mod bounds;
 pub mod cli;
 pub mod config;
 pub mod cpu;

@@ -42,6 +42,7 @@ enum Command {
 
 fn main() -> ExitCode {
     pipe::gpu::quiet_device_select_layer();
+    ignore_file_size_signal();
     let args = Args::parse();
     match dispatch(args) {
         Ok(code) => code,
@@ -49,6 +50,17 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Past a file-size limit (`ulimit -f`) the kernel sends SIGXFSZ, whose
+/// default action kills the process without a word. Ignored, the write fails
+/// with EFBIG instead and its error names the file.
+fn ignore_file_size_signal() {
+    #[cfg(unix)]
+    // SAFETY: sets one signal's disposition to SIG_IGN, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
 }
 

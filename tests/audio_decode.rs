@@ -275,7 +275,7 @@ fn nan_sample_is_reported_with_index() {
     std::fs::write(&path, float_wav_bytes(&[0.0, 0.5, -0.5, f32::NAN, 0.1])).unwrap();
     let err = err_of(&path);
     assert!(
-        err.contains("nan.wav") && err.contains("NaN sample at index 3"),
+        err.contains("nan.wav") && err.contains("NaN sample at frame 3"),
         "{err}"
     );
 }
@@ -287,7 +287,40 @@ fn infinite_sample_is_reported_with_index() {
     std::fs::write(&path, float_wav_bytes(&[0.0, f32::INFINITY])).unwrap();
     let err = err_of(&path);
     assert!(
-        err.contains("inf.wav") && err.contains("infinite sample at index 1"),
+        err.contains("inf.wav") && err.contains("infinite sample at frame 1"),
         "{err}"
     );
+}
+
+/// Float audio far beyond full scale (1e30 would turn into inf/NaN features
+/// downstream) is refused where it enters, naming the file.
+#[test]
+fn samples_far_beyond_full_scale_are_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.wav");
+    std::fs::write(&path, float_wav_bytes(&[0.0, 0.5, 1e30, 0.1])).unwrap();
+    let err = err_of(&path);
+    assert!(
+        err.contains("huge.wav") && err.contains("1e30") && err.contains("frame 2"),
+        "{err}"
+    );
+    // Headroom over full scale is still audio.
+    let ok = dir.path().join("loud.wav");
+    std::fs::write(&ok, float_wav_bytes(&[0.0, 1.5, -999.0, 0.1])).unwrap();
+    assert_eq!(pipe::audio::decode_file(&ok).unwrap().samples[2], -999.0);
+}
+
+/// One bit flipped in a WAV's channel count (found by tests/fuzz_inputs.rs)
+/// made symphonia overflow `channels * bytes per sample` and panic in builds
+/// with overflow checks: now that file's error, naming it.
+#[test]
+fn a_decoder_panic_is_the_files_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(fixture("sine_s16_mono.wav")).unwrap();
+    assert_eq!(&bytes[12..16], b"fmt ");
+    bytes[23] ^= 0x80; // channels 1 -> 32769
+    let path = dir.path().join("flipped.wav");
+    std::fs::write(&path, &bytes).unwrap();
+    let err = err_of(&path);
+    assert!(err.contains("flipped.wav"), "{err}");
 }

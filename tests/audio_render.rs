@@ -270,6 +270,49 @@ fn non_midi_input_names_the_file() {
     assert!(err.contains("oops.mid") && err.contains("MIDI"), "{err}");
 }
 
+/// A MIDI file cut short (the was cut to half its bytes and rendered
+/// 10.05 s of a 16.37 s performance without a word) is an error naming it,
+/// wherever the cut falls: inside a chunk (its length runs past the end) or
+/// at an event boundary (no end-of-track).
+#[test]
+fn a_midi_file_cut_short_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole =
+        std::fs::read(root().join("tests/fixtures/audio/d960_mv3_8bars_10_34.mid")).unwrap();
+    let end = pipe::audio::render::midi_end_seconds(
+        &root().join("tests/fixtures/audio/d960_mv3_8bars_10_34.mid"),
+    )
+    .unwrap();
+    assert!((end - 5.461_543_65).abs() < 1e-6, "{end}");
+    // Every cut after the header chunk (14 bytes) and the track header (8) ...
+    for cut in 22..whole.len() {
+        let path = dir.path().join(format!("cut_{cut}.mid"));
+        std::fs::write(&path, &whole[..cut]).unwrap();
+        let err = format!(
+            "{:#}",
+            pipe::audio::render::midi_end_seconds(&path).unwrap_err()
+        );
+        assert!(err.contains(&format!("cut_{cut}.mid")), "{err}");
+        assert!(err.contains("cut short"), "cut at {cut}: {err}");
+    }
+    // ... and a file whose chunk length was fixed up to hide the cut: the
+    // last event is not end-of-track.
+    // (the file ends with delta 81 96 08, then FF 2F 00)
+    let mut patched = whole[..whole.len() - 6].to_vec();
+    let len = (patched.len() - 22) as u32;
+    patched[18..22].copy_from_slice(&len.to_be_bytes());
+    let path = dir.path().join("patched.mid");
+    std::fs::write(&path, &patched).unwrap();
+    let err = format!(
+        "{:#}",
+        render_midi(&path, piano(), &params(1.0)).unwrap_err()
+    );
+    assert!(
+        err.contains("patched.mid") && err.contains("end-of-track"),
+        "{err}"
+    );
+}
+
 #[test]
 fn midi_without_notes_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -312,4 +355,23 @@ fn params_serde_defaults_and_unknown_fields() {
 fn soundfont_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<SoundFont>();
+}
+
+/// An SMPTE division of -128 frames per second (found by
+/// tests/fuzz_inputs.rs) made midly negate an i8 overflowing and panic in
+/// builds with overflow checks: now that file's error, naming it.
+#[test]
+fn a_midi_parser_panic_is_the_files_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes =
+        std::fs::read(root().join("tests/fixtures/audio/d960_mv3_8bars_10_34.mid")).unwrap();
+    bytes[12] = 0x80; // division: SMPTE, fps byte -128
+    bytes[13] = 0x00;
+    let path = dir.path().join("smpte.mid");
+    std::fs::write(&path, &bytes).unwrap();
+    let err = format!(
+        "{:#}",
+        pipe::audio::render::midi_end_seconds(&path).unwrap_err()
+    );
+    assert!(err.contains("smpte.mid"), "{err}");
 }

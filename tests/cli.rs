@@ -1,4 +1,8 @@
-//! `pipe` as a user runs it: the real binary on a few PercePiano clips.
+//! `pipe` as a user runs it: the real binary on a few PercePiano clips (and,
+//! for the crash test, on a whole small pipeline of synthetic clips).
+
+#[path = "common/folder.rs"]
+mod folder;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -19,6 +23,8 @@ labels = "{r}/data/percepiano/labels/label_2round_mean_reg_19_with0_rm_highstd0.
 metadata = "{r}/data/percepiano/manifest.csv"
 midi_dir = "{r}/data/percepiano/midi/performance"
 limit = {limit}
+[dataset.folds]
+k = 2
 [render]
 soundfont = "{sf}"
 {extra}
@@ -221,6 +227,179 @@ fn a_killed_run_resumes_to_identical_outputs() {
             assert!(x == y, "{name} differs after resume");
         }
     }
+
+    // The whole pipeline (decode ... features, train, evaluate, results,
+    // plots, report) of 6 short clips, killed at many points: aborted right
+    // before the N-th artifact is renamed into place (the worst moment), and
+    // SIGKILLed while it works. Each rerun ends with exactly the outputs of
+    // an uninterrupted run (same folder, so paths in the manifest match).
+    let dir = tempfile::tempdir().unwrap();
+    folder::audio_folder(dir.path(), 6, 0.5);
+    let cfg = folder::pipeline(dir.path(), "");
+    let data = dir.path().join("data");
+    let o = folder::pipe(&cfg, &["run"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let clean = outputs(&data);
+    assert!(
+        clean.iter().any(|(p, _)| p == "out/report.md"),
+        "a whole run"
+    );
+    let commits = clean
+        .iter()
+        .filter(|(p, _)| p.starts_with("store/"))
+        .count();
+    assert_eq!(commits, 30, "artifacts of the 6-clip pipeline");
+    let mut points = Vec::new();
+    for n in [0, 5, 13, 18, 20, 22, 26, 29] {
+        std::fs::remove_dir_all(&data).unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_pipe"))
+            .arg("-c")
+            .arg(&cfg)
+            .args(["run", "-j", "1"])
+            .env("PIPE_FAULT_ABORT_AFTER_COMMITS", n.to_string())
+            .output()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            o.status.signal(),
+            Some(6),
+            "abort before commit {n}: {}",
+            text(&o)
+        );
+        assert_eq!(temporaries(&data), 1, "the aborted commit's temporary file");
+        resume_and_compare(&cfg, &data, &clean, &format!("abort before commit {n}"));
+        points.push(n);
+    }
+    let mut killed = 0;
+    for k in [1, 9, 16, 24] {
+        std::fs::remove_dir_all(&data).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pipe"))
+            .arg("-c")
+            .arg(&cfg)
+            .args(["run", "-j", "2"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break; // finished before the kill point: resuming is a no-op
+            }
+            if artifacts(&data) >= k || start.elapsed().as_secs() > 120 {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                killed += 1;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        resume_and_compare(&cfg, &data, &clean, &format!("SIGKILL after {k} artifacts"));
+    }
+    assert_eq!(points.len(), 8);
+    eprintln!("killed mid-run: {killed} of 4 SIGKILLs, 8 aborts before a commit");
+    assert!(killed >= 3, "the kills must land while the run works");
+}
+
+/// Artifacts committed to the store so far.
+fn artifacts(data: &Path) -> usize {
+    store_files(data)
+        .iter()
+        .filter(|n| !n.starts_with(".tmp-"))
+        .count()
+}
+
+/// Temporary files left in the store.
+fn temporaries(data: &Path) -> usize {
+    store_files(data)
+        .iter()
+        .filter(|n| n.starts_with(".tmp-"))
+        .count()
+}
+
+fn store_files(data: &Path) -> Vec<String> {
+    let Ok(stages) = std::fs::read_dir(data.join("store")) else {
+        return Vec::new();
+    };
+    stages
+        .flatten()
+        .flat_map(|s| std::fs::read_dir(s.path()).into_iter().flatten().flatten())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn resume_and_compare(cfg: &Path, data: &Path, clean: &[(String, String)], what: &str) {
+    let o = folder::pipe(cfg, &["run"]);
+    assert!(o.status.success(), "{what}: {}", text(&o));
+    let got = outputs(data);
+    let names = |v: &[(String, String)]| v.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&got), names(clean), "{what}: other files");
+    for ((name, a), (_, b)) in got.iter().zip(clean) {
+        assert!(
+            a == b,
+            "{what}: {name} differs from the uninterrupted run's"
+        );
+    }
+    assert_eq!(temporaries(data), 0, "{what}: temporaries swept");
+}
+
+/// What a run leaves for its user: every artifact, `out/` and `pipe.lock`,
+/// as comparable text, wall-clock times (`train_seconds`) blanked: they are
+/// the only thing two runs may differ in.
+fn outputs(data: &Path) -> Vec<(String, String)> {
+    folder::files(data)
+        .into_iter()
+        .filter(|(p, _)| !p.rsplit('/').next().unwrap().starts_with('.'))
+        .map(|(p, bytes)| {
+            let text = if p.ends_with(".parquet") {
+                let batches = pipe::table::read(&data.join(&p)).unwrap();
+                let kept: Vec<_> = batches
+                    .iter()
+                    .map(|b| {
+                        let cols: Vec<usize> = (0..b.num_columns())
+                            .filter(|&i| b.schema().field(i).name() != "train_seconds")
+                            .collect();
+                        b.project(&cols).unwrap()
+                    })
+                    .collect();
+                format!("{kept:?}")
+            } else if p.starts_with("store/train/") {
+                let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                blank_seconds(&mut v);
+                v.to_string()
+            } else if p.ends_with(".md") {
+                // The ranked table's last cell is the training time.
+                String::from_utf8(bytes)
+                    .unwrap()
+                    .lines()
+                    .map(|l| match l.trim_end_matches(" |").rsplit_once("| ") {
+                        Some((head, last)) if last.parse::<f64>().is_ok() => format!("{head}| t |"),
+                        _ => l.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            } else {
+                blake3::hash(&bytes).to_hex().to_string()
+            };
+            (p, text)
+        })
+        .collect()
+}
+
+fn blank_seconds(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if k == "train_seconds" {
+                    *x = serde_json::Value::Null;
+                } else {
+                    blank_seconds(x);
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(blank_seconds),
+        _ => {}
+    }
 }
 
 #[test]
@@ -230,7 +409,7 @@ fn config_typos_are_errors_with_the_key_and_line() {
     let o = pipe(&cfg, &["run"]);
     assert!(!o.status.success());
     let t = text(&o);
-    assert!(t.contains("sample_rte") && t.contains("line 12"), "{t}");
+    assert!(t.contains("sample_rte") && t.contains("line 14"), "{t}");
     assert!(t.contains("pipeline.toml"), "{t}");
     assert!(
         !dir.path().join("data").exists(),
@@ -241,7 +420,7 @@ fn config_typos_are_errors_with_the_key_and_line() {
 #[test]
 fn a_second_run_on_the_same_store_is_refused_while_the_first_holds_it() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), 1, "");
+    let cfg = config(dir.path(), 2, "");
     let _held = pipe::dag::runlock::RunLock::acquire(&dir.path().join("data"), false).unwrap();
     let o = pipe(&cfg, &["run"]);
     assert!(!o.status.success());
@@ -385,11 +564,12 @@ fn a_clip_shorter_than_the_receptive_field_is_rejected_by_name() {
         samples: vec![0.0; 240],
     };
     pipe::audio::wav::write_i16(&audio.join("tiny.wav"), &pcm).unwrap();
+    pipe::audio::wav::write_i16(&audio.join("tiny2.wav"), &pcm).unwrap();
     let dims = pipe::dataset::DIMENSIONS.join(",");
     std::fs::write(
         dir.path().join("labels.csv"),
         format!(
-            "clip_id,piece,{dims}\ntiny,p,{}\n",
+            "clip_id,piece,{dims}\ntiny,p,{0}\ntiny2,q,{0}\n",
             vec!["0.5"; 19].join(",")
         ),
     )
@@ -397,7 +577,8 @@ fn a_clip_shorter_than_the_receptive_field_is_rejected_by_name() {
     let cfg = dir.path().join("pipeline.toml");
     std::fs::write(
         &cfg,
-        "[dataset]\nkind = \"audio_folder\"\naudio_dir = \"audio\"\nlabels = \"labels.csv\"\n",
+        "[dataset]\nkind = \"audio_folder\"\naudio_dir = \"audio\"\nlabels = \"labels.csv\"\n\
+         [dataset.folds]\nk = 2\n",
     )
     .unwrap();
     let o = pipe(&cfg, &["run"]);

@@ -155,3 +155,80 @@ fn missing_midi_and_missing_labels_are_named() {
     );
     assert!(err.contains("clip x label pace = 7"), "{err}");
 }
+
+fn shipped_limited(limit: usize, k: usize) -> anyhow::Result<Dataset> {
+    let d = data();
+    let mut c = cfg(
+        &d.join("labels/label_2round_mean_reg_19_with0_rm_highstd0.json"),
+        &d.join("manifest.csv"),
+        &d.join("midi/performance"),
+        FoldConfig {
+            k,
+            ..FoldConfig::default()
+        },
+    );
+    if let DatasetConfig::Percepiano { limit: l, .. } = &mut c {
+        *l = Some(limit);
+    }
+    Dataset::load(&c)
+}
+
+/// `limit = 40` took the first 40 ids, 3 pieces, so a 4-fold run silently
+/// became 3 folds; `limit = 20` gave 2 pieces and every experiment failed.
+/// Now the clips are spread over the pieces (seeded).
+#[test]
+fn limit_spreads_over_pieces_so_a_quick_trial_has_its_k_folds() {
+    for limit in [20, 40, 150] {
+        let ds = shipped_limited(limit, 4).unwrap();
+        assert_eq!(ds.clips.len(), limit);
+        let pieces: HashSet<&str> = ds.clips.iter().map(|c| c.piece.as_str()).collect();
+        assert_eq!(pieces.len(), limit.min(99), "limit {limit}");
+        let folds: HashSet<u32> = ds.clips.iter().filter_map(|c| c.fold).collect();
+        assert_eq!(folds.len(), 4, "limit {limit}");
+        ds.check_trainable().unwrap();
+    }
+    let a: Vec<String> = shipped_limited(40, 4)
+        .unwrap()
+        .clips
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let b: Vec<String> = shipped_limited(40, 4)
+        .unwrap()
+        .clips
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(a, b, "deterministic");
+}
+
+/// k = 10 with 6 pieces silently gave 6 folds.
+#[test]
+fn more_folds_than_pieces_is_an_error_naming_the_pieces() {
+    let err = format!("{:#}", shipped_limited(3, 4).unwrap_err());
+    assert!(
+        err.contains("dataset.folds.k = 4")
+            && err.contains("3 piece(s)")
+            && err.contains("dataset.limit = 3"),
+        "{err}"
+    );
+    let err = format!("{:#}", shipped_limited(1202, 100).unwrap_err());
+    assert!(err.contains("99 piece(s)"), "{err}");
+}
+
+/// midly's strict mode and the end-of-track check accept every shipped file
+/// (the checks that refuse a file cut short must not refuse a whole one).
+#[test]
+fn every_shipped_midi_file_reads_whole() {
+    let mut n = 0;
+    for e in std::fs::read_dir(data().join("midi/performance"))
+        .unwrap()
+        .flatten()
+    {
+        let end = pipe::audio::render::midi_end_seconds(&e.path())
+            .unwrap_or_else(|err| panic!("{err:#}"));
+        assert!(end > 1.0 && end < 600.0, "{}: {end}", e.path().display());
+        n += 1;
+    }
+    assert_eq!(n, 1202);
+}

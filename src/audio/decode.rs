@@ -23,7 +23,21 @@ const EXPECTED: &str = "expected WAV, FLAC, MP3 or OGG/Vorbis audio";
 
 /// Decode `path` and downmix it to mono (mean of the channels).
 pub fn decode_file(path: &Path) -> Result<Pcm> {
-    decode_inner(path).with_context(|| format!("decoding {}", path.display()))
+    // symphonia can panic on a hostile header (e.g. an arithmetic overflow on
+    // a WAV channel count with one bit flipped, in builds with overflow
+    // checks): that file's error, not the process's end.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_inner(path)))
+        .unwrap_or_else(|panic| {
+            let msg = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("no message");
+            Err(anyhow!(
+                "the decoder crashed on this file ({msg}); {EXPECTED}"
+            ))
+        })
+        .with_context(|| format!("decoding {}", path.display()))
 }
 
 fn decode_inner(path: &Path) -> Result<Pcm> {
@@ -109,6 +123,7 @@ fn decode_inner(path: &Path) -> Result<Pcm> {
         }
         ensure!(channels > 0, "audio has zero channels");
         buf.copy_to_vec_interleaved(&mut interleaved);
+        check_samples(&interleaved, channels, mono.len(), rate)?;
         downmix_into(&interleaved, channels, &mut mono);
     }
 
@@ -123,14 +138,45 @@ fn decode_inner(path: &Path) -> Result<Pcm> {
             mono.len()
         );
     }
-    if let Some(i) = mono.iter().position(|s| !s.is_finite()) {
-        let what = if mono[i].is_nan() { "NaN" } else { "infinite" };
-        bail!("{what} sample at index {i}");
-    }
     Ok(Pcm {
         sample_rate,
         samples: mono,
     })
+}
+
+/// Largest sample magnitude accepted. Decoded audio is nominally in [-1, 1];
+/// float files may exceed it a little (headroom), but 60 dB over full scale is
+/// not a recording, and such values would turn into inf/NaN features downstream.
+pub const MAX_ABS_SAMPLE: f32 = 1e3;
+
+/// Every sample of a packet (interleaved, starting at frame `first_frame`)
+/// is finite and within ±[`MAX_ABS_SAMPLE`], checked per channel before the
+/// downmix (which could cancel +x and −x).
+fn check_samples(
+    interleaved: &[f32],
+    channels: usize,
+    first_frame: usize,
+    rate: u32,
+) -> Result<()> {
+    let Some(i) = interleaved
+        .iter()
+        .position(|s| !(s.abs() <= MAX_ABS_SAMPLE))
+    else {
+        return Ok(());
+    };
+    let (x, frame) = (interleaved[i], first_frame + i / channels.max(1));
+    let at = format!(
+        "at frame {frame} ({:.3} s), channel {}",
+        frame as f64 / f64::from(rate.max(1)),
+        i % channels.max(1)
+    );
+    if x.is_finite() {
+        bail!(
+            "sample {x:e} {at} is outside ±{MAX_ABS_SAMPLE} (audio is nominally in [-1, 1]): not audio data"
+        )
+    }
+    let what = if x.is_nan() { "NaN" } else { "infinite" };
+    bail!("{what} sample {at}")
 }
 
 /// Append the per-frame mean of `interleaved` (with `channels` channels) to `out`.
@@ -150,6 +196,25 @@ fn downmix_into(interleaved: &[f32], channels: usize, out: &mut Vec<f32>) {
 #[cfg(test)]
 mod tests {
     use super::downmix_into;
+
+    #[test]
+    fn samples_beyond_the_sane_range_are_errors_with_their_place() {
+        use super::check_samples;
+        check_samples(&[0.5, -1.5, 999.0, -1000.0], 2, 0, 10).unwrap();
+        let e = check_samples(&[0.0, 0.0, 0.0, 1e30], 2, 10, 10).unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("1e30") && e.contains("frame 11") && e.contains("1.100 s"),
+            "{e}"
+        );
+        assert!(e.contains("channel 1"), "{e}");
+        let e = check_samples(&[f32::NAN], 1, 0, 10)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("NaN sample at frame 0"), "{e}");
+        let e = check_samples(&[f32::NEG_INFINITY], 1, 0, 10).unwrap_err();
+        assert!(e.to_string().contains("infinite"), "{e}");
+    }
 
     #[test]
     fn downmix_is_channel_mean() {

@@ -28,6 +28,8 @@ const BLOCK: usize = 64;
 /// rustysynth's maximum. Sustained piano passages with stereo samples (2 voices
 /// per note) overflow the default 64 and would cut notes by voice stealing.
 const POLYPHONY: usize = 256;
+/// Longest performance rendered (one hour).
+const MAX_SECONDS: f64 = 3600.0;
 /// Sustain pedal controller; values >= 64 mean down (the GM convention rustysynth uses).
 pub const CC_SUSTAIN: u8 = 64;
 
@@ -119,8 +121,8 @@ fn render_inner(midi: &Path, sf: &SoundFont, params: &RenderParams) -> Result<Pc
         params.sample_rate
     );
     ensure!(
-        params.tail_seconds.is_finite() && params.tail_seconds >= 0.0,
-        "tail_seconds must be finite and >= 0, got {}",
+        (0.0..=60.0).contains(&params.tail_seconds),
+        "tail_seconds must be in [0, 60], got {}",
         params.tail_seconds
     );
     ensure!(
@@ -130,6 +132,14 @@ fn render_inner(midi: &Path, sf: &SoundFont, params: &RenderParams) -> Result<Pc
     );
     let bytes = fs::read(midi).context("cannot read MIDI file")?;
     let perf = parse_performance(&bytes)?;
+    // The buffer is allocated up front: a corrupt delta time or tempo must
+    // not ask for terabytes.
+    ensure!(
+        perf.end_seconds <= MAX_SECONDS,
+        "the last note or pedal event is at {:.0} s; a performance over {MAX_SECONDS} s is not a clip \
+         (a corrupt delta time or tempo?)",
+        perf.end_seconds
+    );
 
     let rate = f64::from(params.sample_rate);
     let total = ((perf.end_seconds + f64::from(params.tail_seconds)) * rate).ceil() as usize;
@@ -176,9 +186,52 @@ fn render_inner(midi: &Path, sf: &SoundFont, params: &RenderParams) -> Result<Pc
     })
 }
 
+/// Where the music of a MIDI file ends (last note-off, pedal release or
+/// note-on), in seconds; the same checks as [`render_midi`], no synthesis.
+pub fn midi_end_seconds(midi: &Path) -> Result<f64> {
+    let bytes = fs::read(midi).with_context(|| format!("reading {}", midi.display()))?;
+    parse_performance(&bytes)
+        .map(|p| p.end_seconds)
+        .with_context(|| format!("reading {}", midi.display()))
+}
+
+/// Parse a whole standard MIDI file, refusing one that is cut short: midly's
+/// `strict` mode rejects a chunk whose length runs past the end of the file, a
+/// malformed event and a track count other than the header's, and every track
+/// must end with its end-of-track event (a file cut at an event boundary).
+fn parse_smf(bytes: &[u8]) -> Result<Smf<'_>> {
+    // midly can panic on a hostile header (an i8 negation overflow on an
+    // SMPTE frame rate, in builds with overflow checks): an error instead.
+    let parsed = std::panic::catch_unwind(|| Smf::parse(bytes)).map_err(|_| {
+        anyhow!(
+            "not a valid standard MIDI file ({} bytes): the MIDI parser crashed on its header",
+            bytes.len()
+        )
+    })?;
+    let smf = parsed.map_err(|e| {
+        anyhow!(
+            "not a valid standard MIDI file ({} bytes): {e}; a file cut short or corrupt is refused",
+            bytes.len()
+        )
+    })?;
+    ensure!(!smf.tracks.is_empty(), "MIDI file has no tracks");
+    for (t, track) in smf.tracks.iter().enumerate() {
+        ensure!(
+            matches!(
+                track.last().map(|e| e.kind),
+                Some(TrackEventKind::Meta(MetaMessage::EndOfTrack))
+            ),
+            "track {t} of {} does not end with an end-of-track event: the file ({} bytes) is cut short",
+            smf.tracks.len(),
+            bytes.len()
+        );
+    }
+    Ok(smf)
+}
+
 /// Merge all tracks, convert ticks to seconds with the tempo map, find the end.
 fn parse_performance(bytes: &[u8]) -> Result<Performance> {
-    let smf = Smf::parse(bytes).map_err(|e| anyhow!("not a valid standard MIDI file: {e}"))?;
+    let smf = parse_smf(bytes)?;
 
     // (tick, track, index-in-track) keeps simultaneous events in file order.
     let mut timed: Vec<(u64, usize, usize, TrackEventKind)> = Vec::new();

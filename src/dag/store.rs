@@ -228,20 +228,24 @@ impl Store {
         })
     }
 
-    /// Deletes temporary files left behind by an interrupted run.
-    /// Only call this while holding the run lock.
+    /// Deletes temporary files left behind by an interrupted run: in the
+    /// store's stage folders, next to `pipe.lock` in the data folder, and
+    /// under `out/`. Only call this while holding the run lock.
     pub fn remove_temporaries(&self) -> Result<usize> {
+        let mut dirs = vec![self.root.clone()];
+        for sub in ["store", "out"] {
+            if let Ok(entries) = fs::read_dir(self.root.join(sub)) {
+                dirs.push(self.root.join(sub));
+                dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+            }
+        }
         let mut removed = 0;
-        let store = self.root.join("store");
-        let Ok(stages) = fs::read_dir(&store) else {
-            return Ok(0);
-        };
-        for stage in stages.flatten() {
-            let Ok(entries) = fs::read_dir(stage.path()) else {
+        for dir in dirs {
+            let Ok(entries) = fs::read_dir(&dir) else {
                 continue;
             };
             for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                if e.file_name().to_string_lossy().starts_with(TMP_PREFIX) && e.path().is_file() {
                     fs::remove_file(e.path())
                         .with_context(|| format!("removing {}", e.path().display()))?;
                     removed += 1;
@@ -276,14 +280,22 @@ impl Store {
 }
 
 /// Writes `bytes` to `dest` atomically (temp file in the same folder + rename).
+/// A failed write or rename removes the temporary file.
 pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let ext = dest.extension().and_then(|e| e.to_str()).unwrap_or("tmp");
     let tmp = temp_path(dir, ext);
-    fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, dest)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))
+    let result = fs::write(&tmp, bytes)
+        .with_context(|| format!("writing {}", dest.display()))
+        .and_then(|()| {
+            fs::rename(&tmp, dest)
+                .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))
+        });
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Copies `src` to `dest` atomically.
@@ -299,17 +311,23 @@ pub fn copy_atomic(src: &Path, dest: &Path) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let ext = dest.extension().and_then(|e| e.to_str()).unwrap_or("tmp");
     let tmp = temp_path(dir, ext);
-    fs::copy(src, &tmp)
-        .with_context(|| format!("copying {} to {}", src.display(), tmp.display()))?;
-    if let Some((_, Some(mtime))) = src_meta {
-        fs::File::options()
-            .write(true)
-            .open(&tmp)
-            .and_then(|f| f.set_modified(mtime))
-            .with_context(|| format!("setting the mtime of {}", tmp.display()))?;
+    let result = (|| {
+        fs::copy(src, &tmp)
+            .with_context(|| format!("copying {} to {}", src.display(), dest.display()))?;
+        if let Some((_, Some(mtime))) = src_meta {
+            fs::File::options()
+                .write(true)
+                .open(&tmp)
+                .and_then(|f| f.set_modified(mtime))
+                .with_context(|| format!("setting the mtime of {}", tmp.display()))?;
+        }
+        fs::rename(&tmp, dest)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
     }
-    fs::rename(&tmp, dest)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))
+    result
 }
 
 fn temp_path(dir: &Path, ext: &str) -> PathBuf {
@@ -422,6 +440,45 @@ mod tests {
         assert_eq!(parse_name(&format!("{k}.wav")), Some((k, None)));
         assert_eq!(parse_name(&format!("{k}.tar.gz")), Some((k, None)));
         assert_eq!(parse_name("notes.txt"), None);
+    }
+
+    #[test]
+    fn failed_atomic_writes_leave_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        // pipe.lock is a non-empty folder: the rename into place fails.
+        let dest = dir.path().join("pipe.lock");
+        fs::create_dir_all(dest.join("x")).unwrap();
+        let err = write_atomic(&dest, b"{}").unwrap_err();
+        assert!(format!("{err:#}").contains("pipe.lock"), "{err:#}");
+        let src = dir.path().join("a.bin");
+        fs::write(&src, b"artifact").unwrap();
+        assert!(copy_atomic(&src, &dest).is_err());
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.starts_with(TMP_PREFIX)),
+            "left behind: {names:?}"
+        );
+    }
+
+    #[test]
+    fn temporaries_beside_the_record_and_under_out_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        fs::create_dir_all(dir.path().join("out/plots")).unwrap();
+        for p in [
+            ".tmp-1-0.lock",
+            "out/.tmp-1-1.parquet",
+            "out/plots/.tmp-1-2.png",
+        ] {
+            fs::write(dir.path().join(p), b"junk").unwrap();
+        }
+        fs::write(dir.path().join("pipe.lock"), b"{}").unwrap();
+        assert_eq!(store.remove_temporaries().unwrap(), 3);
+        assert!(dir.path().join("pipe.lock").is_file());
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub fn load(audio_dir: &Path, labels: &Path) -> Result<Vec<Clip>> {
         .with_context(|| format!("reading labels {}", labels.display()))?;
     let headers = rdr
         .headers()
-        .with_context(|| format!("reading the header of {}", labels.display()))?
+        .map_err(|e| super::csv_error(labels, e))?
         .clone();
     let find = |name: &str| headers.iter().position(|h| h.trim() == name);
     let id_c = find("clip_id")
@@ -65,17 +65,18 @@ pub fn load(audio_dir: &Path, labels: &Path) -> Result<Vec<Clip>> {
 
     let mut seen = HashSet::new();
     let mut clips = Vec::new();
-    for (i, row) in rdr.records().enumerate() {
-        let line = i + 2;
-        let row = row.with_context(|| format!("{}: bad CSV row {line}", labels.display()))?;
+    for row in rdr.records() {
+        let row = row.map_err(|e| super::csv_error(labels, e))?;
+        // One numbering: the file's own line numbers, as csv counts them.
+        let line = row.position().map_or(0, |p| p.line());
         let cell = |c: usize| row.get(c).unwrap_or("").trim().to_string();
         let id = cell(id_c);
         if id.is_empty() {
-            bail!("{}: row {line} has an empty clip_id", labels.display());
+            bail!("{}: line {line} has an empty clip_id", labels.display());
         }
         if !seen.insert(id.clone()) {
             bail!(
-                "{}: duplicate clip_id `{id}` (row {line})",
+                "{}: duplicate clip_id `{id}` (line {line})",
                 labels.display()
             );
         }
@@ -88,7 +89,7 @@ pub fn load(audio_dir: &Path, labels: &Path) -> Result<Vec<Clip>> {
                 .filter(|x| x.is_finite())
                 .with_context(|| {
                     format!(
-                        "{}: clip `{id}` (row {line}): label `{}` = {text:?}, expected a number",
+                        "{}: clip `{id}` (line {line}): label `{}` = {text:?}, expected a number",
                         labels.display(),
                         DIMENSIONS[d]
                     )
@@ -97,11 +98,11 @@ pub fn load(audio_dir: &Path, labels: &Path) -> Result<Vec<Clip>> {
         let source = match file_c.map(cell).filter(|f| !f.is_empty()) {
             Some(f) => audio_dir.join(f),
             None => find_audio(audio_dir, &id)
-                .with_context(|| format!("{}: row {line}", labels.display()))?,
+                .with_context(|| format!("{}: line {line}", labels.display()))?,
         };
-        if !source.is_file() {
+        if let Some(why) = not_a_file(&source) {
             bail!(
-                "{}: clip `{id}`: audio file {} does not exist",
+                "{}: clip `{id}` (line {line}): audio file {} {why}",
                 labels.display(),
                 source.display()
             );
@@ -109,7 +110,7 @@ pub fn load(audio_dir: &Path, labels: &Path) -> Result<Vec<Clip>> {
         let piece = cell(piece_c);
         if piece.is_empty() {
             bail!(
-                "{}: clip `{id}` (row {line}) has an empty piece",
+                "{}: clip `{id}` (line {line}) has an empty piece",
                 labels.display()
             );
         }
@@ -129,6 +130,29 @@ pub fn load(audio_dir: &Path, labels: &Path) -> Result<Vec<Clip>> {
         bail!("{}: no clips", labels.display());
     }
     Ok(clips)
+}
+
+/// Why `path` cannot be read as an audio file, or `None` if it is a
+/// regular file (a folder or a FIFO is not "missing").
+fn not_a_file(path: &Path) -> Option<String> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("does not exist".into()),
+        Err(e) => Some(format!("cannot be read: {e}")),
+        Ok(m) if m.is_file() => None,
+        Ok(m) if m.is_dir() => Some("is a folder, not an audio file".into()),
+        Ok(m) => {
+            let t = m.file_type();
+            let kind = if t.is_fifo() {
+                "a FIFO (named pipe)"
+            } else if t.is_socket() {
+                "a socket"
+            } else {
+                "a device"
+            };
+            Some(format!("is {kind}, not a regular audio file"))
+        }
+    }
 }
 
 fn find_audio(dir: &Path, id: &str) -> Result<PathBuf> {
@@ -190,6 +214,54 @@ mod tests {
             .replace("dynamic_sophistication", "sophistication");
         let (dir, csv) = setup(&[h, row("a", "p", 0.5)], &["a.wav"]);
         assert_eq!(load(dir.path(), &csv).unwrap()[0].labels[11], 0.5);
+    }
+
+    /// A folder or a FIFO in the `file` column was reported as "does not exist".
+    #[test]
+    fn a_folder_or_fifo_is_named_as_such_not_as_missing() {
+        let h = format!("{},file", header());
+        let (dir, csv) = setup(&[h.clone(), format!("{},sub", row("a", "p", 0.5))], &[]);
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let err = format!("{:#}", load(dir.path(), &csv).unwrap_err());
+        assert!(
+            err.contains("is a folder, not an audio file") && err.contains("line 2"),
+            "{err}"
+        );
+
+        let (dir, csv) = setup(
+            &[h.clone(), format!("{},pipe.wav", row("a", "p", 0.5))],
+            &[],
+        );
+        let ok = std::process::Command::new("mkfifo")
+            .arg(dir.path().join("pipe.wav"))
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let err = format!("{:#}", load(dir.path(), &csv).unwrap_err());
+        assert!(err.contains("is a FIFO (named pipe)"), "{err}");
+
+        let (dir, csv) = setup(&[h, format!("{},gone.wav", row("a", "p", 0.5))], &[]);
+        let err = format!("{:#}", load(dir.path(), &csv).unwrap_err());
+        assert!(err.contains("gone.wav does not exist"), "{err}");
+    }
+
+    /// "bad CSV row 5 … (line: 4 …)" mixed two numberings; every message now
+    /// uses the file's own line numbers, also past a quoted line break.
+    #[test]
+    fn csv_errors_use_the_files_line_numbers() {
+        let short = format!("c,p,{}", vec!["0.5"; 5].join(","));
+        let (dir, csv) = setup(&[header(), row("a", "p", 0.5), short], &["a.wav"]);
+        let err = format!("{:#}", load(dir.path(), &csv).unwrap_err());
+        assert!(
+            err.contains("line 3: 7 field(s), but the header has 21"),
+            "{err}"
+        );
+        assert!(!err.contains("row") && !err.contains("record"), "{err}");
+        // A piece name with a line break inside quotes: the next row is line 4.
+        let quoted = row("b", "\"two\nlines\"", 0.5);
+        let (dir, csv) = setup(&[header(), quoted, row("b", "p", 0.5)], &["b.wav"]);
+        let err = format!("{:#}", load(dir.path(), &csv).unwrap_err());
+        assert!(err.contains("duplicate clip_id `b` (line 4)"), "{err}");
     }
 
     #[test]

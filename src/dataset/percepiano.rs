@@ -6,11 +6,13 @@ use std::path::Path;
 
 use super::{Clip, N_DIMS, SourceKind};
 
+/// The clips of the labels file (`limit`: keep that many, spread over the
+/// pieces with that seed).
 pub fn load(
     labels: &Path,
     metadata: &Path,
     midi_dir: &Path,
-    limit: Option<usize>,
+    limit: Option<(usize, u64)>,
 ) -> Result<Vec<Clip>> {
     let labels_map = read_labels(labels)?;
     let meta = read_metadata(metadata)?;
@@ -24,8 +26,7 @@ pub fn load(
         }
     }
     let mut clips = Vec::with_capacity(labels_map.len());
-    let mut missing_midi = Vec::new();
-    for (id, values) in labels_map.into_iter().take(limit.unwrap_or(usize::MAX)) {
+    for (id, values) in labels_map {
         let m = meta.get(&id).with_context(|| {
             format!(
                 "clip {id} has labels in {} but no row in {}",
@@ -34,9 +35,6 @@ pub fn load(
             )
         })?;
         let source = midi_dir.join(format!("{id}.mid"));
-        if !source.is_file() {
-            missing_midi.push(source.display().to_string());
-        }
         clips.push(Clip {
             piece: m.piece.clone(),
             work: m.work.clone(),
@@ -49,6 +47,14 @@ pub fn load(
             id,
         });
     }
+    if let Some((n, seed)) = limit {
+        clips = super::spread_over_pieces(clips, n, seed);
+    }
+    let missing_midi: Vec<String> = clips
+        .iter()
+        .filter(|c| !c.source.is_file())
+        .map(|c| c.source.display().to_string())
+        .collect();
     if !missing_midi.is_empty() {
         bail!(
             "{} clip(s) have labels but no MIDI file, e.g. {}",
@@ -115,7 +121,7 @@ fn read_metadata(path: &Path) -> Result<HashMap<String, Meta>> {
         .with_context(|| format!("reading metadata {}", path.display()))?;
     let headers = rdr
         .headers()
-        .with_context(|| format!("reading the header of {}", path.display()))?
+        .map_err(|e| super::csv_error(path, e))?
         .clone();
     let col = |name: &str| {
         headers
@@ -131,17 +137,17 @@ fn read_metadata(path: &Path) -> Result<HashMap<String, Meta>> {
         col("is_score_rendering")?,
     );
     let mut out = HashMap::new();
-    for (line, row) in rdr.records().enumerate() {
-        let row = row.with_context(|| format!("{}: bad CSV row {}", path.display(), line + 2))?;
+    for row in rdr.records() {
+        let row = row.map_err(|e| super::csv_error(path, e))?;
+        let line = row.position().map_or(0, |p| p.line());
         let get = |c: usize| row.get(c).unwrap_or("").to_string();
         let id = get(id_c);
         let is_rendering = match get(rend_c).as_str() {
             "1" | "true" | "True" => true,
             "0" | "false" | "False" => false,
             other => bail!(
-                "{}: row {}: is_score_rendering = {other:?}, expected 0 or 1",
-                path.display(),
-                line + 2
+                "{}: line {line}: is_score_rendering = {other:?}, expected 0 or 1",
+                path.display()
             ),
         };
         let meta = Meta {

@@ -25,12 +25,15 @@ struct Entry {
 }
 
 /// A safetensors checkpoint held as raw bytes; tensors are converted to f32 on lookup,
-/// so a large checkpoint is not held twice.
+/// so a large checkpoint is not held twice. Or only its header
+/// ([`WeightStore::open_header`]): names, dtypes and shapes to check a model
+/// against before any work, without reading the values.
 pub struct WeightStore {
     label: String,
     bytes: Vec<u8>,
     data_start: usize,
     entries: HashMap<String, Entry>,
+    header_only: bool,
 }
 
 impl std::fmt::Debug for WeightStore {
@@ -55,7 +58,64 @@ impl WeightStore {
     pub fn from_bytes(bytes: Vec<u8>, label: &str) -> Result<Self> {
         let (header_len, meta) = SafeTensors::read_metadata(&bytes)
             .map_err(|e| anyhow::anyhow!("{label}: not a safetensors file: {e:?}"))?;
-        let data_start = 8 + header_len;
+        Ok(Self::indexed(label, bytes, 8 + header_len, &meta, false))
+    }
+
+    /// Read only the header of a `.safetensors` file (its names, dtypes,
+    /// shapes and offsets, checked against the file's length), not its data.
+    pub fn open_header(path: &Path) -> Result<Self> {
+        use std::io::Read;
+        let label = path.display().to_string();
+        let mut file = std::fs::File::open(path).with_context(|| format!("reading {label}"))?;
+        let file_len = file
+            .metadata()
+            .with_context(|| format!("reading {label}"))?
+            .len();
+        let not_st = |why: String| anyhow::anyhow!("{label}: not a safetensors file: {why}");
+        let mut n = [0u8; 8];
+        file.read_exact(&mut n)
+            .map_err(|e| not_st(format!("no 8-byte header length ({e})")))?;
+        let n = u64::from_le_bytes(n);
+        // safetensors' own limit on the header (100 MB)
+        if n > 100_000_000 || n + 8 > file_len {
+            return Err(not_st(format!(
+                "header length {n} does not fit the file ({file_len} bytes)"
+            )));
+        }
+        let mut header = vec![0u8; n as usize];
+        file.read_exact(&mut header)
+            .map_err(|e| not_st(format!("reading the header: {e}")))?;
+        let meta: safetensors::tensor::Metadata =
+            serde_json::from_slice(&header).map_err(|e| not_st(format!("bad header: {e}")))?;
+        let data_len = meta
+            .tensors()
+            .values()
+            .map(|t| t.data_offsets.1)
+            .max()
+            .unwrap_or(0) as u64;
+        if 8u64.checked_add(n).and_then(|x| x.checked_add(data_len)) != Some(file_len) {
+            return Err(not_st(format!(
+                "the header describes {} bytes of tensors, the file holds {} (truncated or padded)",
+                data_len,
+                file_len - 8 - n
+            )));
+        }
+        Ok(Self::indexed(
+            &label,
+            Vec::new(),
+            8 + n as usize,
+            &meta,
+            true,
+        ))
+    }
+
+    fn indexed(
+        label: &str,
+        bytes: Vec<u8>,
+        data_start: usize,
+        meta: &safetensors::tensor::Metadata,
+        header_only: bool,
+    ) -> Self {
         let entries = meta
             .tensors()
             .into_iter()
@@ -63,18 +123,19 @@ impl WeightStore {
                 let e = Entry {
                     dtype: info.dtype,
                     shape: info.shape.clone(),
-                    start: data_start + info.data_offsets.0,
-                    end: data_start + info.data_offsets.1,
+                    start: data_start.saturating_add(info.data_offsets.0),
+                    end: data_start.saturating_add(info.data_offsets.1),
                 };
                 (name, e)
             })
             .collect();
-        Ok(Self {
+        Self {
             label: label.to_string(),
             bytes,
             data_start,
             entries,
-        })
+            header_only,
+        }
     }
 
     /// Where the store came from (file path), for error messages.
@@ -108,8 +169,31 @@ impl WeightStore {
         self.resolve(name).map(|n| self.entries[n].shape.as_slice())
     }
 
-    /// The tensor `name` as f32, checked to have exactly `shape`.
+    /// The tensor `name` as f32, checked to have exactly `shape` and only
+    /// finite values (a NaN weight would make every output NaN).
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let (key, e) = self.entry(name, shape)?;
+        if self.header_only {
+            bail!("{}: opened for its header only", self.label);
+        }
+        let values = self.convert(key, e)?;
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            bail!(
+                "{}: tensor {key} holds {} at flat index {i}; only finite values are usable",
+                self.label,
+                values[i]
+            );
+        }
+        Ok(values)
+    }
+
+    /// Checks that the file has tensor `name` with exactly `shape`, a
+    /// supported dtype and the bytes that shape needs, reading no values.
+    pub fn check(&self, name: &str, shape: &[usize]) -> Result<()> {
+        self.entry(name, shape).map(|_| ())
+    }
+
+    fn entry(&self, name: &str, shape: &[usize]) -> Result<(&str, &Entry)> {
         let Some(key) = self.resolve(name) else {
             bail!(
                 "{}: missing tensor {name} (expected shape {shape:?})",
@@ -124,16 +208,6 @@ impl WeightStore {
                 e.shape
             );
         }
-        self.convert(key, e)
-    }
-
-    fn convert(&self, key: &str, e: &Entry) -> Result<Vec<f32>> {
-        let raw = self
-            .bytes
-            .get(e.start..e.end)
-            .filter(|_| e.start >= self.data_start)
-            .with_context(|| format!("{}: tensor {key} lies outside the file", self.label))?;
-        let n: usize = e.shape.iter().product();
         let width = match e.dtype {
             Dtype::F32 => 4,
             Dtype::F16 | Dtype::BF16 => 2,
@@ -142,14 +216,25 @@ impl WeightStore {
                 self.label
             ),
         };
-        if raw.len() != n * width {
+        let bytes = shape
+            .iter()
+            .try_fold(width, |a: usize, &d| a.checked_mul(d));
+        if e.start < self.data_start || bytes != e.end.checked_sub(e.start) {
             bail!(
                 "{}: tensor {key} has {} bytes for shape {:?}",
                 self.label,
-                raw.len(),
+                e.end.saturating_sub(e.start),
                 e.shape
             );
         }
+        Ok((key, e))
+    }
+
+    fn convert(&self, key: &str, e: &Entry) -> Result<Vec<f32>> {
+        let raw = self
+            .bytes
+            .get(e.start..e.end)
+            .with_context(|| format!("{}: tensor {key} lies outside the file", self.label))?;
         Ok(match e.dtype {
             Dtype::F32 => raw
                 .chunks_exact(4)
@@ -192,6 +277,33 @@ pub fn weight_norm_conv(
     c_in: usize,
     k: usize,
 ) -> Result<Vec<f32>> {
+    match weight_norm_spelling(store, prefix, c_out, c_in, k)? {
+        WeightNorm::Split { g, v } => {
+            let g = store.get(&g, &[1, 1, k])?;
+            let v = store.get(&v, &[c_out, c_in, k])?;
+            Ok(fuse_weight_norm_dim2(&g, &v, k))
+        }
+        WeightNorm::Fused(w) => store.get(&w, &[c_out, c_in, k]),
+    }
+}
+
+/// How a checkpoint stores a weight-normed conv.
+pub enum WeightNorm {
+    /// Magnitude `g` `[1, 1, k]` and direction `v` `[c_out, c_in, k]`.
+    Split { g: String, v: String },
+    /// The fused weight `[c_out, c_in, k]`.
+    Fused(String),
+}
+
+/// Which spelling of the weight-normed conv at `prefix` the file uses, its
+/// tensors checked (names, shapes), values not read.
+pub fn weight_norm_spelling(
+    store: &WeightStore,
+    prefix: &str,
+    c_out: usize,
+    c_in: usize,
+    k: usize,
+) -> Result<WeightNorm> {
     let spellings = [
         (format!("{prefix}.weight_g"), format!("{prefix}.weight_v")),
         (
@@ -199,16 +311,17 @@ pub fn weight_norm_conv(
             format!("{prefix}.parametrizations.weight.original1"),
         ),
     ];
-    for (g_name, v_name) in &spellings {
-        if store.contains(g_name) || store.contains(v_name) {
-            let g = store.get(g_name, &[1, 1, k])?;
-            let v = store.get(v_name, &[c_out, c_in, k])?;
-            return Ok(fuse_weight_norm_dim2(&g, &v, k));
+    for (g, v) in spellings {
+        if store.contains(&g) || store.contains(&v) {
+            store.check(&g, &[1, 1, k])?;
+            store.check(&v, &[c_out, c_in, k])?;
+            return Ok(WeightNorm::Split { g, v });
         }
     }
     let fused = format!("{prefix}.weight");
     if store.contains(&fused) {
-        return store.get(&fused, &[c_out, c_in, k]);
+        store.check(&fused, &[c_out, c_in, k])?;
+        return Ok(WeightNorm::Fused(fused));
     }
     bail!(
         "{}: missing tensor {prefix}.weight_g/.weight_v (or .parametrizations.weight.original0/1, or fused .weight), \
@@ -262,6 +375,54 @@ pub(crate) mod tests {
             e.contains("missing tensor b.weight") && e.contains("[4]"),
             "{e}"
         );
+    }
+
+    /// A NaN weight made `pipe encode` write all-NaN states with exit 0.
+    #[test]
+    fn non_finite_values_are_refused_naming_the_tensor() {
+        let buf = to_safetensors(&[("w", vec![3], vec![1.0, f32::NAN, 2.0])]);
+        let s = WeightStore::from_bytes(buf, "m.safetensors").unwrap();
+        let e = s.get("w", &[3]).unwrap_err().to_string();
+        assert!(
+            e.contains("m.safetensors") && e.contains("tensor w holds NaN at flat index 1"),
+            "{e}"
+        );
+    }
+
+    /// The header alone tells a wrong checkpoint from a right one, before
+    /// any work; a truncated file is refused by its length.
+    #[test]
+    fn the_header_is_checked_without_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let buf = to_safetensors(&[
+            ("a", vec![2, 3], vec![0.5; 6]),
+            ("b", vec![4], vec![1.0; 4]),
+        ]);
+        std::fs::write(&path, &buf).unwrap();
+        let h = WeightStore::open_header(&path).unwrap();
+        h.check("a", &[2, 3]).unwrap();
+        h.check("model.b", &[4]).unwrap();
+        let e = h.check("a", &[3, 2]).unwrap_err().to_string();
+        assert!(
+            e.contains("tensor a has shape [2, 3], expected [3, 2]"),
+            "{e}"
+        );
+        let e = h.check("c", &[1]).unwrap_err().to_string();
+        assert!(e.contains("missing tensor c"), "{e}");
+        assert!(
+            h.get("a", &[2, 3]).is_err(),
+            "no values in a header-only store"
+        );
+        std::fs::write(&path, &buf[..buf.len() - 3]).unwrap();
+        let e = WeightStore::open_header(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("model.safetensors") && e.contains("truncated"),
+            "{e}"
+        );
+        std::fs::write(&path, b"not a checkpoint at all").unwrap();
+        let e = WeightStore::open_header(&path).unwrap_err().to_string();
+        assert!(e.contains("not a safetensors file"), "{e}");
     }
 
     #[test]

@@ -109,6 +109,23 @@ pub fn encode_to_file<B: Backend>(
     let start = Instant::now();
     let out = model.encode(backend, wave, &all)?;
     let seconds = start.elapsed().as_secs_f64();
+    // Nothing is written rather than states a reader would take as output.
+    for (i, s) in out.states.iter().enumerate() {
+        if let Some(j) = s
+            .as_ref()
+            .and_then(|s| s.iter().position(|v| !v.is_finite()))
+        {
+            bail!(
+                "hidden_states.{i} is {} at frame {}, column {}: the {} model gives no usable output \
+                 for this input (nothing written to {})",
+                s.as_ref().expect("found in it")[j],
+                j / out.hidden.max(1),
+                j % out.hidden.max(1),
+                cfg.arch(),
+                output.display()
+            );
+        }
+    }
     let bytes: Vec<(String, Vec<u8>)> = out
         .states
         .iter()
@@ -233,6 +250,7 @@ pub fn load_model<B: Backend>(backend: &B, args: &EncodeArgs) -> Result<Encoder<
     };
     if let Some(m) = args.max_frames {
         cfg.set_max_frames(m);
+        cfg.validate().context("--max-frames")?;
     }
     match &mut cfg {
         ArchConfig::Mert(m) if args.no_normalize => m.do_normalize = false,

@@ -5,7 +5,7 @@ use super::backend::Backend;
 use super::checkpoint::WeightStore;
 use super::mert::{Mert, MertConfig, MertWeights};
 use super::muq::{MelWindows, Muq, MuqConfig, MuqWeights};
-use super::vars::{Checkpoint, Recorder, Seeded, VarSource, Vars};
+use super::vars::{Checkpoint, Recorder, Seeded, ShapeCheck, VarSource, Vars};
 use super::window::{EncoderOutput, Window, WindowVisitor};
 use anyhow::{Context, Result, bail};
 use std::path::Path;
@@ -104,6 +104,14 @@ impl ArchConfig {
         }
     }
 
+    /// Checks the invariants (and bounds) the forward pass relies on.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            Self::Mert(c) => c.validate(),
+            Self::Muq(c) => c.validate(),
+        }
+    }
+
     /// The windows a clip of `n` samples runs in.
     pub fn window_plan(&self, n: usize) -> Result<Vec<Window>> {
         match self {
@@ -128,6 +136,16 @@ impl ArchConfig {
         let store = WeightStore::open(&path)?;
         self.walk(&mut Checkpoint(&store))
             .with_context(|| format!("loading {} weights from {}", self.arch(), path.display()))
+    }
+
+    /// Checks that `dir/model.safetensors` holds every tensor this
+    /// architecture reads, with its shape, from the file's header alone.
+    pub fn check_weights(&self, dir: &Path) -> Result<()> {
+        let path = dir.join("model.safetensors");
+        let store = WeightStore::open_header(&path)?;
+        self.walk(&mut ShapeCheck(&store))
+            .map(|_| ())
+            .with_context(|| format!("{} weights in {}", self.arch(), path.display()))
     }
 
     /// Seeded random weights of this architecture's shapes.

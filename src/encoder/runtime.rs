@@ -14,6 +14,7 @@ use crate::config::{Device, EncoderConfig};
 use crate::cpu::CpuBackend;
 use crate::gpu::GpuBackend;
 use anyhow::{Context, Result, anyhow, bail};
+use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
 /// Work to run with a loaded encoder on whichever backend it is on.
@@ -57,7 +58,6 @@ impl EncoderRuntime {
         if let ArchConfig::Mert(m) = &mut arch {
             m.do_normalize = cfg.normalize;
         }
-        arch.set_max_frames(cfg.window_frames());
         let gpu = match cfg.device {
             Device::Cpu => None,
             Device::Gpu => Some(GpuBackend::new().map_err(|e| {
@@ -139,8 +139,58 @@ fn hardware_gpu_present() -> bool {
 }
 
 /// The architecture an encoder entry describes: its weights folder's
-/// `config.json` (which must be of the `arch` named), or the `random` preset.
+/// `config.json` (which must be of the `arch` named), or the `random` preset,
+/// with the entry's `window_frames`, validated.
 pub fn arch_config(name: &str, cfg: &EncoderConfig) -> Result<ArchConfig> {
+    let mut arch = described_arch(name, cfg)?;
+    arch.set_max_frames(cfg.window_frames());
+    arch.validate()
+        .with_context(|| format!("encoders.{name} (window_frames = {})", cfg.window_frames()))?;
+    Ok(arch)
+}
+
+/// Checks, before any clip is encoded, everything about encoder `name` that
+/// would otherwise fail every clip alike: its architecture and window, and
+/// for a weights folder that both files are there and every tensor the
+/// forward pass reads is in `model.safetensors` with its shape and a float
+/// dtype (the header only: the values are read when the encoder loads).
+/// Returns the architecture (for the callers' own checks, e.g. layers).
+pub fn validate(name: &str, cfg: &EncoderConfig) -> Result<ArchConfig> {
+    if let Some(dir) = &cfg.weights
+        && let Some(why) = missing_model_files(dir)
+    {
+        bail!("encoders.{name}: {why}");
+    }
+    let arch = arch_config(name, cfg)?;
+    if let Some(dir) = &cfg.weights {
+        arch.check_weights(dir)
+            .with_context(|| format!("encoders.{name}"))?;
+    }
+    Ok(arch)
+}
+
+/// Why `dir` is not a model folder (which of `config.json` and
+/// `model.safetensors` it lacks), or `None` if it has both.
+pub fn missing_model_files(dir: &Path) -> Option<String> {
+    let missing: Vec<&str> = ["config.json", "model.safetensors"]
+        .into_iter()
+        .filter(|f| !dir.join(f).is_file())
+        .collect();
+    match missing.as_slice() {
+        [] => None,
+        [_, _] => Some(format!(
+            "no config.json and no model.safetensors in {}",
+            dir.display()
+        )),
+        [one] => Some(format!(
+            "{} has no {one} (a model folder needs config.json and model.safetensors)",
+            dir.display()
+        )),
+        _ => unreachable!("two files"),
+    }
+}
+
+fn described_arch(name: &str, cfg: &EncoderConfig) -> Result<ArchConfig> {
     match (&cfg.weights, &cfg.random) {
         (Some(dir), _) => {
             let arch = ArchConfig::from_dir(dir)?;
@@ -170,5 +220,92 @@ pub fn describe_weights(cfg: &EncoderConfig) -> String {
             cfg.seed
         ),
         (None, None) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_half_model_folder_says_which_file_it_lacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert!(
+            missing_model_files(d)
+                .unwrap()
+                .contains("no config.json and no model.safetensors")
+        );
+        std::fs::write(d.join("config.json"), "{}").unwrap();
+        let why = missing_model_files(d).unwrap();
+        assert!(
+            why.ends_with(
+                "has no model.safetensors (a model folder needs config.json and model.safetensors)"
+            ),
+            "{why}"
+        );
+        std::fs::remove_file(d.join("config.json")).unwrap();
+        std::fs::write(d.join("model.safetensors"), "").unwrap();
+        assert!(
+            missing_model_files(d)
+                .unwrap()
+                .contains("has no config.json")
+        );
+        std::fs::write(d.join("config.json"), "{}").unwrap();
+        assert_eq!(missing_model_files(d), None);
+    }
+
+    /// window_frames = 0, or a weights folder with another model's tensors,
+    /// fail the encoder's check (once, before any clip).
+    #[test]
+    fn validate_checks_window_and_weights_before_any_work() {
+        let entry = |arch: &str,
+                     random: Option<&str>,
+                     weights: Option<std::path::PathBuf>,
+                     window| EncoderConfig {
+            arch: arch.into(),
+            weights,
+            random: random.map(str::to_string),
+            seed: 0,
+            normalize: true,
+            window_frames: window,
+            download_hint: None,
+            device: Device::Cpu,
+        };
+        validate("c", &entry("mert", Some("control"), None, None)).unwrap();
+        let e = format!(
+            "{:#}",
+            validate("c", &entry("mert", Some("control"), None, Some(0))).unwrap_err()
+        );
+        assert!(
+            e.contains("encoders.c") && e.contains("max_frames (window_frames) = 0"),
+            "{e}"
+        );
+        let spec = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spec");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            spec.join("mert_tiny_postln/config.json"),
+            dir.path().join("config.json"),
+        )
+        .unwrap();
+        std::fs::copy(
+            spec.join("muq_tiny/model.safetensors"),
+            dir.path().join("model.safetensors"),
+        )
+        .unwrap();
+        let e = format!(
+            "{:#}",
+            validate("w", &entry("mert", None, Some(dir.path().into()), None)).unwrap_err()
+        );
+        assert!(
+            e.contains("encoders.w") && e.contains("model.safetensors"),
+            "{e}"
+        );
+        std::fs::copy(
+            spec.join("mert_tiny_postln/model.safetensors"),
+            dir.path().join("model.safetensors"),
+        )
+        .unwrap();
+        validate("w", &entry("mert", None, Some(dir.path().into()), None)).unwrap();
     }
 }

@@ -11,7 +11,7 @@
 //! Loading, random init and saving therefore cannot drift apart: there is no
 //! second list of tensor names (the idea of candle's `VarBuilder`).
 
-use super::checkpoint::{WeightStore, weight_norm_conv};
+use super::checkpoint::{WeightStore, weight_norm_conv, weight_norm_spelling};
 use super::nn::{LinearW, NormW};
 use crate::rng::SplitMix64;
 use anyhow::{Context, Result, bail};
@@ -158,6 +158,28 @@ impl VarSource for Checkpoint<'_> {
             bail!("{}: has {name} but {why}", self.0.label());
         }
         Ok(())
+    }
+}
+
+/// Each tensor checked against a checkpoint's header ([`WeightStore::open_header`]:
+/// name, shape, dtype, byte length) without reading its values: a walk that
+/// finds a wrong or incomplete checkpoint before any work. It serves zeros
+/// (allocated zeroed, so the untouched pages of a large model cost nothing).
+pub struct ShapeCheck<'a>(pub &'a WeightStore);
+
+impl VarSource for ShapeCheck<'_> {
+    fn tensor(&mut self, name: &str, shape: &[usize], _init: Init) -> Result<Vec<f32>> {
+        self.0.check(name, shape)?;
+        Ok(vec![0.0; shape.iter().product()])
+    }
+
+    fn weight_norm_conv(&mut self, prefix: &str, [c_out, c_in, k]: [usize; 3]) -> Result<Vec<f32>> {
+        weight_norm_spelling(self.0, prefix, c_out, c_in, k)?;
+        Ok(vec![0.0; c_out * c_in * k])
+    }
+
+    fn ensure_absent(&self, name: &str, why: &str) -> Result<()> {
+        Checkpoint(self.0).ensure_absent(name, why)
     }
 }
 

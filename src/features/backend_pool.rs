@@ -134,7 +134,10 @@ pub fn encode_and_pool_prepared<B: Backend>(
                         continue;
                     }
                     let rows = local.start - w.frame_start..local.end - w.frame_start;
-                    let part = backend.column_stats(tensor, rows, scale)?;
+                    let part = backend.column_stats(tensor, rows.clone(), scale)?;
+                    if !finite(&part) {
+                        return Err(non_finite(backend, states, block, rows, w.frame_start));
+                    }
                     let merged = match stats.get(&key) {
                         Some(prev) => prev.merge(&part),
                         None => part,
@@ -150,6 +153,10 @@ pub fn encode_and_pool_prepared<B: Backend>(
                     let rows =
                         backend.slice_rows(tensor, local.start - w.frame_start, local.len())?;
                     let v = backend.download(&rows)?;
+                    if v.iter().any(|x| !x.is_finite()) {
+                        let rows = local.start - w.frame_start..local.end - w.frame_start;
+                        return Err(non_finite(backend, states, block, rows, w.frame_start));
+                    }
                     let seq = seqs.entry((block.clone(), *used)).or_default();
                     if seq.len() == local.start * cols {
                         seq.extend(v.iter().map(|x| x * scale));
@@ -204,6 +211,41 @@ pub fn encode_and_pool_prepared<B: Backend>(
         .collect()
 }
 
+fn finite(s: &ColumnStats) -> bool {
+    [&s.mean, &s.m2, &s.min, &s.max]
+        .iter()
+        .all(|v| v.iter().all(|x| x.is_finite()))
+}
+
+/// The error for non-finite output in `rows` of a window starting at frame
+/// `start`: which of the block's hidden states holds it (their statistics,
+/// one by one: only on this error path). A NaN/inf feature would otherwise
+/// surface only at training, far from its cause.
+fn non_finite<B: Backend>(
+    backend: &B,
+    states: &[Option<B::Tensor>],
+    block: &[usize],
+    rows: Range<usize>,
+    start: usize,
+) -> anyhow::Error {
+    let frames = format!("frames {}..{}", start + rows.start, start + rows.end);
+    let culprit = block.iter().copied().find(|&i| {
+        states.get(i).and_then(Option::as_ref).is_some_and(|t| {
+            backend
+                .column_stats(t, rows.clone(), 1.0)
+                .is_ok_and(|s| !finite(&s))
+        })
+    });
+    match culprit {
+        Some(i) => anyhow::anyhow!(
+            "hidden state {i} (layer {i}) is NaN or infinite in {frames}: the encoder gives no usable output for this clip"
+        ),
+        None => anyhow::anyhow!(
+            "the mean of hidden states {block:?} is NaN or infinite in {frames}: the encoder gives no usable output for this clip"
+        ),
+    }
+}
+
 /// `[frames, D]` with each frame the concatenation of its blocks' rows.
 fn interleave(
     blocks: &[Block],
@@ -225,4 +267,37 @@ fn interleave(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::CpuBackend;
+
+    /// Non-finite encoder output is named by hidden state and frames (it
+    /// used to reach training as "feature 9 of clip 10 is NaN").
+    #[test]
+    fn non_finite_output_names_the_hidden_state_and_frames() {
+        let b = CpuBackend::new();
+        let good = vec![0.5f32; 8];
+        let mut bad = good.clone();
+        bad[5] = f32::INFINITY; // row 2 of [4, 2]
+        let states = vec![
+            Some(b.upload(&good, 4, 2).unwrap()),
+            None,
+            Some(b.upload(&bad, 4, 2).unwrap()),
+        ];
+        let stats = |i: usize, rows| {
+            b.column_stats(states[i].as_ref().unwrap(), rows, 1.0)
+                .unwrap()
+        };
+        assert!(finite(&stats(0, 0..4)));
+        assert!(!finite(&stats(2, 0..4)));
+        assert!(finite(&stats(2, 0..2)), "rows without the inf");
+        let e = non_finite(&b, &states, &[0, 2], 1..3, 100).to_string();
+        assert!(
+            e.contains("hidden state 2 (layer 2)") && e.contains("frames 101..103"),
+            "{e}"
+        );
+    }
 }

@@ -3,7 +3,7 @@
 //! performance MIDI, or one pass of an encoder pooled for every feature set
 //! of that encoder ([`encode_and_pool`]). The features stage calls only this.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use std::path::Path;
 
 use super::backend_pool::PoolAll;
@@ -122,5 +122,7 @@ pub fn encode_and_pool(
             pcm.sample_rate
         );
     }
-    encoder.run(&pcm.samples, PoolAll(specs))
+    encoder
+        .run(&pcm.samples, PoolAll(specs))
+        .with_context(|| format!("encoder `{name}`"))
 }

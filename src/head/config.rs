@@ -392,6 +392,29 @@ impl HeadConfig {
 
     /// Rejects settings that cannot train, naming the key.
     pub fn validate(&self) -> Result<()> {
+        use crate::bounds::{BATCH, EPOCHS, HEAD_WIDTH, check};
+        for (key, widths) in [
+            ("head.hidden", &self.hidden.0),
+            ("head.per_dim_hidden", &self.per_dim_hidden),
+            ("head.cnn_channels", &self.cnn_channels),
+            ("head.contrastive_projection", &self.contrastive_projection),
+        ] {
+            for &w in widths.iter() {
+                check(key, w, &HEAD_WIDTH)?;
+            }
+        }
+        for (key, w) in [
+            ("head.head_hidden", self.head_hidden),
+            ("head.lstm_hidden", self.lstm_hidden),
+            ("head.transformer_ffn", self.transformer_ffn),
+            ("head.fusion_dim", self.fusion_dim),
+            ("head.gate_head_hidden", self.gate_head_hidden),
+        ] {
+            check(key, w, &HEAD_WIDTH)?;
+        }
+        check("head.batch_size", self.batch_size, &BATCH)?;
+        check("head.max_epochs", self.max_epochs, &EPOCHS)?;
+        check("head.patience", self.patience, &(0..=*EPOCHS.end()))?;
         ensure!(
             !self.hidden.0.is_empty() && self.hidden.0.iter().all(|&h| h > 0),
             "head.hidden must be one width > 0 or a non-empty list of them"
@@ -486,13 +509,15 @@ impl HeadConfig {
             self.lr
         );
         ensure!(
-            self.weight_decay >= 0.0,
+            self.weight_decay >= 0.0 && self.weight_decay.is_finite(),
             "head.weight_decay must be >= 0, got {}",
             self.weight_decay
         );
-        ensure!(self.ccc_weight >= 0.0, "head.ccc_weight must be >= 0");
-        ensure!(self.batch_size > 0, "head.batch_size must be > 0");
-        ensure!(self.max_epochs > 0, "head.max_epochs must be > 0");
+        ensure!(
+            self.ccc_weight >= 0.0 && self.ccc_weight.is_finite(),
+            "head.ccc_weight must be >= 0, got {}",
+            self.ccc_weight
+        );
         ensure!(
             self.val_fraction > 0.0 && self.val_fraction < 1.0,
             "head.val_fraction must be in (0, 1), got {}",

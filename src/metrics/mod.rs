@@ -280,8 +280,13 @@ fn mean_defined(xs: impl Iterator<Item = Option<f64>>) -> Option<f64> {
 fn dim_metrics(oof: &OutOfFold, rows: &[usize], dim: usize, fold: usize) -> Result<DimMetrics> {
     let (t, p) = oof.column(rows, dim);
     let Some(r2) = r2_score(&t, &p) else {
+        // PercePiano's dimensions by name; any other width by index.
+        let name = match crate::dataset::DIMENSIONS.get(dim) {
+            Some(n) if oof.n_dims == crate::dataset::N_DIMS => format!("`{n}`"),
+            _ => dim.to_string(),
+        };
         bail!(
-            "fold {fold}, dimension {dim}: the {} held-out true values are all {}, so R² is undefined",
+            "fold {fold}, dimension {name}: the {} held-out true values are all {}, so R² is undefined",
             t.len(),
             t.first().copied().unwrap_or(f64::NAN)
         );

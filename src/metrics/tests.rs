@@ -181,6 +181,21 @@ fn evaluate_names_fold_and_dimension_of_a_constant_column() {
 }
 
 #[test]
+fn a_constant_percepiano_column_is_named_by_dimension() {
+    let n_dims = crate::dataset::N_DIMS;
+    let folds = [0, 0, 0, 0, 1, 1, 1, 1];
+    let mut rng = crate::rng::Rng::new(3, 0);
+    let mut yt: Vec<f32> = (0..8 * n_dims).map(|_| rng.uniform_f32()).collect();
+    let yp: Vec<f32> = (0..8 * n_dims).map(|_| rng.uniform_f32()).collect();
+    for row in 4..8 {
+        yt[row * n_dims + 4] = 0.25;
+    }
+    let err = evaluate(&yt, &yp, n_dims, &folds, &BootstrapConfig::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("fold 1, dimension `pedal_clarity`"), "{msg}");
+}
+
+#[test]
 fn evaluate_rejects_bad_shapes() {
     let (yt, yp) = fixture();
     let e = evaluate(&yt, &yp[..27], 3, &FOLDS, &BootstrapConfig::default()).unwrap_err();

@@ -19,9 +19,9 @@ use crate::metrics::{BootstrapConfig, Evaluation};
 pub(crate) fn write_json<T: serde::Serialize>(value: &T, out: &Path) -> Result<()> {
     let mut w =
         BufWriter::new(File::create(out).with_context(|| format!("creating {}", out.display()))?);
-    serde_json::to_writer(&mut w, value)?;
-    w.flush()?;
-    Ok(())
+    serde_json::to_writer(&mut w, value)
+        .and_then(|()| w.flush().map_err(serde_json::Error::io))
+        .with_context(|| format!("writing {}", out.display()))
 }
 
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {

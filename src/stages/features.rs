@@ -6,7 +6,7 @@
 //! sets (`midi_stats`, `midi_notes`) read the clip's performance MIDI file
 //! instead of its audio: their key is that file's content.
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -58,7 +58,8 @@ impl Features {
             .get(name)
             .ok_or_else(|| anyhow!("no encoder `{name}`"))?;
         cell.get_or_init(|| {
-            let loaded = EncoderRuntime::load(name, &self.encoders[name]);
+            let loaded = EncoderRuntime::load(name, &self.encoders[name])
+                .with_context(|| format!("loading encoder `{name}`"));
             if let Ok(rt) = &loaded {
                 eprintln!("encoder `{name}` runs on {}", rt.backend_name());
             }
@@ -102,7 +103,21 @@ impl Features {
                 .collect::<Result<_>>()?,
         };
         let name = &first.cfg.encoder;
-        features::encode_and_pool(&*self.encoder(name)?, name, &pcm, &specs)
+        let clip = &plans[0].clip;
+        let vectors = features::encode_and_pool(&*self.encoder(name)?, name, &pcm, &specs)
+            .with_context(|| format!("clip {clip}"))?;
+        // The pooling checks the states; this catches an f64 statistic
+        // beyond f32's range.
+        for (v, p) in vectors.iter().zip(&plans) {
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                bail!(
+                    "clip {clip}: encoder `{name}`: feature set `{}` value {i} is {} (out of f32 range)",
+                    p.set.name,
+                    v[i]
+                );
+            }
+        }
+        Ok(vectors)
     }
 }
 

@@ -24,7 +24,7 @@ pub use render::Render;
 pub use report::{Experiments, Plots, Report, ResultTables};
 pub use resample::Resample;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::sync::Arc;
 
 use crate::config::Config;
@@ -96,17 +96,13 @@ pub fn build(config: &Config) -> Result<Pipeline> {
     for (name, cfg) in &config.features {
         if let Some(enc) = config.encoders.get(&cfg.encoder)
             && let Some(dir) = &enc.weights
-            && !(dir.join("config.json").is_file() && dir.join("model.safetensors").is_file())
+            && let Some(missing) = runtime::missing_model_files(dir)
         {
             let hint = enc
                 .download_hint
                 .as_deref()
                 .unwrap_or("see README.md, \"Real encoder weights\"");
-            let why = format!(
-                "no config.json + model.safetensors for encoder `{}` in {} ({hint})",
-                cfg.encoder,
-                dir.display()
-            );
+            let why = format!("encoder `{}`: {missing} ({hint})", cfg.encoder);
             skipped.insert(name, why.clone());
             absent
                 .entry(cfg.encoder.as_str())
@@ -134,13 +130,22 @@ pub fn build(config: &Config) -> Result<Pipeline> {
         }
         sets.push(Arc::new(set));
     }
-    // Every encoder that will run reads as the architecture it claims (its
-    // weights' config.json, or its preset), before any work starts.
+    // Every encoder that will run is checked once, before any work: its
+    // architecture (weights' config.json or preset) and window, its weights'
+    // tensors and shapes, and the layers each of its feature sets reads. A
+    // bad encoder is one error here, not one per clip later.
     let used: std::collections::BTreeSet<&str> =
         sets.iter().map(|s| s.cfg.encoder.as_str()).collect();
     for name in used {
         if let Some(enc) = config.encoders.get(name) {
-            runtime::arch_config(name, enc)?;
+            let arch = runtime::validate(name, enc)?;
+            for set in sets.iter().filter(|s| s.cfg.encoder == name) {
+                if let Some(spec) = set.spec() {
+                    spec.validate(arch.num_hidden_states()).with_context(|| {
+                        format!("features.{}.layers (encoder `{name}`)", set.name)
+                    })?;
+                }
+            }
         }
     }
     for (why, names) in absent.values() {
@@ -159,7 +164,7 @@ pub fn build(config: &Config) -> Result<Pipeline> {
     if !sets.is_empty() {
         let tables = FeatureTables::new(dataset.clone(), sets.clone(), config.encoders.clone());
         stages.push(Box::new(Features::new(
-            dataset,
+            dataset.clone(),
             sets,
             config.encoders.clone(),
         )));
@@ -235,6 +240,19 @@ pub fn build(config: &Config) -> Result<Pipeline> {
     // With nothing runnable, the tables and report still list what did not run.
     let any_ran = !runnable.is_empty();
     if any_ran {
+        // What training needs of the labels and folds, before any work.
+        dataset.check_trainable()?;
+        for (id, exp) in &runnable {
+            if exp.head.output == crate::head::OutputActivation::Sigmoid {
+                dataset.check_label_range(
+                    0.0..=1.0,
+                    &format!(
+                        "the range of experiments.{id}'s sigmoid output: scale the labels to \
+                         [0, 1] or set its head output = \"linear\""
+                    ),
+                )?;
+            }
+        }
         let ids = runnable.iter().map(|(id, _)| id.clone()).collect();
         stages.push(Box::new(Train::new(runnable)));
         stages.push(Box::new(Evaluate::new(ids, config.evaluation.clone())));

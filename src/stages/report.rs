@@ -4,11 +4,11 @@
 //! re-renders tables without retraining. They are partial aggregates: an
 //! experiment whose training failed is listed as failed, the rest are shown.
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 use std::fs::File;
 use std::io::BufWriter;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::experiments::read_json;
 use super::{EVALUATE, PLOTS, REPORT, RESULTS, TRAIN};
@@ -167,15 +167,19 @@ impl Stage for Plots {
     }
     fn run(&self, node: &Node, out: &Path) -> Result<()> {
         let results = self.0.load(node)?;
-        let file = BufWriter::new(File::create(out)?);
+        // Drawn in memory, then written once: a write error names the file
+        // (a BufWriter dropped on a full disk would swallow it).
+        let mut png = Vec::new();
         match node.item.as_str() {
             "r2_by_dimension" => {
                 let best: Vec<&Ran> = results.ran.iter().take(self.0.report.best.max(1)).collect();
-                plots::r2_by_dimension(&best, file)
+                plots::r2_by_dimension(&best, &mut png)?
             }
-            "scatter" => plots::scatter(self.scatter_id(&results)?, file),
-            other => Err(anyhow!("no plot named `{other}`")),
+            "scatter" => plots::scatter(self.scatter_id(&results)?, &mut png)?,
+            other => bail!("no plot named `{other}`"),
         }
+        std::fs::write(out, png)
+            .with_context(|| format!("writing plot {} to {}", node.item, out.display()))
     }
     fn publish(&self, nodes: &[&Node]) -> Result<Vec<Publish>> {
         Ok(publish_as(nodes, "plots/", "png"))
@@ -223,8 +227,8 @@ impl Stage for Report {
             .iter()
             .map(|(f, c)| (f.as_str(), c.as_str()))
             .collect();
-        std::fs::write(out, markdown::render(&results, &links))?;
-        Ok(())
+        std::fs::write(out, markdown::render(&results, &links))
+            .with_context(|| format!("writing the report to {}", out.display()))
     }
     fn publish(&self, nodes: &[&Node]) -> Result<Vec<Publish>> {
         Ok(publish_as(nodes, "", "md"))

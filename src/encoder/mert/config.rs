@@ -162,8 +162,55 @@ impl MertConfig {
 
     /// Check the invariants the forward pass relies on.
     pub fn validate(&self) -> Result<()> {
+        use crate::bounds::{self, check};
         let n = self.conv_dim.len();
         ensure!(n > 0, "config: conv_dim is empty");
+        check("config: len(conv_dim)", n, &bounds::CONV_LAYERS)?;
+        check("config: hidden_size", self.hidden_size, &bounds::WIDTH)?;
+        check(
+            "config: num_hidden_layers",
+            self.num_hidden_layers,
+            &bounds::DEPTH,
+        )?;
+        check(
+            "config: num_attention_heads",
+            self.num_attention_heads,
+            &bounds::HEADS,
+        )?;
+        check(
+            "config: intermediate_size",
+            self.intermediate_size,
+            &bounds::WIDTH,
+        )?;
+        check(
+            "config: num_conv_pos_embeddings",
+            self.num_conv_pos_embeddings,
+            &bounds::KERNEL,
+        )?;
+        check(
+            "config: sample_rate",
+            self.sample_rate,
+            &bounds::SAMPLE_RATE,
+        )?;
+        check(
+            "max_frames (window_frames)",
+            self.max_frames,
+            &bounds::WINDOW_FRAMES,
+        )?;
+        for (key, values) in [
+            ("conv_dim", &self.conv_dim),
+            ("conv_kernel", &self.conv_kernel),
+            ("conv_stride", &self.conv_stride),
+        ] {
+            let range = if key == "conv_dim" {
+                bounds::WIDTH
+            } else {
+                bounds::KERNEL
+            };
+            for (i, &v) in values.iter().enumerate() {
+                check(&format!("config: {key}[{i}]"), v, &range)?;
+            }
+        }
         ensure!(
             self.conv_kernel.len() == n && self.conv_stride.len() == n,
             "config: conv_dim, conv_kernel, conv_stride have lengths {n}, {}, {}",
@@ -203,7 +250,31 @@ impl MertConfig {
             self.num_conv_pos_embeddings > 0,
             "config: num_conv_pos_embeddings is 0"
         );
-        ensure!(self.max_frames > 0, "config: max_frames is 0");
+        // One output frame must stay a sane number of samples (and the
+        // arithmetic on it cannot overflow).
+        let hop = self
+            .conv_stride
+            .iter()
+            .try_fold(1usize, |a, &s| a.checked_mul(s));
+        ensure!(
+            hop.is_some_and(|h| h <= 1 << 20),
+            "config: conv_stride {:?}: the product (samples per frame) exceeds {}",
+            self.conv_stride,
+            1 << 20
+        );
+        let field = self
+            .conv_kernel
+            .iter()
+            .zip(&self.conv_stride)
+            .rev()
+            .try_fold(1usize, |n, (&k, &s)| (n - 1).checked_mul(s)?.checked_add(k));
+        ensure!(
+            field.is_some_and(|f| f <= 1 << 24),
+            "config: conv_kernel {:?} with conv_stride {:?}: the receptive field exceeds {} samples",
+            self.conv_kernel,
+            self.conv_stride,
+            1 << 24
+        );
         parse_act(&self.hidden_act).context("config: hidden_act")?;
         parse_act(&self.feat_extract_activation).context("config: feat_extract_activation")?;
         Ok(())

@@ -211,6 +211,37 @@ impl MuqConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
+        use crate::bounds::{self, check};
+        check("config: encoder_dim", self.encoder_dim, &bounds::WIDTH)?;
+        check("config: encoder_depth", self.encoder_depth, &bounds::DEPTH)?;
+        check("config: conv_dim", self.conv_dim, &bounds::WIDTH)?;
+        check("config: n_mels", self.n_mels, &bounds::MELS)?;
+        check("config: hop_length", self.hop_length, &(1..=N_FFT))?;
+        check(
+            "config: w2v2_config.num_attention_heads",
+            self.num_attention_heads,
+            &bounds::HEADS,
+        )?;
+        check(
+            "config: w2v2_config.intermediate_size",
+            self.intermediate_size,
+            &bounds::WIDTH,
+        )?;
+        check(
+            "config: w2v2_config.conv_depthwise_kernel_size",
+            self.conv_depthwise_kernel_size,
+            &bounds::KERNEL,
+        )?;
+        check(
+            "config: sample_rate",
+            self.sample_rate,
+            &bounds::SAMPLE_RATE,
+        )?;
+        check(
+            "max_frames (window_frames)",
+            self.max_frames,
+            &(2..=*bounds::WINDOW_FRAMES.end()),
+        )?;
         let h = self.encoder_dim;
         let heads = self.num_attention_heads;
         ensure!(
@@ -239,10 +270,6 @@ impl MuqConfig {
         ensure!(
             self.mel_std > 0.0 && self.mel_std.is_finite() && self.mel_mean.is_finite(),
             "config: stat.melspec_2048_std must be positive"
-        );
-        ensure!(
-            self.max_frames >= 2,
-            "config: max_frames must be at least 2"
         );
         parse_act(&self.hidden_act).context("config: w2v2_config.hidden_act")?;
         Ok(())
