@@ -10,6 +10,10 @@ use crate::config::Config;
 use crate::dag::{self, Plan, RunOptions, Store, record::Record};
 use crate::stages;
 
+mod history;
+mod passes;
+pub use history::{show as history, show_diff as diff};
+
 #[derive(clap::Args, Debug, Default)]
 pub struct RunArgs {
     /// Stop after this stage (it and the stages it needs).
@@ -31,7 +35,8 @@ pub struct RunArgs {
 
 pub fn run(config: &Config, args: &RunArgs) -> Result<ExitCode> {
     let started = Instant::now();
-    let stages = build(config)?;
+    let pipeline = build_pipeline(config)?;
+    let (stages, encoder_passes) = (&pipeline.stages, pipeline.passes.as_deref());
     let store = Store::new(&config.data_dir);
     let opts = RunOptions {
         until: args.until.clone(),
@@ -40,10 +45,11 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<ExitCode> {
         jobs: args.jobs,
         wait: args.wait,
     };
-    let report = dag::run(&stages, &store, &opts)?;
+    let report = dag::run(stages, &store, &opts)?;
     let plan = report.plan.as_ref().expect("run returns its plan");
     if args.dry_run {
         print_plan(plan, "would run");
+        passes::print_estimate(encoder_passes, plan);
         return Ok(ExitCode::SUCCESS);
     }
     let artifacts: usize = plan.stages.iter().map(|s| s.nodes.len()).sum();
@@ -67,6 +73,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<ExitCode> {
             );
         }
     }
+    passes::after_run(encoder_passes);
     let elapsed = started.elapsed().as_secs_f64();
     let stale_stages = report
         .stages
@@ -104,6 +111,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<ExitCode> {
     {
         println!("\n{table}");
     }
+    history::record_run(config, &report);
     if report.failed() == 0 {
         return Ok(ExitCode::SUCCESS);
     }
@@ -147,11 +155,16 @@ fn plan(config: &Config) -> Result<(Vec<Box<dyn crate::dag::Stage>>, Plan)> {
 
 /// The pipeline's stages, after saying on stderr what it leaves out and why.
 fn build(config: &Config) -> Result<Vec<Box<dyn crate::dag::Stage>>> {
+    Ok(build_pipeline(config)?.stages)
+}
+
+/// [`build`], with what the stages share with the command (encoder work).
+fn build_pipeline(config: &Config) -> Result<stages::Pipeline> {
     let pipeline = stages::build(config)?;
     for note in &pipeline.notes {
         eprintln!("note: {note}");
     }
-    Ok(pipeline.stages)
+    Ok(pipeline)
 }
 
 fn print_plan(plan: &Plan, verb: &str) {

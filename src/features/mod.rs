@@ -13,6 +13,7 @@
 //! - [`baseline`]: raw audio statistics (18 named values).
 //! - [`mel`]: log-mel statistics (128-band mean + std, 256 values).
 //! - [`vector`]: the per-clip artifact format.
+//! - [`states_cache`]: the opt-in f16 hidden-state cache (`cache_states`).
 //!
 //! Must not import `stages` or `dag` internals: the stage adapts this to the DAG.
 
@@ -24,10 +25,11 @@ pub mod mel;
 pub mod pool;
 pub mod set;
 pub mod spec;
+pub mod states_cache;
 pub mod vector;
 
 pub use baseline::{audio_stats, audio_stats_names};
-pub use extract::{Baseline, encode_and_pool};
+pub use extract::{Baseline, encode_and_pool, encode_pool_keep};
 pub use layers::{FrameSeq, HiddenStates, LayerSelection};
 pub use mel::{logmel_stats, logmel_stats_names};
 pub use pool::{MULTISCALE_WINDOWS, Pooling};

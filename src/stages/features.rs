@@ -3,6 +3,11 @@
 //! engine batches them by encoder and clip), yet each keeps its own key:
 //! adding a feature set computes only it, changing a pooling re-pools only it,
 //! and changing the weights re-encodes every set of that encoder.
+//!
+//! With `cache_states` on an encoder, the sets its cache covers are pooled
+//! from the f16 hidden-state cache (filled by the pass that first needs it;
+//! see [`crate::features::states_cache`]) and keyed apart from encoder-pooled
+//! ones; a batch whose sets are all covered and cached runs no encoder.
 
 use anyhow::{Result, anyhow};
 use serde_json::json;
@@ -10,18 +15,22 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use super::encoder_passes::EncoderPasses;
 use super::{FEATURES, RESAMPLE};
 use crate::audio;
 use crate::config::EncoderConfig;
 use crate::dag::{Node, NodeSpec, Source, Stage, StageDecl};
 use crate::dataset::Dataset;
 use crate::encoder::{EncoderRuntime, runtime};
+use crate::features::states_cache::pool_cached;
 use crate::features::{self, FeatureKind, FeatureSet, FeatureSetSpec};
 
 /// The typed plan of one node: which set, which clip.
-struct FeatureNode {
-    set: Arc<FeatureSet>,
-    clip: String,
+pub(super) struct FeatureNode {
+    pub(super) set: Arc<FeatureSet>,
+    pub(super) clip: String,
+    /// Pooled from the encoder's states cache.
+    pub(super) covered: bool,
 }
 
 pub struct Features {
@@ -30,6 +39,8 @@ pub struct Features {
     encoders: BTreeMap<String, EncoderConfig>,
     /// Loaded on first use, per encoder, shared by the worker threads.
     loaded: BTreeMap<String, OnceLock<std::result::Result<Arc<EncoderRuntime>, String>>>,
+    /// States caches and pass times, shared with `--dry-run` and the run summary.
+    passes: Arc<EncoderPasses>,
 }
 
 impl Features {
@@ -37,6 +48,7 @@ impl Features {
         dataset: Arc<Dataset>,
         sets: Vec<Arc<FeatureSet>>,
         encoders: BTreeMap<String, EncoderConfig>,
+        passes: Arc<EncoderPasses>,
     ) -> Features {
         let loaded = encoders
             .keys()
@@ -47,6 +59,7 @@ impl Features {
             sets,
             encoders,
             loaded,
+            passes,
         }
     }
 
@@ -87,12 +100,72 @@ impl Features {
                 .collect::<Result<_>>()?,
         };
         let name = &first.cfg.encoder;
-        features::encode_and_pool(&*self.encoder(name)?, name, &pcm, &specs)
+        let Some((cache, file)) = self.passes.cache_file(nodes[0])? else {
+            let rt = self.encoder(name)?;
+            let secs = pcm.duration_seconds();
+            return self.passes.timed_pass(name, &rt, secs, || {
+                features::encode_and_pool(&rt, name, &pcm, &specs)
+            });
+        };
+        let covered: Vec<bool> = plans.iter().map(|p| p.covered).collect();
+        let cached = if file.is_file() {
+            match cache.read(&file) {
+                Ok(states) => Some(states),
+                Err(e) => {
+                    eprintln!("warning: states cache: {e:#}; encoding the clip again");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let pick = |want: bool| -> Vec<FeatureSetSpec> {
+            (specs.iter().zip(&covered))
+                .filter(|(_, c)| **c == want)
+                .map(|(s, _)| s.clone())
+                .collect()
+        };
+        let (from_cache, from_pass) = (pick(true), pick(false));
+        if from_pass.is_empty()
+            && let Some(states) = &cached
+        {
+            return self.passes.timed_hit(name, || pool_cached(&specs, states));
+        }
+        // One pass: the sets outside the cache pool on the device; the cached
+        // states come back whole if the cache lacks this clip.
+        let keep = if cached.is_some() {
+            &[][..]
+        } else {
+            cache.indices()
+        };
+        let rt = self.encoder(name)?;
+        let (pooled, kept) = self
+            .passes
+            .timed_pass(name, &rt, pcm.duration_seconds(), || {
+                features::encode_pool_keep(&rt, name, &pcm, &from_pass, keep)
+            })?;
+        let states = match cached {
+            Some(states) => states,
+            None => cache.write(&file, &kept)?,
+        };
+        let mut cached_vectors = pool_cached(&from_cache, &states)?.into_iter();
+        let mut pass_vectors = pooled.into_iter();
+        covered
+            .iter()
+            .map(|&c| {
+                let next = if c {
+                    cached_vectors.next()
+                } else {
+                    pass_vectors.next()
+                };
+                next.ok_or_else(|| anyhow!("encoder `{name}`: a feature set got no vector"))
+            })
+            .collect()
     }
 }
 
 /// The params that determine an encoder's output (the weights' content is an input).
-fn encoder_params(cfg: &EncoderConfig) -> serde_json::Value {
+pub(super) fn encoder_params(cfg: &EncoderConfig) -> serde_json::Value {
     json!({
         "arch": cfg.arch,
         "random": cfg.random,
@@ -116,10 +189,17 @@ impl Stage for Features {
         let mut out = Vec::new();
         for set in &self.sets {
             let enc = self.encoders.get(&set.cfg.encoder);
-            let params = json!({
+            let mut params = json!({
                 "feature_set": { "name": set.name, "spec": set.spec(), "encoder": set.cfg.encoder },
                 "encoder": enc.map(encoder_params),
             });
+            // Pooled from f16 states: never the same artifact as an encoder-pooled one.
+            let covered = set
+                .spec()
+                .is_some_and(|spec| self.passes.covers(&set.cfg.encoder, spec));
+            if covered {
+                params["states"] = json!("f16 cache");
+            }
             for c in &self.dataset.clips {
                 let mut inputs = vec![("audio".to_string(), Source::node(&RESAMPLE, &c.id))];
                 if let Some(dir) = enc.and_then(|e| e.weights.as_ref()) {
@@ -133,6 +213,7 @@ impl Stage for Features {
                 let node = FeatureNode {
                     set: set.clone(),
                     clip: c.id.clone(),
+                    covered,
                 };
                 out.push(NodeSpec::new(item, params.clone(), inputs).with_plan(node));
             }
