@@ -38,8 +38,10 @@ pub struct Config {
     pub evaluation: crate::metrics::BootstrapConfig,
     #[serde(default)]
     pub report: ReportConfig,
-    /// blake3 of the description's text (16 hex digits): which config a run
-    /// record and a publication belong to.
+    /// blake3 (hex) of the canonical config: the TOML's value tree as JSON
+    /// with sorted keys, so comments, whitespace, key order and number
+    /// spelling (`1e-3` = `0.001`) do not count. Set by [`Config::parse`].
+    /// Names which config a run record and a publication belong to.
     #[serde(skip)]
     pub hash: String,
 }
@@ -115,6 +117,12 @@ pub struct EncoderConfig {
     /// compute the same function (each matches the PyTorch goldens to 1e-4).
     #[serde(default)]
     pub device: Device,
+    /// Keep these hidden states of every clip on disk in f16 (`"7-12"`,
+    /// `"6,9,12"`, `"12"`, `"all"`): feature sets whose layers they cover are
+    /// pooled from the cache, so a new pooling or layer set within them needs
+    /// no encoder pass. Off by default (see README, "Hidden-state cache").
+    #[serde(default)]
+    pub cache_states: Option<String>,
 }
 
 impl EncoderConfig {
@@ -434,7 +442,7 @@ impl Config {
     pub fn parse(text: &str, base: &Path) -> Result<Config> {
         let keys = keys::KeyLines::new(text);
         let mut cfg: Config = toml::from_str(text).map_err(|e| keys.toml_error(&e))?;
-        cfg.hash = blake3::hash(text.as_bytes()).to_hex()[..16].to_string();
+        cfg.hash = canonical_hash(text)?;
         cfg.resolve_paths(base);
         cfg.validate().map_err(|e| {
             let msg = format!("{e:#}");
@@ -615,6 +623,11 @@ impl Config {
                     "encoders.{name}: that name is reserved for a weight-free feature set"
                 );
             }
+            if let Some(layers) = &enc.cache_states {
+                layers
+                    .parse::<crate::features::LayerSelection>()
+                    .map_err(|e| anyhow::anyhow!("encoders.{name}.cache_states: {e}"))?;
+            }
         }
         for (name, fs) in &self.features {
             if !self.encoders.contains_key(&fs.encoder)
@@ -663,9 +676,78 @@ impl Config {
     }
 }
 
+/// blake3 of a config text's canonical form (see [`Config::hash`]).
+fn canonical_hash(text: &str) -> Result<String> {
+    let tree: toml::Value = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // serde_json's maps are sorted (no `preserve_order`), as the DAG's keys assume.
+    let json = serde_json::to_string(&serde_json::to_value(tree)?)?;
+    Ok(blake3::hash(json.as_bytes()).to_hex().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_hash_ignores_layout_and_follows_values() {
+        let base = Path::new(".");
+        let a = Config::parse(
+            &format!("{MINIMAL}\n[resample]\nquality = \"fast\"\n"),
+            base,
+        )
+        .unwrap();
+        // Same values: comments, blank lines, key order and number spelling differ.
+        let reordered = r#"
+# a comment
+[resample]
+quality   = "fast"
+[dataset]
+midi_dir = "midi"
+metadata = "manifest.csv"
+labels = "labels.json"
+kind = "percepiano"
+"#;
+        let b = Config::parse(reordered, base).unwrap();
+        assert_eq!(a.hash, b.hash);
+        assert_eq!(a.hash.len(), 64);
+        let c = Config::parse(
+            &format!("{MINIMAL}\n[resample]\nquality = \"high\"\n"),
+            base,
+        )
+        .unwrap();
+        assert_ne!(a.hash, c.hash);
+        let x = |lr: &str| {
+            let t = format!(
+                "{MINIMAL}\n[experiments.e]\nfeatures = \"f\"\nhead = {{ lr = {lr} }}\n[features.f]\nencoder = \"raw_stats\"\n"
+            );
+            Config::parse(&t, base).unwrap().hash
+        };
+        assert_eq!(x("1e-3"), x("0.001"));
+        assert_ne!(x("1e-3"), x("2e-3"));
+    }
+
+    #[test]
+    fn cache_states_is_checked_when_loading() {
+        let enc = "[encoders.m]\narch = \"mert\"\nrandom = \"control\"\n";
+        let ok = Config::parse(
+            &format!("{MINIMAL}{enc}cache_states = \"7-12\"\n"),
+            Path::new("."),
+        );
+        assert_eq!(
+            ok.unwrap().encoders["m"].cache_states.as_deref(),
+            Some("7-12")
+        );
+        let err = Config::parse(
+            &format!("{MINIMAL}{enc}cache_states = \"7-x\"\n"),
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("encoders.m.cache_states") && err.contains("7-x"),
+            "{err}"
+        );
+    }
 
     const MINIMAL: &str = r#"
 [dataset]

@@ -17,6 +17,7 @@ pub mod experiment;
 pub mod features;
 pub mod gpu;
 pub mod head;
+pub mod history;
 pub mod metrics;
 pub mod ops;
 pub mod report;

@@ -34,6 +34,22 @@ enum Command {
     /// Time MERT-95M/330M forward passes on random weights: ms per clip, real-time factor,
     /// GFLOP, share of a measured matmul peak, top ops.
     Bench(pipe::bench::BenchArgs),
+    /// Recorded runs, latest first: per experiment its params hash, R² (95% CI), MAE, r,
+    /// dispersion and clip count (`data/out/history.parquet`).
+    History {
+        /// Only this experiment's rows.
+        #[arg(long, value_name = "ID")]
+        experiment: Option<String>,
+    },
+    /// What changed between two recorded runs: params per experiment (old -> new) and
+    /// metric deltas, experiments added and removed. Default: the last two runs; a run is
+    /// named by its id, a unique prefix of it, or ~N (N runs before the latest).
+    Diff {
+        /// The older run (default: the one before the latest).
+        run_a: Option<String>,
+        /// The newer run (default: the latest).
+        run_b: Option<String>,
+    },
     /// Delete artifacts no live pipeline description needs (asks first).
     Clean(cli::CleanArgs),
     /// Rehash artifacts against their recorded hashes; --repair recomputes corrupt ones.
@@ -89,6 +105,12 @@ fn dispatch(args: Args) -> Result<ExitCode> {
         Command::Dag(a) => cli::dag(path, &config, &a).map(|_| ExitCode::SUCCESS),
         Command::Clean(a) => cli::clean(path, &config, &a),
         Command::Verify(a) => cli::verify(path, &config, &a),
+        Command::History { experiment } => {
+            cli::history(&config, experiment.as_deref()).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Diff { run_a, run_b } => {
+            cli::diff(&config, run_a.as_deref(), run_b.as_deref()).map(|_| ExitCode::SUCCESS)
+        }
         Command::Encode(_) | Command::Bench(_) => unreachable!("dispatched above"),
     }
 }

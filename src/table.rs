@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, bail};
 use arrow_array::{
     Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array,
-    ListArray, RecordBatch, StringArray,
+    ListArray, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field, Schema};
@@ -39,6 +39,21 @@ impl TableBuilder {
 
     pub fn utf8<S: AsRef<str>>(self, name: &str, values: &[S]) -> Self {
         let a = StringArray::from_iter_values(values.iter().map(|s| s.as_ref()));
+        self.push(name, Arc::new(a), false)
+    }
+
+    /// Nullable utf8: `None` where a value is absent (e.g. no git commit).
+    pub fn utf8_opt<S: AsRef<str>>(self, name: &str, values: &[Option<S>]) -> Self {
+        let a: StringArray = values
+            .iter()
+            .map(|v| v.as_ref().map(|s| s.as_ref()))
+            .collect();
+        self.push(name, Arc::new(a), true)
+    }
+
+    /// `Timestamp(Microsecond, "UTC")` from microseconds since the Unix epoch.
+    pub fn timestamp_utc(self, name: &str, micros: Vec<i64>) -> Self {
+        let a = TimestampMicrosecondArray::from(micros).with_timezone("UTC");
         self.push(name, Arc::new(a), false)
     }
 

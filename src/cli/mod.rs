@@ -20,6 +20,10 @@ use crate::config::Config;
 use crate::dag::{self, ConfigId, Plan, RunOptions, RunReport, Store, progress_rate};
 use crate::stages;
 
+mod history;
+mod passes;
+pub use history::{show as history, show_diff as diff};
+
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct RunArgs {
     /// Stop after this stage (it and the stages it needs).
@@ -59,7 +63,8 @@ fn progress_every() -> Option<f64> {
 
 pub fn run(path: &Path, config: &Config, args: &RunArgs) -> Result<ExitCode> {
     let started = Instant::now();
-    let stages = build(config)?;
+    let pipeline = build_pipeline(config)?;
+    let (stages, encoder_passes) = (&pipeline.stages, pipeline.passes.as_deref());
     let store = Store::new(&config.data_dir);
     let opts = RunOptions {
         until: args.until.clone(),
@@ -71,7 +76,7 @@ pub fn run(path: &Path, config: &Config, args: &RunArgs) -> Result<ExitCode> {
         config: config_id(path, config),
         progress_every: progress_every(),
     };
-    let report = dag::run_with(&stages, &store, &opts, &mut |plan| {
+    let report = dag::run_with(stages, &store, &opts, &mut |plan| {
         if args.dry_run {
             return;
         }
@@ -80,9 +85,12 @@ pub fn run(path: &Path, config: &Config, args: &RunArgs) -> Result<ExitCode> {
     let plan = report.plan.as_ref().expect("run returns its plan");
     if args.dry_run {
         print_plan(plan, "would run", false);
+        passes::print_estimate(encoder_passes, plan);
         return Ok(ExitCode::SUCCESS);
     }
     summary(&report, &store, started.elapsed().as_secs_f64());
+    passes::after_run(encoder_passes);
+    history::record_run(config, &report);
     let bad = report.failed() + report.blocked();
     if bad == 0 && !report.stopped {
         return Ok(ExitCode::SUCCESS);
@@ -263,11 +271,16 @@ fn failures(report: &RunReport) {
 
 /// The pipeline's stages, after saying on stderr what it leaves out and why.
 fn build(config: &Config) -> Result<Vec<Box<dyn crate::dag::Stage>>> {
+    Ok(build_pipeline(config)?.stages)
+}
+
+/// [`build`], with what the stages share with the command (encoder work).
+fn build_pipeline(config: &Config) -> Result<stages::Pipeline> {
     let pipeline = stages::build(config)?;
     for note in &pipeline.notes {
         eprintln!("note: {note}");
     }
-    Ok(pipeline.stages)
+    Ok(pipeline)
 }
 
 /// The pipeline's stages and their plan against the store, running nothing.

@@ -20,7 +20,7 @@ use anyhow::{Context, Result, bail};
 use super::layers::LayerSelection;
 use super::pool::{MULTISCALE_WINDOWS, Pooling, segments};
 use super::spec::FeatureSetSpec;
-use crate::encoder::{Backend, Encoder, OnDevice, Prepared};
+use crate::encoder::{Backend, Encoder, EncoderOutput, OnDevice, Prepared};
 use crate::ops::ColumnStats;
 
 /// The hidden states averaged into one pooled block.
@@ -84,8 +84,52 @@ pub fn encode_and_pool_prepared<B: Backend>(
     input: &Prepared,
     specs: &[FeatureSetSpec],
 ) -> Result<Vec<Vec<f32>>> {
-    let n_states = encoder.config().num_hidden_states();
+    encode_pool_keep(backend, encoder, input, specs, &[]).map(|(pooled, _)| pooled)
+}
+
+/// [`encode_pool_keep`] as work for an [`crate::encoder::EncoderRuntime`].
+pub struct PoolAndKeep<'a> {
+    pub specs: &'a [FeatureSetSpec],
+    /// Hidden states to download whole (for the states cache).
+    pub keep: &'a [usize],
+}
+
+impl OnDevice for PoolAndKeep<'_> {
+    type Output = (Vec<Vec<f32>>, EncoderOutput);
+    fn run<B: Backend>(
+        self,
+        backend: &B,
+        encoder: &Encoder<B>,
+        input: &Prepared,
+    ) -> Result<Self::Output> {
+        encode_pool_keep(backend, encoder, input, self.specs, self.keep)
+    }
+}
+
+/// One pass: pooled vectors for `specs` (pooled where the states are), and
+/// the states in `keep` downloaded whole, every window's frames concatenated
+/// (the others `None`).
+pub fn encode_pool_keep<B: Backend>(
+    backend: &B,
+    encoder: &Encoder<B>,
+    input: &Prepared,
+    specs: &[FeatureSetSpec],
+    keep: &[usize],
+) -> Result<(Vec<Vec<f32>>, EncoderOutput)> {
+    let cfg = encoder.config();
+    let n_states = cfg.num_hidden_states();
     let total = encoder.planned_frames(input)?;
+    if let Some(&i) = keep.iter().find(|&&i| i >= n_states) {
+        bail!(
+            "hidden state {i} requested, the encoder has {n_states} (0..={})",
+            n_states - 1
+        );
+    }
+    let mut kept = EncoderOutput {
+        frames: total,
+        hidden: cfg.hidden_size(),
+        states: vec![None; n_states],
+    };
     let mut plans = Vec::with_capacity(specs.len());
     let mut want: Vec<usize> = Vec::new();
     for spec in specs {
@@ -95,6 +139,7 @@ pub fn encode_and_pool_prepared<B: Backend>(
         let used = spec.frames_used(total);
         plans.push((blocks, used, ranges(spec.pooling, used)));
     }
+    want.extend_from_slice(keep);
     want.sort_unstable();
     want.dedup();
 
@@ -164,10 +209,19 @@ pub fn encode_and_pool_prepared<B: Backend>(
                 }
             }
         }
+        for &i in keep {
+            let t = states[i]
+                .as_ref()
+                .with_context(|| format!("hidden state {i} was not computed"))?;
+            let v = backend.download(t)?;
+            kept.states[i]
+                .get_or_insert_with(Vec::new)
+                .extend_from_slice(&v);
+        }
         Ok(())
     })?;
 
-    plans
+    let pooled = plans
         .iter()
         .zip(specs)
         .map(|((blocks, used, rngs), spec)| {
@@ -208,7 +262,8 @@ pub fn encode_and_pool_prepared<B: Backend>(
             }
             Ok(out)
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    Ok((pooled, kept))
 }
 
 fn finite(s: &ColumnStats) -> bool {

@@ -6,10 +6,10 @@
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 
-use super::backend_pool::PoolAll;
+use super::backend_pool::{PoolAll, PoolAndKeep};
 use super::spec::FeatureSetSpec;
 use crate::audio::Pcm;
-use crate::encoder::EncoderRuntime;
+use crate::encoder::{EncoderOutput, EncoderRuntime};
 
 /// A feature set that needs no encoder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,6 +115,28 @@ pub fn encode_and_pool(
     pcm: &Pcm,
     specs: &[FeatureSetSpec],
 ) -> Result<Vec<Vec<f32>>> {
+    check_rate(encoder, name, pcm)?;
+    encoder
+        .run(&pcm.samples, PoolAll(specs))
+        .with_context(|| format!("encoder `{name}`"))
+}
+
+/// [`encode_and_pool`] that also downloads the hidden states in `keep`
+/// whole, for the states cache ([`super::states_cache`]).
+pub fn encode_pool_keep(
+    encoder: &EncoderRuntime,
+    name: &str,
+    pcm: &Pcm,
+    specs: &[FeatureSetSpec],
+    keep: &[usize],
+) -> Result<(Vec<Vec<f32>>, EncoderOutput)> {
+    check_rate(encoder, name, pcm)?;
+    encoder
+        .run(&pcm.samples, PoolAndKeep { specs, keep })
+        .with_context(|| format!("encoder `{name}`"))
+}
+
+fn check_rate(encoder: &EncoderRuntime, name: &str, pcm: &Pcm) -> Result<()> {
     let rate = encoder.config().sample_rate();
     if pcm.sample_rate != rate {
         bail!(
@@ -122,7 +144,5 @@ pub fn encode_and_pool(
             pcm.sample_rate
         );
     }
-    encoder
-        .run(&pcm.samples, PoolAll(specs))
-        .with_context(|| format!("encoder `{name}`"))
+    Ok(())
 }

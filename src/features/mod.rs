@@ -17,6 +17,7 @@
 //!   [`midi_stats`] (39 statistics) and [`midi_notes`] (a per-note sequence)
 //!   are the symbolic feature sets built on it (E3).
 //! - [`vector`]: the per-clip artifact format.
+//! - [`states_cache`]: the opt-in f16 hidden-state cache (`cache_states`).
 //!
 //! Must not import `stages` or `dag` internals: the stage adapts this to the DAG.
 
@@ -32,10 +33,11 @@ pub mod notes;
 pub mod pool;
 pub mod set;
 pub mod spec;
+pub mod states_cache;
 pub mod vector;
 
 pub use baseline::{audio_stats, audio_stats_names};
-pub use extract::{Baseline, Symbolic, encode_and_pool, weight_free_names};
+pub use extract::{Baseline, Symbolic, encode_and_pool, encode_pool_keep, weight_free_names};
 pub use layers::{FrameSeq, HiddenStates, LayerSelection};
 pub use librosa49::{librosa49_names, librosa49_stats};
 pub use mel::{logmel_stats, logmel_stats_names};

@@ -5,6 +5,11 @@
 //! and changing the weights re-encodes every set of that encoder. Symbolic
 //! sets (`midi_stats`, `midi_notes`) read the clip's performance MIDI file
 //! instead of its audio: their key is that file's content.
+//!
+//! With `cache_states` on an encoder, the sets its cache covers are pooled
+//! from the f16 hidden-state cache (filled by the pass that first needs it;
+//! see [`crate::features::states_cache`]) and keyed apart from encoder-pooled
+//! ones; a batch whose sets are all covered and cached runs no encoder.
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
@@ -12,18 +17,22 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use super::encoder_passes::EncoderPasses;
 use super::{FEATURES, RESAMPLE};
 use crate::audio;
 use crate::config::EncoderConfig;
 use crate::dag::{Node, NodeSpec, Source, Stage, StageDecl};
 use crate::dataset::{Dataset, SourceKind};
 use crate::encoder::{EncoderRuntime, runtime};
+use crate::features::states_cache::pool_cached;
 use crate::features::{self, FeatureKind, FeatureSet, FeatureSetSpec};
 
 /// The typed plan of one node: which set, which clip.
-struct FeatureNode {
-    set: Arc<FeatureSet>,
-    clip: String,
+pub(super) struct FeatureNode {
+    pub(super) set: Arc<FeatureSet>,
+    pub(super) clip: String,
+    /// Pooled from the encoder's states cache.
+    pub(super) covered: bool,
 }
 
 pub struct Features {
@@ -32,6 +41,8 @@ pub struct Features {
     encoders: BTreeMap<String, EncoderConfig>,
     /// Loaded on first use, per encoder, shared by the worker threads.
     loaded: BTreeMap<String, OnceLock<std::result::Result<Arc<EncoderRuntime>, String>>>,
+    /// States caches and pass times, shared with `--dry-run` and the run summary.
+    passes: Arc<EncoderPasses>,
 }
 
 impl Features {
@@ -39,6 +50,7 @@ impl Features {
         dataset: Arc<Dataset>,
         sets: Vec<Arc<FeatureSet>>,
         encoders: BTreeMap<String, EncoderConfig>,
+        passes: Arc<EncoderPasses>,
     ) -> Features {
         let loaded = encoders
             .keys()
@@ -49,6 +61,7 @@ impl Features {
             sets,
             encoders,
             loaded,
+            passes,
         }
     }
 
@@ -104,7 +117,8 @@ impl Features {
         };
         let name = &first.cfg.encoder;
         let clip = &plans[0].clip;
-        let vectors = features::encode_and_pool(&*self.encoder(name)?, name, &pcm, &specs)
+        let vectors = self
+            .encode(nodes[0], &plans, name, &pcm, &specs)
             .with_context(|| format!("clip {clip}"))?;
         // The pooling checks the states; this catches an f64 statistic
         // beyond f32's range.
@@ -118,6 +132,79 @@ impl Features {
             }
         }
         Ok(vectors)
+    }
+
+    /// One encoder pass over a clip (or none, when the states cache covers
+    /// every set of the batch), pooled for every spec in order.
+    fn encode(
+        &self,
+        node: &Node,
+        plans: &[&FeatureNode],
+        name: &str,
+        pcm: &audio::Pcm,
+        specs: &[FeatureSetSpec],
+    ) -> Result<Vec<Vec<f32>>> {
+        let Some((cache, file)) = self.passes.cache_file(node)? else {
+            let rt = self.encoder(name)?;
+            let secs = pcm.duration_seconds();
+            return self.passes.timed_pass(name, &rt, secs, || {
+                features::encode_and_pool(&rt, name, pcm, specs)
+            });
+        };
+        let covered: Vec<bool> = plans.iter().map(|p| p.covered).collect();
+        let cached = if file.is_file() {
+            match cache.read(&file) {
+                Ok(states) => Some(states),
+                Err(e) => {
+                    eprintln!("warning: states cache: {e:#}; encoding the clip again");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let pick = |want: bool| -> Vec<FeatureSetSpec> {
+            (specs.iter().zip(&covered))
+                .filter(|(_, c)| **c == want)
+                .map(|(s, _)| s.clone())
+                .collect()
+        };
+        let (from_cache, from_pass) = (pick(true), pick(false));
+        if from_pass.is_empty()
+            && let Some(states) = &cached
+        {
+            return self.passes.timed_hit(name, || pool_cached(specs, states));
+        }
+        // One pass: the sets outside the cache pool on the device; the cached
+        // states come back whole if the cache lacks this clip.
+        let keep = if cached.is_some() {
+            &[][..]
+        } else {
+            cache.indices()
+        };
+        let rt = self.encoder(name)?;
+        let (pooled, kept) = self
+            .passes
+            .timed_pass(name, &rt, pcm.duration_seconds(), || {
+                features::encode_pool_keep(&rt, name, pcm, &from_pass, keep)
+            })?;
+        let states = match cached {
+            Some(states) => states,
+            None => cache.write(&file, &kept)?,
+        };
+        let mut cached_vectors = pool_cached(&from_cache, &states)?.into_iter();
+        let mut pass_vectors = pooled.into_iter();
+        covered
+            .iter()
+            .map(|&c| {
+                let next = if c {
+                    cached_vectors.next()
+                } else {
+                    pass_vectors.next()
+                };
+                next.ok_or_else(|| anyhow!("encoder `{name}`: a feature set got no vector"))
+            })
+            .collect()
     }
 }
 
@@ -147,6 +234,7 @@ impl Features {
                 let node = FeatureNode {
                     set: set.clone(),
                     clip: c.id.clone(),
+                    covered: false,
                 };
                 let item = format!("{}/{}", set.name, c.id);
                 Ok(NodeSpec::new(item, params.clone(), inputs).with_plan(node))
@@ -156,7 +244,7 @@ impl Features {
 }
 
 /// The params that determine an encoder's output (the weights' content is an input).
-fn encoder_params(cfg: &EncoderConfig) -> serde_json::Value {
+pub(super) fn encoder_params(cfg: &EncoderConfig) -> serde_json::Value {
     json!({
         "arch": cfg.arch,
         "random": cfg.random,
@@ -189,7 +277,7 @@ impl Stage for Features {
             // which weight-free baseline it is (and a sequence source's frame
             // cap, its only setting). Renaming a set or an encoder finds its
             // vectors under the same keys.
-            let params = match &set.kind {
+            let mut params = match &set.kind {
                 FeatureKind::Baseline(b) if b.is_frames() => json!({
                     "feature_set": { "spec": null, "encoder": set.cfg.encoder, "max_frames": set.cfg.max_frames },
                     "encoder": null,
@@ -204,6 +292,13 @@ impl Stage for Features {
                 }),
                 FeatureKind::Symbolic(_) => unreachable!("planned by plan_symbolic above"),
             };
+            // Pooled from f16 states: never the same artifact as an encoder-pooled one.
+            let covered = set
+                .spec()
+                .is_some_and(|spec| self.passes.covers(&set.cfg.encoder, spec));
+            if covered {
+                params["states"] = json!("f16 cache");
+            }
             for c in &self.dataset.clips {
                 let mut inputs = vec![("audio".to_string(), Source::node(&RESAMPLE, &c.id))];
                 if let Some(dir) = enc.and_then(|e| e.weights.as_ref()) {
@@ -217,6 +312,7 @@ impl Stage for Features {
                 let node = FeatureNode {
                     set: set.clone(),
                     clip: c.id.clone(),
+                    covered,
                 };
                 out.push(NodeSpec::new(item, params.clone(), inputs).with_plan(node));
             }

@@ -7,6 +7,7 @@
 //! pipelines.
 
 mod decode;
+mod encoder_passes;
 mod experiments;
 mod feature_tables;
 mod features;
@@ -16,6 +17,7 @@ mod report;
 mod resample;
 
 pub use decode::Decode;
+pub use encoder_passes::EncoderPasses;
 pub use experiments::{Evaluate, Train};
 pub use feature_tables::FeatureTables;
 pub use features::Features;
@@ -82,6 +84,8 @@ pub struct Pipeline {
     pub stages: Vec<Box<dyn Stage>>,
     /// One line per skipped feature set (e.g. its encoder's weights are absent).
     pub notes: Vec<String>,
+    /// The features stage's encoder work (states caches, pass times), if it has one.
+    pub passes: Option<Arc<EncoderPasses>>,
 }
 
 /// Builds every stage of the pipeline described by `config`, in run order.
@@ -161,17 +165,29 @@ pub fn build(config: &Config) -> Result<Pipeline> {
         Box::new(Resample::new(dataset.clone(), config.resample.clone())),
         Box::new(Manifest::new(dataset.clone())),
     ];
+    let mut passes = None;
     if !sets.is_empty() {
         let tables = FeatureTables::new(dataset.clone(), sets.clone(), config.encoders.clone());
+        let p = Arc::new(EncoderPasses::new(
+            &config.data_dir,
+            &config.encoders,
+            &sets,
+        )?);
+        passes = Some(p.clone());
         stages.push(Box::new(Features::new(
             dataset.clone(),
             sets,
             config.encoders.clone(),
+            p,
         )));
         stages.push(Box::new(tables));
     }
     if config.experiments.is_empty() {
-        return Ok(Pipeline { stages, notes });
+        return Ok(Pipeline {
+            stages,
+            notes,
+            passes,
+        });
     }
     let infos: Vec<ExperimentInfo> = config
         .experiments
@@ -262,5 +278,9 @@ pub fn build(config: &Config) -> Result<Pipeline> {
         stages.push(Box::new(Plots(experiments.clone())));
     }
     stages.push(Box::new(Report(experiments)));
-    Ok(Pipeline { stages, notes })
+    Ok(Pipeline {
+        stages,
+        notes,
+        passes,
+    })
 }
