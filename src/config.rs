@@ -1,7 +1,7 @@
 //! `pipeline.toml`: the schema, defaults and loading. Unknown keys are errors
 //! (with their line), and every relative path is taken relative to the file.
 
-use crate::features::weight_free_names;
+use crate::features::{Baseline, weight_free_names};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -411,7 +411,7 @@ impl Config {
         let fs = &self.features[&exp.features];
         let describe = |f: &FeatureSetConfig| {
             f.pooling.clone().unwrap_or_else(|| {
-                if Baseline::parse(&f.encoder).is_some() {
+                if weight_free_names().contains(&f.encoder.as_str()) {
                     "statistics".into()
                 } else {
                     "mean".into()
