@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use pipe::head::rng::Rng;
+use pipe::rng::Rng;
 use pipe::head::{Arch, FrameSet, HeadConfig, HeadInput, Hidden, N_DIMS, fit_graph};
 
 fn config(arch: Arch, sizes: &str) -> HeadConfig {

@@ -279,6 +279,7 @@ mod tests {
     /// - t=0.0: C4 (60, vel 40) + E4 (64, vel 60, struck 20 ms later), both held 0.4 s
     /// - t=0.5: G4 (67, vel 80) held 0.25 s (staccato-ish)
     /// - t=1.0: C5 (72, vel 100) held 1.0 s, released at 2.0 (t1)
+    ///
     /// Pedal: down (127) at 0.3, up (0) at 0.6, half (64) at 1.5 → down to the end.
     fn example(dir: &Path) -> NoteList {
         let p = dir.join("ex.mid");
