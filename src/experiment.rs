@@ -413,7 +413,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut clips, mut feats) = write_tables(dir.path(), 24, true);
         clips.labels[7 * N_DIMS + 16] = 1.7;
-        let err = train(&quick_head(), &clips, &feats)
+        let err = train(&quick_head(), &clips, &feats, None)
             .unwrap_err()
             .to_string();
         assert!(
@@ -423,7 +423,7 @@ mod tests {
         clips.labels[7 * N_DIMS + 16] = 0.5;
         let row = feats.clip_ids.iter().position(|c| c == "clip010").unwrap();
         feats.values[row * feats.dim + 3] = f32::NAN;
-        let err = train(&quick_head(), &clips, &feats)
+        let err = train(&quick_head(), &clips, &feats, None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("feature 3 of clip `clip010` is NaN"), "{err}");

@@ -4,33 +4,42 @@
 use anyhow::{Context, Result, bail};
 
 use crate::config::Config;
-use crate::dag::RunReport;
+use std::path::Path;
+use crate::dag::{NodeState, RunReport};
 use crate::history::{self, Evaluated, Row, diff, time};
 use crate::metrics::Evaluation;
 
 /// After a successful run: append its experiments' results to the history
 /// when it trained or evaluated something or its results changed. A failure
 /// here is a warning: the run's artifacts are all in place.
-pub fn record_run(config: &Config, report: &RunReport) {
-    if report.failed() > 0 {
-        return;
-    }
-    match try_record(config, report) {
+pub fn record_run(path: &Path, config: &Config, report: &RunReport) {
+    match try_record(path, config, report) {
         Ok(Some((id, n))) => {
             eprintln!("history: run {id} recorded ({n} experiment(s)); `pipe history`, `pipe diff`")
         }
         Ok(None) => {}
         Err(e) => eprintln!("warning: the run history was not updated: {e:#}"),
     }
+    if let Err(e) = history::publish_copy(&config.data_dir) {
+        eprintln!("warning: data/out/history.parquet not updated: {e:#}");
+    }
 }
 
-fn try_record(config: &Config, report: &RunReport) -> Result<Option<(String, usize)>> {
-    let Some(evaluate) = report.plan.as_ref().and_then(|p| p.stage("evaluate")) else {
+fn try_record(path: &Path, config: &Config, report: &RunReport) -> Result<Option<(String, usize)>> {
+    // The plan before the run cannot name the artifacts of nodes behind a
+    // stale one (their keys wait for their inputs' bytes): plan again, now
+    // that the run is over, and take every evaluation that exists.
+    if report.stage("evaluate").is_none() {
+        return Ok(None);
+    }
+    let (_, plan) = super::plan(path, config)?;
+    let Some(evaluate) = plan.stage("evaluate") else {
         return Ok(None);
     };
     let evals: Vec<(String, String, Evaluation)> = evaluate
         .nodes
         .iter()
+        .filter(|n| n.state == NodeState::Fresh)
         .map(|n| {
             let path = &n.node.path;
             let file =
@@ -57,7 +66,6 @@ fn try_record(config: &Config, report: &RunReport) -> Result<Option<(String, usi
     Ok(id.map(|id| (id, evaluated.len())))
 }
 
-/// `pipe history [--experiment ID]`: every recorded run, latest first.
 pub fn show(config: &Config, experiment: Option<&str>) -> Result<()> {
     let path = history::path(&config.data_dir);
     let rows = history::read_table(&path)?;

@@ -90,7 +90,7 @@ pub fn run(path: &Path, config: &Config, args: &RunArgs) -> Result<ExitCode> {
     }
     summary(&report, &store, started.elapsed().as_secs_f64());
     passes::after_run(encoder_passes);
-    history::record_run(config, &report);
+    history::record_run(path, config, &report);
     let bad = report.failed() + report.blocked();
     if bad == 0 && !report.stopped {
         return Ok(ExitCode::SUCCESS);

@@ -271,6 +271,7 @@ mod tests {
             window_frames: window,
             download_hint: None,
             device: Device::Cpu,
+            cache_states: None,
         };
         validate("c", &entry("mert", Some("control"), None, None)).unwrap();
         let e = format!(

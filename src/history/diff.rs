@@ -6,7 +6,7 @@
 use std::fmt;
 
 use super::{Row, Run, time};
-use crate::dag::record::param_changes;
+use crate::dag::reason::param_changes;
 
 /// One metric of one experiment in both runs.
 #[derive(Clone, Debug, PartialEq)]

@@ -1,6 +1,6 @@
 //! Run history: every `pipe run` that trained or evaluated something (or whose
 //! results differ from the last recorded run, e.g. after reverting a change)
-//! appends one row per experiment to `data/out/history.parquet`, like
+//! appends one row per experiment to `data/runs/history.parquet`, like
 //! `dvc exp show`; [`diff`] compares two runs like `dvc metrics diff`.
 //!
 //! The history is not a DAG artifact: it lives outside the content-addressed
@@ -59,9 +59,22 @@ pub struct Row {
     pub n_clips: i32,
 }
 
-/// Where the history of a data folder lives.
+/// Where the history of a data folder lives: beside the run records, since
+/// `data/out` is swapped whole on each publication ([`publish_copy`] puts a
+/// copy there).
 pub fn path(data_dir: &Path) -> PathBuf {
-    data_dir.join("out").join("history.parquet")
+    data_dir.join("runs").join("history.parquet")
+}
+
+/// Copies the history into the current publication as
+/// `data/out/history.parquet` (atomically), if both exist.
+pub fn publish_copy(data_dir: &Path) -> Result<()> {
+    let (from, out) = (path(data_dir), data_dir.join("out"));
+    if !from.is_file() || !out.is_dir() {
+        return Ok(());
+    }
+    let bytes = std::fs::read(&from).with_context(|| format!("reading {}", from.display()))?;
+    crate::dag::store::write_atomic(&out.join("history.parquet"), &bytes)
 }
 
 /// What shapes an experiment's result besides its input data: the feature

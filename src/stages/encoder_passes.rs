@@ -125,7 +125,7 @@ impl EncoderPasses {
         let inputs: Vec<(&str, String)> = node
             .inputs
             .iter()
-            .map(|i| (i.name.as_str(), i.key.to_string()))
+            .map(|i| (i.name.as_str(), i.hash.to_string()))
             .collect();
         let what = serde_json::to_string(&json!({
             "encoder": encoder_params(enc),

@@ -6,9 +6,7 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
-use std::fs::File;
-use std::io::BufWriter;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::experiments::read_json;
 use super::{EVALUATE, PLOTS, REPORT, RESULTS, TRAIN};
