@@ -677,7 +677,7 @@ impl Config {
 }
 
 /// blake3 of a config text's canonical form (see [`Config::hash`]).
-fn canonical_hash(text: &str) -> Result<String> {
+pub fn canonical_hash(text: &str) -> Result<String> {
     let tree: toml::Value = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
     // serde_json's maps are sorted (no `preserve_order`), as the DAG's keys assume.
     let json = serde_json::to_string(&serde_json::to_value(tree)?)?;

@@ -264,19 +264,25 @@ fn a_file_size_limit_is_a_write_error_with_the_path() {
     assert!(t.contains("data/store/decode/"), "the path is named: {t}");
 }
 
-/// A failed `pipe.lock` write left `data/.tmp-*.lock` behind for good.
+/// A failed run-record write (then `pipe.lock`) left `.tmp-*` files behind for good.
 #[test]
 fn a_failed_record_write_leaves_no_temporary_file() {
     let dir = tempfile::tempdir().unwrap();
     audio_folder(dir.path(), 4, 0.3);
     let cfg = pipeline(dir.path(), "");
-    // pipe.lock is a folder with something in it: the record cannot be renamed into place.
-    std::fs::create_dir_all(dir.path().join("data/pipe.lock/x")).unwrap();
+    // The record's path is a folder with something in it: the record is
+    // written to a temporary file that cannot be renamed into place.
+    let stem = pipe::dag::ConfigId::new(&cfg, "").stem();
+    let record = dir.path().join(format!("data/runs/{stem}.json"));
+    std::fs::create_dir_all(record.join("x")).unwrap();
     let o = pipe(&cfg, &["run", "--until", "manifest"]);
     let t = text(&o);
     assert!(!o.status.success(), "{t}");
-    assert!(t.contains("pipe.lock"), "{t}");
-    let tmp: Vec<String> = std::fs::read_dir(dir.path().join("data"))
+    assert!(
+        t.contains(&format!("{stem}.json")),
+        "the record is named: {t}"
+    );
+    let tmp: Vec<String> = std::fs::read_dir(dir.path().join("data/runs"))
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -371,10 +377,24 @@ fn a_plot_write_error_names_the_file() {
     let cfg = pipeline(dir.path(), "");
     let o = pipe(&cfg, &["run"]);
     assert!(o.status.success(), "{}", text(&o));
-    // Plots are tens of KB; the record of a 6-clip run a few.
+    // A limit above every other file the run writes (its record) and below
+    // the plots (tens of KB).
+    let largest = |dir: &str| {
+        std::fs::read_dir(cfg.parent().unwrap().join(dir))
+            .unwrap()
+            .flatten()
+            .map(|e| e.metadata().unwrap().len())
+            .collect::<Vec<_>>()
+    };
+    let record = largest("data/runs").into_iter().max().unwrap();
+    let plot = largest("data/store/plots").into_iter().min().unwrap();
+    let limit_kb = record / 1024 + 2;
+    assert!(limit_kb * 1024 < plot, "record {record} B, plot {plot} B");
     let o = Command::new("bash")
         .arg("-c")
-        .arg("ulimit -f 16; exec \"$0\" -c \"$1\" run --force plots")
+        .arg(format!(
+            "ulimit -f {limit_kb}; exec \"$0\" -c \"$1\" run --force plots"
+        ))
         .arg(env!("CARGO_BIN_EXE_pipe"))
         .arg(&cfg)
         .output()

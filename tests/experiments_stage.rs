@@ -153,7 +153,7 @@ fn tables_report_and_plots_have_their_documented_shape() {
         "## Ranked summary",
         "| 1 | ",
         "Not run:",
-        "- B0: no config.json",
+        "- B0: encoder `absent`: no config.json",
         "quoted, not computed",
         "0.347",
         "plots/scatter.png",
@@ -222,7 +222,7 @@ fn with_every_experiment_skipped_the_tables_and_report_still_say_why() {
     );
     let md = std::fs::read_to_string(dir.path().join("data/out/report.md")).unwrap();
     assert!(
-        md.contains("No experiment ran.") && md.contains("- B0: no config.json"),
+        md.contains("No experiment ran.") && md.contains("- B0: encoder `absent`: no config.json"),
         "{md}"
     );
 }

@@ -118,7 +118,7 @@ fn cpu_backend_device_pooling_equals_host_pooling_across_windows() {
 fn cpu_backend_pools_a_one_window_clip_to_the_same_bits_as_the_host() {
     let b = CpuBackend::new();
     for fixture in FIXTURES {
-        let m = model_with_window(&b, fixture, Some(10_000));
+        let m = model_with_window(&b, fixture, Some(4096));
         let specs = specs(m.config().num_hidden_states());
         let want = host_pooled(&b, &m, &specs);
         let got = backend_pool::encode_and_pool(&b, &m, &wave(), &specs).unwrap();

@@ -398,6 +398,8 @@ labels = "{r}/data/percepiano/labels/label_2round_mean_reg_19_with0_rm_highstd0.
 metadata = "{r}/data/percepiano/manifest.csv"
 midi_dir = "{r}/data/percepiano/midi/performance"
 limit = 2
+[dataset.folds]
+k = 2
 [render]
 soundfont = "{r}/data/soundfont/piano.sf2"
 gain = {gain}

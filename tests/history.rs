@@ -152,7 +152,7 @@ fn two_runs_with_one_lr_changed_diff_to_that_param_and_that_experiment() {
 
     // `clean` deletes store artifacts only.
     let before = std::fs::read(history::path(&d.join("data"))).unwrap();
-    ok(pipe(&config(d, "1e-3"), &["clean"]));
+    ok(pipe(&config(d, "1e-3"), &["clean", "--yes"]));
     assert_eq!(
         std::fs::read(history::path(&d.join("data"))).unwrap(),
         before

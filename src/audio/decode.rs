@@ -160,7 +160,7 @@ fn check_samples(
 ) -> Result<()> {
     let Some(i) = interleaved
         .iter()
-        .position(|s| !(s.abs() <= MAX_ABS_SAMPLE))
+        .position(|s| s.is_nan() || s.abs() > MAX_ABS_SAMPLE)
     else {
         return Ok(());
     };

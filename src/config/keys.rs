@@ -101,7 +101,7 @@ impl<'a> KeyLines<'a> {
     /// (or a path whose table is in it, for a key left out); else `None`.
     pub fn locate(&self, message: &str) -> Option<String> {
         let end = message
-            .find(|c: char| c == ' ' || c == ':' || c == '=')
+            .find([' ', ':', '='])
             .unwrap_or(message.len());
         let mut path = &message[..end];
         while !path.is_empty() {

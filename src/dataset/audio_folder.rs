@@ -249,7 +249,7 @@ mod tests {
     /// uses the file's own line numbers, also past a quoted line break.
     #[test]
     fn csv_errors_use_the_files_line_numbers() {
-        let short = format!("c,p,{}", vec!["0.5"; 5].join(","));
+        let short = format!("c,p,{}", ["0.5"; 5].join(","));
         let (dir, csv) = setup(&[header(), row("a", "p", 0.5), short], &["a.wav"]);
         let err = format!("{:#}", load(dir.path(), &csv).unwrap_err());
         assert!(
