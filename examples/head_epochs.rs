@@ -5,6 +5,7 @@
 //! D = frame width, T = frames per clip (lengths drawn in [T/2, T]),
 //! N = training clips (64 more validate), SIZES = `control` (the default
 //! pipeline's control rows) or `study` (the study's widths).
+//! `HEAD_EPOCHS_CNN=4,8,16,32` overrides the mel-CNN's channels.
 
 use std::time::Instant;
 
@@ -12,6 +13,20 @@ use pipe::head::{Arch, FrameSet, HeadConfig, HeadInput, Hidden, N_DIMS, fit_grap
 use pipe::rng::Rng;
 
 fn config(arch: Arch, sizes: &str) -> HeadConfig {
+    let cfg = config_for(arch, sizes);
+    match std::env::var("HEAD_EPOCHS_CNN") {
+        Ok(list) => HeadConfig {
+            cnn_channels: list
+                .split(',')
+                .map(|c| c.trim().parse().expect("HEAD_EPOCHS_CNN: channel counts"))
+                .collect(),
+            ..cfg
+        },
+        Err(_) => cfg,
+    }
+}
+
+fn config_for(arch: Arch, sizes: &str) -> HeadConfig {
     let base = HeadConfig {
         arch,
         max_epochs: 2,
