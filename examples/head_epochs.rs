@@ -8,8 +8,8 @@
 
 use std::time::Instant;
 
-use pipe::rng::Rng;
 use pipe::head::{Arch, FrameSet, HeadConfig, HeadInput, Hidden, N_DIMS, fit_graph};
+use pipe::rng::Rng;
 
 fn config(arch: Arch, sizes: &str) -> HeadConfig {
     let base = HeadConfig {

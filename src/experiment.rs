@@ -274,9 +274,7 @@ pub fn train(
         let HeadInput::Frames(fa) = input else {
             bail!("a two-input head needs frame sequences (pooling = \"frames\") in both sets");
         };
-        let HeadInput::Frames(fb) = second
-            .input_for(&clip_ids)
-            .context("second feature set")?
+        let HeadInput::Frames(fb) = second.input_for(&clip_ids).context("second feature set")?
         else {
             bail!("a two-input head needs frame sequences (pooling = \"frames\") in both sets");
         };

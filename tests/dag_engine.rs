@@ -905,11 +905,7 @@ impl Stage for PartialSum {
     }
 }
 
-fn partial_stages(
-    fx: &Fixture,
-    items: &[&str],
-    ran: &Seen,
-) -> Vec<Box<dyn Stage>> {
+fn partial_stages(fx: &Fixture, items: &[&str], ran: &Seen) -> Vec<Box<dyn Stage>> {
     let (mut stages, _) = fx.stages(items, 1);
     stages.pop(); // the all-or-nothing sum
     stages.push(Box::new(PartialSum {

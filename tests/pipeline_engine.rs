@@ -182,7 +182,11 @@ fn bad_clips_are_listed_and_the_good_ones_reach_every_table() {
         meta["pipe.config_hash"],
         blake3::hash(toml.as_bytes()).to_hex()[..16]
     );
-    assert!(meta["pipe.heads"].contains("\"A1\":{") && meta["pipe.heads"].contains("\"arch\":\"linear\""), "{meta:?}");
+    assert!(
+        meta["pipe.heads"].contains("\"A1\":{")
+            && meta["pipe.heads"].contains("\"arch\":\"linear\""),
+        "{meta:?}"
+    );
     assert_eq!(meta["pipe.version"], env!("CARGO_PKG_VERSION"));
     let failed = table::read_single(&out.join("results/failed.parquet")).unwrap();
     assert_eq!(failed.num_rows(), 2);

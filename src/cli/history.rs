@@ -4,10 +4,10 @@
 use anyhow::{Context, Result, bail};
 
 use crate::config::Config;
-use std::path::Path;
 use crate::dag::{NodeState, RunReport};
 use crate::history::{self, Evaluated, Row, diff, time};
 use crate::metrics::Evaluation;
+use std::path::Path;
 
 /// After a successful run: append its experiments' results to the history
 /// when it trained or evaluated something or its results changed. A failure

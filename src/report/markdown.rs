@@ -5,6 +5,7 @@ use std::fmt::Write;
 use super::published::QUOTED;
 use super::{Results, categories, category_of};
 use crate::dataset::{DIMENSIONS, STUDY_CATEGORIES};
+use crate::head::{Validation, mean_best_val_r2};
 
 /// Heading of the ranked table; `pipe run` prints that section at the end.
 pub const RANKED_HEADING: &str = "## Ranked summary";
@@ -16,6 +17,31 @@ fn f3(x: f64) -> String {
 fn opt3(x: Option<f64>) -> String {
     x.map_or("–".into(), f3)
 }
+
+/// GitHub's anchor of a Markdown heading: lower case, punctuation other than
+/// `-` and `_` dropped, spaces to `-`.
+pub fn github_anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// A link to a section of the repository's README.md from `data/out/report.md`.
+fn readme(heading: &str) -> String {
+    format!(
+        "[README.md, \"{heading}\"](../../README.md#{})",
+        github_anchor(heading)
+    )
+}
+
+/// README sections the report links to (each must stay a heading there).
+pub const METRICS_SECTION: &str = "Metric definitions";
+pub const DIMENSIONS_SECTION: &str = "The 19 dimensions and their categories";
+pub const PROTOCOL_SECTION: &str = "The study's protocol (`validation`)";
 
 /// The whole report. `plots` are the file names under `plots/` to link.
 pub fn render(results: &Results, plots: &[(&str, &str)]) -> String {
@@ -33,10 +59,12 @@ pub fn render(results: &Results, plots: &[(&str, &str)]) -> String {
             "{n} clips{failed}, {k}-fold cross-validation split by piece; every number below is on out-of-fold predictions. \
              R² is, per fold, the mean over the 19 dimensions of each dimension's R², then the mean over folds; \
              the 95% CI is a percentile bootstrap of exactly that statistic (held-out clips resampled within each fold). \
-             Full definitions: README.md, \"Metrics\". Tables: `results/*.parquet`.\n"
+             Full definitions: {}. Tables: `results/*.parquet`.\n",
+            readme(METRICS_SECTION)
         );
     }
     md.push_str(&ranked_table(results));
+    study_protocol(&mut md, results);
     per_fold(&mut md, results);
     per_category(&mut md, results);
     if let Some(best) = results.ran.first() {
@@ -67,7 +95,10 @@ pub fn ranked_table(results: &Results) -> String {
         let _ = writeln!(md, "|---:|---|---|---:|---|---:|---:|---:|---:|---:|");
         for (i, r) in results.ran.iter().enumerate() {
             let e = &r.eval;
-            let mark = if r.info.control { " **[control]**" } else { "" };
+            let mut mark = if r.info.control { " **[control]**" } else { "" }.to_string();
+            if r.info.validation == Validation::TestFold {
+                mark.push_str(" **[study protocol]**");
+            }
             let outside = if e.r2_ci.contains_estimate() {
                 ""
             } else {
@@ -97,6 +128,17 @@ pub fn ranked_table(results: &Results) -> String {
                  a control for how much pre-training adds, never a pre-trained result.\n"
             );
         }
+        if results
+            .ran
+            .iter()
+            .any(|r| r.info.validation == Validation::TestFold)
+        {
+            let _ = writeln!(
+                md,
+                "**[study protocol]**: early stopping and the kept epoch chosen on the very fold then scored \
+                 (`validation = \"test_fold\"`): optimistic by construction (\"The study's protocol\" below).\n"
+            );
+        }
     }
     if !results.not_run.is_empty() {
         let _ = writeln!(md, "Not run:\n");
@@ -115,6 +157,76 @@ pub fn ranked_table(results: &Results) -> String {
         let _ = writeln!(md);
     }
     md
+}
+
+/// Ours vs the study's protocol for every pair of ran experiments that
+/// differ only in it: the inflation, computed.
+fn study_protocol(md: &mut String, results: &Results) {
+    let pairs = results.protocol_pairs();
+    let any_study = results
+        .ran
+        .iter()
+        .any(|r| r.info.validation == Validation::TestFold);
+    if pairs.is_empty() && !any_study {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## The study's protocol
+"
+    );
+    let _ = writeln!(
+        md,
+        "The study early-stopped (patience on validation R²) and kept the best epoch by R² on the very fold \
+         it then scored, and reported the mean over folds of each fold's best validation R². Ours validates on \
+         pieces held out of the training folds and never looks at the test fold while training ({}). \
+         Each row below is one setup (same features, head and seed) trained both ways; \
+         inflation = R² under the study's protocol − R² under ours. \
+         \"Study's aggregate\" is the mean over folds of each fold's best validation R² as the study computed it \
+         (under its protocol, the fold's test R² at the epoch chosen on it; under ours, R² on the held-out pieces).\n",
+        readme(PROTOCOL_SECTION)
+    );
+    if pairs.is_empty() {
+        let _ = writeln!(
+            md,
+            "No experiment ran under both protocols with the same setup: add a copy of a row with \
+             `validation = \"test_fold\"`.\n"
+        );
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "| experiment (ours) | study-protocol copy | R² ours | R² study's protocol | inflation | study's aggregate, ours | study's aggregate, study's protocol |"
+    );
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|");
+    let mut inflation = Vec::new();
+    for (ours, study) in &pairs {
+        let d = study.eval.r2 - ours.eval.r2;
+        inflation.push(d);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {:+.3} | {} | {} |",
+            ours.info.id,
+            study.info.id,
+            f3(ours.eval.r2),
+            f3(study.eval.r2),
+            d,
+            opt3(mean_best_val_r2(&ours.train.fold_reports)),
+            opt3(mean_best_val_r2(&study.train.fold_reports)),
+        );
+    }
+    let n = inflation.len() as f64;
+    let mean = inflation.iter().sum::<f64>() / n;
+    let (lo, hi) = inflation
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &d| {
+            (lo.min(d), hi.max(d))
+        });
+    let _ = writeln!(
+        md,
+        "\nOver {} pair(s), the study's protocol inflates R² by {mean:+.3} on average (from {lo:+.3} to {hi:+.3}).\n",
+        inflation.len()
+    );
 }
 
 fn per_fold(md: &mut String, results: &Results) {
@@ -145,7 +257,8 @@ fn per_category(md: &mut String, results: &Results) {
     let _ = writeln!(md, "## R² per category\n");
     let _ = writeln!(
         md,
-        "The study's 7 categories; each is the mean of its dimensions' R² (README.md, \"Dimensions\").\n"
+        "The study's 7 categories; each is the mean of its dimensions' R² ({}).\n",
+        readme(DIMENSIONS_SECTION)
     );
     let names: String = STUDY_CATEGORIES
         .iter()

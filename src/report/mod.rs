@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dataset::{DIMENSIONS, FailedClip, Grouping, STUDY_CATEGORIES, failed};
 use crate::experiment::TrainOutput;
+use crate::head::Validation;
 use crate::metrics::{DimSummary, Evaluation};
 
 /// What the report says about one configured experiment, run or not.
@@ -36,6 +37,37 @@ pub struct ExperimentInfo {
     /// It was run and failed (`not_run` says where and why).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub failed: bool,
+    /// Its validation protocol (the study's is optimistic by construction).
+    #[serde(default, skip_serializing_if = "is_held_out")]
+    pub validation: Validation,
+    /// Fingerprint of everything but the protocol (feature sets and head):
+    /// two experiments with the same `setup` differ only in `validation`,
+    /// and the report shows how much the study's protocol inflates R².
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub setup: String,
+}
+
+fn is_held_out(v: &Validation) -> bool {
+    *v == Validation::HeldOutPieces
+}
+
+/// [`ExperimentInfo::setup`] of an experiment: blake3 of its feature sets
+/// and head settings with the protocol left out.
+pub fn setup_fingerprint(
+    features: &str,
+    second_features: Option<&str>,
+    head: &crate::head::HeadConfig,
+) -> String {
+    let head = crate::head::HeadConfig {
+        validation: Validation::HeldOutPieces,
+        ..head.clone()
+    };
+    let json = serde_json::json!({
+        "features": features,
+        "second_features": second_features,
+        "head": head,
+    });
+    blake3::hash(json.to_string().as_bytes()).to_hex()[..16].to_string()
 }
 
 /// A trained and evaluated experiment.
@@ -76,6 +108,27 @@ impl Results {
 
     pub fn get(&self, id: &str) -> Option<&Ran> {
         self.ran.iter().find(|r| r.info.id == id)
+    }
+
+    /// (ours, the study's protocol) pairs of ran experiments that differ only
+    /// in `validation` (same [`ExperimentInfo::setup`]), by our row's id.
+    pub fn protocol_pairs(&self) -> Vec<(&Ran, &Ran)> {
+        let mut pairs: Vec<(&Ran, &Ran)> = self
+            .ran
+            .iter()
+            .filter(|s| s.info.validation == Validation::TestFold && !s.info.setup.is_empty())
+            .filter_map(|s| {
+                self.ran
+                    .iter()
+                    .find(|o| {
+                        o.info.validation == Validation::HeldOutPieces
+                            && o.info.setup == s.info.setup
+                    })
+                    .map(|o| (o, s))
+            })
+            .collect();
+        pairs.sort_by(|a, b| (&a.0.info.id, &a.1.info.id).cmp(&(&b.0.info.id, &b.1.info.id)));
+        pairs
     }
 }
 

@@ -1,6 +1,7 @@
 use super::*;
 use crate::dataset::N_DIMS;
 use crate::experiment::TrainOutput;
+use crate::head::Validation;
 use crate::metrics::{BootstrapConfig, Pearson};
 use arrow_array::{Array, Float64Array, Int32Array, StringArray};
 
@@ -66,6 +67,8 @@ fn ran(id: &str, noise: f32, control: bool) -> Ran {
             control,
             not_run: None,
             failed: false,
+            validation: Validation::HeldOutPieces,
+            setup: String::new(),
         },
         train,
         eval,
@@ -81,6 +84,8 @@ fn results() -> Results {
         control: false,
         not_run: Some("no weights in models/x".into()),
         failed: false,
+        validation: Validation::HeldOutPieces,
+        setup: String::new(),
     };
     Results::new(
         vec![ran("worse", 0.4, false), ran("better", 0.1, true)],
@@ -158,5 +163,119 @@ fn plots_are_pngs_of_the_declared_size() {
             u32::from_be_bytes(png[20..24].try_into().unwrap()),
         );
         assert_eq!(dims, (w, h));
+    }
+}
+
+/// `ran` under a protocol and setup, its fold reports holding `val_r2` each.
+fn ran_as(id: &str, noise: f32, validation: Validation, setup: &str, val_r2: [f64; 4]) -> Ran {
+    let mut r = ran(id, noise, true);
+    r.info.validation = validation;
+    r.info.setup = setup.into();
+    r.train.fold_reports = val_r2
+        .iter()
+        .enumerate()
+        .map(|(fold, &v)| crate::head::FoldReport {
+            fold,
+            n_train: 30,
+            n_val: 10,
+            n_test: 10,
+            n_val_pieces: 10,
+            fit: crate::head::FitReport {
+                epochs_run: 5,
+                best_epoch: 3,
+                best_val_loss: 0.01,
+                best_val_r2: Some(v),
+                train_seconds: 0.1,
+            },
+        })
+        .collect();
+    r
+}
+
+#[test]
+fn study_protocol_section_pairs_rows_that_differ_only_in_the_protocol() {
+    let results = Results::new(
+        vec![
+            ran_as(
+                "B0-control",
+                0.4,
+                Validation::HeldOutPieces,
+                "s1",
+                [0.1, 0.2, 0.3, 0.4],
+            ),
+            ran_as(
+                "B0-control-studyprotocol",
+                0.2,
+                Validation::TestFold,
+                "s1",
+                [0.5, 0.6, 0.7, 0.8],
+            ),
+            // Another setup under the study's protocol only: no pair.
+            ran_as(
+                "A1-control-studyprotocol",
+                0.3,
+                Validation::TestFold,
+                "s2",
+                [0.5; 4],
+            ),
+        ],
+        Vec::new(),
+    );
+    let pairs = results.protocol_pairs();
+    assert_eq!(pairs.len(), 1);
+    let (ours, study) = pairs[0];
+    assert_eq!(
+        (ours.info.id.as_str(), study.info.id.as_str()),
+        ("B0-control", "B0-control-studyprotocol")
+    );
+    let md = markdown::render(&results, &[]);
+    let inflation = study.eval.r2 - ours.eval.r2;
+    assert!(inflation > 0.0);
+    let row = format!(
+        "| B0-control | B0-control-studyprotocol | {:.3} | {:.3} | {inflation:+.3} | 0.250 | 0.650 |",
+        ours.eval.r2, study.eval.r2
+    );
+    assert!(md.contains("## The study's protocol"), "{md}");
+    assert!(md.contains(&row), "{row}\n{md}");
+    assert!(
+        md.contains(&format!("inflates R² by {inflation:+.3} on average")),
+        "{md}"
+    );
+    assert!(md.contains("| B0-control-studyprotocol | B0-control-studyprotocol head **[control]** **[study protocol]** |"), "{md}");
+    // Without a study-protocol row there is no section.
+    assert!(!markdown::render(&self::results(), &[]).contains("The study's protocol"));
+}
+
+/// Every `README.md#anchor` link of the report names a heading of README.md.
+#[test]
+fn report_links_to_readme_sections_resolve() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let anchors: Vec<String> = readme
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .map(|l| markdown::github_anchor(l.trim_start_matches('#')))
+        .collect();
+    assert!(anchors.contains(&"metric-definitions".to_string()));
+    assert!(anchors.contains(&"the-19-dimensions-and-their-categories".to_string()));
+    let results = Results::new(
+        vec![
+            ran_as("x", 0.4, Validation::HeldOutPieces, "s", [0.1; 4]),
+            ran_as("x-studyprotocol", 0.2, Validation::TestFold, "s", [0.2; 4]),
+        ],
+        Vec::new(),
+    );
+    let md = markdown::render(&results, &[]);
+    let links: Vec<&str> = md
+        .split("README.md#")
+        .skip(1)
+        .map(|rest| &rest[..rest.find(')').unwrap()])
+        .collect();
+    assert!(links.len() >= 3, "{md}");
+    for link in links {
+        assert!(
+            anchors.iter().any(|a| a == link),
+            "README.md#{link} is no heading of README.md"
+        );
     }
 }
