@@ -2,7 +2,9 @@
 
 use std::fmt::Write;
 
-use super::published::QUOTED;
+use super::published::{
+    CI_MISS_MARK, Defect, FEWER_FOLDS_MARK, QUOTED, STUDY_ROWS_SOURCE, study_row,
+};
 use super::{Results, categories, category_of};
 use crate::dataset::{DIMENSIONS, STUDY_CATEGORIES};
 use crate::head::{Validation, mean_best_val_r2};
@@ -90,9 +92,9 @@ pub fn ranked_table(results: &Results) -> String {
     } else {
         let _ = writeln!(
             md,
-            "| rank | experiment | description | R² | 95% CI | MAE | Pearson r | dispersion | train s | clips |"
+            "| rank | experiment | description | R² | 95% CI | study R² | MAE | Pearson r | dispersion | train s | clips |"
         );
-        let _ = writeln!(md, "|---:|---|---|---:|---|---:|---:|---:|---:|---:|");
+        let _ = writeln!(md, "|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|");
         for (i, r) in results.ran.iter().enumerate() {
             let e = &r.eval;
             let mut mark = if r.info.control { " **[control]**" } else { "" }.to_string();
@@ -106,13 +108,14 @@ pub fn ranked_table(results: &Results) -> String {
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {}{mark} | {} | [{}, {}]{outside} | {} | {} | {} | {:.1} | {} |",
+                "| {} | {} | {}{mark} | {} | [{}, {}]{outside} | {} | {} | {} | {} | {:.1} | {} |",
                 i + 1,
                 r.info.id,
                 r.info.description,
                 f3(e.r2),
                 f3(e.r2_ci.lo),
                 f3(e.r2_ci.hi),
+                study_row(&r.info.id).map_or("–".into(), |s| s.cell()),
                 f3(e.mae),
                 opt3(e.pearson_r),
                 f3(e.dispersion),
@@ -121,6 +124,7 @@ pub fn ranked_table(results: &Results) -> String {
             );
         }
         let _ = writeln!(md);
+        study_footnotes(&mut md, results);
         if results.ran.iter().any(|r| r.info.control) {
             let _ = writeln!(
                 md,
@@ -227,6 +231,37 @@ fn study_protocol(md: &mut String, results: &Results) {
         "\nOver {} pair(s), the study's protocol inflates R² by {mean:+.3} on average (from {lo:+.3} to {hi:+.3}).\n",
         inflation.len()
     );
+}
+
+/// One line for the "study R²" column and one per defect marker it shows.
+fn study_footnotes(md: &mut String, results: &Results) {
+    let rows: Vec<_> = results
+        .ran
+        .iter()
+        .filter_map(|r| study_row(&r.info.id))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "study R²: the published figure of the study's row named by the id's prefix (before the first `-`), \
+         quoted from {STUDY_ROWS_SOURCE}, not computed here: its own audio and clip sets, under its protocol \
+         (validated on the scored fold).\n"
+    );
+    let has = |want: fn(&Defect) -> bool| rows.iter().any(|r| r.defects.iter().any(want));
+    if has(|d| matches!(d, Defect::Folds(_))) {
+        let _ = writeln!(
+            md,
+            "{FEWER_FOLDS_MARK}k: the study's figure averages k folds, not 4 (a checkpoint-reloading code path dropped the others).\n"
+        );
+    }
+    if has(|d| matches!(d, Defect::CiMissesEstimate)) {
+        let _ = writeln!(
+            md,
+            "{CI_MISS_MARK}: the study's 95% CI misses its own estimate (it resamples pooled predictions, another statistic).\n"
+        );
+    }
 }
 
 fn per_fold(md: &mut String, results: &Results) {

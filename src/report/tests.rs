@@ -279,3 +279,60 @@ fn report_links_to_readme_sections_resolve() {
         );
     }
 }
+
+/// The ranked summary quotes the study's figure of each row by id prefix,
+/// marks its defects and explains each marker once; summary.parquet
+/// carries the figure as `study_r2`.
+#[test]
+fn ranked_summary_quotes_the_study_figures_with_their_defects() {
+    let results = Results::new(
+        vec![
+            ran("B0-control", 0.1, true),
+            ran("D8-control", 0.2, true),
+            ran("mine", 0.3, true),
+        ],
+        Vec::new(),
+    );
+    let md = markdown::render(&results, &[]);
+    let line = |id: &str| {
+        md.lines()
+            .find(|l| l.contains(&format!("| {id} |")))
+            .unwrap()
+            .to_string()
+    };
+    assert!(line("B0-control").contains("| 0.405 |"), "{md}");
+    let d8 = line("D8-control");
+    assert!(
+        d8.contains("| 0.560 (fold 3 only; its 4-fold mean is 0.454) †1 ‡ |"),
+        "{d8}"
+    );
+    // No study row named "mine".
+    assert!(line("mine").contains("| – |"), "{}", line("mine"));
+    assert!(md.contains("†k: the study's figure averages k folds, not 4"));
+    assert!(md.contains("‡: the study's 95% CI misses its own estimate"));
+    assert!(md.contains("arXiv:2601.19029"));
+    let b = tables::summary(&results).batch().unwrap();
+    let exp = crate::table::column::<StringArray>(&b, "experiment").unwrap();
+    let study = crate::table::column::<Float64Array>(&b, "study_r2").unwrap();
+    for i in 0..3 {
+        match exp.value(i) {
+            "B0-control" => assert_eq!(study.value(i), 0.405),
+            "D8-control" => assert_eq!(study.value(i), 0.560),
+            _ => assert!(study.is_null(i)),
+        }
+    }
+}
+
+#[test]
+fn every_study_row_is_quoted_once_and_ids_map_by_prefix() {
+    use published::{STUDY_ROWS, study_row};
+    let ids: Vec<&str> = STUDY_ROWS.iter().map(|r| r.id).collect();
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len());
+    assert_eq!(study_row("D10c-control").unwrap().r2, 0.464);
+    assert_eq!(study_row("B1a").unwrap().r2, 0.397);
+    assert!(study_row("B0s-control").is_none());
+    assert_eq!(study_row("A3-raw").unwrap().cell(), "-12.6 †3");
+}

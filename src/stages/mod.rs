@@ -67,9 +67,9 @@ pub static EVALUATE: StageDecl =
     StageDecl::new("evaluate", 1, "json", &[&TRAIN]).per("experiments");
 /// the public result tables (their published copies carry the config hash,
 /// heads and pipe version). v2: `n_clips` and status `failed` in the
-/// summary, the `failed` table.
+/// summary, the `failed` table. v3: `study_r2` in the summary.
 pub static RESULTS: StageDecl =
-    StageDecl::new("results", 2, "parquet", &[&TRAIN, &EVALUATE]).per("tables");
+    StageDecl::new("results", 3, "parquet", &[&TRAIN, &EVALUATE]).per("tables");
 /// PNG figures. v2: the bar chart's legend in its own strip, axis titles on
 /// the scatter panels.
 pub static PLOTS: StageDecl = StageDecl::new("plots", 2, "png", &[&TRAIN, &EVALUATE]).per("plots");
