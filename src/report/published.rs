@@ -145,3 +145,40 @@ impl StudyRow {
         s
     }
 }
+
+/// E3: the study's symbolic model (PercePiano's HAN, re-run by the study)
+/// per dimension, quoted from STUDY.md's E3 list (the study's order; our
+/// dimension names).
+pub const HAN_SYMBOLIC: [(&str, f64); 19] = [
+    ("timing", 0.119),
+    ("articulation_length", 0.539),
+    ("articulation_touch", 0.405),
+    ("pedal_amount", 0.373),
+    ("pedal_clarity", 0.238),
+    ("timbre_variety", 0.307),
+    ("timbre_depth", 0.397),
+    ("timbre_brightness", 0.242),
+    ("timbre_loudness", 0.386),
+    ("dynamic_range", 0.392),
+    ("pace", 0.217),
+    ("space", 0.520),
+    ("balance", 0.352),
+    ("drama", 0.298),
+    ("mood_valence", 0.296),
+    ("mood_energy", 0.397),
+    ("mood_imagination", 0.338),
+    ("dynamic_sophistication", 0.449),
+    ("interpretation", 0.324),
+];
+
+/// E3: the HAN model's overall R² and 95% CI as the study reports them
+/// (the published PercePiano SOTA is 0.397).
+pub const HAN_OVERALL: (f64, (f64, f64)) = (0.347, (0.315, 0.375));
+
+/// The HAN model's quoted R² on dimension `dim` (our name).
+pub fn han_symbolic(dim: &str) -> Option<f64> {
+    HAN_SYMBOLIC
+        .iter()
+        .find(|(d, _)| *d == dim)
+        .map(|(_, r)| *r)
+}

@@ -336,3 +336,41 @@ fn every_study_row_is_quoted_once_and_ids_map_by_prefix() {
     assert!(study_row("B0s-control").is_none());
     assert_eq!(study_row("A3-raw").unwrap().cell(), "-12.6 †3");
 }
+
+/// E3: an `E3-audio*` and an `E3-symbolic*` row give the per-dimension
+/// table with the winner and the study's HAN figure beside.
+#[test]
+fn audio_vs_symbolic_table_from_a_hand_made_pair() {
+    let mut audio = ran("E3-audio-control", 0.1, true);
+    let mut symbolic = ran("E3-symbolic", 0.2, false);
+    for d in 0..N_DIMS {
+        audio.eval.per_dim[d].r2 = if d % 2 == 0 { 0.3 } else { 0.1 };
+        symbolic.eval.per_dim[d].r2 = 0.2;
+    }
+    let md = markdown::render(&Results::new(vec![audio, symbolic], Vec::new()), &[]);
+    assert!(md.contains("## Audio vs symbolic (E3)"), "{md}");
+    assert!(md.contains("### E3-audio-control vs E3-symbolic"), "{md}");
+    assert!(
+        md.contains("| timing | 0.300 | 0.200 | audio | 0.119 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| articulation_length | 0.100 | 0.200 | symbolic | 0.539 |"),
+        "{md}"
+    );
+    // Our order puts dynamic_sophistication 10th; the HAN figure goes by name.
+    assert!(
+        md.contains("| dynamic_sophistication | 0.100 | 0.200 | symbolic | 0.449 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("Audio wins 10 of 19 dimensions, symbolic 9."),
+        "{md}"
+    );
+    for (dim, _) in published::HAN_SYMBOLIC {
+        assert!(crate::dataset::DIMENSIONS.contains(&dim), "{dim}");
+    }
+    // One side alone: no table.
+    let alone = Results::new(vec![ran("E3-audio-control", 0.1, true)], Vec::new());
+    assert!(!markdown::render(&alone, &[]).contains("Audio vs symbolic"));
+}
