@@ -189,7 +189,9 @@ fn study_protocol(md: &mut String, results: &Results) {
          Each row below is one setup (same features, head and seed) trained both ways; \
          inflation = R² under the study's protocol − R² under ours. \
          \"Study's aggregate\" is the mean over folds of each fold's best validation R² as the study computed it \
-         (under its protocol, the fold's test R² at the epoch chosen on it; under ours, R² on the held-out pieces).\n",
+         (under its protocol, the fold's test R² at the epoch chosen on it; under ours, R² on the held-out pieces); \
+         \"study's pooled CI\" is its interval: a bootstrap of the pooled out-of-fold predictions, folds ignored, \
+         so it is around the pooled R², another statistic.\n",
         readme(PROTOCOL_SECTION)
     );
     if pairs.is_empty() {
@@ -202,23 +204,37 @@ fn study_protocol(md: &mut String, results: &Results) {
     }
     let _ = writeln!(
         md,
-        "| experiment (ours) | study-protocol copy | R² ours | R² study's protocol | inflation | study's aggregate, ours | study's aggregate, study's protocol |"
+        "| experiment (ours) | study-protocol copy | R² ours | R² study's protocol | inflation | study's aggregate, ours | study's aggregate, study's protocol | study's pooled CI, study's protocol |"
     );
-    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---|");
     let mut inflation = Vec::new();
     for (ours, study) in &pairs {
         let d = study.eval.r2 - ours.eval.r2;
         inflation.push(d);
+        let aggregate = mean_best_val_r2(&study.train.fold_reports);
+        let pooled = study.pooled_ci().map_or("–".to_string(), |ci| {
+            let misses = aggregate.is_some_and(|a| !(ci.lo..=ci.hi).contains(&a));
+            format!(
+                "[{}, {}]{}",
+                f3(ci.lo),
+                f3(ci.hi),
+                if misses {
+                    " (misses the aggregate)"
+                } else {
+                    ""
+                }
+            )
+        });
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {:+.3} | {} | {} |",
+            "| {} | {} | {} | {} | {:+.3} | {} | {} | {pooled} |",
             ours.info.id,
             study.info.id,
             f3(ours.eval.r2),
             f3(study.eval.r2),
             d,
             opt3(mean_best_val_r2(&ours.train.fold_reports)),
-            opt3(mean_best_val_r2(&study.train.fold_reports)),
+            opt3(aggregate),
         );
     }
     let n = inflation.len() as f64;

@@ -231,9 +231,23 @@ fn study_protocol_section_pairs_rows_that_differ_only_in_the_protocol() {
     let md = markdown::render(&results, &[]);
     let inflation = study.eval.r2 - ours.eval.r2;
     assert!(inflation > 0.0);
+    // The study's CI: pooled predictions resampled together, around the
+    // pooled R² (not the fold mean).
+    let ci = study.pooled_ci().unwrap();
+    let oof =
+        crate::metrics::OutOfFold::new(&study.train.y_true, &study.train.y_pred, N_DIMS).unwrap();
+    let pooled = oof.dim_mean_r2(&(0..40).collect::<Vec<_>>()).unwrap();
+    assert_eq!(ci.estimate, pooled);
+    assert_ne!(pooled, study.eval.r2);
+    assert!(ci.lo < ci.hi);
+    let misses = if (ci.lo..=ci.hi).contains(&0.65) {
+        ""
+    } else {
+        " (misses the aggregate)"
+    };
     let row = format!(
-        "| B0-control | B0-control-studyprotocol | {:.3} | {:.3} | {inflation:+.3} | 0.250 | 0.650 |",
-        ours.eval.r2, study.eval.r2
+        "| B0-control | B0-control-studyprotocol | {:.3} | {:.3} | {inflation:+.3} | 0.250 | 0.650 | [{:.3}, {:.3}]{misses} |",
+        ours.eval.r2, study.eval.r2, ci.lo, ci.hi
     );
     assert!(md.contains("## The study's protocol"), "{md}");
     assert!(md.contains(&row), "{row}\n{md}");
