@@ -54,8 +54,8 @@ pub struct StudyRow {
 }
 
 /// Where [`STUDY_ROWS`] come from.
-pub const STUDY_ROWS_SOURCE: &str = "J. Dhiman, arXiv:2601.19029 (2026), published figures as \
-its notebook computed them (../shared/STUDY.md, \"Published figures\")";
+pub const STUDY_ROWS_SOURCE: &str = "J. Dhiman, arXiv:2601.19029 (2026), its published figures \
+as its notebook computed them (the project's STUDY.md, \"Published figures\")";
 
 const fn row(id: &'static str, r2: f64, defects: &'static [Defect]) -> StudyRow {
     StudyRow {
