@@ -263,3 +263,34 @@ fn a_study_protocol_copy_trains_alone_and_the_report_pairs_it() {
     assert!(md.contains(&want), "{want}\n{md}");
     assert!(md.contains("**[study protocol]**"), "{md}");
 }
+
+/// An `E3-audio*` and an `E3-symbolic*` experiment give the report's
+/// per-dimension table and the `audio_vs_symbolic` plot; without them
+/// neither exists.
+#[test]
+fn an_e3_pair_gets_its_table_and_plot() {
+    let dir = setup();
+    let text = config("1e-3");
+    let base = &text[..text.find("[experiments.A3]").unwrap()];
+    run(dir.path(), "1e-3");
+    assert!(
+        !dir.path()
+            .join("data/out/plots/audio_vs_symbolic.png")
+            .exists()
+    );
+    pipeline::run(
+        dir.path(),
+        &format!(
+            "{base}[experiments.E3-audio-raw]\nfeatures = \"raw\"\nhead = {{ max_epochs = 20, lr = 1e-3 }}\n\
+             [experiments.E3-symbolic-raw]\nfeatures = \"raw\"\nhead = {{ arch = \"linear\", max_epochs = 20 }}\n"
+        ),
+    );
+    let out = dir.path().join("data/out");
+    let png = std::fs::read(out.join("plots/audio_vs_symbolic.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("## Audio vs symbolic (E3)"), "{md}");
+    assert!(md.contains("### E3-audio-raw vs E3-symbolic-raw"), "{md}");
+    assert!(md.contains("| timing | "), "{md}");
+    assert!(md.contains("(plots/audio_vs_symbolic.png)"), "{md}");
+}

@@ -359,25 +359,11 @@ fn per_dimension(md: &mut String, r: &super::Ran) {
     let _ = writeln!(md);
 }
 
-/// E3 prefixes: an `E3-audio*` and an `E3-symbolic*` experiment that ran
-/// form the audio-vs-symbolic pair.
-pub const E3_AUDIO: &str = "E3-audio";
-pub const E3_SYMBOLIC: &str = "E3-symbolic";
-
 /// "Audio vs symbolic (E3)": per dimension, R² of every ran (audio,
 /// symbolic) pair on the same folds, the winner, and the study's HAN figure.
 fn audio_vs_symbolic(md: &mut String, results: &Results) {
-    let of = |prefix: &str| {
-        let mut v: Vec<_> = results
-            .ran
-            .iter()
-            .filter(|r| r.info.id.starts_with(prefix))
-            .collect();
-        v.sort_by(|a, b| a.info.id.cmp(&b.info.id));
-        v
-    };
-    let (audio, symbolic) = (of(E3_AUDIO), of(E3_SYMBOLIC));
-    if audio.is_empty() || symbolic.is_empty() {
+    let pairs = results.e3_pairs();
+    if pairs.is_empty() {
         return;
     }
     let _ = writeln!(md, "## Audio vs symbolic (E3)\n");
@@ -389,53 +375,51 @@ fn audio_vs_symbolic(md: &mut String, results: &Results) {
          study) quoted from {STUDY_ROWS_SOURCE}, E3: overall {han:.3} [{han_lo:.3}, {han_hi:.3}]; its audio \
          and split are its own.\n"
     );
-    for a in &audio {
-        for s in &symbolic {
-            let _ = writeln!(md, "### {} vs {}\n", a.info.id, s.info.id);
+    for (a, s) in pairs {
+        let _ = writeln!(md, "### {} vs {}\n", a.info.id, s.info.id);
+        let _ = writeln!(
+            md,
+            "| dimension | audio R² | symbolic R² | winner | study's HAN (symbolic) R² |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|---|---:|");
+        let mut wins = (0, 0);
+        for (d, name) in DIMENSIONS.iter().enumerate() {
+            let (ra, rs) = (a.eval.per_dim[d].r2, s.eval.per_dim[d].r2);
+            let winner = if ra > rs {
+                wins.0 += 1;
+                "audio"
+            } else if rs > ra {
+                wins.1 += 1;
+                "symbolic"
+            } else {
+                "tie"
+            };
             let _ = writeln!(
                 md,
-                "| dimension | audio R² | symbolic R² | winner | study's HAN (symbolic) R² |"
-            );
-            let _ = writeln!(md, "|---|---:|---:|---|---:|");
-            let mut wins = (0, 0);
-            for (d, name) in DIMENSIONS.iter().enumerate() {
-                let (ra, rs) = (a.eval.per_dim[d].r2, s.eval.per_dim[d].r2);
-                let winner = if ra > rs {
-                    wins.0 += 1;
-                    "audio"
-                } else if rs > ra {
-                    wins.1 += 1;
-                    "symbolic"
-                } else {
-                    "tie"
-                };
-                let _ = writeln!(
-                    md,
-                    "| {name} | {} | {} | {winner} | {} |",
-                    f3(ra),
-                    f3(rs),
-                    opt3(han_symbolic(name))
-                );
-            }
-            let _ = writeln!(
-                md,
-                "| **overall** | {} | {} | {} | {han:.3} |\n",
-                f3(a.eval.r2),
-                f3(s.eval.r2),
-                match a.eval.r2.total_cmp(&s.eval.r2) {
-                    std::cmp::Ordering::Greater => "audio",
-                    std::cmp::Ordering::Less => "symbolic",
-                    std::cmp::Ordering::Equal => "tie",
-                }
-            );
-            let _ = writeln!(
-                md,
-                "Audio wins {} of {} dimensions, symbolic {}.\n",
-                wins.0,
-                DIMENSIONS.len(),
-                wins.1
+                "| {name} | {} | {} | {winner} | {} |",
+                f3(ra),
+                f3(rs),
+                opt3(han_symbolic(name))
             );
         }
+        let _ = writeln!(
+            md,
+            "| **overall** | {} | {} | {} | {han:.3} |\n",
+            f3(a.eval.r2),
+            f3(s.eval.r2),
+            match a.eval.r2.total_cmp(&s.eval.r2) {
+                std::cmp::Ordering::Greater => "audio",
+                std::cmp::Ordering::Less => "symbolic",
+                std::cmp::Ordering::Equal => "tie",
+            }
+        );
+        let _ = writeln!(
+            md,
+            "Audio wins {} of {} dimensions, symbolic {}.\n",
+            wins.0,
+            DIMENSIONS.len(),
+            wins.1
+        );
     }
 }
 

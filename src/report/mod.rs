@@ -110,6 +110,26 @@ impl Results {
         self.ran.iter().find(|r| r.info.id == id)
     }
 
+    /// E3's (audio, symbolic) pairs: every ran experiment whose id starts
+    /// with [`E3_AUDIO`] with every one whose id starts with [`E3_SYMBOLIC`],
+    /// in id order.
+    pub fn e3_pairs(&self) -> Vec<(&Ran, &Ran)> {
+        let of = |prefix: &str| {
+            let mut v: Vec<&Ran> = self
+                .ran
+                .iter()
+                .filter(|r| r.info.id.starts_with(prefix))
+                .collect();
+            v.sort_by(|a, b| a.info.id.cmp(&b.info.id));
+            v
+        };
+        let symbolic = of(E3_SYMBOLIC);
+        of(E3_AUDIO)
+            .into_iter()
+            .flat_map(|a| symbolic.iter().map(move |s| (a, *s)))
+            .collect()
+    }
+
     /// (ours, the study's protocol) pairs of ran experiments that differ only
     /// in `validation` (same [`ExperimentInfo::setup`]), by our row's id.
     pub fn protocol_pairs(&self) -> Vec<(&Ran, &Ran)> {
@@ -154,6 +174,21 @@ impl Ran {
         };
         crate::metrics::bootstrap_ci(&all, &cfg, |rows| oof.dim_mean_r2(&rows[0])).ok()
     }
+}
+
+/// E3 prefixes: an `E3-audio*` and an `E3-symbolic*` experiment that ran
+/// form an audio-vs-symbolic pair (same clips, same folds).
+pub const E3_AUDIO: &str = "E3-audio";
+pub const E3_SYMBOLIC: &str = "E3-symbolic";
+
+/// Whether `infos` configure an E3 pair that can run (both sides runnable).
+pub fn e3_configured(infos: &[ExperimentInfo]) -> bool {
+    let runnable = |prefix: &str| {
+        infos
+            .iter()
+            .any(|i| i.id.starts_with(prefix) && i.not_run.is_none())
+    };
+    runnable(E3_AUDIO) && runnable(E3_SYMBOLIC)
 }
 
 /// Means over a category's dimensions of the per-dimension summaries.
