@@ -33,9 +33,9 @@ pub struct Config {
     /// Named experiments (the study's ids): a feature set + a head.
     #[serde(default)]
     pub experiments: BTreeMap<String, ExperimentConfig>,
-    /// Bootstrap settings of the evaluation.
+    /// Bootstrap settings and the validation protocol.
     #[serde(default)]
-    pub evaluation: crate::metrics::BootstrapConfig,
+    pub evaluation: EvaluationConfig,
     #[serde(default)]
     pub report: ReportConfig,
     /// blake3 (hex) of the canonical config: the TOML's value tree as JSON
@@ -44,6 +44,44 @@ pub struct Config {
     /// Names which config a run record and a publication belong to.
     #[serde(skip)]
     pub hash: String,
+}
+
+/// `[evaluation]`: the bootstrap's settings and which clips early stopping
+/// looks at. Defaults: 1,000 resamples, 95%, seed 42, held-out pieces.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvaluationConfig {
+    pub resamples: usize,
+    /// Central coverage, e.g. 0.95 for the 2.5th..97.5th percentiles.
+    pub level: f64,
+    pub seed: u64,
+    /// `"held_out_pieces"` (ours) or `"test_fold"` (the study's protocol,
+    /// optimistic by construction); an experiment's own `validation` wins.
+    pub validation: crate::head::Validation,
+}
+
+impl Default for EvaluationConfig {
+    fn default() -> Self {
+        let b = crate::metrics::BootstrapConfig::default();
+        EvaluationConfig {
+            resamples: b.resamples,
+            level: b.level,
+            seed: b.seed,
+            validation: Default::default(),
+        }
+    }
+}
+
+impl EvaluationConfig {
+    /// The bootstrap's settings (the evaluate nodes' key: the protocol is
+    /// the train nodes').
+    pub fn bootstrap(&self) -> crate::metrics::BootstrapConfig {
+        crate::metrics::BootstrapConfig {
+            resamples: self.resamples,
+            level: self.level,
+            seed: self.seed,
+        }
+    }
 }
 
 /// One row of the experiment matrix: which features, which head.
@@ -61,6 +99,11 @@ pub struct ExperimentConfig {
     /// `gated`): another encoder's frames of the same clips.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub second_features: Option<String>,
+    /// This experiment's validation protocol, overriding `[evaluation]
+    /// validation` (e.g. a `-studyprotocol` copy of a row with `"test_fold"`).
+    /// Resolved into `head.validation` when the config loads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<crate::head::Validation>,
 }
 
 /// What the report shows.
@@ -444,6 +487,9 @@ impl Config {
         let mut cfg: Config = toml::from_str(text).map_err(|e| keys.toml_error(&e))?;
         cfg.hash = canonical_hash(text)?;
         cfg.resolve_paths(base);
+        for exp in cfg.experiments.values_mut() {
+            exp.head.validation = exp.validation.unwrap_or(cfg.evaluation.validation);
+        }
         cfg.validate().map_err(|e| {
             let msg = format!("{e:#}");
             anyhow::anyhow!("{}", keys.locate(&msg).unwrap_or(msg))
@@ -666,7 +712,7 @@ impl Config {
         {
             anyhow::bail!("report.scatter = {s:?}: no such experiment");
         }
-        let b = &self.evaluation;
+        let b = self.evaluation.bootstrap();
         bounds::check("evaluation.resamples", b.resamples, &bounds::RESAMPLES)?;
         if !(b.level > 0.0 && b.level < 1.0) {
             anyhow::bail!("evaluation.level = {}: expected a level in (0, 1)", b.level);
@@ -756,6 +802,75 @@ labels = "labels.json"
 metadata = "manifest.csv"
 midi_dir = "midi"
 "#;
+
+    /// `[evaluation] validation` sets every experiment's protocol, an
+    /// experiment's own `validation` wins, the protocol is in the train
+    /// node's key (the serialised head) only when it is the study's, and a
+    /// typo is an error naming the key.
+    #[test]
+    fn validation_protocol_parses_overrides_and_names_typos() {
+        use crate::head::Validation;
+        let exps = "[features.f]\nencoder = \"raw_stats\"\n\
+                    [experiments.ours]\nfeatures = \"f\"\n\
+                    [experiments.ours-studyprotocol]\nfeatures = \"f\"\nvalidation = \"test_fold\"\n";
+        let base = Path::new(".");
+        let cfg = Config::parse(&format!("{MINIMAL}{exps}"), base).unwrap();
+        assert_eq!(cfg.evaluation.validation, Validation::HeldOutPieces);
+        let head = |c: &Config, id: &str| c.experiments[id].head.clone();
+        assert_eq!(head(&cfg, "ours").validation, Validation::HeldOutPieces);
+        assert_eq!(
+            head(&cfg, "ours-studyprotocol").validation,
+            Validation::TestFold
+        );
+        let key = |c: &Config, id: &str| serde_json::to_value(head(c, id)).unwrap();
+        assert!(key(&cfg, "ours").get("validation").is_none());
+        assert_eq!(key(&cfg, "ours-studyprotocol")["validation"], "test_fold");
+        let all = Config::parse(
+            &format!("{MINIMAL}[evaluation]\nvalidation = \"test_fold\"\n{exps}"),
+            base,
+        )
+        .unwrap();
+        assert_eq!(head(&all, "ours").validation, Validation::TestFold);
+        assert_eq!(all.evaluation.bootstrap(), Default::default());
+        // The two rows are one setup for the report's protocol comparison.
+        let setup = |c: &Config, id: &str| {
+            let e = &c.experiments[id];
+            crate::report::setup_fingerprint(&e.features, e.second_features.as_deref(), &e.head)
+        };
+        assert_eq!(setup(&cfg, "ours"), setup(&cfg, "ours-studyprotocol"));
+        let lr = Config::parse(
+            &format!("{MINIMAL}{exps}").replace(
+                "[experiments.ours]\nfeatures = \"f\"\n",
+                "[experiments.ours]\nfeatures = \"f\"\nhead = { lr = 0.001 }\n",
+            ),
+            base,
+        )
+        .unwrap();
+        assert_ne!(setup(&lr, "ours"), setup(&lr, "ours-studyprotocol"));
+
+        let err = |extra: &str| {
+            format!(
+                "{:#}",
+                Config::parse(&format!("{MINIMAL}{extra}"), base).unwrap_err()
+            )
+        };
+        let e = err("[evaluation]\nvalidation = \"test_fodl\"\n");
+        assert!(
+            e.contains("evaluation.validation")
+                && e.contains("test_fodl")
+                && e.contains("test_fold"),
+            "{e}"
+        );
+        let e = err(
+            "[features.f]\nencoder = \"raw_stats\"\n[experiments.e]\nfeatures = \"f\"\nvalidation = \"held_out\"\n",
+        );
+        assert!(e.contains("experiments.e.validation"), "{e}");
+        // Not a head key: one place to set it.
+        let e = err(
+            "[features.f]\nencoder = \"raw_stats\"\n[experiments.e]\nfeatures = \"f\"\nhead = { validation = \"test_fold\" }\n",
+        );
+        assert!(e.contains("validation"), "{e}");
+    }
 
     #[test]
     fn defaults_and_relative_paths() {

@@ -226,3 +226,71 @@ fn with_every_experiment_skipped_the_tables_and_report_still_say_why() {
         "{md}"
     );
 }
+
+/// A copy of a row under the study's protocol (`validation = "test_fold"`)
+/// is a new train node (the protocol is in its key) that leaves the others
+/// fresh, and the report pairs it with the original and computes the
+/// inflation; the summary quotes the study's figure by id prefix.
+#[test]
+fn a_study_protocol_copy_trains_alone_and_the_report_pairs_it() {
+    let dir = setup();
+    run(dir.path(), "1e-3");
+    let text = format!(
+        "{}[experiments.A3-studyprotocol]\nfeatures = \"raw\"\ndescription = \"A3, the study's protocol\"\n\
+         head = {{ max_epochs = 20, lr = 1e-3 }}\nvalidation = \"test_fold\"\n",
+        config("1e-3")
+    );
+    let (r, _) = pipeline::run(dir.path(), &text);
+    assert_eq!(computed(&r, "train"), 1, "only the copy trains");
+    let s = results(dir.path(), "summary");
+    let exp = table::column::<StringArray>(&s, "experiment").unwrap();
+    let r2 = table::column::<Float64Array>(&s, "r2").unwrap();
+    let study = table::column::<Float64Array>(&s, "study_r2").unwrap();
+    let row = |id: &str| (0..s.num_rows()).find(|&i| exp.value(i) == id).unwrap();
+    let (ours, copy) = (row("A3"), row("A3-studyprotocol"));
+    assert_eq!(study.value(ours), -12.6);
+    assert_eq!(study.value(copy), -12.6);
+    assert_eq!(study.value(row("A1")), 0.175);
+    assert!(study.is_null(row("B0")) || study.value(row("B0")) == 0.405);
+    let md = std::fs::read_to_string(dir.path().join("data/out/report.md")).unwrap();
+    let inflation = r2.value(copy) - r2.value(ours);
+    let want = format!(
+        "| A3 | A3-studyprotocol | {:.3} | {:.3} | {inflation:+.3} |",
+        r2.value(ours),
+        r2.value(copy)
+    );
+    assert!(md.contains("## The study's protocol"), "{md}");
+    assert!(md.contains(&want), "{want}\n{md}");
+    assert!(md.contains("**[study protocol]**"), "{md}");
+}
+
+/// An `E3-audio*` and an `E3-symbolic*` experiment give the report's
+/// per-dimension table and the `audio_vs_symbolic` plot; without them
+/// neither exists.
+#[test]
+fn an_e3_pair_gets_its_table_and_plot() {
+    let dir = setup();
+    let text = config("1e-3");
+    let base = &text[..text.find("[experiments.A3]").unwrap()];
+    run(dir.path(), "1e-3");
+    assert!(
+        !dir.path()
+            .join("data/out/plots/audio_vs_symbolic.png")
+            .exists()
+    );
+    pipeline::run(
+        dir.path(),
+        &format!(
+            "{base}[experiments.E3-audio-raw]\nfeatures = \"raw\"\nhead = {{ max_epochs = 20, lr = 1e-3 }}\n\
+             [experiments.E3-symbolic-raw]\nfeatures = \"raw\"\nhead = {{ arch = \"linear\", max_epochs = 20 }}\n"
+        ),
+    );
+    let out = dir.path().join("data/out");
+    let png = std::fs::read(out.join("plots/audio_vs_symbolic.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("## Audio vs symbolic (E3)"), "{md}");
+    assert!(md.contains("### E3-audio-raw vs E3-symbolic-raw"), "{md}");
+    assert!(md.contains("| timing | "), "{md}");
+    assert!(md.contains("(plots/audio_vs_symbolic.png)"), "{md}");
+}

@@ -163,6 +163,32 @@ pub enum WeightDecay {
     Decoupled,
 }
 
+/// Which clips early stopping and the choice of the kept epoch look at
+/// (`[evaluation] validation`, or an experiment's `validation`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Validation {
+    /// Ours: whole pieces held out from the training folds
+    /// ([`split_train_val`](super::split_train_val)); early stopping on the
+    /// configured loss. The test fold is never looked at while training.
+    #[default]
+    HeldOutPieces,
+    /// The study's: the training folds all train, and early stopping and the
+    /// kept epoch are chosen by R² on the test fold itself, the fold that is
+    /// then scored. Its out-of-fold R² is optimistic by construction; it is
+    /// here to measure by how much.
+    TestFold,
+}
+
+impl Validation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Validation::HeldOutPieces => "held_out_pieces",
+            Validation::TestFold => "test_fold",
+        }
+    }
+}
+
 /// Everything that defines a head and its training. Defaults are the study's
 /// numbers; unknown TOML keys are errors.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -255,6 +281,17 @@ pub struct HeadConfig {
     /// `torch.nn.utils.clip_grad_norm_`.
     #[serde(skip_serializing_if = "is_zero")]
     pub grad_clip: f32,
+    /// The validation protocol. Not a `head` key: set from `[evaluation]
+    /// validation` or the experiment's `validation` when the config loads
+    /// ([`crate::config::Config::parse`]). Serialised only when it is the
+    /// study's, so it is part of the train node's key without changing the
+    /// keys of experiments on ours.
+    #[serde(skip_deserializing, skip_serializing_if = "is_held_out")]
+    pub validation: Validation,
+}
+
+fn is_held_out(v: &Validation) -> bool {
+    *v == Validation::HeldOutPieces
 }
 
 fn is_default_lstm_hidden(v: &usize) -> bool {
@@ -356,6 +393,7 @@ impl Default for HeadConfig {
             lr_schedule: LrSchedule::Constant,
             lr_floor: 1e-6,
             grad_clip: 0.0,
+            validation: Validation::HeldOutPieces,
         }
     }
 }

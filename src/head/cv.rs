@@ -1,5 +1,6 @@
 //! k-fold cross-validation by piece: for each test fold, carve a validation
-//! split from the other folds' pieces, train, and predict the test fold.
+//! split from the other folds' pieces (or, under the study's protocol,
+//! validate on the test fold itself), train, and predict the test fold.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -9,7 +10,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::N_DIMS;
-use super::config::{HeadConfig, InputKind, OutputActivation};
+use super::config::{HeadConfig, InputKind, OutputActivation, Validation};
 use super::frames::{FrameSet, HeadInput};
 use super::graph::fit_graph;
 use super::train::{FitData, FitReport, TrainedHead, fit};
@@ -36,7 +37,8 @@ pub struct FoldReport {
     pub n_train: usize,
     pub n_val: usize,
     pub n_test: usize,
-    /// Pieces held out for early stopping (out of the training folds' pieces).
+    /// Pieces early stopping looked at: held out of the training folds'
+    /// pieces, or (`validation = "test_fold"`) the test fold's own.
     pub n_val_pieces: usize,
     pub fit: FitReport,
 }
@@ -47,6 +49,19 @@ pub struct CvOutput {
     /// `[n, 19]`: clip i's prediction from the head that never saw its fold.
     pub predictions: Vec<f32>,
     pub folds: Vec<FoldReport>,
+}
+
+/// The study's aggregate: the mean over folds of each fold's best
+/// validation R² ([`FitReport::best_val_r2`]). Under `validation =
+/// "test_fold"` each of those is the fold's test R² at the epoch chosen on
+/// that very fold; under ours it is R² on the held-out pieces. `None` if a
+/// fold's is undefined or there are no folds.
+pub fn mean_best_val_r2(folds: &[FoldReport]) -> Option<f64> {
+    let mut sum = 0.0;
+    for f in folds {
+        sum += f.fit.best_val_r2?;
+    }
+    (!folds.is_empty()).then(|| sum / folds.len() as f64)
 }
 
 /// Random stream of the validation split of fold f; training streams use
@@ -222,6 +237,24 @@ fn check<G: Ord + Debug>(data: &CvData<G>) -> Result<usize> {
 /// Test predictions `[test.len(), 19]` and the fit report of one fold.
 type FoldFit = (Vec<f32>, FitReport);
 
+/// Train and validation rows of test fold `fold` under `cfg.validation`:
+/// held-out pieces of the training folds ([`split_train_val`]), or the
+/// study's protocol, where every other fold trains and the test fold itself
+/// validates.
+fn train_val_rows<G: Ord>(
+    cfg: &HeadConfig,
+    groups: &[G],
+    folds: &[usize],
+    fold: usize,
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    match cfg.validation {
+        Validation::HeldOutPieces => {
+            split_train_val(groups, folds, fold, cfg.val_fraction, cfg.seed)
+        }
+        Validation::TestFold => Ok((0..folds.len()).partition(|&i| folds[i] != fold)),
+    }
+}
+
 /// The fold loop both trainers share: for each test fold (in parallel), the
 /// validation split, `fit_fold(train, val, test, stream)`, and the
 /// out-of-fold predictions put back in clip order.
@@ -239,8 +272,7 @@ where
     let results: Vec<(Vec<usize>, Vec<f32>, FoldReport)> = (0..k)
         .into_par_iter()
         .map(|fold| -> Result<_> {
-            let (train_rows, val_rows) =
-                split_train_val(groups, folds, fold, cfg.val_fraction, cfg.seed)?;
+            let (train_rows, val_rows) = train_val_rows(cfg, groups, folds, fold)?;
             let test_rows: Vec<usize> = (0..folds.len()).filter(|&i| folds[i] == fold).collect();
             let (pred, report) =
                 fit_fold(&train_rows, &val_rows, &test_rows, 16 * (fold as u64 + 1))
@@ -362,7 +394,8 @@ pub fn train_cv_input<G: Ord + Debug + Sync>(
 /// Trains one head on every clip (for scoring new recordings), holding out
 /// a validation split of whole pieces for early stopping exactly as
 /// [`train_cv`] does inside a fold. `folds` are not needed: nothing is
-/// held out for testing.
+/// held out for testing, so there is no test fold to validate on and
+/// `validation` is ignored (always held-out pieces).
 pub fn train_final<G: Ord + Debug + Sync>(
     cfg: &HeadConfig,
     features: &[f32],

@@ -2,7 +2,7 @@
 //! as the hand-written [`fit`](super::fit) — standardisation on the training
 //! rows, shuffled mini-batches, the configured loss (one implementation,
 //! [`Loss`]), Adam from [`adam`](super::adam), early stopping on the
-//! validation loss with the best weights restored — plus what only these
+//! validation loss (or R², [`stop_score`]) with the best weights restored — plus what only these
 //! heads offer: the cosine schedule, global gradient-norm clipping and the
 //! auxiliary contrastive loss.
 //!
@@ -24,7 +24,7 @@ use super::frames::HeadInput;
 use super::kinds::{InputDims, Model};
 use super::loss::Loss;
 use super::nn::contrastive::kl_loss;
-use super::train::{FitReport, Standardizer};
+use super::train::{FitReport, Standardizer, stop_score, val_r2};
 use crate::rng::Rng;
 
 const STREAM_INIT: u64 = 0;
@@ -169,11 +169,14 @@ pub fn fit_graph(
     let y_val = labels_of(val_rows);
     let mut order: Vec<usize> = train_rows.to_vec();
     let mut d_pred = Vec::new();
+    // (score, epoch, θ, buffers, loss, R²) of the best epoch so far.
     let mut best = (
         f64::INFINITY,
         0usize,
         theta.clone(),
         model.params.buffers_flat()?,
+        f64::NAN,
+        None,
     );
     let (mut since_best, mut epochs_run) = (0, 0);
     for epoch in 1..=cfg.max_epochs {
@@ -215,8 +218,11 @@ pub fn fit_graph(
         }
         let val_pred = predict_rows(&model, input, val_rows, &std)?;
         let val_loss = loss.eval(&val_pred, &y_val, &theta[n_net..], None);
-        if val_loss < best.0 {
-            best = (val_loss, epoch, theta.clone(), model.params.buffers_flat()?);
+        let r2 = val_r2(&y_val, &val_pred, n_out);
+        let score = stop_score(cfg.validation, val_loss, r2);
+        if score < best.0 {
+            let buffers = model.params.buffers_flat()?;
+            best = (score, epoch, theta.clone(), buffers, val_loss, r2);
             since_best = 0;
         } else {
             since_best += 1;
@@ -225,8 +231,8 @@ pub fn fit_graph(
             }
         }
     }
-    let (best_val_loss, best_epoch, mut best_theta, buffers) = best;
-    ensure!(best_epoch > 0, "validation loss was never finite");
+    let (_, best_epoch, mut best_theta, buffers, best_val_loss, best_val_r2) = best;
+    ensure!(best_epoch > 0, "validation loss (or R²) was never finite");
     let loss_params = best_theta.split_off(n_net);
     let head = GraphHead {
         config: cfg.clone(),
@@ -241,6 +247,7 @@ pub fn fit_graph(
         epochs_run,
         best_epoch,
         best_val_loss,
+        best_val_r2,
         train_seconds: start.elapsed().as_secs_f64(),
     };
     Ok((head, report))

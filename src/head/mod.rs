@@ -40,10 +40,11 @@ pub const N_DIMS: usize = 19;
 
 pub use config::{
     Activation, Arch, HeadConfig, Hidden, InputKind, LossKind, LrSchedule, OutputActivation,
-    WeightDecay,
+    Validation, WeightDecay,
 };
 pub use cv::{
-    CvData, CvOutput, FoldReport, split_train_val, train_cv, train_cv_input, train_final,
+    CvData, CvOutput, FoldReport, mean_best_val_r2, split_train_val, train_cv, train_cv_input,
+    train_final,
 };
 pub use frames::{FrameSet, HeadInput};
 pub use graph::{GraphHead, fit_graph};

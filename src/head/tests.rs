@@ -602,3 +602,75 @@ fn final_head_trains_on_all_pieces_minus_a_validation_split() {
     let e = train_final(&cfg, &s.features, s.d, &s.labels[..19], &s.groups).unwrap_err();
     assert!(e.to_string().contains("19 PercePiano dimensions"), "{e}");
 }
+
+/// The study's protocol (`validation = "test_fold"`) picks each fold's epoch
+/// by R² on the fold it then scores: on a weak, noisy target that a small
+/// head overfits, its out-of-fold R² is at least ours, each fold's kept
+/// validation R² is exactly that fold's test R², and the study's aggregate
+/// (mean of the folds' best validation R²) is the fold-mean test R².
+#[test]
+fn test_fold_protocol_scores_on_the_fold_it_validates_on_and_inflates_r2() {
+    // Signal sd 0.1, noise sd 0.12, 96 clips: plenty of room to overfit.
+    let s = synthetic(24, 4, 8, 0.12, 21);
+    let by_fold = rows_by_fold(&s.folds).unwrap();
+    for ours in [
+        HeadConfig {
+            max_epochs: 80,
+            patience: 80,
+            ..fast(Arch::Mlp)
+        },
+        // The autodiff path (a hidden list) shares the protocol.
+        HeadConfig {
+            hidden: Hidden(vec![16, 16]),
+            max_epochs: 30,
+            patience: 30,
+            ..fast(Arch::Mlp)
+        },
+    ] {
+        let study = HeadConfig {
+            validation: Validation::TestFold,
+            ..ours.clone()
+        };
+        let input = HeadInput::Pooled {
+            values: s.features.clone(),
+            dim: s.d,
+        };
+        let run =
+            |cfg: &HeadConfig| train_cv_input(cfg, &input, &s.labels, &s.folds, &s.groups).unwrap();
+        let (a, b) = (run(&ours), run(&study));
+        let (r2_ours, r2_study) = (s.oof_r2(&a.predictions), s.oof_r2(&b.predictions));
+        assert!(
+            r2_study >= r2_ours,
+            "hidden {:?}: study protocol R² {r2_study} < ours {r2_ours}",
+            ours.hidden
+        );
+        assert_ne!(a.predictions, b.predictions);
+        let oof = OutOfFold::new(&s.labels, &b.predictions, N_DIMS).unwrap();
+        for f in &b.folds {
+            // Validation = the test fold: every other fold trains.
+            assert_eq!(f.n_val, f.n_test);
+            assert_eq!(f.n_train + f.n_test, s.folds.len());
+            let test_r2 = oof.dim_mean_r2(&by_fold[f.fold]).unwrap();
+            assert_eq!(f.fit.best_val_r2, Some(test_r2), "fold {}", f.fold);
+        }
+        let agg = mean_best_val_r2(&b.folds).unwrap();
+        assert!((agg - r2_study).abs() < 1e-12, "{agg} vs {r2_study}");
+        // Ours holds pieces out of the training folds instead.
+        for f in &a.folds {
+            assert!(f.n_val > 0 && f.n_train + f.n_val + f.n_test == s.folds.len());
+        }
+        // Same seed, same bits, whatever the thread count.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let again = pool.install(|| run(&study));
+        let bits = |o: &CvOutput| {
+            o.predictions
+                .iter()
+                .map(|p| p.to_bits())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bits(&again), bits(&b));
+    }
+}

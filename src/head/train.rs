@@ -1,6 +1,6 @@
 //! Training one head on given train/validation rows: standardisation,
-//! mini-batch Adam, early stopping on the validation loss with the best
-//! weights restored.
+//! mini-batch Adam, early stopping on the validation loss (or, under the
+//! study's protocol, on the validation R²) with the best weights restored.
 
 use std::time::Instant;
 
@@ -8,7 +8,7 @@ use anyhow::{Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 
 use super::adam::Adam;
-use super::config::HeadConfig;
+use super::config::{HeadConfig, Validation};
 use super::loss::Loss;
 use super::net::{Cache, Net};
 use crate::rng::Rng;
@@ -114,7 +114,13 @@ pub struct FitReport {
     pub epochs_run: usize,
     /// 1-based epoch whose weights were kept.
     pub best_epoch: usize,
+    /// Validation loss of the kept epoch.
     pub best_val_loss: f64,
+    /// Validation R² of the kept epoch ([`val_r2`]): under the study's
+    /// protocol the fold's test R², and the mean over folds of this is the
+    /// study's headline aggregate.
+    /// `None` where a dimension's validation labels are constant.
+    pub best_val_r2: Option<f64>,
     pub train_seconds: f64,
 }
 
@@ -135,6 +141,29 @@ const STREAM_INIT: u64 = 0;
 const STREAM_SHUFFLE: u64 = 1;
 const STREAM_DROPOUT: u64 = 2;
 
+/// R² of `pred` against `y` (both `[rows, n_out]`): the mean over
+/// dimensions of each dimension's R², the very function the evaluation
+/// scores a fold with, so under the study's protocol the kept epoch's value
+/// equals the fold's test R². `None` if a dimension's labels are constant.
+pub fn val_r2(y: &[f32], pred: &[f32], n_out: usize) -> Option<f64> {
+    let oof = crate::metrics::OutOfFold {
+        y_true: y,
+        y_pred: pred,
+        n_dims: n_out,
+    };
+    let rows: Vec<usize> = (0..y.len() / n_out).collect();
+    oof.dim_mean_r2(&rows)
+}
+
+/// What early stopping minimises: the validation loss (ours), or −R² (the
+/// study's "patience 15 on validation R²"). NaN never counts as better.
+pub(crate) fn stop_score(validation: Validation, loss: f64, r2: Option<f64>) -> f64 {
+    match validation {
+        Validation::HeldOutPieces => loss,
+        Validation::TestFold => r2.map_or(f64::NAN, |r| -r),
+    }
+}
+
 fn gather(src: &[f32], width: usize, rows: &[usize]) -> Vec<f32> {
     let mut out = Vec::with_capacity(rows.len() * width);
     for &r in rows {
@@ -152,8 +181,9 @@ fn gather(src: &[f32], width: usize, rows: &[usize]) -> Vec<f32> {
 /// configured loss on all validation rows at once, in eval mode (no
 /// dropout): CCC over the whole split, and for the uncertainty loss
 /// including its 0.5·s_d terms. Training stops after `patience` epochs
-/// without a strictly lower validation loss, and the weights of the best
-/// epoch are returned. Features are standardised with statistics of the
+/// without a strictly lower validation loss (under `validation =
+/// "test_fold"`: a strictly higher validation R², [`stop_score`]), and the
+/// weights of the best epoch are returned. Features are standardised with statistics of the
 /// training rows only (not validation, not test).
 pub fn fit(cfg: &HeadConfig, data: &FitData, stream: u64) -> Result<(TrainedHead, FitReport)> {
     cfg.validate()?;
@@ -198,7 +228,8 @@ pub fn fit(cfg: &HeadConfig, data: &FitData, stream: u64) -> Result<(TrainedHead
     let mut cache = Cache::default();
     let (mut xb, mut yb) = (Vec::new(), Vec::new());
     let mut d_pred = Vec::new();
-    let mut best = (f64::INFINITY, 0usize, theta.clone());
+    // (score, epoch, θ, loss, R²) of the best epoch so far.
+    let mut best = (f64::INFINITY, 0usize, theta.clone(), f64::NAN, None);
     let mut since_best = 0;
     let mut epochs_run = 0;
     for epoch in 1..=cfg.max_epochs {
@@ -225,8 +256,10 @@ pub fn fit(cfg: &HeadConfig, data: &FitData, stream: u64) -> Result<(TrainedHead
         let (params, loss_params) = theta.split_at(n_net);
         let val_pred = net.predict(params, &x_val);
         let val_loss = loss.eval(&val_pred, &y_val, loss_params, None);
-        if val_loss < best.0 {
-            best = (val_loss, epoch, theta.clone());
+        let r2 = val_r2(&y_val, &val_pred, n_out);
+        let score = stop_score(cfg.validation, val_loss, r2);
+        if score < best.0 {
+            best = (score, epoch, theta.clone(), val_loss, r2);
             since_best = 0;
         } else {
             since_best += 1;
@@ -235,8 +268,15 @@ pub fn fit(cfg: &HeadConfig, data: &FitData, stream: u64) -> Result<(TrainedHead
             }
         }
     }
-    let (best_val_loss, best_epoch, mut best_theta) = best;
-    ensure!(best_epoch > 0, "validation loss was never finite");
+    let (_, best_epoch, mut best_theta, best_val_loss, best_val_r2) = best;
+    ensure!(
+        best_epoch > 0,
+        "validation {} was never finite",
+        match cfg.validation {
+            Validation::HeldOutPieces => "loss",
+            Validation::TestFold => "R²",
+        }
+    );
     let loss_params = best_theta.split_off(n_net);
     let head = TrainedHead {
         config: cfg.clone(),
@@ -250,6 +290,7 @@ pub fn fit(cfg: &HeadConfig, data: &FitData, stream: u64) -> Result<(TrainedHead
         epochs_run,
         best_epoch,
         best_val_loss,
+        best_val_r2,
         train_seconds: start.elapsed().as_secs_f64(),
     };
     Ok((head, report))

@@ -2,9 +2,13 @@
 
 use std::fmt::Write;
 
-use super::published::QUOTED;
+use super::published::{
+    CI_MISS_MARK, Defect, FEWER_FOLDS_MARK, HAN_OVERALL, QUOTED, STUDY_ROWS_SOURCE, han_symbolic,
+    study_row,
+};
 use super::{Results, categories, category_of};
 use crate::dataset::{DIMENSIONS, STUDY_CATEGORIES};
+use crate::head::{Validation, mean_best_val_r2};
 
 /// Heading of the ranked table; `pipe run` prints that section at the end.
 pub const RANKED_HEADING: &str = "## Ranked summary";
@@ -16,6 +20,31 @@ fn f3(x: f64) -> String {
 fn opt3(x: Option<f64>) -> String {
     x.map_or("–".into(), f3)
 }
+
+/// GitHub's anchor of a Markdown heading: lower case, punctuation other than
+/// `-` and `_` dropped, spaces to `-`.
+pub fn github_anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// A link to a section of the repository's README.md from `data/out/report.md`.
+fn readme(heading: &str) -> String {
+    format!(
+        "[README.md, \"{heading}\"](../../README.md#{})",
+        github_anchor(heading)
+    )
+}
+
+/// README sections the report links to (each must stay a heading there).
+pub const METRICS_SECTION: &str = "Metric definitions";
+pub const DIMENSIONS_SECTION: &str = "The 19 dimensions and their categories";
+pub const PROTOCOL_SECTION: &str = "The study's protocol (`validation`)";
 
 /// The whole report. `plots` are the file names under `plots/` to link.
 pub fn render(results: &Results, plots: &[(&str, &str)]) -> String {
@@ -33,15 +62,18 @@ pub fn render(results: &Results, plots: &[(&str, &str)]) -> String {
             "{n} clips{failed}, {k}-fold cross-validation split by piece; every number below is on out-of-fold predictions. \
              R² is, per fold, the mean over the 19 dimensions of each dimension's R², then the mean over folds; \
              the 95% CI is a percentile bootstrap of exactly that statistic (held-out clips resampled within each fold). \
-             Full definitions: README.md, \"Metrics\". Tables: `results/*.parquet`.\n"
+             Full definitions: {}. Tables: `results/*.parquet`.\n",
+            readme(METRICS_SECTION)
         );
     }
     md.push_str(&ranked_table(results));
+    study_protocol(&mut md, results);
     per_fold(&mut md, results);
     per_category(&mut md, results);
     if let Some(best) = results.ran.first() {
         per_dimension(&mut md, best);
     }
+    audio_vs_symbolic(&mut md, results);
     quoted(&mut md, results);
     failed_clips(&mut md, results);
     if !plots.is_empty() {
@@ -62,12 +94,15 @@ pub fn ranked_table(results: &Results) -> String {
     } else {
         let _ = writeln!(
             md,
-            "| rank | experiment | description | R² | 95% CI | MAE | Pearson r | dispersion | train s | clips |"
+            "| rank | experiment | description | R² | 95% CI | study R² | MAE | Pearson r | dispersion | train s | clips |"
         );
-        let _ = writeln!(md, "|---:|---|---|---:|---|---:|---:|---:|---:|---:|");
+        let _ = writeln!(md, "|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|");
         for (i, r) in results.ran.iter().enumerate() {
             let e = &r.eval;
-            let mark = if r.info.control { " **[control]**" } else { "" };
+            let mut mark = if r.info.control { " **[control]**" } else { "" }.to_string();
+            if r.info.validation == Validation::TestFold {
+                mark.push_str(" **[study protocol]**");
+            }
             let outside = if e.r2_ci.contains_estimate() {
                 ""
             } else {
@@ -75,13 +110,14 @@ pub fn ranked_table(results: &Results) -> String {
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {}{mark} | {} | [{}, {}]{outside} | {} | {} | {} | {:.1} | {} |",
+                "| {} | {} | {}{mark} | {} | [{}, {}]{outside} | {} | {} | {} | {} | {:.1} | {} |",
                 i + 1,
                 r.info.id,
                 r.info.description,
                 f3(e.r2),
                 f3(e.r2_ci.lo),
                 f3(e.r2_ci.hi),
+                study_row(&r.info.id).map_or("–".into(), |s| s.cell()),
                 f3(e.mae),
                 opt3(e.pearson_r),
                 f3(e.dispersion),
@@ -90,11 +126,23 @@ pub fn ranked_table(results: &Results) -> String {
             );
         }
         let _ = writeln!(md);
+        study_footnotes(&mut md, results);
         if results.ran.iter().any(|r| r.info.control) {
             let _ = writeln!(
                 md,
                 "**[control]**: features from a seeded random-init encoder, not pre-trained weights: \
                  a control for how much pre-training adds, never a pre-trained result.\n"
+            );
+        }
+        if results
+            .ran
+            .iter()
+            .any(|r| r.info.validation == Validation::TestFold)
+        {
+            let _ = writeln!(
+                md,
+                "**[study protocol]**: early stopping and the kept epoch chosen on the very fold then scored \
+                 (`validation = \"test_fold\"`): optimistic by construction (\"The study's protocol\" below).\n"
             );
         }
     }
@@ -115,6 +163,123 @@ pub fn ranked_table(results: &Results) -> String {
         let _ = writeln!(md);
     }
     md
+}
+
+/// Ours vs the study's protocol for every pair of ran experiments that
+/// differ only in it: the inflation, computed.
+fn study_protocol(md: &mut String, results: &Results) {
+    let pairs = results.protocol_pairs();
+    let any_study = results
+        .ran
+        .iter()
+        .any(|r| r.info.validation == Validation::TestFold);
+    if pairs.is_empty() && !any_study {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## The study's protocol
+"
+    );
+    let _ = writeln!(
+        md,
+        "The study early-stopped (patience on validation R²) and kept the best epoch by R² on the very fold \
+         it then scored, and reported the mean over folds of each fold's best validation R². Ours validates on \
+         pieces held out of the training folds and never looks at the test fold while training ({}). \
+         Each row below is one setup (same features, head and seed) trained both ways; \
+         inflation = R² under the study's protocol − R² under ours. \
+         \"Study's aggregate\" is the mean over folds of each fold's best validation R² as the study computed it \
+         (under its protocol, the fold's test R² at the epoch chosen on it; under ours, R² on the held-out pieces); \
+         \"study's pooled CI\" is its interval: a bootstrap of the pooled out-of-fold predictions, folds ignored, \
+         so it is around the pooled R², another statistic.\n",
+        readme(PROTOCOL_SECTION)
+    );
+    if pairs.is_empty() {
+        let _ = writeln!(
+            md,
+            "No experiment ran under both protocols with the same setup: add a copy of a row with \
+             `validation = \"test_fold\"`.\n"
+        );
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "| experiment (ours) | study-protocol copy | R² ours | R² study's protocol | inflation | study's aggregate, ours | study's aggregate, study's protocol | study's pooled CI, study's protocol |"
+    );
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---|");
+    let mut inflation = Vec::new();
+    for (ours, study) in &pairs {
+        let d = study.eval.r2 - ours.eval.r2;
+        inflation.push(d);
+        let aggregate = mean_best_val_r2(&study.train.fold_reports);
+        let pooled = study.pooled_ci().map_or("–".to_string(), |ci| {
+            let misses = aggregate.is_some_and(|a| !(ci.lo..=ci.hi).contains(&a));
+            format!(
+                "[{}, {}]{}",
+                f3(ci.lo),
+                f3(ci.hi),
+                if misses {
+                    " (misses the aggregate)"
+                } else {
+                    ""
+                }
+            )
+        });
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {:+.3} | {} | {} | {pooled} |",
+            ours.info.id,
+            study.info.id,
+            f3(ours.eval.r2),
+            f3(study.eval.r2),
+            d,
+            opt3(mean_best_val_r2(&ours.train.fold_reports)),
+            opt3(aggregate),
+        );
+    }
+    let n = inflation.len() as f64;
+    let mean = inflation.iter().sum::<f64>() / n;
+    let (lo, hi) = inflation
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &d| {
+            (lo.min(d), hi.max(d))
+        });
+    let _ = writeln!(
+        md,
+        "\nOver {} pair(s), the study's protocol inflates R² by {mean:+.3} on average (from {lo:+.3} to {hi:+.3}).\n",
+        inflation.len()
+    );
+}
+
+/// One line for the "study R²" column and one per defect marker it shows.
+fn study_footnotes(md: &mut String, results: &Results) {
+    let rows: Vec<_> = results
+        .ran
+        .iter()
+        .filter_map(|r| study_row(&r.info.id))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "study R²: the published figure of the study's row named by the id's prefix (before the first `-`), \
+         quoted from {STUDY_ROWS_SOURCE}, not computed here: its own audio and clip sets, under its protocol \
+         (validated on the scored fold).\n"
+    );
+    let has = |want: fn(&Defect) -> bool| rows.iter().any(|r| r.defects.iter().any(want));
+    if has(|d| matches!(d, Defect::Folds(_))) {
+        let _ = writeln!(
+            md,
+            "{FEWER_FOLDS_MARK}k: the study's figure averages k folds, not 4 (a checkpoint-reloading code path dropped the others).\n"
+        );
+    }
+    if has(|d| matches!(d, Defect::CiMissesEstimate)) {
+        let _ = writeln!(
+            md,
+            "{CI_MISS_MARK}: the study's 95% CI misses its own estimate (it resamples pooled predictions, another statistic).\n"
+        );
+    }
 }
 
 fn per_fold(md: &mut String, results: &Results) {
@@ -145,7 +310,8 @@ fn per_category(md: &mut String, results: &Results) {
     let _ = writeln!(md, "## R² per category\n");
     let _ = writeln!(
         md,
-        "The study's 7 categories; each is the mean of its dimensions' R² (README.md, \"Dimensions\").\n"
+        "The study's 7 categories; each is the mean of its dimensions' R² ({}).\n",
+        readme(DIMENSIONS_SECTION)
     );
     let names: String = STUDY_CATEGORIES
         .iter()
@@ -191,6 +357,70 @@ fn per_dimension(md: &mut String, r: &super::Ran) {
         );
     }
     let _ = writeln!(md);
+}
+
+/// "Audio vs symbolic (E3)": per dimension, R² of every ran (audio,
+/// symbolic) pair on the same folds, the winner, and the study's HAN figure.
+fn audio_vs_symbolic(md: &mut String, results: &Results) {
+    let pairs = results.e3_pairs();
+    if pairs.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "## Audio vs symbolic (E3)\n");
+    let (han, (han_lo, han_hi)) = HAN_OVERALL;
+    let _ = writeln!(
+        md,
+        "R² per dimension (mean over folds) of an audio and a symbolic (performance-MIDI) experiment on the \
+         same clips and folds. \"study's HAN\" is the study's symbolic model (PercePiano's HAN, re-run by the \
+         study) quoted from {STUDY_ROWS_SOURCE}, E3: overall {han:.3} [{han_lo:.3}, {han_hi:.3}]; its audio \
+         and split are its own.\n"
+    );
+    for (a, s) in pairs {
+        let _ = writeln!(md, "### {} vs {}\n", a.info.id, s.info.id);
+        let _ = writeln!(
+            md,
+            "| dimension | audio R² | symbolic R² | winner | study's HAN (symbolic) R² |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|---|---:|");
+        let mut wins = (0, 0);
+        for (d, name) in DIMENSIONS.iter().enumerate() {
+            let (ra, rs) = (a.eval.per_dim[d].r2, s.eval.per_dim[d].r2);
+            let winner = if ra > rs {
+                wins.0 += 1;
+                "audio"
+            } else if rs > ra {
+                wins.1 += 1;
+                "symbolic"
+            } else {
+                "tie"
+            };
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {} | {winner} | {} |",
+                f3(ra),
+                f3(rs),
+                opt3(han_symbolic(name))
+            );
+        }
+        let _ = writeln!(
+            md,
+            "| **overall** | {} | {} | {} | {han:.3} |\n",
+            f3(a.eval.r2),
+            f3(s.eval.r2),
+            match a.eval.r2.total_cmp(&s.eval.r2) {
+                std::cmp::Ordering::Greater => "audio",
+                std::cmp::Ordering::Less => "symbolic",
+                std::cmp::Ordering::Equal => "tie",
+            }
+        );
+        let _ = writeln!(
+            md,
+            "Audio wins {} of {} dimensions, symbolic {}.\n",
+            wins.0,
+            DIMENSIONS.len(),
+            wins.1
+        );
+    }
 }
 
 fn quoted(md: &mut String, results: &Results) {

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dataset::{DIMENSIONS, FailedClip, Grouping, STUDY_CATEGORIES, failed};
 use crate::experiment::TrainOutput;
+use crate::head::Validation;
 use crate::metrics::{DimSummary, Evaluation};
 
 /// What the report says about one configured experiment, run or not.
@@ -36,6 +37,37 @@ pub struct ExperimentInfo {
     /// It was run and failed (`not_run` says where and why).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub failed: bool,
+    /// Its validation protocol (the study's is optimistic by construction).
+    #[serde(default, skip_serializing_if = "is_held_out")]
+    pub validation: Validation,
+    /// Fingerprint of everything but the protocol (feature sets and head):
+    /// two experiments with the same `setup` differ only in `validation`,
+    /// and the report shows how much the study's protocol inflates R².
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub setup: String,
+}
+
+fn is_held_out(v: &Validation) -> bool {
+    *v == Validation::HeldOutPieces
+}
+
+/// [`ExperimentInfo::setup`] of an experiment: blake3 of its feature sets
+/// and head settings with the protocol left out.
+pub fn setup_fingerprint(
+    features: &str,
+    second_features: Option<&str>,
+    head: &crate::head::HeadConfig,
+) -> String {
+    let head = crate::head::HeadConfig {
+        validation: Validation::HeldOutPieces,
+        ..head.clone()
+    };
+    let json = serde_json::json!({
+        "features": features,
+        "second_features": second_features,
+        "head": head,
+    });
+    blake3::hash(json.to_string().as_bytes()).to_hex()[..16].to_string()
 }
 
 /// A trained and evaluated experiment.
@@ -77,6 +109,86 @@ impl Results {
     pub fn get(&self, id: &str) -> Option<&Ran> {
         self.ran.iter().find(|r| r.info.id == id)
     }
+
+    /// E3's (audio, symbolic) pairs: every ran experiment whose id starts
+    /// with [`E3_AUDIO`] with every one whose id starts with [`E3_SYMBOLIC`],
+    /// in id order.
+    pub fn e3_pairs(&self) -> Vec<(&Ran, &Ran)> {
+        let of = |prefix: &str| {
+            let mut v: Vec<&Ran> = self
+                .ran
+                .iter()
+                .filter(|r| r.info.id.starts_with(prefix))
+                .collect();
+            v.sort_by(|a, b| a.info.id.cmp(&b.info.id));
+            v
+        };
+        let symbolic = of(E3_SYMBOLIC);
+        of(E3_AUDIO)
+            .into_iter()
+            .flat_map(|a| symbolic.iter().map(move |s| (a, *s)))
+            .collect()
+    }
+
+    /// (ours, the study's protocol) pairs of ran experiments that differ only
+    /// in `validation` (same [`ExperimentInfo::setup`]), by our row's id.
+    pub fn protocol_pairs(&self) -> Vec<(&Ran, &Ran)> {
+        let mut pairs: Vec<(&Ran, &Ran)> = self
+            .ran
+            .iter()
+            .filter(|s| s.info.validation == Validation::TestFold && !s.info.setup.is_empty())
+            .filter_map(|s| {
+                self.ran
+                    .iter()
+                    .find(|o| {
+                        o.info.validation == Validation::HeldOutPieces
+                            && o.info.setup == s.info.setup
+                    })
+                    .map(|o| (o, s))
+            })
+            .collect();
+        pairs.sort_by(|a, b| (&a.0.info.id, &a.1.info.id).cmp(&(&b.0.info.id, &b.1.info.id)));
+        pairs
+    }
+}
+
+impl Ran {
+    /// The study's CI: a percentile bootstrap of R² on the *pooled*
+    /// out-of-fold predictions (all clips resampled together, folds and
+    /// pieces ignored), with this run's resample count and level and the
+    /// study's seed 42. Its estimate is the pooled R², not the fold mean the
+    /// study reported beside it, which is why its CIs can miss their
+    /// estimate. `None` where R² is undefined.
+    pub fn pooled_ci(&self) -> Option<crate::metrics::Ci> {
+        let oof = crate::metrics::OutOfFold {
+            y_true: &self.train.y_true,
+            y_pred: &self.train.y_pred,
+            n_dims: crate::dataset::N_DIMS,
+        };
+        let all = [(0..oof.n_clips()).collect::<Vec<_>>()];
+        let ci = &self.eval.r2_ci;
+        let cfg = crate::metrics::BootstrapConfig {
+            resamples: ci.resamples_used + ci.resamples_undefined,
+            level: ci.level,
+            seed: 42,
+        };
+        crate::metrics::bootstrap_ci(&all, &cfg, |rows| oof.dim_mean_r2(&rows[0])).ok()
+    }
+}
+
+/// E3 prefixes: an `E3-audio*` and an `E3-symbolic*` experiment that ran
+/// form an audio-vs-symbolic pair (same clips, same folds).
+pub const E3_AUDIO: &str = "E3-audio";
+pub const E3_SYMBOLIC: &str = "E3-symbolic";
+
+/// Whether `infos` configure an E3 pair that can run (both sides runnable).
+pub fn e3_configured(infos: &[ExperimentInfo]) -> bool {
+    let runnable = |prefix: &str| {
+        infos
+            .iter()
+            .any(|i| i.id.starts_with(prefix) && i.not_run.is_none())
+    };
+    runnable(E3_AUDIO) && runnable(E3_SYMBOLIC)
 }
 
 /// Means over a category's dimensions of the per-dimension summaries.

@@ -1,5 +1,6 @@
 //! PNG plots for the report: per-dimension R² bars of the best experiments
-//! and predicted-vs-true scatter panels of one experiment.
+//! (and of E3's audio and symbolic pair) and predicted-vs-true scatter
+//! panels of one experiment.
 
 use std::io::Write;
 use std::sync::Once;
@@ -17,6 +18,10 @@ const FAMILY: &str = "sans-serif";
 
 /// Names of the plots, each written to `data/out/plots/<name>.png`.
 pub const PLOTS: [&str; 2] = ["r2_by_dimension", "scatter"];
+
+/// E3's plot, drawn when an E3 pair is configured: the audio and symbolic
+/// experiments' R² per dimension side by side ([`r2_by_dimension`]).
+pub const E3_PLOT: &str = "audio_vs_symbolic";
 
 fn register_font() -> Result<()> {
     static ONCE: Once = Once::new();

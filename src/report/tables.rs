@@ -86,6 +86,13 @@ pub fn summary(results: &Results) -> TableBuilder {
         .f64_opt("r2", metric(&|r| Some(r.eval.r2)))
         .f64_opt("r2_ci_low", metric(&|r| Some(r.eval.r2_ci.lo)))
         .f64_opt("r2_ci_high", metric(&|r| Some(r.eval.r2_ci.hi)))
+        .f64_opt(
+            "study_r2",
+            infos
+                .iter()
+                .map(|i| super::published::study_row(&i.id).map(|s| s.r2))
+                .collect(),
+        )
         .f64_opt("mae", metric(&|r| Some(r.eval.mae)))
         .f64_opt("pearson", metric(&|r| r.eval.pearson_r))
         .f64_opt("dispersion", metric(&|r| Some(r.eval.dispersion)))

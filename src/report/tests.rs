@@ -1,6 +1,7 @@
 use super::*;
 use crate::dataset::N_DIMS;
 use crate::experiment::TrainOutput;
+use crate::head::Validation;
 use crate::metrics::{BootstrapConfig, Pearson};
 use arrow_array::{Array, Float64Array, Int32Array, StringArray};
 
@@ -66,6 +67,8 @@ fn ran(id: &str, noise: f32, control: bool) -> Ran {
             control,
             not_run: None,
             failed: false,
+            validation: Validation::HeldOutPieces,
+            setup: String::new(),
         },
         train,
         eval,
@@ -81,6 +84,8 @@ fn results() -> Results {
         control: false,
         not_run: Some("no weights in models/x".into()),
         failed: false,
+        validation: Validation::HeldOutPieces,
+        setup: String::new(),
     };
     Results::new(
         vec![ran("worse", 0.4, false), ran("better", 0.1, true)],
@@ -159,4 +164,227 @@ fn plots_are_pngs_of_the_declared_size() {
         );
         assert_eq!(dims, (w, h));
     }
+}
+
+/// `ran` under a protocol and setup, its fold reports holding `val_r2` each.
+fn ran_as(id: &str, noise: f32, validation: Validation, setup: &str, val_r2: [f64; 4]) -> Ran {
+    let mut r = ran(id, noise, true);
+    r.info.validation = validation;
+    r.info.setup = setup.into();
+    r.train.fold_reports = val_r2
+        .iter()
+        .enumerate()
+        .map(|(fold, &v)| crate::head::FoldReport {
+            fold,
+            n_train: 30,
+            n_val: 10,
+            n_test: 10,
+            n_val_pieces: 10,
+            fit: crate::head::FitReport {
+                epochs_run: 5,
+                best_epoch: 3,
+                best_val_loss: 0.01,
+                best_val_r2: Some(v),
+                train_seconds: 0.1,
+            },
+        })
+        .collect();
+    r
+}
+
+#[test]
+fn study_protocol_section_pairs_rows_that_differ_only_in_the_protocol() {
+    let results = Results::new(
+        vec![
+            ran_as(
+                "B0-control",
+                0.4,
+                Validation::HeldOutPieces,
+                "s1",
+                [0.1, 0.2, 0.3, 0.4],
+            ),
+            ran_as(
+                "B0-control-studyprotocol",
+                0.2,
+                Validation::TestFold,
+                "s1",
+                [0.5, 0.6, 0.7, 0.8],
+            ),
+            // Another setup under the study's protocol only: no pair.
+            ran_as(
+                "A1-control-studyprotocol",
+                0.3,
+                Validation::TestFold,
+                "s2",
+                [0.5; 4],
+            ),
+        ],
+        Vec::new(),
+    );
+    let pairs = results.protocol_pairs();
+    assert_eq!(pairs.len(), 1);
+    let (ours, study) = pairs[0];
+    assert_eq!(
+        (ours.info.id.as_str(), study.info.id.as_str()),
+        ("B0-control", "B0-control-studyprotocol")
+    );
+    let md = markdown::render(&results, &[]);
+    let inflation = study.eval.r2 - ours.eval.r2;
+    assert!(inflation > 0.0);
+    // The study's CI: pooled predictions resampled together, around the
+    // pooled R² (not the fold mean).
+    let ci = study.pooled_ci().unwrap();
+    let oof =
+        crate::metrics::OutOfFold::new(&study.train.y_true, &study.train.y_pred, N_DIMS).unwrap();
+    let pooled = oof.dim_mean_r2(&(0..40).collect::<Vec<_>>()).unwrap();
+    assert_eq!(ci.estimate, pooled);
+    assert_ne!(pooled, study.eval.r2);
+    assert!(ci.lo < ci.hi);
+    let misses = if (ci.lo..=ci.hi).contains(&0.65) {
+        ""
+    } else {
+        " (misses the aggregate)"
+    };
+    let row = format!(
+        "| B0-control | B0-control-studyprotocol | {:.3} | {:.3} | {inflation:+.3} | 0.250 | 0.650 | [{:.3}, {:.3}]{misses} |",
+        ours.eval.r2, study.eval.r2, ci.lo, ci.hi
+    );
+    assert!(md.contains("## The study's protocol"), "{md}");
+    assert!(md.contains(&row), "{row}\n{md}");
+    assert!(
+        md.contains(&format!("inflates R² by {inflation:+.3} on average")),
+        "{md}"
+    );
+    assert!(md.contains("| B0-control-studyprotocol | B0-control-studyprotocol head **[control]** **[study protocol]** |"), "{md}");
+    // Without a study-protocol row there is no section.
+    assert!(!markdown::render(&self::results(), &[]).contains("The study's protocol"));
+}
+
+/// Every `README.md#anchor` link of the report names a heading of README.md.
+#[test]
+fn report_links_to_readme_sections_resolve() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let anchors: Vec<String> = readme
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .map(|l| markdown::github_anchor(l.trim_start_matches('#')))
+        .collect();
+    assert!(anchors.contains(&"metric-definitions".to_string()));
+    assert!(anchors.contains(&"the-19-dimensions-and-their-categories".to_string()));
+    let results = Results::new(
+        vec![
+            ran_as("x", 0.4, Validation::HeldOutPieces, "s", [0.1; 4]),
+            ran_as("x-studyprotocol", 0.2, Validation::TestFold, "s", [0.2; 4]),
+        ],
+        Vec::new(),
+    );
+    let md = markdown::render(&results, &[]);
+    let links: Vec<&str> = md
+        .split("README.md#")
+        .skip(1)
+        .map(|rest| &rest[..rest.find(')').unwrap()])
+        .collect();
+    assert!(links.len() >= 3, "{md}");
+    for link in links {
+        assert!(
+            anchors.iter().any(|a| a == link),
+            "README.md#{link} is no heading of README.md"
+        );
+    }
+}
+
+/// The ranked summary quotes the study's figure of each row by id prefix,
+/// marks its defects and explains each marker once; summary.parquet
+/// carries the figure as `study_r2`.
+#[test]
+fn ranked_summary_quotes_the_study_figures_with_their_defects() {
+    let results = Results::new(
+        vec![
+            ran("B0-control", 0.1, true),
+            ran("D8-control", 0.2, true),
+            ran("mine", 0.3, true),
+        ],
+        Vec::new(),
+    );
+    let md = markdown::render(&results, &[]);
+    let line = |id: &str| {
+        md.lines()
+            .find(|l| l.contains(&format!("| {id} |")))
+            .unwrap()
+            .to_string()
+    };
+    assert!(line("B0-control").contains("| 0.405 |"), "{md}");
+    let d8 = line("D8-control");
+    assert!(
+        d8.contains("| 0.560 (fold 3 only; its 4-fold mean is 0.454) †1 ‡ |"),
+        "{d8}"
+    );
+    // No study row named "mine".
+    assert!(line("mine").contains("| – |"), "{}", line("mine"));
+    assert!(md.contains("†k: the study's figure averages k folds, not 4"));
+    assert!(md.contains("‡: the study's 95% CI misses its own estimate"));
+    assert!(md.contains("arXiv:2601.19029"));
+    let b = tables::summary(&results).batch().unwrap();
+    let exp = crate::table::column::<StringArray>(&b, "experiment").unwrap();
+    let study = crate::table::column::<Float64Array>(&b, "study_r2").unwrap();
+    for i in 0..3 {
+        match exp.value(i) {
+            "B0-control" => assert_eq!(study.value(i), 0.405),
+            "D8-control" => assert_eq!(study.value(i), 0.560),
+            _ => assert!(study.is_null(i)),
+        }
+    }
+}
+
+#[test]
+fn every_study_row_is_quoted_once_and_ids_map_by_prefix() {
+    use published::{STUDY_ROWS, study_row};
+    let ids: Vec<&str> = STUDY_ROWS.iter().map(|r| r.id).collect();
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len());
+    assert_eq!(study_row("D10c-control").unwrap().r2, 0.464);
+    assert_eq!(study_row("B1a").unwrap().r2, 0.397);
+    assert!(study_row("B0s-control").is_none());
+    assert_eq!(study_row("A3-raw").unwrap().cell(), "-12.6 †3");
+}
+
+/// E3: an `E3-audio*` and an `E3-symbolic*` row give the per-dimension
+/// table with the winner and the study's HAN figure beside.
+#[test]
+fn audio_vs_symbolic_table_from_a_hand_made_pair() {
+    let mut audio = ran("E3-audio-control", 0.1, true);
+    let mut symbolic = ran("E3-symbolic", 0.2, false);
+    for d in 0..N_DIMS {
+        audio.eval.per_dim[d].r2 = if d % 2 == 0 { 0.3 } else { 0.1 };
+        symbolic.eval.per_dim[d].r2 = 0.2;
+    }
+    let md = markdown::render(&Results::new(vec![audio, symbolic], Vec::new()), &[]);
+    assert!(md.contains("## Audio vs symbolic (E3)"), "{md}");
+    assert!(md.contains("### E3-audio-control vs E3-symbolic"), "{md}");
+    assert!(
+        md.contains("| timing | 0.300 | 0.200 | audio | 0.119 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| articulation_length | 0.100 | 0.200 | symbolic | 0.539 |"),
+        "{md}"
+    );
+    // Our order puts dynamic_sophistication 10th; the HAN figure goes by name.
+    assert!(
+        md.contains("| dynamic_sophistication | 0.100 | 0.200 | symbolic | 0.449 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("Audio wins 10 of 19 dimensions, symbolic 9."),
+        "{md}"
+    );
+    for (dim, _) in published::HAN_SYMBOLIC {
+        assert!(crate::dataset::DIMENSIONS.contains(&dim), "{dim}");
+    }
+    // One side alone: no table.
+    let alone = Results::new(vec![ran("E3-audio-control", 0.1, true)], Vec::new());
+    assert!(!markdown::render(&alone, &[]).contains("Audio vs symbolic"));
 }

@@ -58,23 +58,25 @@ pub static FEATURES: StageDecl = StageDecl::new("features", 1, "f32", &[&RESAMPL
 /// (they are added to the published copy), failed clips in `pipe.failed`.
 pub static FEATURE_TABLES: StageDecl =
     StageDecl::new("feature_tables", 2, "parquet", &[&FEATURES]).per("tables");
-/// out-of-fold predictions per experiment (k-fold piece-split CV)
+/// out-of-fold predictions per experiment (k-fold piece-split CV). v2: each
+/// fold's report holds its best validation R² (`best_val_r2`).
 pub static TRAIN: StageDecl =
-    StageDecl::new("train", 1, "json", &[&FEATURE_TABLES, &MANIFEST]).per("experiments");
+    StageDecl::new("train", 2, "json", &[&FEATURE_TABLES, &MANIFEST]).per("experiments");
 /// metrics per experiment
 pub static EVALUATE: StageDecl =
     StageDecl::new("evaluate", 1, "json", &[&TRAIN]).per("experiments");
 /// the public result tables (their published copies carry the config hash,
 /// heads and pipe version). v2: `n_clips` and status `failed` in the
-/// summary, the `failed` table.
+/// summary, the `failed` table. v3: `study_r2` in the summary.
 pub static RESULTS: StageDecl =
-    StageDecl::new("results", 2, "parquet", &[&TRAIN, &EVALUATE]).per("tables");
+    StageDecl::new("results", 3, "parquet", &[&TRAIN, &EVALUATE]).per("tables");
 /// PNG figures. v2: the bar chart's legend in its own strip, axis titles on
 /// the scatter panels.
 pub static PLOTS: StageDecl = StageDecl::new("plots", 2, "png", &[&TRAIN, &EVALUATE]).per("plots");
-/// report.md. v2: clips per experiment, the failed clips.
+/// report.md. v2: clips per experiment, the failed clips. v3: "The study's
+/// protocol", links to README sections.
 pub static REPORT: StageDecl =
-    StageDecl::new("report", 2, "md", &[&TRAIN, &EVALUATE]).per("reports");
+    StageDecl::new("report", 3, "md", &[&TRAIN, &EVALUATE]).per("reports");
 
 /// Item name of the single node of a whole-dataset stage.
 pub const ALL: &str = "all";
@@ -209,6 +211,12 @@ pub fn build(config: &Config) -> Result<Pipeline> {
                     .or_else(|| exp.second_features.as_deref().and_then(|f| skipped.get(f)))
                     .cloned(),
                 failed: false,
+                validation: exp.head.validation,
+                setup: crate::report::setup_fingerprint(
+                    &exp.features,
+                    exp.second_features.as_deref(),
+                    &exp.head,
+                ),
             }
         })
         .collect();
@@ -271,7 +279,7 @@ pub fn build(config: &Config) -> Result<Pipeline> {
         }
         let ids = runnable.iter().map(|(id, _)| id.clone()).collect();
         stages.push(Box::new(Train::new(runnable)));
-        stages.push(Box::new(Evaluate::new(ids, config.evaluation.clone())));
+        stages.push(Box::new(Evaluate::new(ids, config.evaluation.bootstrap())));
     }
     stages.push(Box::new(ResultTables(experiments.clone())));
     if any_ran {

@@ -12,7 +12,7 @@ use super::experiments::read_json;
 use super::{EVALUATE, PLOTS, REPORT, RESULTS, TRAIN};
 use crate::config::ReportConfig;
 use crate::dag::{Node, NodeSpec, Publish, Source, Stage, StageDecl};
-use crate::report::{ExperimentInfo, Ran, Results, markdown, plots, tables};
+use crate::report::{ExperimentInfo, Ran, Results, e3_configured, markdown, plots, tables};
 
 /// What the three stages share: the experiment list and where their inputs are.
 #[derive(Clone)]
@@ -155,11 +155,15 @@ impl Stage for Plots {
         &PLOTS
     }
     fn describe(&self) -> String {
-        "PNG: R2 per dimension of the best experiments; predicted vs true of one".into()
+        "PNG: R2 per dimension of the best experiments (and of the E3 pair); predicted vs true of one"
+            .into()
     }
     fn plan(&self) -> Result<Vec<NodeSpec>> {
+        let e3 = e3_configured(&self.0.infos).then_some(plots::E3_PLOT);
         Ok(plots::PLOTS
             .iter()
+            .copied()
+            .chain(e3)
             .map(|p| self.0.node(p, json!(self.0.report)))
             .collect())
     }
@@ -174,6 +178,13 @@ impl Stage for Plots {
                 plots::r2_by_dimension(&best, &mut png)?
             }
             "scatter" => plots::scatter(self.scatter_id(&results)?, &mut png)?,
+            plots::E3_PLOT => {
+                let pairs = results.e3_pairs();
+                let Some((audio, symbolic)) = pairs.first() else {
+                    bail!("no E3-audio* and E3-symbolic* pair of experiments ran");
+                };
+                plots::r2_by_dimension(&[audio, symbolic], &mut png)?
+            }
             other => bail!("no plot named `{other}`"),
         }
         std::fs::write(out, png)
@@ -210,7 +221,7 @@ impl Stage for Report {
                 .scatter
                 .clone()
                 .unwrap_or_else(|| results.ran[0].info.id.clone());
-            vec![
+            let mut plots = vec![
                 (
                     "r2_by_dimension.png".into(),
                     format!("R² per dimension, best {best} experiment(s)"),
@@ -219,7 +230,14 @@ impl Stage for Report {
                     "scatter.png".into(),
                     format!("Predicted vs true, {scatter}"),
                 ),
-            ]
+            ];
+            if let Some((a, s)) = results.e3_pairs().first() {
+                plots.push((
+                    format!("{}.png", plots::E3_PLOT),
+                    format!("Audio vs symbolic (E3): {} and {}", a.info.id, s.info.id),
+                ));
+            }
+            plots
         };
         let links: Vec<(&str, &str)> = plots
             .iter()
