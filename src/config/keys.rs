@@ -100,9 +100,7 @@ impl<'a> KeyLines<'a> {
     /// `line N: message` if `message` starts with a key path of this file
     /// (or a path whose table is in it, for a key left out); else `None`.
     pub fn locate(&self, message: &str) -> Option<String> {
-        let end = message
-            .find([' ', ':', '='])
-            .unwrap_or(message.len());
+        let end = message.find([' ', ':', '=']).unwrap_or(message.len());
         let mut path = &message[..end];
         while !path.is_empty() {
             if let Some(line) = self.line(path) {

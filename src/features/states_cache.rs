@@ -132,7 +132,11 @@ impl StatesCache {
                 pass.frames,
                 pass.hidden
             );
-            if let Some((k, x)) = s.iter().enumerate().find(|(_, x)| x.is_nan() || x.abs() > F16_MAX) {
+            if let Some((k, x)) = s
+                .iter()
+                .enumerate()
+                .find(|(_, x)| x.is_nan() || x.abs() > F16_MAX)
+            {
                 bail!(
                     "hidden state {i} holds {x} at frame {}, beyond f16's range (±65504): \
                      this encoder's states cannot be cached; remove its cache_states",

@@ -12,9 +12,13 @@ use crate::rng::Rng;
 /// padded frame gets exactly zero weight.
 const MASKED: f64 = -1e9;
 
-/// 1 / (1 + e^(−x)), as `torch.sigmoid`.
+/// 1 / (1 + e^(−x)), as `torch.sigmoid`, written as (1 + tanh(x/2)) / 2: the
+/// reciprocal form's backward multiplies 0 by e^(−x) = inf once x < −88 and
+/// gives NaN (unstandardised inputs in the thousands, the study's A3, get
+/// there), where tanh's gradient 1 − tanh² just goes to 0, as torch's does.
 pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
-    Ok((x.neg()?.exp()? + 1.0)?.recip()?)
+    let t = ((x * 0.5)?.tanh()? + 1.0)?;
+    Ok((t * 0.5)?)
 }
 
 /// Softmax over the last dimension with max subtraction.
@@ -89,4 +93,35 @@ pub fn dropout(x: &Tensor, p: f32, rng: Option<&mut Rng>) -> Result<Tensor> {
 pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
     let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
     Ok(x.broadcast_div(&norm.clamp(1e-12, f64::INFINITY)?)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// Values as torch.sigmoid gives them, and a gradient that is s(1 − s)
+    /// everywhere: 0, not NaN, far into saturation (the reciprocal form gave
+    /// NaN below x = −88 in f32).
+    #[test]
+    fn sigmoid_matches_the_logistic_and_its_gradient_never_goes_nan() {
+        let xs = [-1.0e4f32, -200.0, -88.7, -3.0, 0.0, 2.5, 90.0, 1.0e4];
+        let x = Var::from_vec(xs.to_vec(), xs.len(), &Device::Cpu).unwrap();
+        let s = sigmoid(x.as_tensor()).unwrap();
+        let got = s.to_vec1::<f32>().unwrap();
+        let grads = s.sum_all().unwrap().backward().unwrap();
+        let g = grads.get(x.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
+        for ((&x, &s), &g) in xs.iter().zip(&got).zip(&g) {
+            let want = 1.0 / (1.0 + (-f64::from(x)).exp());
+            assert!(
+                (f64::from(s) - want).abs() < 1e-6,
+                "sigmoid({x}) = {s}, want {want}"
+            );
+            let dwant = want * (1.0 - want);
+            assert!(
+                g.is_finite() && (f64::from(g) - dwant).abs() < 1e-6,
+                "d sigmoid({x}) = {g}, want {dwant}"
+            );
+        }
+    }
 }
