@@ -4,7 +4,10 @@
 #[path = "common/folder.rs"]
 mod folder;
 
-use folder::{audio_folder, pipe, pipeline, repo, text};
+#[path = "common/bin.rs"]
+mod bin;
+use bin::{pipe, text};
+use folder::{audio_folder, pipeline, repo};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

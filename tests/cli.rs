@@ -1,11 +1,14 @@
 //! `pipe` as a user runs it: the real binary on a few PercePiano clips (and,
 //! for the crash test, on a whole small pipeline of synthetic clips).
 
+#[path = "common/bin.rs"]
+mod bin;
 #[path = "common/folder.rs"]
 mod folder;
+use bin::{pipe, text};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -45,23 +48,6 @@ fn soundfont() -> PathBuf {
         .find(|l| l.trim_start().starts_with("soundfont"))
         .expect("default soundfont");
     repo().join(line.split('"').nth(1).unwrap())
-}
-
-fn pipe(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pipe"))
-        .arg("-c")
-        .arg(cfg)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Every artifact in the store: (stage/file, bytes).
@@ -237,7 +223,7 @@ fn a_killed_run_resumes_to_identical_outputs() {
     folder::audio_folder(dir.path(), 6, 0.5);
     let cfg = folder::pipeline(dir.path(), "");
     let data = dir.path().join("data");
-    let o = folder::pipe(&cfg, &["run"]);
+    let o = pipe(&cfg, &["run"]);
     assert!(o.status.success(), "{}", text(&o));
     let clean = outputs(&data);
     assert!(
@@ -331,7 +317,7 @@ fn store_files(data: &Path) -> Vec<String> {
 }
 
 fn resume_and_compare(cfg: &Path, data: &Path, clean: &[(String, String)], what: &str) {
-    let o = folder::pipe(cfg, &["run"]);
+    let o = pipe(cfg, &["run"]);
     assert!(o.status.success(), "{what}: {}", text(&o));
     let got = outputs(data);
     let names = |v: &[(String, String)]| v.iter().map(|x| x.0.clone()).collect::<Vec<_>>();

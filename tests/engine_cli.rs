@@ -3,10 +3,13 @@
 //! terminal, the graph as DOT/Mermaid, pipe encode's defaults and a quiet
 //! GPU probe, and a store from before content hashes.
 
+#[path = "common/bin.rs"]
+mod bin;
 use arrow_array::Float64Array;
+use bin::{ok, pipe, text};
 use pipe::audio::{Pcm, wav};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -66,28 +69,6 @@ head = {{ arch = "linear", max_epochs = 5 }}
     )
     .unwrap();
     cfg
-}
-
-fn pipe(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pipe"))
-        .arg("-c")
-        .arg(cfg)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn ok(o: Output) -> String {
-    assert!(o.status.success(), "{}", text(&o));
-    text(&o)
 }
 
 #[test]

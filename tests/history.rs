@@ -3,10 +3,12 @@
 //! the R² delta of that experiment only; a no-op run records nothing, a
 //! revert records a run; `pipe clean` leaves the history alone.
 
+#[path = "common/bin.rs"]
+mod bin;
+use bin::{ok, pipe};
 use pipe::audio::{Pcm, wav};
 use pipe::history;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 const N_CLIPS: usize = 24;
 
@@ -60,26 +62,6 @@ head = {{ arch = "linear", max_epochs = 20 }}
     let path = dir.join("pipeline.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn pipe(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pipe"))
-        .arg("-c")
-        .arg(cfg)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-/// stdout + stderr, asserting success.
-fn ok(o: Output) -> String {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(o.status.success(), "{text}");
-    text
 }
 
 fn rows(dir: &Path) -> Vec<history::Row> {

@@ -1,12 +1,11 @@
-//! A bring-your-own dataset in a test folder, and the real `pipe` binary run
-//! on it (included with `#[path]`): short synthetic clips, one piece each,
+//! A bring-your-own dataset in a test folder for the real `pipe` binary
+//! (included with `#[path]`, with `bin.rs` to run it): short synthetic clips, one piece each,
 //! labels that vary in every fold, so a whole pipeline (decode ... report)
 //! runs in seconds.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -74,23 +73,6 @@ resamples = 50
     let path = dir.join("pipeline.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-pub fn pipe(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pipe"))
-        .arg("-c")
-        .arg(cfg)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-pub fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Every file under `dir`, as (relative path, bytes), sorted.
