@@ -5,43 +5,21 @@
 //! results), and editing one experiment retrains only it.
 
 use arrow_array::{Float64Array, StringArray};
-use pipe::audio::{Pcm, wav};
 use pipe::table;
 use std::path::Path;
 
 #[path = "common/pipeline.rs"]
 mod pipeline;
+#[path = "common/tones.rs"]
+mod tones;
 use pipeline::computed;
 
 const N_CLIPS: usize = 16;
 
 fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let audio = dir.path().join("audio");
-    std::fs::create_dir_all(&audio).unwrap();
-    let dims = pipe::dataset::DIMENSIONS.join(",");
-    let mut csv = format!("clip_id,piece,{dims}\n");
-    for i in 0..N_CLIPS {
-        let amp = 0.05 + 0.4 * ((i * 7) % N_CLIPS) as f32 / N_CLIPS as f32;
-        let f0 = 200.0 + 40.0 * (i % 5) as f32;
-        // Different lengths, so batches are padded.
-        let n = 9_000 + 1_500 * (i % 4);
-        let samples = (0..n)
-            .map(|k| amp * (2.0 * std::f32::consts::PI * f0 * k as f32 / 24_000.0).sin())
-            .collect();
-        wav::write_f32(
-            &audio.join(format!("c{i:02}.wav")),
-            &Pcm {
-                sample_rate: 24_000,
-                samples,
-            },
-        )
-        .unwrap();
-        let labels: Vec<String> = (0..19)
-            .map(|d| format!("{:.4}", 0.2 + amp + 0.02 * ((d + i) % 3) as f32))
-            .collect();
-        csv.push_str(&format!("c{i:02},p{},{}\n", i % 8, labels.join(",")));
-    }
+    // Different lengths, so batches are padded.
+    let csv = tones::tone_clips(dir.path(), N_CLIPS, |i| 9_000 + 1_500 * (i % 4));
     std::fs::write(dir.path().join("labels.csv"), csv).unwrap();
     dir
 }

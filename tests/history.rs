@@ -5,8 +5,9 @@
 
 #[path = "common/bin.rs"]
 mod bin;
+#[path = "common/tones.rs"]
+mod tones;
 use bin::{ok, pipe};
-use pipe::audio::{Pcm, wav};
 use pipe::history;
 use std::path::{Path, PathBuf};
 
@@ -16,26 +17,7 @@ const N_CLIPS: usize = 24;
 /// in tests/experiments_stage.rs), and a config writer.
 fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let audio = dir.path().join("audio");
-    std::fs::create_dir_all(&audio).unwrap();
-    let dims = pipe::dataset::DIMENSIONS.join(",");
-    let mut csv = format!("clip_id,piece,{dims}\n");
-    for i in 0..N_CLIPS {
-        let amp = 0.05 + 0.4 * ((i * 7) % N_CLIPS) as f32 / N_CLIPS as f32;
-        let f0 = 200.0 + 40.0 * (i % 5) as f32;
-        let samples = (0..12_000)
-            .map(|n| amp * (2.0 * std::f32::consts::PI * f0 * n as f32 / 24_000.0).sin())
-            .collect();
-        let pcm = Pcm {
-            sample_rate: 24_000,
-            samples,
-        };
-        wav::write_f32(&audio.join(format!("c{i:02}.wav")), &pcm).unwrap();
-        let labels: Vec<String> = (0..19)
-            .map(|d| format!("{:.4}", 0.2 + amp + 0.02 * ((d + i) % 3) as f32))
-            .collect();
-        csv.push_str(&format!("c{i:02},p{},{}\n", i % 8, labels.join(",")));
-    }
+    let csv = tones::tone_clips(dir.path(), N_CLIPS, |_| 12_000);
     std::fs::write(dir.path().join("labels.csv"), csv).unwrap();
     dir
 }

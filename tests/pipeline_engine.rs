@@ -10,6 +10,8 @@ use std::path::Path;
 
 #[path = "common/pipeline.rs"]
 mod pipeline;
+#[path = "common/tones.rs"]
+mod tones;
 use pipeline::{computed, cut_off};
 
 const N: usize = 16;
@@ -18,29 +20,8 @@ const N: usize = 16;
 /// given bad files (names and bytes) in the labels table.
 fn setup(bad: &[(&str, &[u8])]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
+    let mut csv = tones::tone_clips(dir.path(), N, |_| 12_000);
     let audio = dir.path().join("audio");
-    std::fs::create_dir_all(&audio).unwrap();
-    let dims = pipe::dataset::DIMENSIONS.join(",");
-    let mut csv = format!("clip_id,piece,{dims}\n");
-    for i in 0..N {
-        let amp = 0.05 + 0.4 * ((i * 7) % N) as f32 / N as f32;
-        let f0 = 200.0 + 40.0 * (i % 5) as f32;
-        let samples = (0..12_000)
-            .map(|n| amp * (2.0 * std::f32::consts::PI * f0 * n as f32 / 24_000.0).sin())
-            .collect();
-        wav::write_f32(
-            &audio.join(format!("c{i:02}.wav")),
-            &Pcm {
-                sample_rate: 24_000,
-                samples,
-            },
-        )
-        .unwrap();
-        let labels: Vec<String> = (0..19)
-            .map(|d| format!("{:.4}", 0.2 + amp + 0.02 * ((d + i) % 3) as f32))
-            .collect();
-        csv.push_str(&format!("c{i:02},p{},{}\n", i % 8, labels.join(",")));
-    }
     for (k, (name, bytes)) in bad.iter().enumerate() {
         std::fs::write(audio.join(format!("{name}.wav")), bytes).unwrap();
         let labels = vec!["0.5"; 19].join(",");
