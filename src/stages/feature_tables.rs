@@ -16,7 +16,7 @@ use std::sync::Arc;
 use super::{FEATURE_TABLES, FEATURES};
 use crate::config::EncoderConfig;
 use crate::dag::{Node, NodeSpec, Publish, Source, Stage, StageDecl};
-use crate::dataset::{Dataset, FailedClip, failed};
+use crate::dataset::{Dataset, failed};
 use crate::encoder::runtime;
 use crate::features::{FeatureSet, read_vector};
 use crate::table::{self, TableBuilder};
@@ -103,17 +103,7 @@ impl Stage for FeatureTables {
         let set: &Arc<FeatureSet> = node.plan()?;
         let name = &set.name;
         // The clips whose vector exists; the others are listed as failed.
-        let clips: Vec<_> = self
-            .dataset
-            .clips
-            .iter()
-            .filter(|c| node.present(&c.id).is_some())
-            .collect();
-        let failed: Vec<FailedClip> = node
-            .missing
-            .iter()
-            .map(|m| self.dataset.failed_clip(&m.name, m.stage, &m.reason))
-            .collect();
+        let (clips, failed) = super::present_and_failed(&self.dataset, node);
         if clips.is_empty() {
             let why = node.missing.first().map_or(String::new(), |m| {
                 format!(" (e.g. {} at {}: {})", m.name, m.stage, m.reason)

@@ -211,11 +211,7 @@ impl Features {
 impl Features {
     /// A symbolic set's nodes: one per clip, keyed by its MIDI file's content.
     fn plan_symbolic(&self, set: &Arc<FeatureSet>) -> Result<Vec<NodeSpec>> {
-        // Which symbolic set it is, never its name (as for the audio sets).
-        let mut params = json!({ "feature_set": { "spec": null, "encoder": set.cfg.encoder } });
-        if set.is_sequence() {
-            params["feature_set"]["max_frames"] = json!(set.cfg.max_frames);
-        }
+        let params = json!({ "feature_set": weight_free_params(set) });
         self.dataset
             .clips
             .iter()
@@ -241,6 +237,16 @@ impl Features {
             })
             .collect()
     }
+}
+
+/// What identifies a weight-free (baseline or symbolic) set's vectors: which
+/// one it is and, for a sequence, its frame cap; never the set's name.
+fn weight_free_params(set: &FeatureSet) -> serde_json::Value {
+    let mut params = json!({ "spec": null, "encoder": set.cfg.encoder });
+    if set.is_sequence() {
+        params["max_frames"] = json!(set.cfg.max_frames);
+    }
+    params
 }
 
 /// The params that determine an encoder's output (the weights' content is an input).
@@ -277,20 +283,12 @@ impl Stage for Features {
             // which weight-free baseline it is (and a sequence source's frame
             // cap, its only setting). Renaming a set or an encoder finds its
             // vectors under the same keys.
-            let mut params = match &set.kind {
-                FeatureKind::Baseline(b) if b.is_frames() => json!({
-                    "feature_set": { "spec": null, "encoder": set.cfg.encoder, "max_frames": set.cfg.max_frames },
-                    "encoder": null,
-                }),
-                FeatureKind::Baseline(_) => json!({
-                    "feature_set": { "spec": null, "encoder": set.cfg.encoder },
-                    "encoder": null,
-                }),
-                FeatureKind::Encoded(spec) => json!({
+            let mut params = match set.spec() {
+                Some(spec) => json!({
                     "feature_set": { "spec": spec },
                     "encoder": enc.map(encoder_params),
                 }),
-                FeatureKind::Symbolic(_) => unreachable!("planned by plan_symbolic above"),
+                None => json!({ "feature_set": weight_free_params(set), "encoder": null }),
             };
             // Pooled from f16 states: never the same artifact as an encoder-pooled one.
             let covered = set

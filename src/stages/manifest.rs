@@ -14,7 +14,7 @@ use super::ALL;
 use super::{MANIFEST, RESAMPLE};
 use crate::audio;
 use crate::dag::{Node, NodeSpec, Publish, Source, Stage, StageDecl};
-use crate::dataset::{DIMENSIONS, Dataset, FailedClip, failed};
+use crate::dataset::{DIMENSIONS, Dataset, failed};
 use crate::table::TableBuilder;
 
 pub struct Manifest {
@@ -55,17 +55,7 @@ impl Stage for Manifest {
     }
     fn run(&self, node: &Node, out: &Path) -> Result<()> {
         let display = |p: &Path| p.display().to_string().trim_start_matches("./").to_string();
-        let clips: Vec<_> = self
-            .dataset
-            .clips
-            .iter()
-            .filter(|c| node.present(&c.id).is_some())
-            .collect();
-        let failed: Vec<FailedClip> = node
-            .missing
-            .iter()
-            .map(|m| self.dataset.failed_clip(&m.name, m.stage, &m.reason))
-            .collect();
+        let (clips, failed) = super::present_and_failed(&self.dataset, node);
         let audio_paths: Vec<PathBuf> = clips
             .iter()
             .map(|c| node.input(&c.id).map(|i| i.path.clone()))

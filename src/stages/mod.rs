@@ -30,8 +30,8 @@ use anyhow::{Context, Result};
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::dag::{Stage, StageDecl};
-use crate::dataset::{Dataset, SourceKind};
+use crate::dag::{Node, Stage, StageDecl};
+use crate::dataset::{Clip, Dataset, FailedClip, SourceKind};
 use crate::encoder::runtime;
 use crate::features::FeatureSet;
 use crate::report::ExperimentInfo;
@@ -77,6 +77,22 @@ pub static PLOTS: StageDecl = StageDecl::new("plots", 2, "png", &[&TRAIN, &EVALU
 /// protocol", links to README sections.
 pub static REPORT: StageDecl =
     StageDecl::new("report", 3, "md", &[&TRAIN, &EVALUATE]).per("reports");
+
+/// A partial aggregate's clips (its inputs are named by clip id): those whose
+/// input exists, in dataset order, and the failed ones with where and why.
+fn present_and_failed<'a>(dataset: &'a Dataset, node: &Node) -> (Vec<&'a Clip>, Vec<FailedClip>) {
+    let present = dataset
+        .clips
+        .iter()
+        .filter(|c| node.present(&c.id).is_some())
+        .collect();
+    let failed = node
+        .missing
+        .iter()
+        .map(|m| dataset.failed_clip(&m.name, m.stage, &m.reason))
+        .collect();
+    (present, failed)
+}
 
 /// Item name of the single node of a whole-dataset stage.
 pub const ALL: &str = "all";
