@@ -4,7 +4,7 @@
 use anyhow::{Context, Result, bail};
 
 use crate::config::Config;
-use crate::dag::{NodeState, RunReport};
+use crate::dag::{NodeState, RunReport, Stage};
 use crate::history::{self, Evaluated, Row, diff, time};
 use crate::metrics::Evaluation;
 use std::path::Path;
@@ -12,8 +12,8 @@ use std::path::Path;
 /// After a successful run: append its experiments' results to the history
 /// when it trained or evaluated something or its results changed. A failure
 /// here is a warning: the run's artifacts are all in place.
-pub fn record_run(path: &Path, config: &Config, report: &RunReport) {
-    match try_record(path, config, report) {
+pub fn record_run(stages: &[Box<dyn Stage>], path: &Path, config: &Config, report: &RunReport) {
+    match try_record(stages, path, config, report) {
         Ok(Some((id, n))) => {
             eprintln!("history: run {id} recorded ({n} experiment(s)); `pipe history`, `pipe diff`")
         }
@@ -25,14 +25,19 @@ pub fn record_run(path: &Path, config: &Config, report: &RunReport) {
     }
 }
 
-fn try_record(path: &Path, config: &Config, report: &RunReport) -> Result<Option<(String, usize)>> {
+fn try_record(
+    stages: &[Box<dyn Stage>],
+    path: &Path,
+    config: &Config,
+    report: &RunReport,
+) -> Result<Option<(String, usize)>> {
     // The plan before the run cannot name the artifacts of nodes behind a
     // stale one (their keys wait for their inputs' bytes): plan again, now
     // that the run is over, and take every evaluation that exists.
     if report.stage("evaluate").is_none() {
         return Ok(None);
     }
-    let (_, plan) = super::plan(path, config)?;
+    let plan = super::plan_of(stages, path, config)?;
     let Some(evaluate) = plan.stage("evaluate") else {
         return Ok(None);
     };

@@ -90,7 +90,7 @@ pub fn run(path: &Path, config: &Config, args: &RunArgs) -> Result<ExitCode> {
     }
     summary(&report, &store, started.elapsed().as_secs_f64());
     passes::after_run(encoder_passes);
-    history::record_run(path, config, &report);
+    history::record_run(stages, path, config, &report);
     let bad = report.failed() + report.blocked();
     if bad == 0 && !report.stopped {
         return Ok(ExitCode::SUCCESS);
@@ -286,16 +286,21 @@ fn build_pipeline(config: &Config) -> Result<stages::Pipeline> {
 /// The pipeline's stages and their plan against the store, running nothing.
 fn plan(path: &Path, config: &Config) -> Result<(Vec<Box<dyn crate::dag::Stage>>, Plan)> {
     let stages = build(config)?;
+    let plan = plan_of(&stages, path, config)?;
+    Ok((stages, plan))
+}
+
+/// The plan of stages already built, against the store, running nothing.
+fn plan_of(stages: &[Box<dyn crate::dag::Stage>], path: &Path, config: &Config) -> Result<Plan> {
     let store = Store::new(&config.data_dir);
     let opts = RunOptions {
         dry_run: true,
         config: config_id(path, config),
         ..Default::default()
     };
-    let plan = dag::run(&stages, &store, &opts)?
+    Ok(dag::run(stages, &store, &opts)?
         .plan
-        .expect("a dry run returns its plan");
-    Ok((stages, plan))
+        .expect("a dry run returns its plan"))
 }
 
 fn print_plan(plan: &Plan, verb: &str, all: bool) {
