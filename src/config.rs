@@ -425,7 +425,7 @@ fn default_gain() -> f32 {
     1.0
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DecodeConfig {
     /// Shorter clips are rejected: MERT's receptive field is 400 samples at 24 kHz (16.7 ms)
@@ -446,7 +446,7 @@ fn default_min_seconds() -> f64 {
     0.025
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResampleConfig {
     /// The encoders' input rate.

@@ -14,9 +14,12 @@ use arrow_array::{
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::{DIMENSIONS, FailedClip, N_DIMS, failed};
-use crate::head::{FoldReport, FrameSet, HeadConfig, HeadInput, train_cv_input};
+use crate::head::{
+    FoldHead, FoldReport, FrameSet, HeadConfig, HeadDescriptor, HeadInput, train_cv_input,
+};
 use crate::metrics::{BootstrapConfig, Evaluation, evaluate};
 use crate::table;
+use crate::tensors::TensorFile;
 
 /// The manifest's view of the clips: ids, pieces, folds and labels.
 #[derive(Clone, Debug)]
@@ -217,7 +220,15 @@ pub struct TrainOutput {
     /// Clips of the dataset left out because they failed (none: absent).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed: Vec<FailedClip>,
+    /// Each fold's trained head, in fold order: tensors of the artifact,
+    /// loaded only by [`TrainOutput::read_heads`].
+    #[serde(skip)]
+    pub heads: Vec<FoldHead>,
 }
+
+/// Metadata keys of the train artifact.
+const META_TRAIN: &str = "pipe.train";
+const META_HEADS: &str = "pipe.heads";
 
 /// Trains `head` on `features` (and `second`, for a two-input head) with the
 /// manifest's piece folds.
@@ -313,10 +324,46 @@ pub fn train(
         train_seconds: started.elapsed().as_secs_f64(),
         fold_reports: out.folds,
         failed,
+        heads: out.heads,
     })
 }
 
 impl TrainOutput {
+    /// Writes the train artifact: a safetensors file whose tensors are the
+    /// fold heads (`fold<k>.params` ...) and whose metadata holds everything
+    /// else as JSON (`pipe.train`) and the heads' descriptors (`pipe.heads`),
+    /// so the report reads the predictions without the weights.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let mut file = TensorFile::new();
+        let descriptors: Vec<HeadDescriptor> = self
+            .heads
+            .iter()
+            .enumerate()
+            .map(|(k, h)| h.save(&mut file, &format!("fold{k}")))
+            .collect();
+        file.meta(META_TRAIN, serde_json::to_string(self)?);
+        file.meta(META_HEADS, serde_json::to_string(&descriptors)?);
+        file.write(path)
+    }
+
+    /// Reads a train artifact's predictions and reports (not its heads).
+    pub fn read(path: &Path) -> Result<TrainOutput> {
+        crate::tensors::read_metadata_json(path, META_TRAIN)
+    }
+
+    /// Reads a train artifact's fold heads, in fold order.
+    pub fn read_heads(path: &Path) -> Result<Vec<FoldHead>> {
+        let what = path.display().to_string();
+        let file = TensorFile::read(path)?;
+        let descriptors: Vec<HeadDescriptor> =
+            serde_json::from_str(file.meta_str(META_HEADS, &what)?)
+                .with_context(|| format!("{what}: metadata `{META_HEADS}`"))?;
+        descriptors
+            .iter()
+            .map(|d| FoldHead::load(d, &file, &what))
+            .collect()
+    }
+
     /// All metrics of these out-of-fold predictions.
     pub fn evaluate(&self, boot: &BootstrapConfig) -> Result<Evaluation> {
         evaluate(&self.y_true, &self.y_pred, N_DIMS, &self.folds, boot)

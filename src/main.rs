@@ -32,7 +32,8 @@ enum Command {
     /// Run an encoder on one waveform and write every hidden state to safetensors.
     Encode(pipe::encoder::cli::EncodeArgs),
     /// Time MERT-95M/330M forward passes on random weights: ms per clip, real-time factor,
-    /// GFLOP, share of a measured matmul peak, top ops.
+    /// GFLOP, share of a measured matmul peak, top ops; --predict: the study's E2 latency
+    /// of scoring a recording end to end.
     Bench(pipe::bench::BenchArgs),
     /// Recorded runs, latest first: per experiment its params hash, R² (95% CI), MAE, r,
     /// dispersion and clip count (`data/out/history.parquet`).
@@ -50,6 +51,12 @@ enum Command {
         /// The newer run (default: the latest).
         run_b: Option<String>,
     },
+    /// Score recordings with a trained experiment: the 19 dimensions per file (and per
+    /// segment of a long one), on PercePiano's 1-7 rating scale.
+    Predict(cli::PredictArgs),
+    /// Serve a trained experiment over HTTP: POST /predict (an audio file) -> JSON scores;
+    /// GET /health; GET /model (its model card and cross-validated metrics).
+    Serve(cli::ServeArgs),
     /// Delete artifacts no live pipeline description needs (asks first).
     Clean(cli::CleanArgs),
     /// Rehash artifacts against their recorded hashes; --repair recomputes corrupt ones.
@@ -87,9 +94,15 @@ fn dispatch(args: Args) -> Result<ExitCode> {
             return pipe::encoder::cli::run(encode).map(|_| ExitCode::SUCCESS);
         }
         // `bench` uses random weights and needs no pipeline description either.
+        Command::Bench(bench) if bench.predict => {
+            return pipe::predict::bench::run(&bench).map(|_| ExitCode::SUCCESS);
+        }
         Command::Bench(bench) => {
             return pipe::bench::run(&bench).map(|_| ExitCode::SUCCESS);
         }
+        // `predict --model DIR` needs no pipeline description.
+        Command::Predict(p) if p.model.model.is_some() => return cli::predict(None, &p),
+        Command::Serve(s) if s.model.model.is_some() => return cli::serve(None, &s),
         other => other,
     };
     let config = pipe::config::Config::load(&args.config).with_context(|| {
@@ -111,6 +124,8 @@ fn dispatch(args: Args) -> Result<ExitCode> {
         Command::Diff { run_a, run_b } => {
             cli::diff(&config, run_a.as_deref(), run_b.as_deref()).map(|_| ExitCode::SUCCESS)
         }
+        Command::Predict(p) => cli::predict(Some(&config), &p),
+        Command::Serve(s) => cli::serve(Some(&config), &s),
         Command::Encode(_) | Command::Bench(_) => unreachable!("dispatched above"),
     }
 }

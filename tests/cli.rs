@@ -235,8 +235,8 @@ fn a_killed_run_resumes_to_identical_outputs() {
         .filter(|(p, _)| p.starts_with("store/"))
         .count();
     // 6 clips x (decode, resample, 2 feature vectors) + manifest, 2 tables,
-    // train, evaluate (A2, A3 ...) + 6 result tables, 2 plots, report.
-    assert_eq!(commits, 31, "artifacts of the 6-clip pipeline");
+    // train, evaluate, models (one experiment) + 6 result tables, 2 plots, report.
+    assert_eq!(commits, 32, "artifacts of the 6-clip pipeline");
     let mut points = Vec::new();
     for n in [0, 5, 13, 18, 20, 22, 26, 29] {
         std::fs::remove_dir_all(&data).unwrap();
@@ -355,9 +355,13 @@ fn outputs(data: &Path) -> Vec<(String, String)> {
                     .collect();
                 format!("{kept:?}")
             } else if p.starts_with("store/train/") {
-                let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                // Heads as tensors, predictions and reports (with times) as JSON metadata.
+                let mut file = pipe::tensors::TensorFile::from_bytes(&bytes, &p).unwrap();
+                let mut v: serde_json::Value =
+                    serde_json::from_str(&file.metadata["pipe.train"]).unwrap();
                 blank_seconds(&mut v);
-                v.to_string()
+                file.metadata.insert("pipe.train".into(), v.to_string());
+                format!("{file:?}")
             } else if p.ends_with(".md") {
                 // The ranked table's last cell is the training time.
                 String::from_utf8(bytes)
@@ -375,7 +379,7 @@ fn outputs(data: &Path) -> Vec<(String, String)> {
             // A training artifact holds its wall time, so its content hash
             // (in its name) and the keys of everything below it differ from
             // run to run: those are compared by stage and content only.
-            let timed = ["train", "evaluate", "results", "plots", "report"];
+            let timed = ["train", "evaluate", "models", "results", "plots", "report"];
             let p = match p.strip_prefix("store/").and_then(|r| r.split_once('/')) {
                 Some((stage, _)) if timed.contains(&stage) => format!("store/{stage}/*"),
                 _ => p,

@@ -123,12 +123,14 @@ fn renames_and_descriptions_recompute_nothing_and_same_bytes_cut_off() {
     assert!(computed(&r, "results") > 0 && computed(&r, "report") == 1);
 
     // A decode param that changes no clip: decode re-runs, writes the same
-    // bytes, and everything below is cut off.
+    // bytes, and everything below is cut off; only the model bundle, which
+    // records the decode settings `pipe predict` applies, is written anew.
     let decode = config("raw_renamed", "new words", "other words", "0.03");
     let (r, _) = pipeline::run(dir.path(), &decode);
     assert_eq!(computed(&r, "decode"), N);
     assert_eq!(cut_off(&r, "resample"), N);
-    assert_eq!(r.computed(), N, "only decode ran: {:?}", r.stages);
+    assert_eq!(computed(&r, "models"), 1);
+    assert_eq!(r.computed(), N + 1, "only decode ran: {:?}", r.stages);
 }
 
 #[test]

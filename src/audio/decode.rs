@@ -14,7 +14,7 @@ use symphonia::core::codecs::audio::AudioDecoderOptions;
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::probe::Hint;
 use symphonia::core::formats::{FormatOptions, TrackType};
-use symphonia::core::io::MediaSourceStream;
+use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
 
 use super::Pcm;
@@ -23,31 +23,50 @@ const EXPECTED: &str = "expected WAV, FLAC, MP3 or OGG/Vorbis audio";
 
 /// Decode `path` and downmix it to mono (mean of the channels).
 pub fn decode_file(path: &Path) -> Result<Pcm> {
-    // symphonia can panic on a hostile header (e.g. an arithmetic overflow on
-    // a WAV channel count with one bit flipped, in builds with overflow
-    // checks): that file's error, not the process's end.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_inner(path)))
-        .unwrap_or_else(|panic| {
-            let msg = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("no message");
-            Err(anyhow!(
-                "the decoder crashed on this file ({msg}); {EXPECTED}"
-            ))
-        })
-        .with_context(|| format!("decoding {}", path.display()))
+    let open = || -> Result<(Box<dyn MediaSource>, Option<String>)> {
+        let file = File::open(path).context("cannot open file")?;
+        let len = file.metadata().context("cannot stat file")?.len();
+        ensure!(len > 0, "file is empty; {EXPECTED}");
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_string);
+        Ok((Box::new(file), ext))
+    };
+    guarded(|| {
+        let (source, ext) = open()?;
+        decode_inner(source, ext.as_deref())
+    })
+    .with_context(|| format!("decoding {}", path.display()))
 }
 
-fn decode_inner(path: &Path) -> Result<Pcm> {
-    let file = File::open(path).context("cannot open file")?;
-    let len = file.metadata().context("cannot stat file")?.len();
-    ensure!(len > 0, "file is empty; {EXPECTED}");
+/// Decode an audio file held in memory (an upload); `ext` hints the format.
+pub fn decode_bytes(bytes: Vec<u8>, ext: Option<&str>) -> Result<Pcm> {
+    ensure!(!bytes.is_empty(), "file is empty; {EXPECTED}");
+    guarded(|| decode_inner(Box::new(std::io::Cursor::new(bytes)), ext))
+}
 
-    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+/// Runs a decode, turning a decoder panic into an error. symphonia can panic
+/// on a hostile header (e.g. an arithmetic overflow on a WAV channel count
+/// with one bit flipped, in builds with overflow checks): that file's error,
+/// not the process's end.
+fn guarded(decode: impl FnOnce() -> Result<Pcm>) -> Result<Pcm> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("no message");
+        Err(anyhow!(
+            "the decoder crashed on this file ({msg}); {EXPECTED}"
+        ))
+    })
+}
+
+fn decode_inner(source: Box<dyn MediaSource>, ext: Option<&str>) -> Result<Pcm> {
+    let mss = MediaSourceStream::new(source, Default::default());
     let mut hint = Hint::new();
-    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+    if let Some(ext) = ext {
         hint.with_extension(ext);
     }
     let mut format = symphonia::default::get_probe()

@@ -31,7 +31,7 @@ impl Pcm {
     }
 }
 
-pub use decode::decode_file;
+pub use decode::{decode_bytes, decode_file};
 pub use render::{RenderParams, SoundFont, render_midi};
 pub use resample::{ResampleQuality, resample};
 

@@ -58,6 +58,11 @@ pub struct BenchArgs {
     /// One JSON object per (backend, model) line instead of text.
     #[arg(long)]
     pub json: bool,
+    /// The study's E2 instead: scoring latency end to end (decode, resample,
+    /// encoder + layers 7-12 mean, MLP head) for 10 s and 19.4 s clips, mean
+    /// of 5 runs; `--model` defaults to MERT-330M here.
+    #[arg(long)]
+    pub predict: bool,
 }
 
 fn parse_dims(s: &str) -> Result<(usize, usize, usize), String> {

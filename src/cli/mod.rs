@@ -3,11 +3,13 @@
 
 mod clean;
 mod graph;
+mod predict;
 mod status;
 mod verify;
 
 pub use clean::{CleanArgs, clean};
 pub use graph::{DagArgs, dag};
+pub use predict::{ModelArgs, PredictArgs, ServeArgs, load_scorer, predict, serve};
 pub use status::{StatusArgs, status};
 pub use verify::{VerifyArgs, verify};
 

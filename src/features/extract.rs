@@ -146,3 +146,45 @@ fn check_rate(encoder: &EncoderRuntime, name: &str, pcm: &Pcm) -> Result<()> {
     }
     Ok(())
 }
+
+/// One feature set's value for one clip's audio (at the encoders' rate),
+/// computed as the features stage computes it: a baseline on the audio, or
+/// one encoder pass pooled for the set; `f16_states` (the state indices of
+/// the encoder's states cache, for a set the cache covers) pools from the
+/// f16-rounded states, as the stage does for such sets. Symbolic sets read
+/// MIDI, not audio: an error here.
+pub fn compute_from_audio(
+    set: &super::FeatureSet,
+    pcm: &Pcm,
+    encoder: Option<(&EncoderRuntime, &str)>,
+    f16_states: Option<&[usize]>,
+) -> Result<Vec<f32>> {
+    use super::FeatureKind;
+    match (&set.kind, encoder) {
+        (FeatureKind::Baseline(b), _) => b.compute(pcm, set.cfg.max_frames),
+        (FeatureKind::Symbolic(s), _) => bail!(
+            "feature set `{}` ({}) is computed from a performance MIDI file, not audio",
+            set.name,
+            s.name()
+        ),
+        (FeatureKind::Encoded(_), None) => {
+            bail!(
+                "feature set `{}` needs encoder `{}`",
+                set.name,
+                set.cfg.encoder
+            )
+        }
+        (FeatureKind::Encoded(spec), Some((rt, name))) => {
+            let specs = std::slice::from_ref(spec);
+            let mut out = match f16_states {
+                None => encode_and_pool(rt, name, pcm, specs)?,
+                Some(keep) => {
+                    let (_, states) = encode_pool_keep(rt, name, pcm, &[], keep)?;
+                    let rounded = super::states_cache::round_states(&states, keep)?;
+                    super::states_cache::pool_cached(specs, &rounded)?
+                }
+            };
+            Ok(out.pop().expect("one vector per spec"))
+        }
+    }
+}

@@ -111,45 +111,16 @@ impl StatesCache {
     /// Rounds the cached states of `pass` to f16, writes them to `path`
     /// atomically and returns them as f32 (what [`Self::read`] will return).
     pub fn write(&self, path: &Path, pass: &EncoderOutput) -> Result<EncoderOutput> {
-        let mut rounded = EncoderOutput {
-            frames: pass.frames,
-            hidden: pass.hidden,
-            states: vec![None; self.n_states],
-        };
-        let mut bytes: Vec<(String, Vec<u8>)> = Vec::with_capacity(self.indices.len());
-        for &i in &self.indices {
-            let s = pass
-                .states
-                .get(i)
-                .and_then(Option::as_ref)
-                .with_context(|| {
-                    format!("hidden state {i} was not downloaded for the states cache")
-                })?;
-            ensure!(
-                s.len() == pass.frames * pass.hidden,
-                "hidden state {i}: {} values for [{} frames, {} hidden]",
-                s.len(),
-                pass.frames,
-                pass.hidden
-            );
-            if let Some((k, x)) = s
-                .iter()
-                .enumerate()
-                .find(|(_, x)| x.is_nan() || x.abs() > F16_MAX)
-            {
-                bail!(
-                    "hidden state {i} holds {x} at frame {}, beyond f16's range (±65504): \
-                     this encoder's states cannot be cached; remove its cache_states",
-                    k / pass.hidden.max(1)
-                );
-            }
-            let h: Vec<f16> = s.iter().map(|&x| f16::from_f32(x)).collect();
-            rounded.states[i] = Some(h.iter().map(|x| x.to_f32()).collect());
-            bytes.push((
-                format!("hidden_states.{i}"),
-                h.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            ));
-        }
+        let rounded = round_states(pass, &self.indices)?;
+        let bytes: Vec<(String, Vec<u8>)> = self
+            .indices
+            .iter()
+            .map(|&i| {
+                let s = rounded.states[i].as_ref().expect("rounded above");
+                let b = s.iter().flat_map(|&x| f16::from_f32(x).to_le_bytes());
+                (format!("hidden_states.{i}"), b.collect())
+            })
+            .collect();
         let views = bytes
             .iter()
             .map(|(k, b)| {
@@ -182,6 +153,44 @@ impl StatesCache {
 pub fn pool_cached(specs: &[FeatureSetSpec], states: &EncoderOutput) -> Result<Vec<Vec<f32>>> {
     let hs = HiddenStates::new(states.frames, states.hidden, &states.states)?;
     pool_many(specs, &hs)
+}
+
+/// States `indices` of `pass` rounded to f16 and back (the others dropped):
+/// what the cache holds of a pass, and what `pipe predict` pools for a set the
+/// pipeline pooled from the cache. An error for a state beyond f16's range.
+pub fn round_states(pass: &EncoderOutput, indices: &[usize]) -> Result<EncoderOutput> {
+    let mut rounded = EncoderOutput {
+        frames: pass.frames,
+        hidden: pass.hidden,
+        states: vec![None; pass.states.len()],
+    };
+    for &i in indices {
+        let s = pass
+            .states
+            .get(i)
+            .and_then(Option::as_ref)
+            .with_context(|| format!("hidden state {i} was not downloaded for the states cache"))?;
+        ensure!(
+            s.len() == pass.frames * pass.hidden,
+            "hidden state {i}: {} values for [{} frames, {} hidden]",
+            s.len(),
+            pass.frames,
+            pass.hidden
+        );
+        if let Some((k, x)) = s
+            .iter()
+            .enumerate()
+            .find(|(_, x)| x.is_nan() || x.abs() > F16_MAX)
+        {
+            bail!(
+                "hidden state {i} holds {x} at frame {}, beyond f16's range (±65504): \
+                 this encoder's states cannot be cached; remove its cache_states",
+                k / pass.hidden.max(1)
+            );
+        }
+        rounded.states[i] = Some(round_f16(s));
+    }
+    Ok(rounded)
 }
 
 /// `v` rounded to f16 and back: what the cache stores of each value.

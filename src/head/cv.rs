@@ -13,6 +13,7 @@ use super::N_DIMS;
 use super::config::{HeadConfig, InputKind, OutputActivation, Validation};
 use super::frames::{FrameSet, HeadInput};
 use super::graph::fit_graph;
+use super::saved::FoldHead;
 use super::train::{FitData, FitReport, TrainedHead, fit};
 use crate::rng::Rng;
 
@@ -49,6 +50,10 @@ pub struct CvOutput {
     /// `[n, 19]`: clip i's prediction from the head that never saw its fold.
     pub predictions: Vec<f32>,
     pub folds: Vec<FoldReport>,
+    /// Each fold's trained head, in fold order (kept by the train stage as
+    /// tensors, not in JSON).
+    #[serde(skip)]
+    pub heads: Vec<FoldHead>,
 }
 
 /// The study's aggregate: the mean over folds of each fold's best
@@ -234,8 +239,8 @@ fn check<G: Ord + Debug>(data: &CvData<G>) -> Result<usize> {
     check_split(n, data.labels, data.folds, data.groups)
 }
 
-/// Test predictions `[test.len(), 19]` and the fit report of one fold.
-type FoldFit = (Vec<f32>, FitReport);
+/// Test predictions `[test.len(), 19]`, the fit report and the head of one fold.
+type FoldFit = (Vec<f32>, FitReport, FoldHead);
 
 /// Train and validation rows of test fold `fold` under `cfg.validation`:
 /// held-out pieces of the training folds ([`split_train_val`]), or the
@@ -269,12 +274,12 @@ where
     G: Ord + Debug + Sync,
     F: Fn(&[usize], &[usize], &[usize], u64) -> Result<FoldFit> + Sync,
 {
-    let results: Vec<(Vec<usize>, Vec<f32>, FoldReport)> = (0..k)
+    let results: Vec<(Vec<usize>, Vec<f32>, FoldReport, FoldHead)> = (0..k)
         .into_par_iter()
         .map(|fold| -> Result<_> {
             let (train_rows, val_rows) = train_val_rows(cfg, groups, folds, fold)?;
             let test_rows: Vec<usize> = (0..folds.len()).filter(|&i| folds[i] == fold).collect();
-            let (pred, report) =
+            let (pred, report, head) =
                 fit_fold(&train_rows, &val_rows, &test_rows, 16 * (fold as u64 + 1))
                     .with_context(|| format!("training fold {fold} of {k}"))?;
             let n_val_pieces = val_rows
@@ -290,21 +295,24 @@ where
                 n_val_pieces,
                 fit: report,
             };
-            Ok((test_rows, pred, fold_report))
+            Ok((test_rows, pred, fold_report, head))
         })
         .collect::<Result<_>>()?;
     let mut predictions = vec![f32::NAN; folds.len() * N_DIMS];
     let mut reports = Vec::with_capacity(k);
-    for (rows, pred, report) in results {
+    let mut heads = Vec::with_capacity(k);
+    for (rows, pred, report, head) in results {
         for (j, &r) in rows.iter().enumerate() {
             predictions[r * N_DIMS..(r + 1) * N_DIMS]
                 .copy_from_slice(&pred[j * N_DIMS..(j + 1) * N_DIMS]);
         }
         reports.push(report);
+        heads.push(head);
     }
     Ok(CvOutput {
         predictions,
         folds: reports,
+        heads,
     })
 }
 
@@ -337,7 +345,7 @@ pub fn train_cv<G: Ord + Debug + Sync>(cfg: &HeadConfig, data: &CvData<G>) -> Re
             for &r in test_rows {
                 x_test.extend_from_slice(&data.features[r * data.d_in..(r + 1) * data.d_in]);
             }
-            Ok((head.predict(&x_test)?, report))
+            Ok((head.predict(&x_test)?, report, FoldHead::Net(head)))
         },
     )
 }
@@ -386,7 +394,11 @@ pub fn train_cv_input<G: Ord + Debug + Sync>(
         |train_rows, val_rows, test_rows, stream| {
             let (head, report) =
                 fit_graph(cfg, input, labels, N_DIMS, train_rows, val_rows, stream)?;
-            Ok((head.predict(input, test_rows)?, report))
+            Ok((
+                head.predict(input, test_rows)?,
+                report,
+                FoldHead::Graph(head),
+            ))
         },
     )
 }

@@ -60,6 +60,28 @@ impl GraphHead {
         Ok(m)
     }
 
+    /// Checks the kept parameters and buffers against what the config and
+    /// input widths build (a head read back from a file).
+    pub fn check_shapes(&self) -> Result<()> {
+        let m = Model::new(
+            &self.config,
+            self.dims,
+            self.n_out,
+            DType::F32,
+            Rng::new(0, 0),
+        )?;
+        let (params, buffers) = (m.params.len(), m.params.buffers_flat()?.len());
+        ensure!(
+            self.params.len() == params && self.buffers.len() == buffers,
+            "{} parameters and {} buffer values; a {:?} head on inputs {:?} has {params} and {buffers}",
+            self.params.len(),
+            self.buffers.len(),
+            self.config.arch.name(),
+            self.dims
+        );
+        Ok(())
+    }
+
     /// Predictions `[rows.len(), n_out]` for clips `rows` of `input`.
     pub fn predict(&self, input: &HeadInput, rows: &[usize]) -> Result<Vec<f32>> {
         ensure!(

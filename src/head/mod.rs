@@ -33,6 +33,7 @@ pub mod kinds;
 pub mod loss;
 pub mod net;
 pub mod nn;
+pub mod saved;
 pub mod train;
 
 /// Number of PercePiano perceptual dimensions (outputs of every head).
@@ -48,6 +49,7 @@ pub use cv::{
 };
 pub use frames::{FrameSet, HeadInput};
 pub use graph::{GraphHead, fit_graph};
+pub use saved::{FoldHead, HeadDescriptor};
 pub use train::{FitData, FitReport, Standardizer, TrainedHead, fit};
 
 #[cfg(test)]

@@ -186,3 +186,72 @@ pub fn scatter(run: &Ran, out: impl Write) -> Result<()> {
     }
     canvas.png(out)
 }
+
+/// One recording's scores over time, one panel per dimension: each segment's
+/// score as a step over its span (overlapping windows drawn one after the
+/// other), the overall score as a dashed line. `segments`: (start s, end s,
+/// 19 scores), already on the scale named by `scale`.
+pub fn score_curves(
+    title: &str,
+    scale: &str,
+    segments: &[(f64, f64, Vec<f32>)],
+    overall: &[f32],
+    out: impl Write,
+) -> Result<()> {
+    ensure!(!segments.is_empty(), "no segments to plot");
+    let end = segments.iter().map(|s| s.1).fold(0f64, f64::max).max(1e-3);
+    let values = segments
+        .iter()
+        .flat_map(|s| s.2.iter().copied())
+        .chain(overall.iter().copied());
+    let (lo, hi) = values.fold((f32::MAX, f32::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let pad = (0.1 * (hi - lo)).max(0.05);
+    let (lo, hi) = (lo - pad, hi + pad);
+    let mut canvas = Canvas::new(1500, 1250)?;
+    {
+        let (w, h) = (canvas.width, canvas.height);
+        let root = BitMapBackend::with_buffer(&mut canvas.rgb, (w, h)).into_drawing_area();
+        let body = root
+            .titled(&format!("{title} ({scale})"), (FAMILY, 22))
+            .map_err(draw_err)?;
+        for (d, area) in body.split_evenly((4, 5)).iter().enumerate().take(N_DIMS) {
+            let mut chart = ChartBuilder::on(area)
+                .caption(DIMENSIONS[d], (FAMILY, 15))
+                .margin(6)
+                .x_label_area_size(30)
+                .y_label_area_size(42)
+                .build_cartesian_2d(0f64..end, lo..hi)
+                .map_err(draw_err)?;
+            chart
+                .configure_mesh()
+                .x_labels(4)
+                .y_labels(4)
+                .label_style((FAMILY, 11))
+                .x_desc("seconds")
+                .axis_desc_style((FAMILY, 12))
+                .draw()
+                .map_err(draw_err)?;
+            // Dashed by hand: 40 dashes across (plotters' line series are not compiled in).
+            chart
+                .draw_series((0..40).map(|i| {
+                    let (a, b) = (end * i as f64 / 40.0, end * (i as f64 + 0.6) / 40.0);
+                    PathElement::new(vec![(a, overall[d]), (b, overall[d])], BLACK.mix(0.5))
+                }))
+                .map_err(draw_err)?;
+            chart
+                .draw_series(segments.iter().map(|(a, b, s)| {
+                    PathElement::new(vec![(*a, s[d]), (*b, s[d])], BLUE.stroke_width(3))
+                }))
+                .map_err(draw_err)?;
+            let mids: Vec<(f64, f32)> = segments
+                .iter()
+                .map(|(a, b, s)| ((a + b) / 2.0, s[d]))
+                .collect();
+            chart
+                .draw_series(std::iter::once(PathElement::new(mids, BLUE.mix(0.4))))
+                .map_err(draw_err)?;
+        }
+        root.present().map_err(draw_err)?;
+    }
+    canvas.png(out)
+}

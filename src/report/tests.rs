@@ -56,6 +56,7 @@ fn ran(id: &str, noise: f32, control: bool) -> Ran {
         train_seconds: 1.5,
         fold_reports: Vec::new(),
         failed: Vec::new(),
+        heads: Vec::new(),
     };
     let eval = train.evaluate(&BootstrapConfig::default()).unwrap();
     Ran {

@@ -113,6 +113,12 @@ impl EncoderPasses {
         self.caches.get(encoder).is_some_and(|c| c.covers(spec))
     }
 
+    /// The cached state indices `spec` is pooled from, if its encoder's cache covers it.
+    pub fn cached_states(&self, encoder: &str, spec: &FeatureSetSpec) -> Option<Vec<usize>> {
+        let cache = self.caches.get(encoder)?;
+        cache.covers(spec).then(|| cache.indices().to_vec())
+    }
+
     /// The cache of the node's encoder and the node's clip file in it.
     pub fn cache_file(&self, node: &Node) -> Result<Option<(&StatesCache, PathBuf)>> {
         let n: &FeatureNode = node.plan()?;

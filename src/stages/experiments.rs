@@ -87,7 +87,7 @@ impl Stage for Train {
                 ),
                 None => format!("experiment {} (features `{}`)", node.item, cfg.features),
             })?;
-        write_json(&trained, out)
+        trained.write(out)
     }
 }
 
@@ -122,7 +122,7 @@ impl Stage for Evaluate {
             .collect())
     }
     fn run(&self, node: &Node, out: &Path) -> Result<()> {
-        let trained: TrainOutput = read_json(&node.input("train")?.path)?;
+        let trained = TrainOutput::read(&node.input("train")?.path)?;
         let evaluation: Evaluation = trained
             .evaluate(&self.bootstrap)
             .with_context(|| format!("evaluating experiment {}", node.item))?;

@@ -12,6 +12,7 @@ mod experiments;
 mod feature_tables;
 mod features;
 mod manifest;
+mod models;
 mod render;
 mod report;
 mod resample;
@@ -22,6 +23,7 @@ pub use experiments::{Evaluate, Train};
 pub use feature_tables::FeatureTables;
 pub use features::Features;
 pub use manifest::Manifest;
+pub use models::Models;
 pub use render::Render;
 pub use report::{Experiments, Plots, Report, ResultTables};
 pub use resample::Resample;
@@ -59,12 +61,17 @@ pub static FEATURES: StageDecl = StageDecl::new("features", 1, "f32", &[&RESAMPL
 pub static FEATURE_TABLES: StageDecl =
     StageDecl::new("feature_tables", 2, "parquet", &[&FEATURES]).per("tables");
 /// out-of-fold predictions per experiment (k-fold piece-split CV). v2: each
-/// fold's report holds its best validation R² (`best_val_r2`).
+/// fold's report holds its best validation R² (`best_val_r2`). v3: a
+/// safetensors file: the fold heads as tensors, the predictions and reports
+/// as JSON in its metadata (`pipe.train`).
 pub static TRAIN: StageDecl =
-    StageDecl::new("train", 2, "json", &[&FEATURE_TABLES, &MANIFEST]).per("experiments");
+    StageDecl::new("train", 3, "safetensors", &[&FEATURE_TABLES, &MANIFEST]).per("experiments");
 /// metrics per experiment
 pub static EVALUATE: StageDecl =
     StageDecl::new("evaluate", 1, "json", &[&TRAIN]).per("experiments");
+/// a model bundle per experiment (fold heads + model card), for `pipe predict`
+pub static MODELS: StageDecl =
+    StageDecl::new("models", 1, "safetensors", &[&TRAIN, &EVALUATE, &MANIFEST]).per("models");
 /// the public result tables (their published copies carry the config hash,
 /// heads and pipe version). v2: `n_clips` and status `failed` in the
 /// summary, the `failed` table. v3: `study_r2` in the summary.
@@ -77,6 +84,87 @@ pub static PLOTS: StageDecl = StageDecl::new("plots", 2, "png", &[&TRAIN, &EVALU
 /// protocol", links to README sections.
 pub static REPORT: StageDecl =
     StageDecl::new("report", 3, "md", &[&TRAIN, &EVALUATE]).per("reports");
+
+/// An experiment's model card as far as the config says: the models stage
+/// fills in the heads, metrics, clip lengths and weight hashes.
+fn model_card(
+    config: &Config,
+    id: &str,
+    exp: &crate::config::ExperimentConfig,
+    passes: Option<&EncoderPasses>,
+) -> Result<crate::predict::ModelCard> {
+    use crate::predict::bundle::{self, ClipLengths, CvMetrics, InputCard, LabelScale};
+    let inputs = std::iter::once(&exp.features)
+        .chain(exp.second_features.as_ref())
+        .map(|name| {
+            let fs = &config.features[name];
+            let set = FeatureSet::from_config(name, fs)?;
+            let f16_states = match (set.spec(), passes) {
+                (Some(spec), Some(p)) => p.cached_states(&fs.encoder, spec),
+                _ => None,
+            };
+            Ok(InputCard {
+                feature_set: name.clone(),
+                config: fs.clone(),
+                encoder: config
+                    .encoders
+                    .get(&fs.encoder)
+                    .map(|e| models::encoder_card(&fs.encoder, e)),
+                f16_states,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let labels = match &config.dataset {
+        crate::config::DatasetConfig::Percepiano { .. } => LabelScale {
+            description: "PercePiano labels: mean rating / 7, in [1/7, 1]".into(),
+            rating_multiplier: Some(7.0),
+            rating_scale: Some("PercePiano's 1-7 rating scale".into()),
+        },
+        crate::config::DatasetConfig::AudioFolder { labels, .. } => LabelScale {
+            description: format!("the scale of the training labels ({})", labels.display()),
+            rating_multiplier: None,
+            rating_scale: None,
+        },
+    };
+    let validation = serde_json::to_value(exp.head.validation)?
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    Ok(crate::predict::ModelCard {
+        format: bundle::FORMAT.into(),
+        experiment: id.to_string(),
+        description: exp.description.clone(),
+        pipe_version: env!("CARGO_PKG_VERSION").into(),
+        predictor: "the mean of the K cross-validation fold heads' outputs: each fold head is \
+                    what the cross-validated metrics measured (early stopped on held-out \
+                    pieces), no second training run is needed, and averaging heads trained on \
+                    different pieces lowers the variance of the scores"
+            .into(),
+        dimensions: bundle::dimension_names(),
+        labels,
+        inputs,
+        decode: config.decode.clone(),
+        resample: config.resample.clone(),
+        clips: ClipLengths {
+            n: 0,
+            median_s: 0.0,
+            min_s: 0.0,
+            max_s: 0.0,
+        },
+        cv: CvMetrics {
+            folds: 0,
+            clips: 0,
+            r2: 0.0,
+            r2_ci: [0.0, 0.0],
+            mae: 0.0,
+            pearson_r: None,
+            study_r2: None,
+            validation,
+            r2_per_dimension: Vec::new(),
+        },
+        heads: Vec::new(),
+    })
+}
 
 /// A partial aggregate's clips (its inputs are named by clip id): those whose
 /// input exists, in dataset order, and the failed ones with where and why.
@@ -294,8 +382,13 @@ pub fn build(config: &Config) -> Result<Pipeline> {
             }
         }
         let ids = runnable.iter().map(|(id, _)| id.clone()).collect();
+        let cards = runnable
+            .iter()
+            .map(|(id, exp)| model_card(config, id, exp, passes.as_deref()))
+            .collect::<Result<_>>()?;
         stages.push(Box::new(Train::new(runnable)));
         stages.push(Box::new(Evaluate::new(ids, config.evaluation.bootstrap())));
+        stages.push(Box::new(Models::new(cards)));
     }
     stages.push(Box::new(ResultTables(experiments.clone())));
     if any_ran {

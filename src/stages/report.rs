@@ -12,6 +12,7 @@ use super::experiments::read_json;
 use super::{EVALUATE, PLOTS, REPORT, RESULTS, TRAIN};
 use crate::config::ReportConfig;
 use crate::dag::{Node, NodeSpec, Publish, Source, Stage, StageDecl};
+use crate::experiment::TrainOutput;
 use crate::report::{ExperimentInfo, Ran, Results, e3_configured, markdown, plots, tables};
 
 /// What the three stages share: the experiment list and where their inputs are.
@@ -64,7 +65,7 @@ impl Experiments {
             match (node.present(&train), node.present(&eval)) {
                 (Some(t), Some(e)) => ran.push(Ran {
                     info: info.clone(),
-                    train: read_json(&t.path)?,
+                    train: TrainOutput::read(&t.path)?,
                     eval: read_json(&e.path)?,
                 }),
                 _ => {

@@ -1,0 +1,271 @@
+//! models: one bundle per experiment that trained (its fold heads, the
+//! feature sets and encoders they read, the audio settings, the label scale
+//! and the cross-validated metrics), published as `data/out/models/<id>/`
+//! for `pipe predict` and `pipe serve`. Keyed like train plus the card:
+//! retraining or re-evaluating re-exports, editing a description re-exports
+//! without retraining.
+
+use anyhow::{Context, Result};
+use arrow_array::Float64Array;
+use serde_json::json;
+use std::path::Path;
+
+use super::experiments::read_json;
+use super::{ALL, EVALUATE, MANIFEST, MODELS, TRAIN};
+use crate::dag::{Node, NodeSpec, Publish, Source, Stage, StageDecl};
+use crate::experiment::TrainOutput;
+use crate::metrics::Evaluation;
+use crate::predict::bundle::{
+    self, Bundle, CARD_FILE, ClipLengths, CvMetrics, EncoderCard, HEADS_FILE, ModelCard,
+    README_FILE,
+};
+use crate::table;
+
+/// Weight files of input `i`'s encoder, as node inputs.
+fn weight_inputs(i: usize) -> [String; 2] {
+    [format!("encoder{i}.config"), format!("encoder{i}.weights")]
+}
+
+pub struct Models {
+    /// Per experiment that trains: its card without what comes from inputs
+    /// (heads, metrics, clip lengths, weight hashes).
+    cards: Vec<ModelCard>,
+}
+
+/// The names and descriptions of a card: not part of its key (renaming a
+/// feature set or editing a description recomputes nothing); the store's
+/// bundle has them blank and the published copies get them back.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+struct Names {
+    experiment: String,
+    description: String,
+    /// Per input: feature set name, its description, its encoder's name.
+    inputs: Vec<(String, String, Option<String>)>,
+}
+
+impl Names {
+    fn of(card: &ModelCard) -> Names {
+        Names {
+            experiment: card.experiment.clone(),
+            description: card.description.clone(),
+            inputs: card
+                .inputs
+                .iter()
+                .map(|i| {
+                    let enc = i.encoder.as_ref().map(|e| e.name.clone());
+                    (i.feature_set.clone(), i.config.description.clone(), enc)
+                })
+                .collect(),
+        }
+    }
+
+    /// Writes these names into `card`.
+    fn apply(&self, card: &mut ModelCard) {
+        card.experiment.clone_from(&self.experiment);
+        card.description.clone_from(&self.description);
+        for (i, (set, desc, enc)) in card.inputs.iter_mut().zip(&self.inputs) {
+            i.feature_set.clone_from(set);
+            i.config.description.clone_from(desc);
+            if let (Some(e), Some(name)) = (i.encoder.as_mut(), enc) {
+                e.name.clone_from(name);
+            }
+        }
+    }
+
+    /// `card` with every name and description blank.
+    fn blank(card: &ModelCard) -> ModelCard {
+        let mut c = card.clone();
+        let none = Names {
+            experiment: String::new(),
+            description: String::new(),
+            inputs: card
+                .inputs
+                .iter()
+                .map(|i| {
+                    (
+                        String::new(),
+                        String::new(),
+                        i.encoder.as_ref().map(|_| String::new()),
+                    )
+                })
+                .collect(),
+        };
+        none.apply(&mut c);
+        c
+    }
+}
+
+impl Models {
+    pub fn new(cards: Vec<ModelCard>) -> Models {
+        Models { cards }
+    }
+}
+
+impl Stage for Models {
+    fn decl(&self) -> &'static StageDecl {
+        &MODELS
+    }
+    fn describe(&self) -> String {
+        "per experiment: a model bundle (fold heads, feature sets, encoder identity, CV metrics) for pipe predict".into()
+    }
+    fn plan(&self) -> Result<Vec<NodeSpec>> {
+        Ok(self
+            .cards
+            .iter()
+            .map(|card| {
+                let id = &card.experiment;
+                let mut inputs = vec![
+                    ("train".into(), Source::node(&TRAIN, id.clone())),
+                    ("evaluate".into(), Source::node(&EVALUATE, id.clone())),
+                    ("manifest".into(), Source::node(&MANIFEST, ALL)),
+                ];
+                for (i, input) in card.inputs.iter().enumerate() {
+                    if let Some(dir) = input
+                        .encoder
+                        .as_ref()
+                        .and_then(|e| e.config.weights.as_ref())
+                    {
+                        let [c, w] = weight_inputs(i);
+                        inputs.push((c, Source::File(dir.join("config.json"))));
+                        inputs.push((w, Source::File(dir.join("model.safetensors"))));
+                    }
+                }
+                let blank = Names::blank(card);
+                NodeSpec::new(id.clone(), json!({ "card": blank }), inputs).with_plan(blank)
+            })
+            .collect())
+    }
+    fn run(&self, node: &Node, out: &Path) -> Result<()> {
+        let mut card: ModelCard = node.plan::<ModelCard>()?.clone();
+        let train_path = &node.input("train")?.path;
+        let train = TrainOutput::read(train_path)?;
+        let heads = TrainOutput::read_heads(train_path)?;
+        let eval: Evaluation = read_json(&node.input("evaluate")?.path)?;
+        card.clips = clip_lengths(&node.input("manifest")?.path, &train.clip_ids)?;
+        card.cv = CvMetrics {
+            folds: eval.folds.len(),
+            clips: train.clip_ids.len(),
+            r2: eval.r2,
+            r2_ci: [eval.r2_ci.lo, eval.r2_ci.hi],
+            mae: eval.mae,
+            pearson_r: eval.pearson_r,
+            study_r2: crate::head::mean_best_val_r2(&train.fold_reports),
+            validation: card.cv.validation.clone(),
+            r2_per_dimension: eval.per_dim.iter().map(|d| d.r2).collect(),
+        };
+        for (i, input) in card.inputs.iter_mut().enumerate() {
+            let Some(enc) = input.encoder.as_mut() else {
+                continue;
+            };
+            let [c, w] = weight_inputs(i);
+            if let (Ok(c), Ok(w)) = (node.input(&c), node.input(&w)) {
+                enc.config_hash = Some(c.hash.to_string());
+                enc.weights_hash = Some(w.hash.to_string());
+                enc.identity = format!("blake3:{} (model.safetensors)", w.hash);
+            }
+        }
+        Bundle::to_file(&card, &heads)?.write(out)
+    }
+    fn publish(&self, nodes: &[&Node]) -> Result<Vec<Publish>> {
+        let mut files = Vec::new();
+        for n in nodes {
+            let Some(card) = self.cards.iter().find(|c| c.experiment == n.item) else {
+                continue;
+            };
+            let names = Names::of(card);
+            let extra = serde_json::to_string(&names)?;
+            let dir = format!("models/{}/", n.item);
+            let with_names = names.clone();
+            files.push(Publish::rendered(
+                format!("{dir}{HEADS_FILE}"),
+                &n.path,
+                extra.clone(),
+                move |src, dest| {
+                    let mut file = crate::tensors::TensorFile::read(src)?;
+                    let mut card: ModelCard =
+                        serde_json::from_str(file.meta_str(bundle::META_CARD, "bundle")?)?;
+                    with_names.apply(&mut card);
+                    file.meta(bundle::META_CARD, serde_json::to_string(&card)?);
+                    file.write(dest)
+                },
+            ));
+            let with_names = names.clone();
+            files.push(Publish::rendered(
+                format!("{dir}{CARD_FILE}"),
+                &n.path,
+                extra.clone(),
+                move |src, dest| write_card(src, dest, &with_names, bundle::card_json),
+            ));
+            files.push(Publish::rendered(
+                format!("{dir}{README_FILE}"),
+                &n.path,
+                extra,
+                move |src, dest| write_card(src, dest, &names, |c| Ok(bundle::readme(c))),
+            ));
+        }
+        Ok(files)
+    }
+}
+
+/// Renders a published file from the bundle's card.
+fn write_card(
+    src: &Path,
+    dest: &Path,
+    names: &Names,
+    render: impl Fn(&ModelCard) -> Result<String>,
+) -> Result<()> {
+    let mut card: ModelCard = crate::tensors::read_metadata_json(src, bundle::META_CARD)?;
+    names.apply(&mut card);
+    std::fs::write(dest, render(&card)?).with_context(|| format!("writing {}", dest.display()))
+}
+
+/// Lengths of the clips an experiment trained on, from the manifest.
+fn clip_lengths(manifest: &Path, clip_ids: &[String]) -> Result<ClipLengths> {
+    let batch = table::read_single(manifest)?;
+    let ctx = || format!("manifest {}", manifest.display());
+    let ids = table::column::<arrow_array::StringArray>(&batch, "clip_id").with_context(ctx)?;
+    let dur = table::column::<Float64Array>(&batch, "duration_s").with_context(ctx)?;
+    let wanted: std::collections::HashSet<&str> = clip_ids.iter().map(String::as_str).collect();
+    let mut d: Vec<f64> = (0..batch.num_rows())
+        .filter(|&i| wanted.contains(ids.value(i)))
+        .map(|i| dur.value(i))
+        .collect();
+    anyhow::ensure!(!d.is_empty(), "{}: none of the trained clips", ctx());
+    d.sort_by(f64::total_cmp);
+    let median = if d.len() % 2 == 1 {
+        d[d.len() / 2]
+    } else {
+        (d[d.len() / 2 - 1] + d[d.len() / 2]) / 2.0
+    };
+    Ok(ClipLengths {
+        n: d.len(),
+        median_s: median,
+        min_s: d[0],
+        max_s: d[d.len() - 1],
+    })
+}
+
+/// A control encoder's identity line.
+pub(super) fn control_identity(enc: &crate::config::EncoderConfig) -> String {
+    format!(
+        "CONTROL (seeded random-init, never pre-trained: {} preset `{}`, seed {})",
+        enc.arch,
+        enc.random.as_deref().unwrap_or("?"),
+        enc.seed
+    )
+}
+
+/// An encoder's card before its weights are hashed.
+pub(super) fn encoder_card(name: &str, enc: &crate::config::EncoderConfig) -> EncoderCard {
+    EncoderCard {
+        name: name.to_string(),
+        config: enc.clone(),
+        identity: if enc.random.is_some() {
+            control_identity(enc)
+        } else {
+            "weights not hashed yet".into()
+        },
+        config_hash: None,
+        weights_hash: None,
+    }
+}
