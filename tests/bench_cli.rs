@@ -145,3 +145,38 @@ fn bench_on_the_gpu_runs_there_or_names_the_missing_adapter() {
         }
     }
 }
+
+/// `pipe bench --predict` (E2) on the small control: every step timed, the
+/// study's 10 s figures beside, and JSON rows whose total is the steps' sum.
+#[test]
+fn bench_predict_times_every_step_of_scoring() {
+    let text = bench(&["--predict"]);
+    for field in [
+        "E2 MERT control on cpu-gemm",
+        "1.0 s clip (mean of 2 runs",
+        "decode",
+        "resample",
+        "extraction",
+        "host pooling alone",
+        "a bundle's 4 fold heads",
+        "real-time factor",
+    ] {
+        assert!(text.contains(field), "missing {field:?} in:\n{text}");
+    }
+    let json = bench(&["--predict", "--json"]);
+    let row: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(row["seconds"], 1.0);
+    assert_eq!(row["runs"], 2);
+    for k in [
+        "decode_ms",
+        "resample_ms",
+        "extraction_ms",
+        "pool_ms",
+        "head_ms",
+    ] {
+        let v = row[k].as_f64().unwrap();
+        assert!(v > 0.0 && v.is_finite(), "{k} = {v}");
+    }
+    // Without a study-length clip the study's line is not printed.
+    assert!(!text.contains("study (its GPU"), "{text}");
+}
