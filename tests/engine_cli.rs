@@ -204,6 +204,7 @@ fn without_a_terminal_a_run_prints_progress_lines_in_each_stages_unit() {
                 "vectors",
                 "tables",
                 "experiments",
+                "models",
                 "plots",
                 "reports"
             ]

@@ -47,14 +47,19 @@ pub struct GraphHead {
 }
 
 impl GraphHead {
-    fn model(&self) -> Result<Model> {
-        let m = Model::new(
+    /// The network its config builds, before its weights are set.
+    fn empty_model(&self) -> Result<Model> {
+        Model::new(
             &self.config,
             self.dims,
             self.n_out,
             DType::F32,
             Rng::new(0, 0),
-        )?;
+        )
+    }
+
+    fn model(&self) -> Result<Model> {
+        let m = self.empty_model()?;
         m.params.set_flat(&self.params)?;
         m.params.set_buffers_flat(&self.buffers)?;
         Ok(m)
@@ -63,13 +68,7 @@ impl GraphHead {
     /// Checks the kept parameters and buffers against what the config and
     /// input widths build (a head read back from a file).
     pub fn check_shapes(&self) -> Result<()> {
-        let m = Model::new(
-            &self.config,
-            self.dims,
-            self.n_out,
-            DType::F32,
-            Rng::new(0, 0),
-        )?;
+        let m = self.empty_model()?;
         let (params, buffers) = (m.params.len(), m.params.buffers_flat()?.len());
         ensure!(
             self.params.len() == params && self.buffers.len() == buffers,
