@@ -335,12 +335,7 @@ impl TrainOutput {
     /// so the report reads the predictions without the weights.
     pub fn write(&self, path: &Path) -> Result<()> {
         let mut file = TensorFile::new();
-        let descriptors: Vec<HeadDescriptor> = self
-            .heads
-            .iter()
-            .enumerate()
-            .map(|(k, h)| h.save(&mut file, &format!("fold{k}")))
-            .collect();
+        let descriptors = FoldHead::save_all(&self.heads, &mut file);
         file.meta(META_TRAIN, serde_json::to_string(self)?);
         file.meta(META_HEADS, serde_json::to_string(&descriptors)?);
         file.write(path)
@@ -351,17 +346,17 @@ impl TrainOutput {
         crate::tensors::read_metadata_json(path, META_TRAIN)
     }
 
-    /// Reads a train artifact's fold heads, in fold order.
-    pub fn read_heads(path: &Path) -> Result<Vec<FoldHead>> {
+    /// Reads a whole train artifact, its fold heads (in fold order) included.
+    pub fn read_with_heads(path: &Path) -> Result<TrainOutput> {
         let what = path.display().to_string();
         let file = TensorFile::read(path)?;
-        let descriptors: Vec<HeadDescriptor> =
-            serde_json::from_str(file.meta_str(META_HEADS, &what)?)
-                .with_context(|| format!("{what}: metadata `{META_HEADS}`"))?;
-        descriptors
-            .iter()
-            .map(|d| FoldHead::load(d, &file, &what))
-            .collect()
+        let json = |key: &str| -> Result<&str> { file.meta_str(key, &what) };
+        let mut out: TrainOutput = serde_json::from_str(json(META_TRAIN)?)
+            .with_context(|| format!("{what}: metadata `{META_TRAIN}`"))?;
+        let descriptors: Vec<HeadDescriptor> = serde_json::from_str(json(META_HEADS)?)
+            .with_context(|| format!("{what}: metadata `{META_HEADS}`"))?;
+        out.heads = FoldHead::load_all(&descriptors, &file, &what)?;
+        Ok(out)
     }
 
     /// All metrics of these out-of-fold predictions.

@@ -149,6 +149,25 @@ impl TableBuilder {
 }
 
 pub fn write_batch(batch: &RecordBatch, path: &Path) -> Result<()> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    write_batch_to(batch, file, &path.display().to_string())
+}
+
+/// The Parquet bytes of `batch` (to write atomically with `dag::store::write_atomic`).
+pub fn to_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    write_batch_to(batch, &mut bytes, "a table in memory")?;
+    Ok(bytes)
+}
+
+/// Writes `batch` as Parquet to `out`, its schema metadata also in the
+/// footer; `label` names the destination in errors.
+fn write_batch_to<W: std::io::Write + Send>(
+    batch: &RecordBatch,
+    out: W,
+    label: &str,
+) -> Result<()> {
     let kv: Vec<KeyValue> = batch
         .schema()
         .metadata()
@@ -159,15 +178,13 @@ pub fn write_batch(batch: &RecordBatch, path: &Path) -> Result<()> {
         .set_compression(Compression::SNAPPY)
         .set_key_value_metadata(Some(kv))
         .build();
-    let file =
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props))?;
+    let mut writer = ArrowWriter::try_new(out, batch.schema(), Some(props))?;
     writer
         .write(batch)
-        .with_context(|| format!("writing {}", path.display()))?;
+        .with_context(|| format!("writing {label}"))?;
     writer
         .close()
-        .with_context(|| format!("finishing {}", path.display()))?;
+        .with_context(|| format!("finishing {label}"))?;
     Ok(())
 }
 

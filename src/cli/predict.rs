@@ -135,17 +135,11 @@ pub fn resolve_bundle(config: Option<&Config>, args: &ModelArgs) -> Result<PathB
     let exp = &config.experiments[id];
     for name in std::iter::once(&exp.features).chain(exp.second_features.as_ref()) {
         let fs = &config.features[name];
-        if let Some(enc) = config.encoders.get(&fs.encoder)
-            && let Some(w) = &enc.weights
-            && let Some(missing) = crate::encoder::runtime::missing_model_files(w)
+        if let Some(why) = (config.encoders.get(&fs.encoder))
+            .and_then(|enc| crate::encoder::runtime::unavailable(&fs.encoder, enc))
         {
             bail!(
-                "experiment {id} did not run: its encoder `{}` is not available ({missing}); {}; \
-                 then `pipe run` trains it and exports its bundle",
-                fs.encoder,
-                enc.download_hint
-                    .as_deref()
-                    .unwrap_or("see README.md, \"Real encoder weights\"")
+                "experiment {id} did not run: {why}; then `pipe run` trains it and exports its bundle"
             );
         }
     }

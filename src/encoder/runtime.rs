@@ -169,6 +169,18 @@ pub fn validate(name: &str, cfg: &EncoderConfig) -> Result<ArchConfig> {
     Ok(arch)
 }
 
+/// Why encoder `name`'s real weights cannot be used (which model file its
+/// folder lacks, and how to get them), or `None`: it has both, or it is a
+/// seeded random control.
+pub fn unavailable(name: &str, cfg: &EncoderConfig) -> Option<String> {
+    let missing = missing_model_files(cfg.weights.as_ref()?)?;
+    let hint = cfg
+        .download_hint
+        .as_deref()
+        .unwrap_or("see README.md, \"Real encoder weights\"");
+    Some(format!("encoder `{name}`: {missing} ({hint})"))
+}
+
 /// Why `dir` is not a model folder (which of `config.json` and
 /// `model.safetensors` it lacks), or `None` if it has both.
 pub fn missing_model_files(dir: &Path) -> Option<String> {

@@ -125,6 +125,27 @@ impl FoldHead {
         }
     }
 
+    /// Puts fold heads into `file` (fold k under `fold<k>`); their descriptors, in fold order.
+    pub fn save_all(heads: &[FoldHead], file: &mut TensorFile) -> Vec<HeadDescriptor> {
+        heads
+            .iter()
+            .enumerate()
+            .map(|(k, h)| h.save(file, &format!("fold{k}")))
+            .collect()
+    }
+
+    /// The heads `descriptors` describe, from `file`, in their order.
+    pub fn load_all(
+        descriptors: &[HeadDescriptor],
+        file: &TensorFile,
+        what: &str,
+    ) -> Result<Vec<FoldHead>> {
+        descriptors
+            .iter()
+            .map(|d| FoldHead::load(d, file, what))
+            .collect()
+    }
+
     /// The head `d` describes, from `file` (`what` names the file in errors).
     /// Its parameter count is checked against its config, so a bundle edited
     /// by hand or from another version fails here, not with wrong scores.

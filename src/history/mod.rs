@@ -284,12 +284,7 @@ pub fn write_table(rows: &[Row], path: &Path) -> Result<()> {
             "pipe.description",
             "one row per experiment per recorded `pipe run`; see README, \"Run history\"",
         );
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = dir.join(format!(".tmp-history-{}.parquet", std::process::id()));
-    builder.write(&tmp)?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    crate::dag::store::write_atomic(path, &crate::table::to_bytes(&builder.batch()?)?)
 }
 
 /// Reads the history at `path` (empty if there is none yet).

@@ -95,7 +95,7 @@ impl EncoderCard {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClipLengths {
     pub n: usize,
     pub median_s: f64,
@@ -103,7 +103,7 @@ pub struct ClipLengths {
     pub max_s: f64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CvMetrics {
     pub folds: usize,
     pub clips: usize,
@@ -143,11 +143,7 @@ impl Bundle {
     pub fn to_file(card: &ModelCard, heads: &[FoldHead]) -> Result<TensorFile> {
         let mut file = TensorFile::new();
         let mut card = card.clone();
-        card.heads = heads
-            .iter()
-            .enumerate()
-            .map(|(k, h)| h.save(&mut file, &format!("fold{k}")))
-            .collect();
+        card.heads = FoldHead::save_all(heads, &mut file);
         file.meta(META_CARD, serde_json::to_string(&card)?);
         Ok(file)
     }
@@ -174,11 +170,7 @@ impl Bundle {
             card.dimensions.len()
         );
         ensure!(!card.heads.is_empty(), "{what}: the bundle holds no heads");
-        let heads = card
-            .heads
-            .iter()
-            .map(|d| FoldHead::load(d, &file, &what))
-            .collect::<Result<Vec<_>>>()?;
+        let heads = FoldHead::load_all(&card.heads, &file, &what)?;
         let n_inputs = if heads[0].dims().b.is_some() { 2 } else { 1 };
         if card.inputs.len() != n_inputs {
             bail!(

@@ -3,7 +3,8 @@
 //! the pipeline uses ([`score`]), segments of long recordings, outputs, and
 //! the HTTP server.
 //!
-//! Must not import `stages` or `dag`: a bundle is all it needs.
+//! Must not import `stages`: a bundle is all it needs (of `dag`, only the
+//! definition of a file's hash, which bundles record).
 
 pub mod bench;
 pub mod bundle;

@@ -2,7 +2,7 @@
 //! format chosen by the file's extension), on the rating scale or the
 //! labels' own scale.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde_json::{Map, Value, json};
 use std::path::Path;
 
@@ -171,21 +171,11 @@ fn rows(scale: &Scale, files: &[Scored]) -> Rows {
     r
 }
 
-/// Writes `--output`: `.parquet`, `.csv` or `.json` (atomically: a temporary
-/// file renamed into place).
+/// Writes `--output`: `.parquet`, `.csv` or `.json`, atomically.
 pub fn write(path: &Path, card: &ModelCard, scale: &Scale, files: &[Scored]) -> Result<()> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .map_or("out".into(), |n| n.to_string_lossy()),
-        std::process::id()
-    ));
-    match ext {
-        "json" => {
-            let text = serde_json::to_string_pretty(&json(card, scale, files))? + "\n";
-            std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-        }
+    let bytes = match ext {
+        "json" => (serde_json::to_string_pretty(&json(card, scale, files))? + "\n").into_bytes(),
         "parquet" => {
             let r = rows(scale, files);
             let mut t = TableBuilder::new()
@@ -196,15 +186,16 @@ pub fn write(path: &Path, card: &ModelCard, scale: &Scale, files: &[Scored]) -> 
             for (d, dim) in card.dimensions.iter().enumerate() {
                 t = t.f64(dim, r.scores.iter().map(|s| s[d]).collect());
             }
-            t.meta("pipe.experiment", card.experiment.clone())
+            let batch = t
+                .meta("pipe.experiment", card.experiment.clone())
                 .meta("pipe.scale", scale.name.clone())
                 .meta("pipe.control", card.uses_control().to_string())
-                .write(&tmp)?;
+                .batch()?;
+            crate::table::to_bytes(&batch)?
         }
         "csv" => {
             let r = rows(scale, files);
-            let mut w = csv::Writer::from_path(&tmp)
-                .with_context(|| format!("writing {}", tmp.display()))?;
+            let mut w = csv::Writer::from_writer(Vec::new());
             let mut header = vec!["file", "segment", "start_s", "end_s"];
             header.extend(card.dimensions.iter().map(String::as_str));
             w.write_record(&header)?;
@@ -218,16 +209,15 @@ pub fn write(path: &Path, card: &ModelCard, scale: &Scale, files: &[Scored]) -> 
                 rec.extend(r.scores[i].iter().map(|v| v.to_string()));
                 w.write_record(&rec)?;
             }
-            w.flush()
-                .with_context(|| format!("writing {}", tmp.display()))?;
+            w.into_inner()
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?
         }
         other => bail!(
             "--output {}: unknown extension `{other}` (use .parquet, .csv or .json)",
             path.display()
         ),
-    }
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    };
+    crate::dag::store::write_atomic(path, &bytes)
 }
 
 #[cfg(test)]

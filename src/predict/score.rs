@@ -240,17 +240,19 @@ impl Scorer {
         let start = Instant::now();
         for &(a, b) in &windows {
             let (i, j) = ((a * rate).round() as usize, (b * rate).round() as usize);
-            let part = if i == 0 && j >= pcm.samples.len() {
+            let part;
+            let clip = if i == 0 && j >= pcm.samples.len() {
                 // The whole file: exactly the samples the pipeline encodes.
-                pcm.clone()
+                pcm
             } else {
-                Pcm {
+                part = Pcm {
                     sample_rate: pcm.sample_rate,
                     samples: pcm.samples[i..j.min(pcm.samples.len())].to_vec(),
-                }
+                };
+                &part
             };
             clips.push(
-                self.features(&part)
+                self.features(clip)
                     .with_context(|| format!("segment {a:.1}-{b:.1} s"))?,
             );
         }
@@ -356,7 +358,8 @@ fn load_encoder(
                 path.display()
             );
             if let Some(want) = want {
-                let got = hash_file(&path)?;
+                // The pipeline's own definition of a file's hash (its keys record it).
+                let got = crate::dag::store::hash_file(&path)?.to_string();
                 ensure!(
                     &got == want,
                     "encoder `{}`: {} has blake3 {got}, but experiment {} was trained on {want}: \
@@ -375,15 +378,6 @@ fn load_encoder(
             e.name, ic.feature_set
         )
     })
-}
-
-/// blake3 of a file's bytes, hex (as the pipeline's keys record it).
-fn hash_file(path: &Path) -> Result<String> {
-    let mut h = blake3::Hasher::new();
-    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    h.update_reader(f)
-        .with_context(|| format!("reading {}", path.display()))?;
-    Ok(h.finalize().to_hex().to_string())
 }
 
 #[cfg(test)]

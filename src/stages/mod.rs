@@ -85,87 +85,6 @@ pub static PLOTS: StageDecl = StageDecl::new("plots", 2, "png", &[&TRAIN, &EVALU
 pub static REPORT: StageDecl =
     StageDecl::new("report", 3, "md", &[&TRAIN, &EVALUATE]).per("reports");
 
-/// An experiment's model card as far as the config says: the models stage
-/// fills in the heads, metrics, clip lengths and weight hashes.
-fn model_card(
-    config: &Config,
-    id: &str,
-    exp: &crate::config::ExperimentConfig,
-    passes: Option<&EncoderPasses>,
-) -> Result<crate::predict::ModelCard> {
-    use crate::predict::bundle::{self, ClipLengths, CvMetrics, InputCard, LabelScale};
-    let inputs = std::iter::once(&exp.features)
-        .chain(exp.second_features.as_ref())
-        .map(|name| {
-            let fs = &config.features[name];
-            let set = FeatureSet::from_config(name, fs)?;
-            let f16_states = match (set.spec(), passes) {
-                (Some(spec), Some(p)) => p.cached_states(&fs.encoder, spec),
-                _ => None,
-            };
-            Ok(InputCard {
-                feature_set: name.clone(),
-                config: fs.clone(),
-                encoder: config
-                    .encoders
-                    .get(&fs.encoder)
-                    .map(|e| models::encoder_card(&fs.encoder, e)),
-                f16_states,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let labels = match &config.dataset {
-        crate::config::DatasetConfig::Percepiano { .. } => LabelScale {
-            description: "PercePiano labels: mean rating / 7, in [1/7, 1]".into(),
-            rating_multiplier: Some(7.0),
-            rating_scale: Some("PercePiano's 1-7 rating scale".into()),
-        },
-        crate::config::DatasetConfig::AudioFolder { labels, .. } => LabelScale {
-            description: format!("the scale of the training labels ({})", labels.display()),
-            rating_multiplier: None,
-            rating_scale: None,
-        },
-    };
-    let validation = serde_json::to_value(exp.head.validation)?
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    Ok(crate::predict::ModelCard {
-        format: bundle::FORMAT.into(),
-        experiment: id.to_string(),
-        description: exp.description.clone(),
-        pipe_version: env!("CARGO_PKG_VERSION").into(),
-        predictor: "the mean of the K cross-validation fold heads' outputs: each fold head is \
-                    what the cross-validated metrics measured (early stopped on held-out \
-                    pieces), no second training run is needed, and averaging heads trained on \
-                    different pieces lowers the variance of the scores"
-            .into(),
-        dimensions: bundle::dimension_names(),
-        labels,
-        inputs,
-        decode: config.decode.clone(),
-        resample: config.resample.clone(),
-        clips: ClipLengths {
-            n: 0,
-            median_s: 0.0,
-            min_s: 0.0,
-            max_s: 0.0,
-        },
-        cv: CvMetrics {
-            folds: 0,
-            clips: 0,
-            r2: 0.0,
-            r2_ci: [0.0, 0.0],
-            mae: 0.0,
-            pearson_r: None,
-            study_r2: None,
-            validation,
-            r2_per_dimension: Vec::new(),
-        },
-        heads: Vec::new(),
-    })
-}
-
 /// A partial aggregate's clips (its inputs are named by clip id): those whose
 /// input exists, in dataset order, and the failed ones with where and why.
 fn present_and_failed<'a>(dataset: &'a Dataset, node: &Node) -> (Vec<&'a Clip>, Vec<FailedClip>) {
@@ -204,15 +123,9 @@ pub fn build(config: &Config) -> Result<Pipeline> {
     // Encoder -> (why, its skipped feature sets), for one note per encoder.
     let mut absent: std::collections::BTreeMap<&str, (String, Vec<&str>)> = Default::default();
     for (name, cfg) in &config.features {
-        if let Some(enc) = config.encoders.get(&cfg.encoder)
-            && let Some(dir) = &enc.weights
-            && let Some(missing) = runtime::missing_model_files(dir)
+        if let Some(why) = (config.encoders.get(&cfg.encoder))
+            .and_then(|enc| runtime::unavailable(&cfg.encoder, enc))
         {
-            let hint = enc
-                .download_hint
-                .as_deref()
-                .unwrap_or("see README.md, \"Real encoder weights\"");
-            let why = format!("encoder `{}`: {missing} ({hint})", cfg.encoder);
             skipped.insert(name, why.clone());
             absent
                 .entry(cfg.encoder.as_str())
@@ -384,7 +297,7 @@ pub fn build(config: &Config) -> Result<Pipeline> {
         let ids = runnable.iter().map(|(id, _)| id.clone()).collect();
         let cards = runnable
             .iter()
-            .map(|(id, exp)| model_card(config, id, exp, passes.as_deref()))
+            .map(|(id, exp)| models::card_from_config(config, id, exp, passes.as_deref()))
             .collect::<Result<_>>()?;
         stages.push(Box::new(Train::new(runnable)));
         stages.push(Box::new(Evaluate::new(ids, config.evaluation.bootstrap())));

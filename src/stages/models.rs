@@ -1,9 +1,9 @@
 //! models: one bundle per experiment that trained (its fold heads, the
 //! feature sets and encoders they read, the audio settings, the label scale
 //! and the cross-validated metrics), published as `data/out/models/<id>/`
-//! for `pipe predict` and `pipe serve`. Keyed like train plus the card:
-//! retraining or re-evaluating re-exports, editing a description re-exports
-//! without retraining.
+//! for `pipe predict` and `pipe serve`. Keyed like train plus the card
+//! without names: retraining or re-evaluating re-exports; editing a name or
+//! a description only re-renders the published copies.
 
 use anyhow::{Context, Result};
 use arrow_array::Float64Array;
@@ -16,8 +16,8 @@ use crate::dag::{Node, NodeSpec, Publish, Source, Stage, StageDecl};
 use crate::experiment::TrainOutput;
 use crate::metrics::Evaluation;
 use crate::predict::bundle::{
-    self, Bundle, CARD_FILE, ClipLengths, CvMetrics, EncoderCard, HEADS_FILE, ModelCard,
-    README_FILE,
+    self, Bundle, CARD_FILE, ClipLengths, CvMetrics, EncoderCard, HEADS_FILE, InputCard,
+    LabelScale, ModelCard, README_FILE,
 };
 use crate::table;
 
@@ -137,9 +137,8 @@ impl Stage for Models {
     }
     fn run(&self, node: &Node, out: &Path) -> Result<()> {
         let mut card: ModelCard = node.plan::<ModelCard>()?.clone();
-        let train_path = &node.input("train")?.path;
-        let train = TrainOutput::read(train_path)?;
-        let heads = TrainOutput::read_heads(train_path)?;
+        let train = TrainOutput::read_with_heads(&node.input("train")?.path)?;
+        let heads = &train.heads;
         let eval: Evaluation = read_json(&node.input("evaluate")?.path)?;
         card.clips = clip_lengths(&node.input("manifest")?.path, &train.clip_ids)?;
         card.cv = CvMetrics {
@@ -150,7 +149,17 @@ impl Stage for Models {
             mae: eval.mae,
             pearson_r: eval.pearson_r,
             study_r2: crate::head::mean_best_val_r2(&train.fold_reports),
-            validation: card.cv.validation.clone(),
+            // How its heads were trained (`held_out_pieces` or `test_fold`).
+            validation: serde_json::to_value(
+                heads
+                    .first()
+                    .context("the train artifact holds no heads")?
+                    .config()
+                    .validation,
+            )?
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
             r2_per_dimension: eval.per_dim.iter().map(|d| d.r2).collect(),
         };
         for (i, input) in card.inputs.iter_mut().enumerate() {
@@ -164,7 +173,7 @@ impl Stage for Models {
                 enc.identity = format!("blake3:{} (model.safetensors)", w.hash);
             }
         }
-        Bundle::to_file(&card, &heads)?.write(out)
+        Bundle::to_file(&card, heads)?.write(out)
     }
     fn publish(&self, nodes: &[&Node]) -> Result<Vec<Publish>> {
         let mut files = Vec::new();
@@ -232,21 +241,78 @@ fn clip_lengths(manifest: &Path, clip_ids: &[String]) -> Result<ClipLengths> {
         .collect();
     anyhow::ensure!(!d.is_empty(), "{}: none of the trained clips", ctx());
     d.sort_by(f64::total_cmp);
-    let median = if d.len() % 2 == 1 {
-        d[d.len() / 2]
-    } else {
-        (d[d.len() / 2 - 1] + d[d.len() / 2]) / 2.0
-    };
     Ok(ClipLengths {
         n: d.len(),
-        median_s: median,
+        median_s: crate::metrics::percentile(&d, 0.5),
         min_s: d[0],
         max_s: d[d.len() - 1],
     })
 }
 
+/// An experiment's model card as far as the config says: the models stage
+/// fills in the heads, metrics, clip lengths and weight hashes.
+pub(super) fn card_from_config(
+    config: &crate::config::Config,
+    id: &str,
+    exp: &crate::config::ExperimentConfig,
+    passes: Option<&super::EncoderPasses>,
+) -> Result<ModelCard> {
+    let inputs = std::iter::once(&exp.features)
+        .chain(exp.second_features.as_ref())
+        .map(|name| {
+            let fs = &config.features[name];
+            let set = crate::features::FeatureSet::from_config(name, fs)?;
+            let f16_states = match (set.spec(), passes) {
+                (Some(spec), Some(p)) => p.cached_states(&fs.encoder, spec),
+                _ => None,
+            };
+            Ok(InputCard {
+                feature_set: name.clone(),
+                config: fs.clone(),
+                encoder: config
+                    .encoders
+                    .get(&fs.encoder)
+                    .map(|e| encoder_card(&fs.encoder, e)),
+                f16_states,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let labels = match &config.dataset {
+        crate::config::DatasetConfig::Percepiano { .. } => LabelScale {
+            description: "PercePiano labels: mean rating / 7, in [1/7, 1]".into(),
+            rating_multiplier: Some(7.0),
+            rating_scale: Some("PercePiano's 1-7 rating scale".into()),
+        },
+        crate::config::DatasetConfig::AudioFolder { labels, .. } => LabelScale {
+            description: format!("the scale of the training labels ({})", labels.display()),
+            rating_multiplier: None,
+            rating_scale: None,
+        },
+    };
+    Ok(ModelCard {
+        format: bundle::FORMAT.into(),
+        experiment: id.to_string(),
+        description: exp.description.clone(),
+        pipe_version: env!("CARGO_PKG_VERSION").into(),
+        predictor: "the mean of the K cross-validation fold heads' outputs: each fold head is \
+                    what the cross-validated metrics measured (early stopped on held-out \
+                    pieces), no second training run is needed, and averaging heads trained on \
+                    different pieces lowers the variance of the scores"
+            .into(),
+        dimensions: bundle::dimension_names(),
+        labels,
+        inputs,
+        decode: config.decode.clone(),
+        resample: config.resample.clone(),
+        // Filled in from the node's inputs when it runs.
+        clips: ClipLengths::default(),
+        cv: CvMetrics::default(),
+        heads: Vec::new(),
+    })
+}
+
 /// A control encoder's identity line.
-pub(super) fn control_identity(enc: &crate::config::EncoderConfig) -> String {
+fn control_identity(enc: &crate::config::EncoderConfig) -> String {
     format!(
         "CONTROL (seeded random-init, never pre-trained: {} preset `{}`, seed {})",
         enc.arch,
@@ -256,7 +322,7 @@ pub(super) fn control_identity(enc: &crate::config::EncoderConfig) -> String {
 }
 
 /// An encoder's card before its weights are hashed.
-pub(super) fn encoder_card(name: &str, enc: &crate::config::EncoderConfig) -> EncoderCard {
+fn encoder_card(name: &str, enc: &crate::config::EncoderConfig) -> EncoderCard {
     EncoderCard {
         name: name.to_string(),
         config: enc.clone(),
