@@ -29,6 +29,9 @@ enum Command {
     Status(cli::StatusArgs),
     /// Print the stage graph (text, --dot or --mermaid).
     Dag(cli::DagArgs),
+    /// SQL over the published tables under data/out (manifest, features_<set>, summary,
+    /// per_fold, per_dimension, per_category, predictions, failed, history); no SQL: list them.
+    Query(cli::QueryArgs),
     /// Run an encoder on one waveform and write every hidden state to safetensors.
     Encode(pipe::encoder::cli::EncodeArgs),
     /// Time MERT-95M/330M forward passes on random weights: ms per clip, real-time factor,
@@ -126,6 +129,7 @@ fn dispatch(args: Args) -> Result<ExitCode> {
         }
         Command::Predict(p) => cli::predict(Some(&config), &p),
         Command::Serve(s) => cli::serve(Some(&config), &s),
+        Command::Query(q) => cli::query(&config, &q).map(|_| ExitCode::SUCCESS),
         Command::Encode(_) | Command::Bench(_) => unreachable!("dispatched above"),
     }
 }

@@ -9,8 +9,8 @@ use arrow_array::{
 };
 use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field, Schema};
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
@@ -207,12 +207,33 @@ pub fn read(path: &Path) -> Result<Vec<RecordBatch>> {
 
 /// Reads a whole Parquet file as one record batch (our tables are small).
 pub fn read_single(path: &Path) -> Result<RecordBatch> {
+    read_columns(path, |_| true)
+}
+
+/// The schema (with its metadata) and row count of a Parquet file, from its footer.
+pub fn read_schema(path: &Path) -> Result<(Arc<Schema>, usize)> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("{} is not a readable Parquet file", path.display()))?;
+    let rows = builder.metadata().file_metadata().num_rows() as usize;
+    Ok((builder.schema().clone(), rows))
+}
+
+/// Like [`read_single`], with only the top-level columns `keep` accepts
+/// (the others are not decoded: e.g. feature vectors when only ids are wanted).
+pub fn read_columns(path: &Path, keep: impl Fn(&Field) -> bool) -> Result<RecordBatch> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .with_context(|| format!("{} is not a readable Parquet file", path.display()))?;
     let rows = builder.metadata().file_metadata().num_rows().max(1) as usize;
-    let schema = builder.schema().clone();
+    let kept: Vec<usize> = (builder.schema().fields().iter().enumerate())
+        .filter(|(_, f)| keep(f))
+        .map(|(i, _)| i)
+        .collect();
+    let schema = Arc::new(builder.schema().project(&kept)?);
+    let mask = ProjectionMask::roots(builder.parquet_schema(), kept);
     let mut batches = builder
+        .with_projection(mask)
         .with_batch_size(rows)
         .build()?
         .collect::<std::result::Result<Vec<_>, _>>()

@@ -8,6 +8,8 @@ use pipe::dag::RunReport;
 use pipe::table;
 use std::path::Path;
 
+#[path = "common/bin.rs"]
+mod bin;
 #[path = "common/pipeline.rs"]
 mod pipeline;
 #[path = "common/tones.rs"]
@@ -272,4 +274,181 @@ fn an_e3_pair_gets_its_table_and_plot() {
     assert!(md.contains("### E3-audio-raw vs E3-symbolic-raw"), "{md}");
     assert!(md.contains("| timing | "), "{md}");
     assert!(md.contains("(plots/audio_vs_symbolic.png)"), "{md}");
+}
+
+/// `pipe query` as a user runs it, on the tables of a finished small run.
+fn query(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let mut all = vec!["query"];
+    all.extend(args);
+    let out = bin::pipe(&dir.join("pipeline.toml"), &all);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn pipe_query_answers_sql_over_every_published_table() {
+    let dir = setup();
+    // A second MLP, so that the runner-up is a baseline the best one does
+    // not beat on every dimension (the linear A1 is beaten everywhere).
+    let text = format!(
+        "{}[experiments.A3-lr]\nfeatures = \"raw\"\nhead = {{ max_epochs = 20, lr = 1.1e-3 }}\n",
+        config("1e-3")
+    );
+    std::fs::write(dir.path().join("pipeline.toml"), &text).unwrap();
+    // Through the binary, as a user runs it: that also records the history.
+    bin::ok(bin::pipe(&dir.path().join("pipeline.toml"), &["run"]));
+
+    // No SQL: the tables, their rows and columns; the vector column is not queryable.
+    let (ok, list, err) = query(dir.path(), &[]);
+    assert!(ok, "{err}");
+    for want in [
+        "features_raw (24 rows): clip_id, fold, (features: not queryable)",
+        "manifest (24 rows): clip_id, piece,",
+        "per_dimension (57 rows): experiment, dimension, category, r2,",
+        "summary (4 rows): rank, experiment,",
+        "predictions (1368 rows)",
+        "failed (0 rows): clip_id, file, stage, reason",
+        "history (3 rows): run_id, time_utc,",
+    ] {
+        assert!(list.contains(want), "{want:?} not in\n{list}");
+    }
+
+    // The README's example (with the runner-up as the baseline: the best one
+    // beats A1 everywhere here): the dimensions where the best experiment
+    // beats it, against the same answer computed here.
+    let dims = results(dir.path(), "per_dimension");
+    let summary = results(dir.path(), "summary");
+    let ranked = table::column::<StringArray>(&summary, "experiment").unwrap();
+    let (best, baseline) = (ranked.value(0).to_string(), ranked.value(1).to_string());
+    let (exp, dim, r2) = (
+        table::column::<StringArray>(&dims, "experiment").unwrap(),
+        table::column::<StringArray>(&dims, "dimension").unwrap(),
+        table::column::<Float64Array>(&dims, "r2").unwrap(),
+    );
+    let r2_of = |e: &str, d: &str| {
+        (0..dims.num_rows())
+            .find(|&i| exp.value(i) == e && dim.value(i) == d)
+            .map(|i| r2.value(i))
+            .unwrap()
+    };
+    let mut want: Vec<(String, f64)> = pipe::dataset::DIMENSIONS
+        .iter()
+        .filter(|d| r2_of(&best, d) > r2_of(&baseline, d))
+        .map(|d| (d.to_string(), r2_of(&best, d) - r2_of(&baseline, d)))
+        .collect();
+    want.sort_by(|a, b| b.1.total_cmp(&a.1));
+    assert!(
+        !want.is_empty() && want.len() < 19,
+        "a test that can tell: {want:?}"
+    );
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let sql = readme
+        .lines()
+        .find(|l| l.starts_with("pipe query \"select b.dimension"))
+        .expect("README has the per-dimension example")
+        .trim_start_matches("pipe query ")
+        .trim_matches('"')
+        .replace("'logmel_stats-mlp'", &format!("'{baseline}'"));
+    let csv = dir.path().join("beats.csv");
+    let (ok, _, err) = query(dir.path(), &[&sql, "--output", csv.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("dimension,r2,logmel_r2,gain"));
+    let got: Vec<(String, f64)> = lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].to_string(), f[3].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(got, want, "full precision in CSV: the gains are bit-equal");
+
+    // Printed: one aligned row per answer and the count.
+    let (ok, printed, err) = query(dir.path(), &[&sql]);
+    assert!(ok, "{err}");
+    assert!(printed.starts_with("dimension"), "{printed}");
+    assert!(printed.contains(&format!("\n{}", want[0].0)), "{printed}");
+    assert!(
+        printed.ends_with(&format!("({} rows)\n", want.len())) || want.len() == 1,
+        "{printed}"
+    );
+
+    // Parquet output, through arrow-rs: the types polars computed, values intact.
+    let pq = dir.path().join("folds.parquet");
+    let (ok, _, err) = query(
+        dir.path(),
+        &[
+            "select fold, count(*) as clips, avg(duration_s) as seconds from manifest group by fold order by fold",
+            "-o",
+            pq.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+    let b = table::read_single(&pq).unwrap();
+    assert_eq!(b.num_rows(), 4);
+    let folds = table::column::<Int32Array>(&b, "fold").unwrap();
+    assert_eq!(
+        (0..4).map(|i| folds.value(i)).collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
+    let per_fold = results(dir.path(), "per_fold");
+    let n_clips = table::column::<Int32Array>(&per_fold, "n_clips").unwrap();
+    let clips = b.column_by_name("clips").unwrap();
+    let clips: Vec<i64> = (0..4)
+        .map(|i| {
+            arrow_array::cast::AsArray::as_primitive::<arrow_array::types::UInt32Type>(clips)
+                .value(i) as i64
+        })
+        .collect();
+    // Clips per fold in the manifest = held-out clips per fold in training.
+    assert_eq!(
+        clips,
+        (0..4).map(|i| n_clips.value(i) as i64).collect::<Vec<_>>()
+    );
+
+    // The history's timestamps print in UTC and keep their type in Parquet.
+    let history = table::read_single(&dir.path().join("data/out/history.parquet")).unwrap();
+    let time = table::column::<arrow_array::TimestampMicrosecondArray>(&history, "time_utc")
+        .unwrap()
+        .value(0);
+    let (ok, printed, err) = query(
+        dir.path(),
+        &["select experiment, time_utc from history order by experiment"],
+    );
+    assert!(ok, "{err}");
+    let when = pipe::history::time::format_utc(time);
+    assert!(
+        printed.contains(&format!("A1          {when}")),
+        "{printed}"
+    );
+    let pq = dir.path().join("history.parquet");
+    let (ok, _, err) = query(
+        dir.path(),
+        &["select time_utc from history", "-o", pq.to_str().unwrap()],
+    );
+    assert!(ok, "{err}");
+    let back = table::read_single(&pq).unwrap();
+    assert_eq!(back.column(0), history.column_by_name("time_utc").unwrap());
+
+    // Errors that name the problem.
+    let (ok, _, err) = query(dir.path(), &["select * from sumary"]);
+    assert!(!ok);
+    assert!(
+        err.contains("no table `sumary`")
+            && err.contains("tables: failed, features_raw, history, manifest, per_category"),
+        "{err}"
+    );
+    let (ok, _, err) = query(dir.path(), &["selec experiment from summary"]);
+    assert!(!ok);
+    assert!(err.contains("bad SQL") && err.contains("selec"), "{err}");
+    let (ok, _, err) = query(dir.path(), &["select features from features_raw"]);
+    assert!(!ok);
+    assert!(err.contains("features"), "{err}");
+    let (ok, _, err) = query(dir.path(), &["select 1 as x", "-o", "x.json"]);
+    assert!(!ok);
+    assert!(err.contains("must end in .parquet or .csv"), "{err}");
 }

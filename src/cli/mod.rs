@@ -24,7 +24,9 @@ use crate::stages;
 
 mod history;
 mod passes;
+mod query;
 pub use history::{show as history, show_diff as diff};
+pub use query::{QueryArgs, query};
 
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct RunArgs {

@@ -24,8 +24,10 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, ExperimentConfig};
 use crate::features::FeatureSet;
+use crate::frame::{Col, Kind};
 use crate::metrics::Evaluation;
-use crate::table::{self, TableBuilder};
+use crate::table;
+use polars::prelude::{Column, DataFrame, NamedFrom, PolarsResult, Series, TimeUnit, TimeZone};
 
 /// Bumped when the table's columns change.
 const FORMAT: &str = "1";
@@ -251,34 +253,76 @@ fn same_results(last: Option<&Run>, rows: &[Row]) -> bool {
     a == b
 }
 
-/// Writes the whole history to `path` atomically. The one place that writes
-/// its Parquet layout (arrow-rs through [`TableBuilder`]).
-pub fn write_table(rows: &[Row], path: &Path) -> Result<()> {
-    let col = |f: fn(&Row) -> &str| rows.iter().map(f).collect::<Vec<_>>();
-    let f64s = |f: fn(&Row) -> f64| rows.iter().map(f).collect::<Vec<_>>();
-    let builder = TableBuilder::new()
-        .utf8("run_id", &col(|r| &r.run_id))
-        .timestamp_utc("time_utc", rows.iter().map(|r| r.time_us).collect())
-        .utf8("config_hash", &col(|r| &r.config_hash))
-        .utf8_opt(
-            "git_commit",
-            &rows
-                .iter()
+/// The history's columns, in order (README, "Run history").
+const COLUMNS: &[Col] = &[
+    ("run_id", Kind::Utf8),
+    ("time_utc", Kind::TimestampUtc),
+    ("config_hash", Kind::Utf8),
+    ("git_commit", Kind::Utf8Opt),
+    ("experiment", Kind::Utf8),
+    ("features", Kind::Utf8),
+    ("params_hash", Kind::Utf8),
+    ("params", Kind::Utf8),
+    ("result_key", Kind::Utf8),
+    ("r2", Kind::F64),
+    ("r2_ci_low", Kind::F64),
+    ("r2_ci_high", Kind::F64),
+    ("mae", Kind::F64),
+    ("pearson", Kind::F64Opt),
+    ("dispersion", Kind::F64),
+    ("n_clips", Kind::I32Opt),
+];
+
+/// The rows as a polars frame of [`COLUMNS`] (the published tables are all
+/// built by polars and written by arrow-rs through [`crate::frame`]).
+fn frame(rows: &[Row]) -> PolarsResult<DataFrame> {
+    let text = |name: &str, f: fn(&Row) -> &str| {
+        Column::new(name.into(), rows.iter().map(f).collect::<Vec<_>>())
+    };
+    let number = |name: &str, f: fn(&Row) -> f64| {
+        Column::new(name.into(), rows.iter().map(f).collect::<Vec<_>>())
+    };
+    let time = Series::new(
+        "time_utc".into(),
+        rows.iter().map(|r| r.time_us).collect::<Vec<_>>(),
+    )
+    .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
+    DataFrame::new_infer_height(vec![
+        text("run_id", |r| &r.run_id),
+        time.into(),
+        text("config_hash", |r| &r.config_hash),
+        Column::new(
+            "git_commit".into(),
+            rows.iter()
                 .map(|r| r.git_commit.as_deref())
                 .collect::<Vec<_>>(),
-        )
-        .utf8("experiment", &col(|r| &r.experiment))
-        .utf8("features", &col(|r| &r.features))
-        .utf8("params_hash", &col(|r| &r.params_hash))
-        .utf8("params", &col(|r| &r.params))
-        .utf8("result_key", &col(|r| &r.result_key))
-        .f64("r2", f64s(|r| r.r2))
-        .f64("r2_ci_low", f64s(|r| r.r2_ci_low))
-        .f64("r2_ci_high", f64s(|r| r.r2_ci_high))
-        .f64("mae", f64s(|r| r.mae))
-        .f64_opt("pearson", rows.iter().map(|r| r.pearson).collect())
-        .f64("dispersion", f64s(|r| r.dispersion))
-        .i32_opt("n_clips", rows.iter().map(|r| Some(r.n_clips)).collect())
+        ),
+        text("experiment", |r| &r.experiment),
+        text("features", |r| &r.features),
+        text("params_hash", |r| &r.params_hash),
+        text("params", |r| &r.params),
+        text("result_key", |r| &r.result_key),
+        number("r2", |r| r.r2),
+        number("r2_ci_low", |r| r.r2_ci_low),
+        number("r2_ci_high", |r| r.r2_ci_high),
+        number("mae", |r| r.mae),
+        Column::new(
+            "pearson".into(),
+            rows.iter().map(|r| r.pearson).collect::<Vec<_>>(),
+        ),
+        number("dispersion", |r| r.dispersion),
+        Column::new(
+            "n_clips".into(),
+            rows.iter().map(|r| r.n_clips).collect::<Vec<_>>(),
+        ),
+    ])
+}
+
+/// Writes the whole history to `path` atomically. The one place that writes
+/// its Parquet layout.
+pub fn write_table(rows: &[Row], path: &Path) -> Result<()> {
+    let df = frame(rows).context("the run history as a frame")?;
+    let builder = crate::frame::to_table(&df, COLUMNS)?
         .meta("pipe.history_format", FORMAT)
         .meta(
             "pipe.description",

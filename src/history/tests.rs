@@ -1,5 +1,6 @@
 use super::*;
 use crate::metrics::{Ci, FoldMetrics};
+use crate::table::TableBuilder;
 
 fn config(lr: &str) -> Config {
     let text = format!(

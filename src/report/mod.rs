@@ -1,16 +1,25 @@
 //! The study's results from trained experiments: Parquet tables
-//! ([`tables`]), the Markdown report ([`markdown`]), PNG plots ([`plots`]) and
-//! the quoted published numbers they are compared with ([`published`]).
+//! ([`tables`], polars queries over the input frames of [`frames`]), the
+//! Markdown report ([`markdown`]), PNG plots ([`plots`]) and the quoted
+//! published numbers they are compared with ([`published`]).
 //!
-//! Tables are built with arrow-rs, the Arrow/Parquet stack the rest of `pipe`
-//! already uses; polars 0.53 with Parquet would add a second Arrow stack and
-//! a 344-crate tree (tokio, reqwest, rustls, sqlparser ...) to a 2-core build for
-//! a few sorts and group means.
+//! polars (0.55, `default-features = false`: `lazy`, `rank`, `sql`) computes
+//! the tables: the ranks, joins, sorts and group means are its expressions.
+//! Its `parquet` feature is left out: in 0.55 it turns on the streaming engine
+//! and with it the cloud stack (object_store, reqwest, rustls), and polars'
+//! writer would mark every column optional and store strings as `Utf8View`
+//! (arrow-rs writes `Utf8`), changing the public schemas. So arrow-rs, the
+//! stack the artifacts already use, writes the tables ([`crate::frame`] hands
+//! the columns over) and reads them back for `pipe query`. polars-core still
+//! depends on tokio in 0.55 (no feature turns it off); nothing here uses it.
 //!
 //! Must not import `dag`, `stages`, `encoder` or `features`: a report reads
 //! trained and evaluated experiments and nothing else.
 
+pub mod frames;
 pub mod markdown;
+#[cfg(test)]
+mod oracle;
 pub mod plots;
 pub mod published;
 pub mod tables;

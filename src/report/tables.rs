@@ -1,12 +1,17 @@
-//! The public result tables (schemas documented in README.md, "Results").
-//! Column names are an interface: keep them stable.
+//! The public result tables (schemas documented in README.md, "Results"):
+//! each is a small polars query over the input frames of [`frames`] plus the
+//! list of its public columns. Column names and kinds are an interface: keep
+//! them stable. A new table (the study comparison, audio vs symbolic, the run
+//! history) is a name in [`TABLES`], a query and its columns.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use super::{Results, categories, category_of};
-use crate::dataset::{DIMENSIONS, N_DIMS, STUDY_CATEGORIES};
+use super::{Results, frames};
+use crate::dataset::N_DIMS;
+use crate::frame::{Col, Kind};
 use crate::table::TableBuilder;
 
 /// Names of the tables, each written to `data/out/results/<name>.parquet`.
@@ -19,248 +24,219 @@ pub const TABLES: [&str; 6] = [
     "failed",
 ];
 
+type Query = fn(&Results) -> PolarsResult<LazyFrame>;
+
 /// Builds the table called `name` (one of [`TABLES`]).
 pub fn build(name: &str, results: &Results) -> Result<TableBuilder> {
-    Ok(match name {
-        "summary" => summary(results),
-        "per_fold" => per_fold(results),
-        "per_dimension" => per_dimension(results),
-        "per_category" => per_category(results),
-        "predictions" => predictions(results),
-        "failed" => failed(results),
+    let (query, columns): (Query, &[Col]) = match name {
+        "summary" => (summary, SUMMARY),
+        "per_fold" => (per_fold, PER_FOLD),
+        "per_dimension" => (per_dimension, PER_DIMENSION),
+        "per_category" => (per_category, PER_CATEGORY),
+        "predictions" => (predictions, PREDICTIONS),
+        "failed" => (failed, FAILED),
         other => anyhow::bail!("no result table named `{other}`"),
-    }
-    .meta("pipe.metric_definitions", DEFINITIONS))
+    };
+    let df = anyhow::Context::with_context(query(results).and_then(LazyFrame::collect), || {
+        format!("computing result table `{name}`")
+    })?;
+    Ok(crate::frame::to_table(&df, columns)
+        .with_context(|| format!("result table `{name}`"))?
+        .meta("pipe.metric_definitions", DEFINITIONS))
 }
 
 const DEFINITIONS: &str = "r2: per fold, mean over the 19 dimensions of each dimension's R2 on the fold's held-out clips; \
 experiment r2 = mean over folds. mae, pearson, dispersion (std(pred)/std(true), population std) are aggregated the same way. \
 r2_ci_low/high: percentile bootstrap of exactly that statistic, resampling held-out clips within each fold.";
 
-/// One row per configured experiment: the ran ones ranked by R², then the
-/// ones that did not run (metrics null, `note` says why).
-pub fn summary(results: &Results) -> TableBuilder {
-    let ran = &results.ran;
-    let infos = ran
-        .iter()
-        .map(|r| &r.info)
-        .chain(&results.not_run)
-        .collect::<Vec<_>>();
-    let metric = |f: &dyn Fn(&super::Ran) -> Option<f64>| -> Vec<Option<f64>> {
-        ran.iter()
-            .map(f)
-            .chain(results.not_run.iter().map(|_| None))
-            .collect()
-    };
-    TableBuilder::new()
-        .i32_opt(
-            "rank",
-            (1..=ran.len() as i32)
-                .map(Some)
-                .chain(results.not_run.iter().map(|_| None))
-                .collect(),
+use Kind::{Bool, F32, F64, F64Opt, I32Opt, Utf8};
+
+const SUMMARY: &[Col] = &[
+    ("rank", I32Opt),
+    ("experiment", Utf8),
+    ("description", Utf8),
+    ("features", Utf8),
+    ("encoder", Utf8),
+    ("control", Bool),
+    ("r2", F64Opt),
+    ("r2_ci_low", F64Opt),
+    ("r2_ci_high", F64Opt),
+    ("study_r2", F64Opt),
+    ("mae", F64Opt),
+    ("pearson", F64Opt),
+    ("dispersion", F64Opt),
+    ("train_seconds", F64Opt),
+    ("n_clips", I32Opt),
+    ("status", Utf8),
+    ("note", Utf8),
+];
+
+const PER_FOLD: &[Col] = &[
+    ("experiment", Utf8),
+    ("fold", I32Opt),
+    ("n_clips", I32Opt),
+    ("r2", F64),
+    ("mae", F64),
+    ("pearson", F64Opt),
+    ("dispersion", F64),
+];
+
+const PER_DIMENSION: &[Col] = &[
+    ("experiment", Utf8),
+    ("dimension", Utf8),
+    ("category", Utf8),
+    ("r2", F64),
+    ("mae", F64),
+    ("pearson", F64Opt),
+    ("pooled_pearson", F64Opt),
+    ("pooled_pearson_p", F64Opt),
+    ("dispersion", F64),
+];
+
+const PER_CATEGORY: &[Col] = &[
+    ("experiment", Utf8),
+    ("category", Utf8),
+    ("n_dimensions", I32Opt),
+    ("r2", F64),
+    ("mae", F64),
+    ("pearson", F64Opt),
+    ("dispersion", F64),
+];
+
+const PREDICTIONS: &[Col] = &[
+    ("experiment", Utf8),
+    ("clip_id", Utf8),
+    ("fold", I32Opt),
+    ("dimension", Utf8),
+    ("y_true", F32),
+    ("y_pred", F32),
+];
+
+const FAILED: &[Col] = &[
+    ("clip_id", Utf8),
+    ("file", Utf8),
+    ("stage", Utf8),
+    ("reason", Utf8),
+];
+
+/// One row per configured experiment: the ones that ran ranked by R² (ties
+/// by id), then the ones that did not, in configuration order, with a null
+/// rank and metrics and a `note` saying why.
+pub fn summary(results: &Results) -> PolarsResult<LazyFrame> {
+    let ran = col("status").eq(lit("ran"));
+    Ok(frames::experiments(results)?
+        .sort_by_exprs(
+            [
+                col("r2"),
+                when(ran).then(col("experiment")).otherwise(lit(NULL)),
+            ],
+            SortMultipleOptions::default()
+                .with_order_descending_multi([true, false])
+                .with_nulls_last(true)
+                .with_maintain_order(true),
         )
-        .utf8(
-            "experiment",
-            &infos.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
-        )
-        .utf8(
-            "description",
-            &infos
-                .iter()
-                .map(|i| i.description.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .utf8(
-            "features",
-            &infos
-                .iter()
-                .map(|i| i.features.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .utf8(
-            "encoder",
-            &infos.iter().map(|i| i.encoder.as_str()).collect::<Vec<_>>(),
-        )
-        .bool("control", infos.iter().map(|i| i.control).collect())
-        .f64_opt("r2", metric(&|r| Some(r.eval.r2)))
-        .f64_opt("r2_ci_low", metric(&|r| Some(r.eval.r2_ci.lo)))
-        .f64_opt("r2_ci_high", metric(&|r| Some(r.eval.r2_ci.hi)))
-        .f64_opt(
-            "study_r2",
-            infos
-                .iter()
-                .map(|i| super::published::study_row(&i.id).map(|s| s.r2))
-                .collect(),
-        )
-        .f64_opt("mae", metric(&|r| Some(r.eval.mae)))
-        .f64_opt("pearson", metric(&|r| r.eval.pearson_r))
-        .f64_opt("dispersion", metric(&|r| Some(r.eval.dispersion)))
-        .f64_opt("train_seconds", metric(&|r| Some(r.train.train_seconds)))
-        .i32_opt(
-            "n_clips",
-            ran.iter()
-                .map(|r| Some(r.train.clip_ids.len() as i32))
-                .chain(results.not_run.iter().map(|_| None))
-                .collect(),
-        )
-        .utf8(
-            "status",
-            &infos
-                .iter()
-                .map(|i| match (&i.not_run, i.failed) {
-                    (_, true) => "failed",
-                    (Some(_), false) => "not run",
-                    (None, false) => "ran",
-                })
-                .collect::<Vec<_>>(),
-        )
-        .utf8(
-            "note",
-            &infos
-                .iter()
-                .map(|i| i.not_run.as_deref().unwrap_or(""))
-                .collect::<Vec<_>>(),
-        )
+        // Ordinal over rows already in rank order; null where r2 is null.
+        .with_column(
+            col("r2")
+                .rank(
+                    RankOptions {
+                        method: RankMethod::Ordinal,
+                        descending: true,
+                    },
+                    None,
+                )
+                .cast(DataType::Int32)
+                .alias("rank"),
+        ))
 }
 
-/// One row per (experiment, fold): the fold's held-out metrics.
-pub fn per_fold(results: &Results) -> TableBuilder {
-    let rows: Vec<_> = results
-        .ran
-        .iter()
-        .flat_map(|r| r.eval.folds.iter().map(move |f| (r.info.id.as_str(), f)))
+/// `frame` (with an `experiment` column) with the experiments' ranks,
+/// ordered by rank, then by `then_by`, otherwise as it was.
+fn in_rank_order(frame: LazyFrame, results: &Results, then_by: &[&str]) -> PolarsResult<LazyFrame> {
+    let ranks = summary(results)?.select([col("experiment"), col("rank")]);
+    let by: Vec<Expr> = std::iter::once(col("rank"))
+        .chain(then_by.iter().map(|c| col(*c)))
         .collect();
-    TableBuilder::new()
-        .utf8("experiment", &rows.iter().map(|r| r.0).collect::<Vec<_>>())
-        .i32_opt("fold", rows.iter().map(|r| Some(r.1.fold as i32)).collect())
-        .i32_opt(
-            "n_clips",
-            rows.iter().map(|r| Some(r.1.n_clips as i32)).collect(),
-        )
-        .f64("r2", rows.iter().map(|r| r.1.r2).collect())
-        .f64("mae", rows.iter().map(|r| r.1.mae).collect())
-        .f64_opt("pearson", rows.iter().map(|r| r.1.pearson_r).collect())
-        .f64("dispersion", rows.iter().map(|r| r.1.dispersion).collect())
+    Ok(left_join(frame, ranks, &["experiment"])
+        .sort_by_exprs(by, SortMultipleOptions::default().with_maintain_order(true)))
+}
+
+/// A left join on `on` that keeps the left frame's row order.
+fn left_join(left: LazyFrame, right: LazyFrame, on: &[&str]) -> LazyFrame {
+    let on: Vec<Expr> = on.iter().map(|c| col(*c)).collect();
+    left.join_builder()
+        .with(right)
+        .on(on)
+        .how(JoinType::Left)
+        .maintain_order(MaintainOrderJoin::Left)
+        .finish()
+}
+
+/// One row per (experiment, fold): the fold's held-out metrics, experiments
+/// in rank order.
+pub fn per_fold(results: &Results) -> PolarsResult<LazyFrame> {
+    in_rank_order(frames::folds(results)?, results, &[])
 }
 
 /// One row per (experiment, dimension): means over folds, plus Pearson r and
-/// p on all out-of-fold predictions pooled.
-pub fn per_dimension(results: &Results) -> TableBuilder {
-    let rows: Vec<_> = results
-        .ran
-        .iter()
-        .flat_map(|r| {
-            r.eval
-                .per_dim
-                .iter()
-                .enumerate()
-                .map(move |(d, s)| (r.info.id.as_str(), DIMENSIONS[d], s))
-        })
-        .collect();
-    TableBuilder::new()
-        .utf8("experiment", &rows.iter().map(|r| r.0).collect::<Vec<_>>())
-        .utf8("dimension", &rows.iter().map(|r| r.1).collect::<Vec<_>>())
-        .utf8(
-            "category",
-            &rows.iter().map(|r| category_of(r.1)).collect::<Vec<_>>(),
-        )
-        .f64("r2", rows.iter().map(|r| r.2.r2).collect())
-        .f64("mae", rows.iter().map(|r| r.2.mae).collect())
-        .f64_opt("pearson", rows.iter().map(|r| r.2.pearson_r).collect())
-        .f64_opt(
-            "pooled_pearson",
-            rows.iter()
-                .map(|r| r.2.pooled_pearson.map(|p| p.r))
-                .collect(),
-        )
-        .f64_opt(
-            "pooled_pearson_p",
-            rows.iter()
-                .map(|r| r.2.pooled_pearson.map(|p| p.p))
-                .collect(),
-        )
-        .f64("dispersion", rows.iter().map(|r| r.2.dispersion).collect())
+/// p on all out-of-fold predictions pooled, and the dimension's category.
+pub fn per_dimension(results: &Results) -> PolarsResult<LazyFrame> {
+    let category = frames::categories()?.select([col("dimension"), col("category")]);
+    let dims = left_join(frames::dimensions(results)?, category, &["dimension"])
+        .with_column(col("category").fill_null(lit("")));
+    in_rank_order(dims, results, &[])
 }
 
-/// One row per (experiment, category of the study's 7).
-pub fn per_category(results: &Results) -> TableBuilder {
-    let rows: Vec<_> = results
-        .ran
-        .iter()
-        .flat_map(|r| {
-            categories(&r.eval.per_dim, STUDY_CATEGORIES)
-                .into_iter()
-                .map(move |c| (r.info.id.as_str(), c))
-        })
-        .collect();
-    TableBuilder::new()
-        .utf8("experiment", &rows.iter().map(|r| r.0).collect::<Vec<_>>())
-        .utf8(
-            "category",
-            &rows.iter().map(|r| r.1.category).collect::<Vec<_>>(),
-        )
-        .i32_opt(
-            "n_dimensions",
-            rows.iter().map(|r| Some(r.1.n_dimensions as i32)).collect(),
-        )
-        .f64("r2", rows.iter().map(|r| r.1.r2).collect())
-        .f64("mae", rows.iter().map(|r| r.1.mae).collect())
-        .f64_opt("pearson", rows.iter().map(|r| r.1.pearson_r).collect())
-        .f64("dispersion", rows.iter().map(|r| r.1.dispersion).collect())
+/// One row per (experiment, category of the study's 7): means over the
+/// category's dimensions of the per-dimension metrics (Pearson over the
+/// dimensions where it is defined), summed in the study's member order.
+pub fn per_category(results: &Results) -> PolarsResult<LazyFrame> {
+    let members = frames::dimensions(results)?.join(
+        frames::categories()?,
+        [col("dimension")],
+        [col("dimension")],
+        JoinArgs::new(JoinType::Inner),
+    );
+    Ok(
+        in_rank_order(members, results, &["category_pos", "member_pos"])?
+            .group_by_stable([col("experiment"), col("category")])
+            .agg([
+                len().alias("n_dimensions"),
+                col("r2").mean(),
+                col("mae").mean(),
+                col("pearson").mean(),
+                col("dispersion").mean(),
+            ]),
+    )
 }
 
 /// Long form: one row per (experiment, clip, dimension), out-of-fold.
 /// Experiments in id order (not rank), so the bytes depend only on the
 /// predictions.
-pub fn predictions(results: &Results) -> TableBuilder {
-    let mut ran: Vec<_> = results.ran.iter().collect();
-    ran.sort_by(|a, b| a.info.id.cmp(&b.info.id));
-    let (mut exp, mut clip, mut fold, mut dim) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut y_true, mut y_pred) = (Vec::new(), Vec::new());
-    for r in ran {
-        let t = &r.train;
-        for (i, id) in t.clip_ids.iter().enumerate() {
-            for (d, name) in DIMENSIONS.iter().enumerate() {
-                exp.push(r.info.id.as_str());
-                clip.push(id.as_str());
-                fold.push(Some(t.folds[i] as i32));
-                dim.push(*name);
-                y_true.push(t.y_true[i * N_DIMS + d]);
-                y_pred.push(t.y_pred[i * N_DIMS + d]);
-            }
-        }
-    }
-    TableBuilder::new()
-        .utf8("experiment", &exp)
-        .utf8("clip_id", &clip)
-        .i32_opt("fold", fold)
-        .utf8("dimension", &dim)
-        .f32("y_true", y_true)
-        .f32("y_pred", y_pred)
+pub fn predictions(results: &Results) -> PolarsResult<LazyFrame> {
+    // Cell c of a row-major [clips, 19] matrix is clip c / 19, dimension c % 19.
+    let n = lit(N_DIMS as IdxSize);
+    let cells = frames::out_of_fold(results)?.with_columns([
+        col("cell").floor_div(n.clone()).alias("clip_index"),
+        (col("cell") % n).alias("dimension_index"),
+    ]);
+    let with_clips = left_join(
+        cells,
+        frames::clips(results)?,
+        &["experiment", "clip_index"],
+    );
+    Ok(
+        left_join(with_clips, frames::dimension_names()?, &["dimension_index"]).sort(
+            ["experiment"],
+            SortMultipleOptions::default().with_maintain_order(true),
+        ),
+    )
 }
 
 /// One row per clip that failed before training: which file, at which stage,
 /// and why (empty when every clip made it).
-pub fn failed(results: &Results) -> TableBuilder {
-    let f = &results.failed;
-    TableBuilder::new()
-        .utf8(
-            "clip_id",
-            &f.iter().map(|c| c.clip_id.as_str()).collect::<Vec<_>>(),
-        )
-        .utf8(
-            "file",
-            &f.iter().map(|c| c.file.as_str()).collect::<Vec<_>>(),
-        )
-        .utf8(
-            "stage",
-            &f.iter().map(|c| c.stage.as_str()).collect::<Vec<_>>(),
-        )
-        .utf8(
-            "reason",
-            &f.iter().map(|c| c.reason.as_str()).collect::<Vec<_>>(),
-        )
+pub fn failed(results: &Results) -> PolarsResult<LazyFrame> {
+    frames::failed(results)
 }
 
 /// Where the result tables come from: the pipeline description (a hash of

@@ -1,9 +1,9 @@
 use super::*;
-use crate::dataset::N_DIMS;
+use crate::dataset::{DIMENSIONS, N_DIMS, STUDY_CATEGORIES};
 use crate::experiment::TrainOutput;
 use crate::head::Validation;
 use crate::metrics::{BootstrapConfig, Pearson};
-use arrow_array::{Array, Float64Array, Int32Array, StringArray};
+use arrow_array::{Array, Float32Array, Float64Array, Int32Array, RecordBatch, StringArray};
 
 fn dim(r2: f64, pearson_r: Option<f64>) -> DimSummary {
     DimSummary {
@@ -94,11 +94,15 @@ fn results() -> Results {
     )
 }
 
+fn table(name: &str, r: &Results) -> RecordBatch {
+    tables::build(name, r).unwrap().batch().unwrap()
+}
+
 #[test]
 fn summary_ranks_by_r2_and_lists_what_did_not_run() {
     let r = results();
     assert_eq!(r.ran[0].info.id, "better");
-    let b = tables::summary(&r).batch().unwrap();
+    let b = table("summary", &r);
     let exp = crate::table::column::<StringArray>(&b, "experiment").unwrap();
     let r2 = crate::table::column::<Float64Array>(&b, "r2").unwrap();
     let rank = crate::table::column::<Int32Array>(&b, "rank").unwrap();
@@ -115,15 +119,160 @@ fn summary_ranks_by_r2_and_lists_what_did_not_run() {
 
 #[test]
 fn long_predictions_are_in_id_order_whatever_the_rank() {
-    let b = tables::predictions(&results()).batch().unwrap();
+    let r = results();
+    let b = table("predictions", &r);
     assert_eq!(b.num_rows(), 2 * 40 * N_DIMS);
     let exp = crate::table::column::<StringArray>(&b, "experiment").unwrap();
     let dim = crate::table::column::<StringArray>(&b, "dimension").unwrap();
+    let clip = crate::table::column::<StringArray>(&b, "clip_id").unwrap();
+    let y_pred = crate::table::column::<Float32Array>(&b, "y_pred").unwrap();
     assert_eq!(
         (exp.value(0), dim.value(0), dim.value(1)),
         ("better", "timing", "articulation_length")
     );
+    // Row 3 · 19 + 5 of "better" (ranked first, listed first) is clip c3, dimension 5.
+    let row = 3 * N_DIMS + 5;
+    assert_eq!((clip.value(row), dim.value(row)), ("c3", DIMENSIONS[5]));
+    assert_eq!(y_pred.value(row), r.ran[0].train.y_pred[row]);
     assert_eq!(exp.value(b.num_rows() - 1), "worse");
+}
+
+#[test]
+fn per_category_means_match_a_hand_computed_case() {
+    // As category_means_match_a_hand_computed_case, through the polars table.
+    let mut r = results();
+    r.ran[0].eval.per_dim = (0..N_DIMS)
+        .map(|d| dim(d as f64 / 100.0, (d % 2 == 0).then_some(d as f64 / 10.0)))
+        .collect();
+    let b = table("per_category", &r);
+    assert_eq!(b.num_rows(), 2 * 7);
+    let cat = crate::table::column::<StringArray>(&b, "category").unwrap();
+    let n = crate::table::column::<Int32Array>(&b, "n_dimensions").unwrap();
+    let r2 = crate::table::column::<Float64Array>(&b, "r2").unwrap();
+    let pearson = crate::table::column::<Float64Array>(&b, "pearson").unwrap();
+    assert_eq!((cat.value(0), n.value(0)), ("Timing", 2));
+    assert!((r2.value(0) - 0.055).abs() < 1e-12);
+    assert_eq!(pearson.value(0), 0.0);
+    assert_eq!((cat.value(3), n.value(3)), ("Timbre", 4));
+    assert!((r2.value(3) - 0.065).abs() < 1e-12);
+    assert!((pearson.value(3) - 0.7).abs() < 1e-12);
+    assert!((r2.value(4) - 0.10).abs() < 1e-12);
+    assert_eq!((0..7).map(|i| n.value(i)).sum::<i32>(), N_DIMS as i32);
+    // Pace is the only dimension of Timing without r: a category with none is null.
+    r.ran[0].eval.per_dim[0].pearson_r = None;
+    r.ran[0].eval.per_dim[11].pearson_r = None;
+    let b = table("per_category", &r);
+    assert!(
+        crate::table::column::<Float64Array>(&b, "pearson")
+            .unwrap()
+            .is_null(0)
+    );
+}
+
+/// Configured experiments that exercise every ordering rule: two with the
+/// same R² (ranked by id), undefined Pearson r in places, two that did not
+/// run (kept in configuration order, after the ranked ones).
+fn awkward_results() -> Results {
+    let mut tie_b = ran("tie_b", 0.25, false);
+    tie_b.eval.per_dim[3].pearson_r = None;
+    tie_b.eval.per_dim[3].pooled_pearson = None;
+    tie_b.eval.folds[1].pearson_r = None;
+    let mut tie_a = tie_b.clone();
+    tie_a.info.id = "tie_a".into();
+    tie_a.eval.per_dim[6].pearson_r = None;
+    tie_a.eval.pearson_r = None;
+    let not_run = |id: &str, failed: bool| ExperimentInfo {
+        id: id.into(),
+        description: format!("{id} needs weights"),
+        features: "g".into(),
+        encoder: "real".into(),
+        control: false,
+        not_run: Some(format!("no weights for {id}")),
+        failed,
+        validation: Validation::HeldOutPieces,
+        setup: String::new(),
+    };
+    // Two clips failed before training (listed by two experiments, once each).
+    let failed_clip = |id: &str, stage: &str| crate::dataset::FailedClip {
+        clip_id: id.into(),
+        file: format!("midi/{id}.mid"),
+        stage: stage.into(),
+        reason: format!("{stage} of {id} failed"),
+    };
+    let mut mid = ran("mid", 0.2, true);
+    mid.train.failed = vec![failed_clip("c7", "decode"), failed_clip("c2", "render")];
+    let mut worse = ran("worse", 0.4, false);
+    worse.train.failed = vec![failed_clip("c7", "decode")];
+    Results::new(
+        vec![worse, tie_b, ran("better", 0.1, true), tie_a, mid],
+        vec![
+            not_run("Z9", false),
+            not_run("F1", true),
+            not_run("A0", false),
+        ],
+    )
+}
+
+/// The f64 columns' bit patterns (nulls as None), for exact comparison.
+fn float_bits(b: &RecordBatch) -> Vec<Vec<Option<u64>>> {
+    b.columns()
+        .iter()
+        .filter_map(|c| c.as_any().downcast_ref::<Float64Array>())
+        .map(|a| a.iter().map(|x| x.map(f64::to_bits)).collect())
+        .collect()
+}
+
+#[test]
+fn every_table_equals_the_hand_built_one_of_main_to_the_last_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    for r in [
+        awkward_results(),
+        results(),
+        Results::new(Vec::new(), results().not_run),
+    ] {
+        for name in tables::TABLES {
+            let got = tables::build(name, &r).unwrap().batch().unwrap();
+            let want = oracle::build(name, &r).batch().unwrap();
+            // Names, types, nullability and key-value metadata.
+            assert_eq!(got.schema(), want.schema(), "{name}");
+            if name == "per_category" {
+                continue; // below: polars sums with Kahan compensation
+            }
+            assert_eq!(float_bits(&got), float_bits(&want), "{name}");
+            assert_eq!(got, want, "{name}");
+            // And so the same Parquet bytes.
+            let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+            crate::table::write_batch(&got, &a).unwrap();
+            crate::table::write_batch(&want, &b).unwrap();
+            assert_eq!(
+                std::fs::read(&a).unwrap(),
+                std::fs::read(&b).unwrap(),
+                "{name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn per_category_equals_main_within_the_rounding_of_its_sums() {
+    // main summed a category's 2-5 values left to right; polars' group mean
+    // adds them with Kahan compensation, which can move the last bit.
+    for r in [awkward_results(), results()] {
+        let got = table("per_category", &r);
+        let want = oracle::build("per_category", &r).batch().unwrap();
+        for c in [0, 1, 2] {
+            assert_eq!(got.column(c), want.column(c), "column {c}");
+        }
+        for (g, w) in float_bits(&got).into_iter().zip(float_bits(&want)) {
+            for (g, w) in g.into_iter().zip(w) {
+                let (g, w) = (g.map(f64::from_bits), w.map(f64::from_bits));
+                assert_eq!(g.is_some(), w.is_some());
+                if let (Some(g), Some(w)) = (g, w) {
+                    assert!((g - w).abs() <= 2.0 * f64::EPSILON * w.abs(), "{g} vs {w}");
+                }
+            }
+        }
+    }
 }
 
 #[test]
@@ -326,7 +475,7 @@ fn ranked_summary_quotes_the_study_figures_with_their_defects() {
     assert!(md.contains("†k: the study's figure averages k folds, not 4"));
     assert!(md.contains("‡: the study's 95% CI misses its own estimate"));
     assert!(md.contains("arXiv:2601.19029"));
-    let b = tables::summary(&results).batch().unwrap();
+    let b = table("summary", &results);
     let exp = crate::table::column::<StringArray>(&b, "experiment").unwrap();
     let study = crate::table::column::<Float64Array>(&b, "study_r2").unwrap();
     for i in 0..3 {
