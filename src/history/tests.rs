@@ -270,3 +270,81 @@ fn a_history_of_another_format_is_an_error_naming_the_file() {
     let e = format!("{:#}", read_table(&path).unwrap_err());
     assert!(e.contains("history.parquet") && e.contains("\"0\""), "{e}");
 }
+
+/// The history as arrow-rs wrote it before polars built it (main as of
+/// 55934cf): the oracle for the file's schema and bytes.
+fn written_by_hand(rows: &[Row], path: &Path) {
+    let col = |f: fn(&Row) -> &str| rows.iter().map(f).collect::<Vec<_>>();
+    let f64s = |f: fn(&Row) -> f64| rows.iter().map(f).collect::<Vec<_>>();
+    TableBuilder::new()
+        .utf8("run_id", &col(|r| &r.run_id))
+        .timestamp_utc("time_utc", rows.iter().map(|r| r.time_us).collect())
+        .utf8("config_hash", &col(|r| &r.config_hash))
+        .utf8_opt(
+            "git_commit",
+            &rows
+                .iter()
+                .map(|r| r.git_commit.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .utf8("experiment", &col(|r| &r.experiment))
+        .utf8("features", &col(|r| &r.features))
+        .utf8("params_hash", &col(|r| &r.params_hash))
+        .utf8("params", &col(|r| &r.params))
+        .utf8("result_key", &col(|r| &r.result_key))
+        .f64("r2", f64s(|r| r.r2))
+        .f64("r2_ci_low", f64s(|r| r.r2_ci_low))
+        .f64("r2_ci_high", f64s(|r| r.r2_ci_high))
+        .f64("mae", f64s(|r| r.mae))
+        .f64_opt("pearson", rows.iter().map(|r| r.pearson).collect())
+        .f64("dispersion", f64s(|r| r.dispersion))
+        .i32_opt("n_clips", rows.iter().map(|r| Some(r.n_clips)).collect())
+        .meta("pipe.history_format", FORMAT)
+        .meta(
+            "pipe.description",
+            "one row per experiment per recorded `pipe run`; see README, \"Run history\"",
+        )
+        .write(path)
+        .unwrap();
+}
+
+#[test]
+fn the_history_file_is_byte_for_byte_what_arrow_rs_wrote_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let row = |i: i64, git: Option<&str>, pearson: Option<f64>| Row {
+        run_id: format!("20250611-14223{i}-3f9a"),
+        time_us: T0 + i * 1_000_001,
+        config_hash: "c".repeat(64),
+        git_commit: git.map(String::from),
+        experiment: format!("E{i}"),
+        features: "raw".into(),
+        params_hash: "p".into(),
+        params: "{\"head\":{}}".into(),
+        result_key: format!("k{i}"),
+        r2: 0.1 * i as f64 - 0.05,
+        r2_ci_low: -0.0,
+        r2_ci_high: f64::MAX,
+        mae: 1e-300,
+        pearson,
+        dispersion: 0.75,
+        n_clips: 24 + i as i32,
+    };
+    for rows in [
+        vec![
+            row(0, Some("abc"), Some(0.5)),
+            row(1, None, None),
+            row(2, Some(""), Some(-1.0)),
+        ],
+        vec![row(3, None, Some(0.25))],
+        Vec::new(),
+    ] {
+        let (ours, oracle) = (dir.path().join("a.parquet"), dir.path().join("b.parquet"));
+        write_table(&rows, &ours).unwrap();
+        written_by_hand(&rows, &oracle);
+        assert_eq!(
+            std::fs::read(&ours).unwrap(),
+            std::fs::read(&oracle).unwrap()
+        );
+        assert_eq!(read_table(&ours).unwrap(), rows);
+    }
+}
