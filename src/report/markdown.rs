@@ -6,7 +6,7 @@ use super::published::{
     CI_MISS_MARK, Defect, FEWER_FOLDS_MARK, HAN_OVERALL, QUOTED, STUDY_ROWS_SOURCE, han_symbolic,
     study_row,
 };
-use super::{Results, categories, category_of};
+use super::{Results, category_of};
 use crate::dataset::{DIMENSIONS, STUDY_CATEGORIES};
 use crate::head::{Validation, mean_best_val_r2};
 
@@ -319,10 +319,19 @@ fn per_category(md: &mut String, results: &Results) {
         .collect();
     let _ = writeln!(md, "| experiment |{names}");
     let _ = writeln!(md, "|---|{}", "---:|".repeat(STUDY_CATEGORIES.len()));
+    // The means of results/per_category.parquet: one query computes both.
+    let table = super::tables::per_category(results)
+        .and_then(|q| q.collect())
+        .expect("the per-category query runs on any results");
+    let experiment = table.column("experiment").and_then(|c| c.str());
+    let r2 = table.column("r2").and_then(|c| c.f64());
+    let (experiment, r2) = (experiment.expect("per_category"), r2.expect("per_category"));
     for r in &results.ran {
-        let cells: String = categories(&r.eval.per_dim, STUDY_CATEGORIES)
+        let cells: String = experiment
             .iter()
-            .map(|c| format!(" {} |", f3(c.r2)))
+            .zip(r2.iter())
+            .filter(|(e, _)| *e == Some(r.info.id.as_str()))
+            .map(|(_, r2)| format!(" {} |", r2.map_or("–".into(), f3)))
             .collect();
         let _ = writeln!(md, "| {} |{cells}", r.info.id);
     }

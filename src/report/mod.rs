@@ -26,10 +26,10 @@ pub mod tables;
 
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::{DIMENSIONS, FailedClip, Grouping, STUDY_CATEGORIES, failed};
+use crate::dataset::{FailedClip, STUDY_CATEGORIES, failed};
 use crate::experiment::TrainOutput;
 use crate::head::Validation;
-use crate::metrics::{DimSummary, Evaluation};
+use crate::metrics::Evaluation;
 
 /// What the report says about one configured experiment, run or not.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -198,48 +198,6 @@ pub fn e3_configured(infos: &[ExperimentInfo]) -> bool {
             .any(|i| i.id.starts_with(prefix) && i.not_run.is_none())
     };
     runnable(E3_AUDIO) && runnable(E3_SYMBOLIC)
-}
-
-/// Means over a category's dimensions of the per-dimension summaries.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CategoryMetrics {
-    pub category: &'static str,
-    pub n_dimensions: usize,
-    pub r2: f64,
-    pub mae: f64,
-    pub pearson_r: Option<f64>,
-    pub dispersion: f64,
-}
-
-/// Category averages of `per_dim` (one entry per dimension, canonical order).
-pub fn categories(per_dim: &[DimSummary], grouping: &Grouping) -> Vec<CategoryMetrics> {
-    grouping
-        .iter()
-        .map(|(category, dims)| {
-            let idx: Vec<usize> = dims
-                .iter()
-                .map(|d| {
-                    DIMENSIONS
-                        .iter()
-                        .position(|x| x == d)
-                        .expect("category names a known dimension")
-                })
-                .collect();
-            let n = idx.len() as f64;
-            let mean = |f: &dyn Fn(&DimSummary) -> f64| {
-                idx.iter().map(|&i| f(&per_dim[i])).sum::<f64>() / n
-            };
-            let rs: Vec<f64> = idx.iter().filter_map(|&i| per_dim[i].pearson_r).collect();
-            CategoryMetrics {
-                category,
-                n_dimensions: idx.len(),
-                r2: mean(&|d| d.r2),
-                mae: mean(&|d| d.mae),
-                pearson_r: (!rs.is_empty()).then(|| rs.iter().sum::<f64>() / rs.len() as f64),
-                dispersion: mean(&|d| d.dispersion),
-            }
-        })
-        .collect()
 }
 
 /// The study's category of each dimension (for the per-dimension table).

@@ -2,8 +2,9 @@
 //! oracle the polars queries of [`super::tables`] are tested against (test
 //! builds only). Do not extend: new tables are polars queries.
 
-use super::{Results, categories, category_of};
-use crate::dataset::{DIMENSIONS, N_DIMS, STUDY_CATEGORIES};
+use super::{Results, category_of};
+use crate::dataset::{DIMENSIONS, Grouping, N_DIMS, STUDY_CATEGORIES};
+use crate::metrics::DimSummary;
 use crate::table::TableBuilder;
 
 /// The table called `name` as main built it.
@@ -248,4 +249,46 @@ fn failed(results: &Results) -> TableBuilder {
             "reason",
             &f.iter().map(|c| c.reason.as_str()).collect::<Vec<_>>(),
         )
+}
+
+/// Means over a category's dimensions of the per-dimension summaries.
+#[derive(Clone, Debug, PartialEq)]
+struct CategoryMetrics {
+    category: &'static str,
+    n_dimensions: usize,
+    r2: f64,
+    mae: f64,
+    pearson_r: Option<f64>,
+    dispersion: f64,
+}
+
+/// Category averages of `per_dim` (one entry per dimension, canonical order).
+fn categories(per_dim: &[DimSummary], grouping: &Grouping) -> Vec<CategoryMetrics> {
+    grouping
+        .iter()
+        .map(|(category, dims)| {
+            let idx: Vec<usize> = dims
+                .iter()
+                .map(|d| {
+                    DIMENSIONS
+                        .iter()
+                        .position(|x| x == d)
+                        .expect("category names a known dimension")
+                })
+                .collect();
+            let n = idx.len() as f64;
+            let mean = |f: &dyn Fn(&DimSummary) -> f64| {
+                idx.iter().map(|&i| f(&per_dim[i])).sum::<f64>() / n
+            };
+            let rs: Vec<f64> = idx.iter().filter_map(|&i| per_dim[i].pearson_r).collect();
+            CategoryMetrics {
+                category,
+                n_dimensions: idx.len(),
+                r2: mean(&|d| d.r2),
+                mae: mean(&|d| d.mae),
+                pearson_r: (!rs.is_empty()).then(|| rs.iter().sum::<f64>() / rs.len() as f64),
+                dispersion: mean(&|d| d.dispersion),
+            }
+        })
+        .collect()
 }

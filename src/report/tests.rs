@@ -2,7 +2,7 @@ use super::*;
 use crate::dataset::{DIMENSIONS, N_DIMS, STUDY_CATEGORIES};
 use crate::experiment::TrainOutput;
 use crate::head::Validation;
-use crate::metrics::{BootstrapConfig, Pearson};
+use crate::metrics::{BootstrapConfig, DimSummary, Pearson};
 use arrow_array::{Array, Float32Array, Float64Array, Int32Array, RecordBatch, StringArray};
 
 fn dim(r2: f64, pearson_r: Option<f64>) -> DimSummary {
@@ -13,26 +13,6 @@ fn dim(r2: f64, pearson_r: Option<f64>) -> DimSummary {
         dispersion: 0.5,
         pooled_pearson: pearson_r.map(|r| Pearson { r, p: 0.01 }),
     }
-}
-
-#[test]
-fn category_means_match_a_hand_computed_case() {
-    // R² of dimension d is d/100; Pearson r defined only for even d.
-    let per_dim: Vec<DimSummary> = (0..N_DIMS)
-        .map(|d| dim(d as f64 / 100.0, (d % 2 == 0).then_some(d as f64 / 10.0)))
-        .collect();
-    let cats = categories(&per_dim, STUDY_CATEGORIES);
-    assert_eq!(cats.len(), 7);
-    // Timing = timing (0) + pace (11): R² (0 + 0.11)/2; r only from timing (0.0).
-    assert_eq!(cats[0].category, "Timing");
-    assert!((cats[0].r2 - 0.055).abs() < 1e-12);
-    assert_eq!(cats[0].pearson_r, Some(0.0));
-    // Timbre = dims 5, 6, 7, 8: R² 0.065; r from 6 and 8: (0.6 + 0.8)/2.
-    assert!((cats[3].r2 - 0.065).abs() < 1e-12);
-    assert!((cats[3].pearson_r.unwrap() - 0.7).abs() < 1e-12);
-    // Dynamics = dynamic_range (10) alone.
-    assert!((cats[4].r2 - 0.10).abs() < 1e-12);
-    assert_eq!(cats.iter().map(|c| c.n_dimensions).sum::<usize>(), N_DIMS);
 }
 
 /// An experiment whose predictions are the labels plus `noise` · a fixed pattern.
@@ -139,7 +119,7 @@ fn long_predictions_are_in_id_order_whatever_the_rank() {
 
 #[test]
 fn per_category_means_match_a_hand_computed_case() {
-    // As category_means_match_a_hand_computed_case, through the polars table.
+    // R² of dimension d is d/100; Pearson r defined only for even d.
     let mut r = results();
     r.ran[0].eval.per_dim = (0..N_DIMS)
         .map(|d| dim(d as f64 / 100.0, (d % 2 == 0).then_some(d as f64 / 10.0)))
