@@ -1,8 +1,8 @@
 //! The public result tables (schemas documented in README.md, "Results"):
 //! each is a small polars query over the input frames of [`frames`] plus the
 //! list of its public columns. Column names and kinds are an interface: keep
-//! them stable. A new table (the study comparison, audio vs symbolic, the run
-//! history) is a name in [`TABLES`], a query and its columns.
+//! them stable. A new table is a name in [`TABLES`], a query and its columns.
+//! (The run history is built the same way, in [`crate::history`].)
 
 use anyhow::{Context, Result};
 use polars::prelude::*;
@@ -37,6 +37,7 @@ pub fn build(name: &str, results: &Results) -> Result<TableBuilder> {
         "failed" => (failed, FAILED),
         other => anyhow::bail!("no result table named `{other}`"),
     };
+    // Spelled out: polars' prelude has a `with_context` of its own.
     let df = anyhow::Context::with_context(query(results).and_then(LazyFrame::collect), || {
         format!("computing result table `{name}`")
     })?;
