@@ -23,6 +23,8 @@ pub const WINDOW_FRAMES: RangeInclusive<usize> = 1..=4096;
 pub const MAX_FRAMES: RangeInclusive<usize> = 1..=10_000_000;
 /// Clips kept by `dataset.limit`.
 pub const LIMIT: RangeInclusive<usize> = 1..=10_000_000;
+/// The local cache of a remote store, GB.
+pub const CACHE_GB: RangeInclusive<f64> = 0.0..=1e6;
 /// Cross-validation folds.
 pub const FOLDS: RangeInclusive<usize> = 2..=1000;
 /// Seconds (min clip length, render tail).

@@ -15,8 +15,23 @@ use std::path::{Path, PathBuf};
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where artifacts (`store/`), outputs (`out/`) and the run record live.
+    /// The environment variable `PIPE_DATA_DIR` replaces it (see [`Config::load`]).
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// A shared artifact store (`s3://bucket/prefix`, `gs://`, `az://`,
+    /// `file:///abs/path`) where the shards of a run meet; `data_dir/store`
+    /// is then its local cache. Default: none, artifacts live in
+    /// `data_dir/store`. Credentials come from the environment, never from here.
+    #[serde(default)]
+    pub store: Option<String>,
+    /// With `store`: the local cache's bound, in GB (least recently used
+    /// artifacts the store holds are evicted past it).
+    #[serde(default = "default_store_cache_gb")]
+    pub store_cache_gb: f64,
+    /// With `store`: how long a request is retried (exponential backoff)
+    /// before its node fails with the reason.
+    #[serde(default = "default_store_retry_seconds")]
+    pub store_retry_seconds: f64,
     pub dataset: DatasetConfig,
     #[serde(default)]
     pub render: RenderConfig,
@@ -229,6 +244,15 @@ fn default_max_frames() -> usize {
 
 fn default_data_dir() -> PathBuf {
     PathBuf::from("data")
+}
+/// The top-level keys about where artifacts live (left out of the config hash).
+const STORE_KEYS: [&str; 3] = ["store", "store_cache_gb", "store_retry_seconds"];
+
+fn default_store_cache_gb() -> f64 {
+    20.0
+}
+fn default_store_retry_seconds() -> f64 {
+    60.0
 }
 
 /// A dataset: PercePiano MIDI (rendered to audio) or a folder of recordings.
@@ -478,7 +502,14 @@ impl Config {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        Config::parse(&text, base).with_context(|| format!("in {}", path.display()))
+        let mut cfg =
+            Config::parse(&text, base).with_context(|| format!("in {}", path.display()))?;
+        // A machine of a sharded run keeps its cache where it has room (a
+        // node's scratch disk); the config, and so its hash, stays the same.
+        if let Some(dir) = std::env::var_os("PIPE_DATA_DIR").filter(|d| !d.is_empty()) {
+            cfg.data_dir = PathBuf::from(dir);
+        }
+        Ok(cfg)
     }
 
     /// Parses `text`; every error names the key's full path and its line.
@@ -603,6 +634,12 @@ impl Config {
     /// Checks what serde cannot: ranges, references between tables. Each
     /// message starts with the key's full path (then placed at its line).
     fn validate(&self) -> Result<()> {
+        bounds::check("store_cache_gb", self.store_cache_gb, &bounds::CACHE_GB)?;
+        bounds::check(
+            "store_retry_seconds",
+            self.store_retry_seconds,
+            &bounds::SECONDS,
+        )?;
         let folds = self.dataset.folds();
         bounds::check("dataset.folds.k", folds.k, &bounds::FOLDS)?;
         if folds.strategy == FoldStrategy::Performer && folds.performer_split.is_none() {
@@ -724,7 +761,15 @@ impl Config {
 
 /// blake3 of a config text's canonical form (see [`Config::hash`]).
 pub fn canonical_hash(text: &str) -> Result<String> {
-    let tree: toml::Value = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut tree: toml::Value = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Where the artifacts are kept is not what the run is: a config with a
+    // shared store and the same config without one are one config (their
+    // records, publications and result tables agree).
+    if let Some(top) = tree.as_table_mut() {
+        for key in STORE_KEYS {
+            top.remove(key);
+        }
+    }
     // serde_json's maps are sorted (no `preserve_order`), as the DAG's keys assume.
     let json = serde_json::to_string(&serde_json::to_value(tree)?)?;
     Ok(blake3::hash(json.as_bytes()).to_hex().to_string())
@@ -770,6 +815,14 @@ kind = "percepiano"
         };
         assert_eq!(x("1e-3"), x("0.001"));
         assert_ne!(x("1e-3"), x("2e-3"));
+        // Where the artifacts are kept is not part of it.
+        let stored = Config::parse(
+            &format!("store = \"s3://b/p\"\nstore_cache_gb = 5\n{MINIMAL}\n[resample]\nquality = \"fast\"\n"),
+            base,
+        )
+        .unwrap();
+        assert_eq!(stored.hash, a.hash);
+        assert_eq!(stored.store.as_deref(), Some("s3://b/p"));
     }
 
     #[test]

@@ -50,6 +50,12 @@ pub struct RunArgs {
     /// (default: bad clips are listed and the good ones reach every table).
     #[arg(long)]
     pub strict: bool,
+    /// Run shard I of N of the per-clip work (render, decode, resample,
+    /// features) and nothing dataset-level; `auto/N` reads I from
+    /// JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID or PIPE_SHARD. Shards meet in
+    /// the `store`; a plain `pipe run` afterwards finishes the study.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
 }
 
 /// Which config a run belongs to (its record; who owns `data/out`).
@@ -65,11 +71,27 @@ fn progress_every() -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The artifact store `config` names: `data_dir/store`, or a remote one
+/// (checked reachable now, before any work) cached there.
+pub fn open_store(config: &Config) -> Result<Store> {
+    let Some(url) = &config.store else {
+        return Ok(Store::new(&config.data_dir));
+    };
+    let remote = dag::Remote::open(url, config.store_retry_seconds)?;
+    let cache_bytes = (config.store_cache_gb * 1e9) as u64;
+    Ok(Store::with_remote(&config.data_dir, remote, cache_bytes))
+}
+
 pub fn run(path: &Path, config: &Config, args: &RunArgs) -> Result<ExitCode> {
     let started = Instant::now();
+    let shard = args
+        .shard
+        .as_deref()
+        .map(|s| dag::Shard::parse(s, |v| std::env::var(v).ok()))
+        .transpose()?;
+    let store = open_store(config)?;
     let pipeline = build_pipeline(config)?;
     let (stages, encoder_passes) = (&pipeline.stages, pipeline.passes.as_deref());
-    let store = Store::new(&config.data_dir);
     let opts = RunOptions {
         until: args.until.clone(),
         force: args.force.clone(),
@@ -79,7 +101,13 @@ pub fn run(path: &Path, config: &Config, args: &RunArgs) -> Result<ExitCode> {
         strict: args.strict,
         config: config_id(path, config),
         progress_every: progress_every(),
+        shard,
     };
+    if let Some(shard) = shard {
+        eprintln!(
+            "pipe: shard {shard}: this shard's clips' per-clip stages only; a plain `pipe run` finishes the study"
+        );
+    }
     let report = dag::run_with(stages, &store, &opts, &mut |plan| {
         if args.dry_run {
             return;
@@ -94,7 +122,10 @@ pub fn run(path: &Path, config: &Config, args: &RunArgs) -> Result<ExitCode> {
     }
     summary(&report, &store, started.elapsed().as_secs_f64());
     passes::after_run(encoder_passes);
-    history::record_run(stages, path, config, &report);
+    if shard.is_none() {
+        // One history entry per study run: the finishing run's.
+        history::record_run(stages, path, config, &report);
+    }
     let bad = report.failed() + report.blocked();
     if bad == 0 && !report.stopped {
         return Ok(ExitCode::SUCCESS);
@@ -232,6 +263,15 @@ fn summary(report: &RunReport, store: &Store, elapsed: f64) {
         }
     }
     println!("artifacts: {}", store.root().join("store").display());
+    if let Some(remote) = store.remote() {
+        let (bytes, evicted) = store.cache_usage().unwrap_or_default();
+        println!(
+            "store: {} ({}); local cache {:.1} MB, {evicted} evicted",
+            remote.url(),
+            remote.traffic,
+            bytes as f64 / 1e6
+        );
+    }
     let report_md = report
         .publication
         .as_ref()
@@ -296,7 +336,7 @@ fn plan(path: &Path, config: &Config) -> Result<(Vec<Box<dyn crate::dag::Stage>>
 
 /// The plan of stages already built, against the store, running nothing.
 fn plan_of(stages: &[Box<dyn crate::dag::Stage>], path: &Path, config: &Config) -> Result<Plan> {
-    let store = Store::new(&config.data_dir);
+    let store = open_store(config)?;
     let opts = RunOptions {
         dry_run: true,
         config: config_id(path, config),

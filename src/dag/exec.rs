@@ -24,6 +24,7 @@ use super::publish::{self, Desired};
 use super::record::{ConfigId, FailedRecord, NodeRecord, Record};
 use super::runlock::RunLock;
 use super::schedule::Schedule;
+use super::shard::{SHARDS_FILE, Shard};
 use super::store::{Artifact, StageIndex};
 use super::{Key, Missing, Node, Stage, Store};
 
@@ -47,6 +48,9 @@ pub struct RunOptions {
     /// Seconds between progress lines; default: bars on a terminal, a line
     /// every 10 s otherwise.
     pub progress_every: Option<f64>,
+    /// Run only this shard's per-clip nodes (see [`super::shard`]): no
+    /// dataset-level node, no record, no publication.
+    pub shard: Option<Shard>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -128,13 +132,19 @@ pub fn run_with(
         }
     }
     let refs: Vec<&dyn Stage> = stages.iter().map(|s| s.as_ref()).collect();
-    let _lock = if opts.dry_run {
-        None
-    } else {
-        Some(RunLock::acquire(store.root(), opts.wait)?)
+    let _lock = match (opts.dry_run, opts.shard) {
+        (true, _) => None,
+        (false, None) => Some(RunLock::acquire(store.root(), opts.wait)?),
+        (false, Some(_)) => Some(RunLock::acquire_shared(store.root(), opts.wait)?),
     };
     if !opts.dry_run {
-        store.remove_temporaries()?;
+        match opts.shard {
+            // Other shards may be writing temporaries here.
+            Some(shard) => shard.claim(store)?,
+            None => {
+                store.remove_temporaries()?;
+            }
+        }
     }
     let hasher = FileHasher::open(store.root().join("cache").join("file-hashes.json"));
     let record = Record::load(store.root(), &opts.config)?;
@@ -165,16 +175,37 @@ pub fn run_with(
     }
     let mut runner = Runner::new(&refs, &planned, store, indexes, record, opts, selected);
     runner.execute()?;
+    if opts.shard.is_some() {
+        // The finishing run publishes, once every shard is done.
+        let stopped = runner.stopped;
+        return Ok(RunReport {
+            stages: runner.reports,
+            plan: Some(planned),
+            publication: None,
+            stopped,
+        });
+    }
     let desired = desired(
         &refs,
         &planned,
         |si, ni| runner.ok_node((si, ni)),
         &runner.left_out(),
     )?;
+    let pins = store
+        .fetch(desired.files.iter().map(|(_, p)| p.from.clone()))
+        .context("fetching the artifacts data/out is published from")?;
     let publication =
         publish::publish(store.root(), &desired, &opts.config).context("publishing data/out")?;
+    drop(pins);
     let stopped = runner.stopped;
     let stages = runner.reports;
+    let failed = stages
+        .iter()
+        .any(|s| !s.failed.is_empty() || !s.blocked.is_empty());
+    if opts.until.is_none() && !failed && !stopped {
+        // A complete plain run closes a sharded one: the next may pick another N.
+        store.delete_meta(SHARDS_FILE)?;
+    }
     Ok(RunReport {
         stages,
         plan: Some(planned),
@@ -635,6 +666,16 @@ impl<'a> Runner<'a> {
             );
             return Decision::Settle(Slot::Skipped(why.into()));
         }
+        if let Some(shard) = self.opts.shard {
+            let why = match &pn.shard_by {
+                Some(clip) if shard.owns(clip) => None,
+                Some(_) => Some("not run: another shard's clip"),
+                None => Some("not run: dataset-level, left to the finishing `pipe run`"),
+            };
+            if let Some(why) = why {
+                return Decision::Settle(Slot::Skipped(why.into()));
+            }
+        }
         Decision::Run(Box::new(node))
     }
 
@@ -706,8 +747,9 @@ impl<'a> Runner<'a> {
         }
         changed |= self.record.retain(name, |item| sp.node(item).is_some());
         // Saved after each stage that changed it (a crash keeps what finished),
-        // and not at all on a run that changed nothing: it is large.
-        if changed {
+        // and not at all on a run that changed nothing: it is large. Shards
+        // keep none: the finishing run records the whole run.
+        if changed && self.opts.shard.is_none() {
             self.record.save(self.store.root(), &self.opts.config)?;
         }
         let r = &mut self.reports[si];
@@ -766,6 +808,20 @@ fn run_batch(stage: &dyn Stage, store: &Store, batch: &[Node]) -> Vec<Result<Art
             return batch
                 .iter()
                 .map(|_| Err(anyhow::anyhow!("{e:#}")))
+                .collect();
+        }
+    };
+    // With a remote store, inputs another machine computed arrive here.
+    let inputs = batch
+        .iter()
+        .flat_map(|n| n.inputs.iter().filter(|i| i.stage.is_some()))
+        .map(|i| i.path.clone());
+    let _pins = match store.fetch(inputs) {
+        Ok(p) => p,
+        Err(e) => {
+            return batch
+                .iter()
+                .map(|_| Err(anyhow::anyhow!("fetching inputs: {e:#}")))
                 .collect();
         }
     };

@@ -18,6 +18,7 @@
 //! once it has run: the plan calls those nodes "may be stale" and the runner
 //! resolves them as their inputs appear.
 
+mod cache;
 mod exec;
 pub mod filehash;
 pub mod gc;
@@ -28,8 +29,10 @@ mod progress;
 pub mod publish;
 pub mod reason;
 pub mod record;
+pub mod remote;
 pub mod runlock;
 mod schedule;
+pub mod shard;
 pub mod store;
 pub mod verify;
 
@@ -39,6 +42,8 @@ pub use plan::{NodeState, Plan, PlannedNode, StagePlan, select_stages};
 pub use progress::rate as progress_rate;
 pub use publish::Publish;
 pub use record::ConfigId;
+pub use remote::Remote;
+pub use shard::Shard;
 pub use store::Store;
 
 use anyhow::{Result, anyhow};
@@ -133,6 +138,10 @@ pub struct NodeSpec {
     /// An aggregate that runs on the inputs that exist when some upstream
     /// nodes failed (see [`NodeSpec::partial`]).
     pub partial: bool,
+    /// Per-clip work: the clip that decides which shard runs it (see
+    /// [`shard`]); `None` for a dataset-level node, which sharded runs leave
+    /// to the finishing run.
+    pub shard_by: Option<String>,
 }
 
 impl NodeSpec {
@@ -147,7 +156,14 @@ impl NodeSpec {
             inputs,
             plan: None,
             partial: false,
+            shard_by: None,
         }
+    }
+
+    /// Per-clip work on `clip` (see [`NodeSpec::shard_by`]).
+    pub fn per_clip(mut self, clip: impl Into<String>) -> NodeSpec {
+        self.shard_by = Some(clip.into());
+        self
     }
 
     /// Attach the stage's typed plan of this node (see [`Node::plan`]).

@@ -47,6 +47,8 @@ pub struct PlannedNode {
     pub(super) adopt: Option<PathBuf>,
     /// The stale stages this node waits behind (for "may be stale" reasons).
     roots: Vec<&'static str>,
+    /// The clip of per-clip work (which shard runs it); `None`: dataset-level.
+    pub shard_by: Option<String>,
 }
 
 impl PlannedNode {
@@ -487,6 +489,7 @@ pub(super) fn plan(
                 sources,
                 adopt,
                 roots: roots.into_iter().collect(),
+                shard_by: spec.shard_by,
             });
         }
         for f in cx

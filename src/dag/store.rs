@@ -14,19 +14,25 @@
 //! and is renamed into place, so a killed run leaves either the whole
 //! artifact or none.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Key;
+use super::cache::{Cache, Pins};
+use super::remote::Remote;
 
 const TMP_PREFIX: &str = ".tmp-";
 
 #[derive(Clone, Debug)]
 pub struct Store {
     root: PathBuf,
+    /// `store = "s3://…"`: the object store every commit goes to, with the
+    /// local `store/` folder as its bounded cache.
+    remote: Option<(Arc<Remote>, Arc<Cache>)>,
 }
 
 /// One artifact in the store.
@@ -103,7 +109,30 @@ pub fn hash_file(path: &Path) -> Result<Key> {
 impl Store {
     /// `root` is the data folder (e.g. `data/`); artifacts live under `root/store`.
     pub fn new(root: impl Into<PathBuf>) -> Store {
-        Store { root: root.into() }
+        Store {
+            root: root.into(),
+            remote: None,
+        }
+    }
+
+    /// A store whose artifacts live in `remote`, cached under `root/store`
+    /// up to `cache_bytes`.
+    pub fn with_remote(root: impl Into<PathBuf>, remote: Remote, cache_bytes: u64) -> Store {
+        let root = root.into();
+        let cache = Cache::new(&root.join("store"), cache_bytes);
+        Store {
+            root,
+            remote: Some((Arc::new(remote), Arc::new(cache))),
+        }
+    }
+
+    pub fn remote(&self) -> Option<&Remote> {
+        self.remote.as_ref().map(|(r, _)| r.as_ref())
+    }
+
+    /// Bytes in the local cache and files evicted from it (remote stores only).
+    pub fn cache_usage(&self) -> Option<(u64, u64)> {
+        self.remote.as_ref().map(|(_, c)| c.usage())
     }
 
     pub fn root(&self) -> &Path {
@@ -118,8 +147,8 @@ impl Store {
         self.stage_dir(stage).join(artifact_name(key, hash, ext))
     }
 
-    /// One listing of the stage's folder (no file is opened).
-    pub fn index(&self, stage: &str) -> Result<StageIndex> {
+    /// One listing of the stage's local folder (no file is opened).
+    fn local_index(&self, stage: &str) -> Result<StageIndex> {
         let mut index = StageIndex::default();
         let dir = self.stage_dir(stage);
         let entries = match fs::read_dir(&dir) {
@@ -137,6 +166,22 @@ impl Store {
                     index.legacy.insert(key, e.path());
                 }
                 None => {}
+            }
+        }
+        Ok(index)
+    }
+
+    /// [`Store::index`] of the local folder, plus (with a remote store) one
+    /// LIST of the stage's prefix there.
+    pub fn index(&self, stage: &str) -> Result<StageIndex> {
+        let mut index = self.local_index(stage)?;
+        if let Some((remote, cache)) = &self.remote {
+            let dir = self.stage_dir(stage);
+            for name in remote.list(&format!("store/{stage}"))? {
+                if let Some((key, Some(hash))) = parse_name(&name) {
+                    index.insert(key, hash);
+                    cache.remote_has(dir.join(name));
+                }
             }
         }
         Ok(index)
@@ -193,8 +238,29 @@ impl Store {
         };
         fault_injection::maybe_abort_before_commit();
         let dest = self.artifact_path(stage, key, &hash, ext);
+        // Remote first: a local artifact always has its remote copy, so no
+        // shard ever finds fresh here what the others cannot see.
+        if let Some((remote, _)) = &self.remote {
+            let rel = format!("store/{stage}/{}", artifact_name(key, &hash, ext));
+            match remote.put_file(&rel, tmp) {
+                Ok(true) => {}
+                // Another worker computed it too: same name, same bytes.
+                Ok(false) => {
+                    remote.traffic.existed.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    let _ = fs::remove_file(tmp);
+                    return Err(e.context(format!("committing the {stage} artifact")));
+                }
+            }
+        }
         fs::rename(tmp, &dest)
             .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
+        if let Some((_, cache)) = &self.remote {
+            cache.used(&dest);
+            cache.remote_has(dest.clone());
+            cache.trim();
+        }
         Ok(Artifact {
             key: *key,
             hash,
@@ -226,6 +292,94 @@ impl Store {
             hash: *hash,
             path: dest,
         })
+    }
+
+    /// Makes the store artifacts at `paths` present locally, fetching from
+    /// the remote store those that are not (each checked against the blake3
+    /// its name carries), and keeps them from eviction while the returned
+    /// pins live. Without a remote store: nothing to do.
+    pub fn fetch(&self, paths: impl IntoIterator<Item = PathBuf>) -> Result<Pins> {
+        let Some((remote, cache)) = &self.remote else {
+            return Ok(Pins::default());
+        };
+        let store_dir = self.root.join("store");
+        let paths: Vec<PathBuf> = paths
+            .into_iter()
+            .filter(|p| p.starts_with(&store_dir))
+            .collect();
+        let pins = cache.pin(paths.clone());
+        let missing: Vec<&PathBuf> = paths.iter().filter(|p| !p.is_file()).collect();
+        let rels = missing
+            .iter()
+            .map(|p| object_name(p))
+            .collect::<Result<Vec<_>>>()?;
+        for ((path, rel), got) in missing.iter().zip(&rels).zip(remote.get_many(&rels)) {
+            let bytes = got?.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}/{rel} is not in the store any more (it was listed when the run planned)",
+                    remote.url()
+                )
+            })?;
+            check_bytes(remote, rel, &bytes)?;
+            write_atomic(path, &bytes)?;
+            cache.remote_has((*path).clone());
+        }
+        for path in &paths {
+            cache.used(path);
+        }
+        cache.trim();
+        Ok(pins)
+    }
+
+    /// Writes `bytes` as the run-level object `name` (next to `store/`, in
+    /// the remote store if there is one) unless it exists; returns what is
+    /// there when it does.
+    pub fn put_meta_if_absent(&self, name: &str, bytes: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some((remote, _)) = &self.remote {
+            if remote.put_new(name, bytes.to_vec())? {
+                return Ok(None);
+            }
+            return remote.get(name);
+        }
+        let path = self.root.join(name);
+        fs::create_dir_all(&self.root)
+            .with_context(|| format!("creating {}", self.root.display()))?;
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                std::io::Write::write_all(&mut f, bytes)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                Ok(None)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => fs::read(&path)
+                .map(Some)
+                .with_context(|| format!("reading {}", path.display())),
+            Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+        }
+    }
+
+    /// Removes the run-level object `name` (see [`Store::put_meta_if_absent`]).
+    pub fn delete_meta(&self, name: &str) -> Result<()> {
+        if let Some((remote, _)) = &self.remote {
+            return remote.delete(name);
+        }
+        match fs::remove_file(self.root.join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("removing {}", self.root.join(name).display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Where a run-level object lives, for messages.
+    pub fn meta_location(&self, name: &str) -> String {
+        match &self.remote {
+            Some((remote, _)) => format!("{}/{name}", remote.url()),
+            None => self.root.join(name).display().to_string(),
+        }
     }
 
     /// Deletes temporary files left behind by an interrupted run: in the
@@ -277,6 +431,35 @@ impl Store {
         out.sort();
         Ok(out)
     }
+}
+
+/// The object name (`store/<stage>/<name>`) of the store artifact at local
+/// `path` (`<root>/store/<stage>/<name>`).
+fn object_name(path: &Path) -> Result<String> {
+    let name = path.file_name().and_then(|n| n.to_str());
+    let stage = path
+        .parent()
+        .and_then(|d| d.file_name())
+        .and_then(|n| n.to_str());
+    match (stage, name) {
+        (Some(stage), Some(name)) => Ok(format!("store/{stage}/{name}")),
+        _ => bail!("{} is not a store artifact", path.display()),
+    }
+}
+
+/// The name ends in the bytes' blake3: a bad transfer never becomes an artifact.
+fn check_bytes(remote: &Remote, rel: &str, bytes: &[u8]) -> Result<()> {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    if let Some((_, Some(hash))) = parse_name(name) {
+        let got = Key(*blake3::hash(bytes).as_bytes());
+        if got != hash {
+            bail!(
+                "{}/{rel}: its bytes hash to {got}, not to the hash in its name",
+                remote.url()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Writes `bytes` to `dest` atomically (temp file in the same folder + rename).

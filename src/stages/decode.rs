@@ -41,6 +41,7 @@ impl Stage for Decode {
                     SourceKind::Audio => Source::File(c.source.clone()),
                 };
                 NodeSpec::new(c.id.clone(), params.clone(), vec![("audio".into(), source)])
+                    .per_clip(&c.id)
             })
             .collect())
     }

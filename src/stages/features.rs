@@ -233,7 +233,9 @@ impl Features {
                     covered: false,
                 };
                 let item = format!("{}/{}", set.name, c.id);
-                Ok(NodeSpec::new(item, params.clone(), inputs).with_plan(node))
+                Ok(NodeSpec::new(item, params.clone(), inputs)
+                    .per_clip(&c.id)
+                    .with_plan(node))
             })
             .collect()
     }
@@ -312,7 +314,11 @@ impl Stage for Features {
                     clip: c.id.clone(),
                     covered,
                 };
-                out.push(NodeSpec::new(item, params.clone(), inputs).with_plan(node));
+                out.push(
+                    NodeSpec::new(item, params.clone(), inputs)
+                        .per_clip(&c.id)
+                        .with_plan(node),
+                );
             }
         }
         Ok(out)

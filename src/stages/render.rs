@@ -64,7 +64,7 @@ impl Stage for Render {
                     ("midi".into(), Source::File(c.source.clone())),
                     ("soundfont".into(), Source::File(self.cfg.soundfont.clone())),
                 ];
-                NodeSpec::new(c.id.clone(), params.clone(), inputs)
+                NodeSpec::new(c.id.clone(), params.clone(), inputs).per_clip(&c.id)
             })
             .collect())
     }

@@ -40,7 +40,7 @@ impl Stage for Resample {
             .iter()
             .map(|c| {
                 let inputs = vec![("pcm".into(), Source::node(&DECODE, c.id.clone()))];
-                NodeSpec::new(c.id.clone(), params.clone(), inputs)
+                NodeSpec::new(c.id.clone(), params.clone(), inputs).per_clip(&c.id)
             })
             .collect())
     }
