@@ -134,7 +134,7 @@ victim=$!
 # Kill once it has committed some features (its encoders are at work then).
 for _ in $(seq 600); do
   n=$(s3 count-quiet study b/store/features)
-  [ "$n" -ge 8 ] && break
+  [ "$n" -ge 4 ] && break
   kill -0 $victim 2>/dev/null || { echo "the shard ended before it could be killed"; cat "$work/killed.out"; exit 1; }
   sleep 0.2
 done
