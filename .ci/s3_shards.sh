@@ -21,7 +21,7 @@ if [ "${1:-}" = --ray ]; then ray=1; shift; fi
 pipe_bin=${1:-}
 if [ -z "$pipe_bin" ]; then
   cargo build --release --locked
-  pipe_bin=$repo/target/release/pipe
+  pipe_bin=${CARGO_TARGET_DIR:-$repo/target}/release/pipe
 fi
 
 work=$(mktemp -d)
