@@ -842,11 +842,25 @@ fn run_batch(stage: &dyn Stage, store: &Store, batch: &[Node]) -> Vec<Result<Art
             })
             .collect();
     }
+    // A commit that fails after the stage succeeded (the store is down) fails
+    // the rest of the batch at once instead of each waiting out its retries.
+    let mut commit_failed: Option<String> = None;
     batch
         .iter()
         .zip(temps)
         .zip(results)
-        .map(|((node, tmp), r)| store.finish(node.stage, &node.key, ext, &tmp, r))
+        .map(|((node, tmp), r)| {
+            if let (Some(why), Ok(())) = (&commit_failed, &r) {
+                let _ = std::fs::remove_file(&tmp);
+                bail!("not committed: an earlier commit of its batch failed: {why}");
+            }
+            let ran = r.is_ok();
+            let committed = store.finish(node.stage, &node.key, ext, &tmp, r);
+            if let (true, Err(e)) = (ran, &committed) {
+                commit_failed = Some(format!("{e:#}"));
+            }
+            committed
+        })
         .collect()
 }
 

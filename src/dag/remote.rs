@@ -66,6 +66,8 @@ pub struct Remote {
     inner: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
     runtime: tokio::runtime::Runtime,
+    /// How long a failing request is retried (`store_retry_seconds`).
+    retry: Duration,
     pub traffic: Traffic,
 }
 
@@ -148,6 +150,7 @@ impl Remote {
             inner,
             prefix,
             runtime,
+            retry: Duration::from_secs_f64(retry_seconds),
             traffic: Traffic::default(),
         })
     }
@@ -197,7 +200,8 @@ impl Remote {
             ..Default::default()
         };
         self.traffic.puts.fetch_add(1, Ordering::Relaxed);
-        match self.block(self.inner.put_opts(&at, payload.clone(), create)) {
+        let put = self.retrying(|| self.inner.put_opts(&at, payload.clone(), create.clone()));
+        match self.block(put) {
             Ok(_) => {}
             Err(
                 object_store::Error::AlreadyExists { .. }
@@ -213,6 +217,29 @@ impl Remote {
         }
         self.traffic.bytes_up.fetch_add(len, Ordering::Relaxed);
         Ok(true)
+    }
+
+    /// Runs `op` again, with exponential backoff, while it fails with a
+    /// transport error and `retry` has not passed since the first try. The
+    /// client retries by itself only what it knows is safe (not a request
+    /// cut off mid-way); every request here is safe to repeat (a put is
+    /// create-if-absent of bytes its name fixes).
+    async fn retrying<T, F, Fut>(&self, op: F) -> object_store::Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = object_store::Result<T>>,
+    {
+        let start = std::time::Instant::now();
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match op().await {
+                Err(object_store::Error::Generic { .. }) if start.elapsed() + wait < self.retry => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// [`Remote::put_new`] of a local file's bytes.
@@ -238,11 +265,15 @@ impl Remote {
     async fn get_async(&self, rel: &str) -> Result<Option<Vec<u8>>> {
         let at = self.object(rel);
         self.traffic.gets.fetch_add(1, Ordering::Relaxed);
-        let got = match self.inner.get(&at).await {
-            Ok(r) => r.bytes().await.map(Some),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        };
+        let got = self
+            .retrying(|| async {
+                match self.inner.get(&at).await {
+                    Ok(r) => r.bytes().await.map(Some),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .await;
         let bytes = got.map_err(|e| anyhow!("getting {}: {}", self.describe(rel), reason(&e)))?;
         if let Some(b) = &bytes {
             self.traffic
