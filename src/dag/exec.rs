@@ -175,19 +175,33 @@ pub fn run_with(
     }
     let mut runner = Runner::new(&refs, &planned, store, indexes, record, opts, selected);
     runner.execute()?;
-    if opts.shard.is_some() {
-        // The finishing run publishes, once every shard is done.
-        let stopped = runner.stopped;
-        return Ok(RunReport {
-            stages: runner.reports,
-            plan: Some(planned),
-            publication: None,
-            stopped,
-        });
-    }
+    // A shard publishes nothing: the finishing run does, once every shard is done.
+    let publication = match opts.shard {
+        Some(_) => None,
+        None => Some(publish_and_close(&refs, &planned, &runner, store, opts)?),
+    };
+    let stopped = runner.stopped;
+    let stages = runner.reports;
+    Ok(RunReport {
+        stages,
+        plan: Some(planned),
+        publication,
+        stopped,
+    })
+}
+
+/// Swaps in the publication of a plain run (fetching from a remote store
+/// what it is built from), and closes a sharded run when this one completed it.
+fn publish_and_close(
+    stages: &[&dyn Stage],
+    planned: &Plan,
+    runner: &Runner,
+    store: &Store,
+    opts: &RunOptions,
+) -> Result<publish::Outcome> {
     let desired = desired(
-        &refs,
-        &planned,
+        stages,
+        planned,
         |si, ni| runner.ok_node((si, ni)),
         &runner.left_out(),
     )?;
@@ -197,21 +211,15 @@ pub fn run_with(
     let publication =
         publish::publish(store.root(), &desired, &opts.config).context("publishing data/out")?;
     drop(pins);
-    let stopped = runner.stopped;
-    let stages = runner.reports;
-    let failed = stages
+    let failed = runner
+        .reports
         .iter()
         .any(|s| !s.failed.is_empty() || !s.blocked.is_empty());
-    if opts.until.is_none() && !failed && !stopped {
+    if opts.until.is_none() && !failed && !runner.stopped {
         // A complete plain run closes a sharded one: the next may pick another N.
         store.delete_meta(SHARDS_FILE)?;
     }
-    Ok(RunReport {
-        stages,
-        plan: Some(planned),
-        publication: Some(publication),
-        stopped,
-    })
+    Ok(publication)
 }
 
 /// What the publication holds: the files of every stage whose nodes are all

@@ -177,7 +177,7 @@ impl Store {
         let mut index = self.local_index(stage)?;
         if let Some((remote, cache)) = &self.remote {
             let dir = self.stage_dir(stage);
-            for name in remote.list(&format!("store/{stage}"))? {
+            for name in remote.list(&object_name(stage, ""))? {
                 if let Some((key, Some(hash))) = parse_name(&name) {
                     index.insert(key, hash);
                     cache.remote_has(dir.join(name));
@@ -241,7 +241,7 @@ impl Store {
         // Remote first: a local artifact always has its remote copy, so no
         // shard ever finds fresh here what the others cannot see.
         if let Some((remote, _)) = &self.remote {
-            let rel = format!("store/{stage}/{}", artifact_name(key, &hash, ext));
+            let rel = object_name(stage, &artifact_name(key, &hash, ext));
             match remote.put_file(&rel, tmp) {
                 Ok(true) => {}
                 // Another worker computed it too: same name, same bytes.
@@ -311,7 +311,7 @@ impl Store {
         let missing: Vec<&PathBuf> = paths.iter().filter(|p| !p.is_file()).collect();
         let rels = missing
             .iter()
-            .map(|p| object_name(p))
+            .map(|p| object_name_of(p))
             .collect::<Result<Vec<_>>>()?;
         for ((path, rel), got) in missing.iter().zip(&rels).zip(remote.get_many(&rels)) {
             let bytes = got?.ok_or_else(|| {
@@ -433,16 +433,21 @@ impl Store {
     }
 }
 
-/// The object name (`store/<stage>/<name>`) of the store artifact at local
-/// `path` (`<root>/store/<stage>/<name>`).
-fn object_name(path: &Path) -> Result<String> {
-    let name = path.file_name().and_then(|n| n.to_str());
+/// An artifact's object name in the remote store, `store/<stage>/<file>`
+/// (the stage's prefix when `file` is empty): the local layout under `root/`.
+fn object_name(stage: &str, file: &str) -> String {
+    format!("store/{stage}/{file}")
+}
+
+/// [`object_name`] of the store artifact at local `path` (`<root>/store/<stage>/<file>`).
+fn object_name_of(path: &Path) -> Result<String> {
+    let file = path.file_name().and_then(|n| n.to_str());
     let stage = path
         .parent()
         .and_then(|d| d.file_name())
         .and_then(|n| n.to_str());
-    match (stage, name) {
-        (Some(stage), Some(name)) => Ok(format!("store/{stage}/{name}")),
+    match (stage, file) {
+        (Some(stage), Some(file)) => Ok(object_name(stage, file)),
         _ => bail!("{} is not a store artifact", path.display()),
     }
 }
@@ -451,7 +456,7 @@ fn object_name(path: &Path) -> Result<String> {
 fn check_bytes(remote: &Remote, rel: &str, bytes: &[u8]) -> Result<()> {
     let name = rel.rsplit('/').next().unwrap_or(rel);
     if let Some((_, Some(hash))) = parse_name(name) {
-        let got = Key(*blake3::hash(bytes).as_bytes());
+        let got = Key::of_bytes(bytes);
         if got != hash {
             bail!(
                 "{}/{rel}: its bytes hash to {got}, not to the hash in its name",
