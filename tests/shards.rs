@@ -7,8 +7,9 @@
 
 #[path = "common/bin.rs"]
 mod bin;
+#[path = "common/folder.rs"]
+mod folder;
 use bin::{ok, pipe, text};
-use pipe::audio::{Pcm, wav};
 use pipe::dag::shard::shard_of;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,35 +19,27 @@ const CLIPS: usize = 12;
 const PER_CLIP: [&str; 2] = ["decode", "resample"];
 const SETS: usize = 2;
 
-/// Twelve half-second tones in four pieces; `bad` is written corrupt.
+/// Twelve half-second clips, one piece each ([`folder::audio_folder`]); `bad` is written corrupt.
 fn audio(dir: &Path, bad: Option<usize>) {
-    let audio = dir.join("audio");
-    std::fs::create_dir_all(&audio).unwrap();
-    let dims = pipe::dataset::DIMENSIONS.join(",");
-    let mut csv = format!("clip_id,piece,{dims}\n");
-    for i in 0..CLIPS {
-        let amp = 0.05 + 0.07 * i as f32;
-        let samples = (0..12_000)
-            .map(|n| amp * (n as f32 * 0.05 * (1.0 + i as f32 * 0.13)).sin())
-            .collect();
-        let path = audio.join(format!("c{i:02}.wav"));
-        wav::write_f32(
-            &path,
-            &Pcm {
-                sample_rate: 24_000,
-                samples,
-            },
-        )
-        .unwrap();
-        if bad == Some(i) {
-            std::fs::write(&path, b"RIFF\x10\x00\x00\x00WAVEnot a wave").unwrap();
-        }
-        let labels: Vec<String> = (0..19)
-            .map(|d| format!("{:.3}", 0.2 + 0.6 * amp + 0.013 * d as f32))
-            .collect();
-        csv.push_str(&format!("c{i:02},p{},{}\n", i % 4, labels.join(",")));
+    folder::audio_folder(dir, CLIPS, 0.5);
+    if let Some(i) = bad {
+        let path = dir.join("audio").join(format!("{}.wav", clip(i)));
+        std::fs::write(path, b"RIFF\x10\x00\x00\x00WAVEnot a wave").unwrap();
     }
-    std::fs::write(dir.join("labels.csv"), csv).unwrap();
+}
+
+/// The id [`folder::audio_folder`] gives clip `i`.
+fn clip(i: usize) -> String {
+    format!("c{i}")
+}
+
+/// A test folder with the clips (`bad` corrupt) and a config whose store is
+/// a `file://` folder inside it.
+fn study(bad: Option<usize>) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    audio(tmp.path(), bad);
+    let cfg = config(tmp.path(), "shared", Some(&store_url(tmp.path())));
+    (tmp, cfg)
 }
 
 /// A pipeline over `dir`'s audio, with a shared store if given (each
@@ -120,9 +113,7 @@ fn computed(out: &str, stage: &str) -> usize {
 
 /// The clips shard `i` of `n` owns.
 fn owned(i: u32, n: u32) -> usize {
-    (0..CLIPS)
-        .filter(|c| shard_of(&format!("c{c:02}"), n) == i)
-        .count()
+    (0..CLIPS).filter(|&c| shard_of(&clip(c), n) == i).count()
 }
 
 /// Every result table, without the one column that measures time.
@@ -168,12 +159,9 @@ fn check_objects(remote: &Path) -> usize {
 
 #[test]
 fn three_shards_at_once_then_the_finishing_run_equal_one_local_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    audio(dir, None);
-    let url = store_url(dir);
+    let (tmp, cfg) = study(None);
+    let dir = tmp.path();
     ok(pipe(&config(dir, "local", None), &["run"]));
-    let cfg = config(dir, "shared", Some(&url));
 
     let children: Vec<_> = (0..3)
         .map(|i| {
@@ -230,11 +218,8 @@ fn three_shards_at_once_then_the_finishing_run_equal_one_local_run() {
 
 #[test]
 fn a_shard_killed_mid_run_is_rerun_without_redoing_what_it_committed() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    audio(dir, None);
-    let url = store_url(dir);
-    let cfg = config(dir, "shared", Some(&url));
+    let (tmp, cfg) = study(None);
+    let dir = tmp.path();
     let mine = owned(0, 2) * (PER_CLIP.len() + SETS);
     // Dies as a kill -9 would, at the worst moment: an artifact written,
     // hashed, not yet committed.
@@ -263,14 +248,11 @@ fn a_shard_killed_mid_run_is_rerun_without_redoing_what_it_committed() {
 
 #[test]
 fn shards_that_disagree_on_n_or_fail_a_clip_say_so_and_exit_non_zero() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
     // The corrupt clip: whichever shard of 2 owns it fails it.
     let bad = 3;
-    audio(dir, Some(bad));
-    let url = store_url(dir);
-    let owner = shard_of(&format!("c{bad:02}"), 2);
-    let cfg = config(dir, "shared", Some(&url));
+    let (tmp, cfg) = study(Some(bad));
+    let dir = tmp.path();
+    let owner = shard_of(&clip(bad), 2);
     let data = dir.join("data");
     let out = shard_cmd(&cfg, &data, &format!("{owner}/2"))
         .output()
@@ -278,7 +260,7 @@ fn shards_that_disagree_on_n_or_fail_a_clip_say_so_and_exit_non_zero() {
     let said = text(&out);
     assert!(!out.status.success(), "{said}");
     assert!(
-        said.contains(&format!("decode c{bad:02}")),
+        said.contains(&format!("decode {}", clip(bad))),
         "the failed node is listed: {said}"
     );
     ok(shard_cmd(&cfg, &data, &format!("{}/2", 1 - owner))
@@ -306,7 +288,7 @@ fn shards_that_disagree_on_n_or_fail_a_clip_say_so_and_exit_non_zero() {
         .unwrap();
     assert!(!out.status.success(), "the bad clip's shard again");
     assert!(
-        text(&out).contains(&format!("decode c{bad:02}")),
+        text(&out).contains(&format!("decode {}", clip(bad))),
         "{}",
         text(&out)
     );
@@ -320,7 +302,6 @@ fn an_unreachable_store_is_one_clear_error_before_any_work() {
     let cfg = config(dir, "a", Some("s3://no-such-bucket/study"));
     let toml = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(&cfg, format!("store_retry_seconds = 1\n{toml}")).unwrap();
-    let text_of = |o: std::process::Output| text(&o);
     let out = Command::new(env!("CARGO_BIN_EXE_pipe"))
         .arg("-c")
         .arg(&cfg)
@@ -334,7 +315,7 @@ fn an_unreachable_store_is_one_clear_error_before_any_work() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    let said = text_of(out);
+    let said = text(&out);
     assert!(
         said.contains("store s3://no-such-bucket/study: cannot list study"),
         "{said}"
@@ -344,11 +325,8 @@ fn an_unreachable_store_is_one_clear_error_before_any_work() {
 
 #[test]
 fn an_object_whose_bytes_do_not_match_its_name_is_never_taken_for_an_artifact() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    audio(dir, None);
-    let url = store_url(dir);
-    let cfg = config(dir, "shared", Some(&url));
+    let (tmp, cfg) = study(None);
+    let dir = tmp.path();
     ok(shard_cmd(&cfg, &dir.join("a"), "0/1").output().unwrap());
     let features = dir.join("remote/store/features");
     let victim = std::fs::read_dir(&features)
