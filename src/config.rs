@@ -3,6 +3,7 @@
 //! its line (`keys`); every relative path is taken relative to the file.
 
 mod keys;
+pub mod template;
 
 use crate::bounds;
 use crate::features::{Baseline, weight_free_names};
@@ -10,8 +11,9 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use toml::Value;
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where artifacts (`store/`), outputs (`out/`) and the run record live.
@@ -256,7 +258,7 @@ fn default_store_retry_seconds() -> f64 {
 }
 
 /// A dataset: PercePiano MIDI (rendered to audio) or a folder of recordings.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(try_from = "RawDataset")]
 pub enum DatasetConfig {
     Percepiano {
@@ -409,7 +411,7 @@ pub enum FoldStrategy {
     Performer,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RenderConfig {
     /// The SF2 used to synthesize MIDI.
@@ -498,10 +500,7 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config {}", path.display()))?;
-        let base = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let base = base_of(path);
         let mut cfg =
             Config::parse(&text, base).with_context(|| format!("in {}", path.display()))?;
         // A machine of a sharded run keeps its cache where it has room (a
@@ -512,60 +511,136 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Parses `text`; every error names the key's full path and its line.
+    /// Parses `text` (templates expanded: [`template`]); every error names
+    /// the key's full path and its line (and for a generated entry, its
+    /// file, template and expansion).
     pub fn parse(text: &str, base: &Path) -> Result<Config> {
-        let keys = keys::KeyLines::new(text);
-        let mut cfg: Config = toml::from_str(text).map_err(|e| keys.toml_error(&e))?;
-        cfg.hash = canonical_hash(text)?;
+        let expanded = template::expand(text, base)?;
+        let (mut cfg, locate): (Config, Locate) = if expanded.templated {
+            // Parsed from the expansion written out, so an error has a
+            // key path: placed at the line that wrote that key.
+            let generated = toml::to_string(&expanded.tree)?;
+            let keys = keys::KeyLines::new(&generated);
+            let mut cfg: Config = toml::from_str(&generated).map_err(|e| {
+                let msg = e.message().trim_end();
+                let placed = expanded
+                    .locate(msg)
+                    .or_else(|| {
+                        let (path, shown) = keys.error_key(&e)?;
+                        expanded.place(&path, &format!("{shown}: {msg}"))
+                    })
+                    .unwrap_or_else(|| msg.to_string());
+                anyhow::anyhow!("{placed}")
+            })?;
+            cfg.hash = canonical_hash_of(Value::Table(expanded.tree.clone()))?;
+            (cfg, Box::new(move |m: &str| expanded.locate(m)))
+        } else {
+            let keys = keys::KeyLines::new(text);
+            let mut cfg: Config = toml::from_str(text).map_err(|e| keys.toml_error(&e))?;
+            cfg.hash = canonical_hash(text)?;
+            let text = text.to_string();
+            (
+                cfg,
+                Box::new(move |m: &str| keys::KeyLines::new(&text).locate(m)),
+            )
+        };
         cfg.resolve_paths(base);
         for exp in cfg.experiments.values_mut() {
             exp.head.validation = exp.validation.unwrap_or(cfg.evaluation.validation);
         }
         cfg.validate().map_err(|e| {
             let msg = format!("{e:#}");
-            anyhow::anyhow!("{}", keys.locate(&msg).unwrap_or(msg))
+            anyhow::anyhow!("{}", locate(&msg).unwrap_or(msg))
         })?;
         Ok(cfg)
     }
 
-    fn resolve_paths(&mut self, base: &Path) {
-        let fix = |p: &mut PathBuf| {
-            if p.is_relative() {
-                *p = base.join(&*p);
+    /// `path`'s configuration written out as one plain `pipeline.toml`:
+    /// includes, defaults and matrices expanded, every path absolute, so
+    /// it runs as it is from any folder (`pipe config --expand`).
+    pub fn expand_file(path: &Path) -> Result<String> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        let base = std::path::absolute(base_of(path))?;
+        let wrap = |e: anyhow::Error| e.context(format!("in {}", path.display()));
+        let mut cfg = Config::parse(&text, &base).map_err(wrap)?;
+        let mut tree = template::expand(&text, &base).map_err(wrap)?.tree;
+        for (keys, p) in cfg.paths_mut() {
+            let Some((last, parents)) = keys.split_last() else {
+                continue;
+            };
+            let mut t = &mut tree;
+            for k in parents {
+                t = match t
+                    .entry(k.clone())
+                    .or_insert_with(|| Value::Table(toml::Table::new()))
+                {
+                    Value::Table(sub) => sub,
+                    _ => anyhow::bail!("{}: expected a table", keys.join(".")),
+                };
             }
-        };
-        fix(&mut self.data_dir);
-        for enc in self.encoders.values_mut() {
+            t.insert(
+                last.clone(),
+                Value::String(p.to_string_lossy().into_owned()),
+            );
+        }
+        Ok(format!(
+            "# {}, expanded by `pipe config --expand`: every include, default and matrix\n\
+             # written out, every path absolute. Runs as it is from any folder.\n\n{}",
+            std::path::absolute(path)
+                .unwrap_or_else(|_| path.to_path_buf())
+                .display(),
+            toml::to_string(&tree)?
+        ))
+    }
+
+    /// Every path the configuration holds, by its key path (the one list
+    /// that both resolving and `--expand` go through).
+    fn paths_mut(&mut self) -> Vec<(Vec<String>, &mut PathBuf)> {
+        let key = |parts: &[&str]| parts.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut out = vec![
+            (key(&["data_dir"]), &mut self.data_dir),
+            (key(&["render", "soundfont"]), &mut self.render.soundfont),
+        ];
+        for (name, enc) in self.encoders.iter_mut() {
             if let Some(w) = &mut enc.weights {
-                fix(w);
+                out.push((key(&["encoders", name, "weights"]), w));
             }
         }
-        fix(&mut self.render.soundfont);
-        match &mut self.dataset {
+        let (files, folds): (Vec<(&str, &mut PathBuf)>, _) = match &mut self.dataset {
             DatasetConfig::Percepiano {
                 labels,
                 metadata,
                 midi_dir,
                 folds,
                 ..
-            } => {
-                fix(labels);
-                fix(metadata);
-                fix(midi_dir);
-                if let Some(p) = &mut folds.performer_split {
-                    fix(p);
-                }
-            }
+            } => (
+                vec![
+                    ("labels", labels),
+                    ("metadata", metadata),
+                    ("midi_dir", midi_dir),
+                ],
+                folds,
+            ),
             DatasetConfig::AudioFolder {
                 audio_dir,
                 labels,
                 folds,
-            } => {
-                fix(audio_dir);
-                fix(labels);
-                if let Some(p) = &mut folds.performer_split {
-                    fix(p);
-                }
+            } => (vec![("audio_dir", audio_dir), ("labels", labels)], folds),
+        };
+        for (k, p) in files {
+            out.push((key(&["dataset", k]), p));
+        }
+        if let Some(p) = &mut folds.performer_split {
+            out.push((key(&["dataset", "folds", "performer_split"]), p));
+        }
+        out
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        for (_, p) in self.paths_mut() {
+            if p.is_relative() {
+                *p = base.join(&*p);
             }
         }
     }
@@ -761,7 +836,12 @@ impl Config {
 
 /// blake3 of a config text's canonical form (see [`Config::hash`]).
 pub fn canonical_hash(text: &str) -> Result<String> {
-    let mut tree: toml::Value = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    canonical_hash_of(toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?)
+}
+
+/// blake3 of a config tree's canonical form: a templated file hashes its
+/// expansion, so it and the same study written out by hand are one config.
+pub fn canonical_hash_of(mut tree: Value) -> Result<String> {
     // Where the artifacts are kept is not what the run is: a config with a
     // shared store and the same config without one are one config (their
     // records, publications and result tables agree).
@@ -773,6 +853,16 @@ pub fn canonical_hash(text: &str) -> Result<String> {
     // serde_json's maps are sorted (no `preserve_order`), as the DAG's keys assume.
     let json = serde_json::to_string(&serde_json::to_value(tree)?)?;
     Ok(blake3::hash(json.as_bytes()).to_hex().to_string())
+}
+
+/// Places a validation message at the line of the key it names.
+type Locate = Box<dyn Fn(&str) -> Option<String>>;
+
+/// The folder a config file's relative paths are relative to.
+fn base_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 #[cfg(test)]
@@ -848,6 +938,7 @@ kind = "percepiano"
         );
     }
 
+    pub(super) const MINIMAL_TEXT: &str = MINIMAL;
     const MINIMAL: &str = r#"
 [dataset]
 kind = "percepiano"
@@ -1158,5 +1249,229 @@ encoder = \"mel_frames\"
         assert!(e.contains("experiments.X.head.cnn_pools"), "{e}");
         let e = err("features = \"pooled\"\nhead = { arch = \"mlp_per_dim\", grad_clip = 1.0 }");
         assert!(e.contains("experiments.X.head.arch"), "{e}");
+    }
+}
+
+/// Templates (`include`, `[defaults]`, `[[matrix.*]]`): the shipped study
+/// against the hand-written listing it replaced, `--expand`, and errors.
+#[cfg(test)]
+mod template_tests {
+    use super::*;
+
+    const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+    fn without_hash(mut c: Config) -> Config {
+        c.hash.clear();
+        c
+    }
+
+    /// The shipped pipeline.toml (a short main file, the study in
+    /// study/*.toml) parses to exactly the configuration of the 772-line
+    /// listing it replaced (tests/fixtures/pipeline_d9d88b5.toml, main at
+    /// d9d88b5): every encoder, feature set, experiment (head, protocol,
+    /// description) and setting. Node keys are functions of this parsed
+    /// configuration and the inputs' bytes, so a store made before is fresh;
+    /// even the config hash is the listing's.
+    #[test]
+    fn shipped_study_is_the_listing_it_replaced() {
+        let root = Path::new(ROOT);
+        let new = Config::load(&root.join("pipeline.toml")).unwrap();
+        let listing =
+            std::fs::read_to_string(root.join("tests/fixtures/pipeline_d9d88b5.toml")).unwrap();
+        let old = Config::parse(&listing, root).unwrap();
+        assert_eq!(new.encoders, old.encoders);
+        assert_eq!(new.features.len(), 42);
+        assert_eq!(new.experiments.len(), 75);
+        for (name, f) in &old.features {
+            assert_eq!(new.features.get(name), Some(f), "feature set {name}");
+        }
+        for (id, e) in &old.experiments {
+            assert_eq!(new.experiments.get(id), Some(e), "experiment {id}");
+        }
+        // Key for key the same tree: the config hash (which names a run's
+        // record and its publication) is the listing's, so data/out stays current.
+        assert_eq!(new.hash, canonical_hash(&listing).unwrap());
+        assert_eq!(without_hash(new), without_hash(old));
+    }
+
+    /// `Config::expand_file` writes a plain file (no template key left)
+    /// that, saved in another folder, parses to the same configuration.
+    #[test]
+    fn expanded_file_runs_from_another_folder() {
+        let root = Path::new(ROOT);
+        let text = Config::expand_file(&root.join("pipeline.toml")).unwrap();
+        let tree: toml::Table = toml::from_str(&text).unwrap();
+        for key in ["include", "defaults", "matrix"] {
+            assert!(!tree.contains_key(key), "{key} left in the expansion");
+        }
+        let elsewhere = tempfile::tempdir().unwrap();
+        let copy = elsewhere.path().join("variant.toml");
+        std::fs::write(&copy, &text).unwrap();
+        let moved = Config::parse(&text, elsewhere.path()).unwrap();
+        let here = Config::parse(
+            &std::fs::read_to_string(root.join("pipeline.toml")).unwrap(),
+            root,
+        )
+        .unwrap();
+        assert_eq!(moved.data_dir, root.join("data"));
+        assert_eq!(without_hash(moved), without_hash(here));
+        // Expanding the expansion changes nothing but its header.
+        let again = Config::expand_file(&copy).unwrap();
+        let body = |t: &str| t.split_once("\n\n").unwrap().1.to_string();
+        assert_eq!(body(&again), body(&text));
+    }
+
+    /// A plain file (no template key) keeps its canonical hash: its
+    /// expansion is itself.
+    #[test]
+    fn a_plain_file_is_its_own_expansion() {
+        let listing =
+            std::fs::read_to_string(Path::new(ROOT).join("tests/fixtures/pipeline_d9d88b5.toml"))
+                .unwrap();
+        let ex = template::expand(&listing, Path::new(ROOT)).unwrap();
+        assert!(!ex.templated);
+        assert_eq!(
+            canonical_hash_of(Value::Table(ex.tree)).unwrap(),
+            canonical_hash(&listing).unwrap()
+        );
+    }
+
+    /// A folder with `pipeline.toml` (MINIMAL + `extra`) and `study/x.toml`.
+    fn study(extra: &str, included: &str) -> (tempfile::TempDir, Result<Config>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("study")).unwrap();
+        std::fs::write(dir.path().join("study/x.toml"), included).unwrap();
+        let main = format!(
+            "include = [\"study/*.toml\"]\n{}{extra}",
+            tests::MINIMAL_TEXT
+        );
+        std::fs::write(dir.path().join("pipeline.toml"), &main).unwrap();
+        let cfg = Config::load(&dir.path().join("pipeline.toml"));
+        (dir, cfg)
+    }
+
+    const BLOCK: &str = r#"
+[features.a]
+encoder = "raw_stats"
+
+[features.b]
+encoder = "logmel_stats"
+
+[[matrix.experiments]]
+name = "${row.id}-${set.id}"
+features = "${set.id}"
+description = "${row.what} on ${set.id}"
+head = { hidden = [64] }
+axes.set = [{ id = "a" }, { id = "b", with = { head = { max_epochs = 7 } } }]
+axes.row = [
+  { id = "B0", what = "the baseline" },
+  { id = "C1b", what = "1 - CCC", with = { head = { loss = "ccc" } } },
+]
+"#;
+
+    #[test]
+    fn a_matrix_makes_every_combination_and_defaults_fill_the_rest() {
+        let main = "\n[defaults.head]\nlr_schedule = \"cosine\"\nmax_epochs = 50\n";
+        let (_dir, cfg) = study(main, BLOCK);
+        let cfg = cfg.unwrap();
+        let ids: Vec<&str> = cfg.experiments.keys().map(String::as_str).collect();
+        assert_eq!(ids, ["B0-a", "B0-b", "C1b-a", "C1b-b"]);
+        let e = &cfg.experiments["C1b-b"];
+        assert_eq!(e.features, "b");
+        assert_eq!(e.description, "1 - CCC on b");
+        assert_eq!(e.head.loss, crate::head::LossKind::Ccc);
+        assert_eq!(e.head.hidden.0, vec![64]);
+        // The axis's own value wins over [defaults.head]; defaults fill the rest.
+        assert_eq!(e.head.max_epochs, 7);
+        assert_eq!(cfg.experiments["B0-a"].head.max_epochs, 50);
+        assert_eq!(e.head.lr_schedule, crate::head::LrSchedule::Cosine);
+        assert_eq!(
+            cfg.experiments["B0-a"].head.loss,
+            crate::head::LossKind::Mse
+        );
+    }
+
+    #[test]
+    fn inherit_false_takes_no_defaults() {
+        let main = "\n[defaults.head]\nmax_epochs = 50\n";
+        let plain = "[features.a]\nencoder = \"raw_stats\"\n[experiments.x]\nfeatures = \"a\"\ninherit = false\n";
+        let (_dir, cfg) = study(main, plain);
+        assert_eq!(cfg.unwrap().experiments["x"].head.max_epochs, 200);
+        let (_dir, cfg) = study(main, &plain.replace("false", "\"no\""));
+        let err = format!("{:#}", cfg.unwrap_err());
+        assert!(
+            err.contains(
+                "study/x.toml line 5: experiments.x.inherit = \"no\": expected true or false"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn template_errors_name_the_file_line_template_and_expansion() {
+        let (_d, cfg) = study("", &BLOCK.replace("${row.what} on", "${row.wat} on"));
+        let err = format!("{:#}", cfg.unwrap_err());
+        assert!(
+            err.contains("study/x.toml line 11: matrix.experiments.0.description"),
+            "{err}"
+        );
+        assert!(
+            err.contains("row has no field `wat` (fields: id, what)"),
+            "{err}"
+        );
+        assert!(err.contains("with row = B0, set = a"), "{err}");
+
+        // A wrong head value set by one axis value: placed at that value's line.
+        let (_d, cfg) = study("", &BLOCK.replace("loss = \"ccc\"", "loss = \"cc\""));
+        let err = format!("{:#}", cfg.unwrap_err());
+        assert!(err.contains("study/x.toml line 16:"), "{err}");
+        assert!(err.contains("experiments.C1b-a.head.loss"), "{err}");
+        assert!(err.contains("unknown variant `cc`"), "{err}");
+        assert!(err.contains("made by matrix.experiments.0 `${row.id}-${set.id}` in study/x.toml with row = C1b, set = a"), "{err}");
+
+        // A validation error (a feature set that does not exist), from the body.
+        let (_d, cfg) = study(
+            "",
+            &BLOCK.replace("features = \"${set.id}\"", "features = \"x${set.id}\""),
+        );
+        let err = format!("{:#}", cfg.unwrap_err());
+        assert!(
+            err.contains("study/x.toml line 10: experiments.B0-a.features"),
+            "{err}"
+        );
+
+        // Two entries of one name.
+        let (_d, cfg) = study("\n[experiments.B0-a]\nfeatures = \"a\"\n", BLOCK);
+        let err = format!("{:#}", cfg.unwrap_err());
+        assert!(err.contains("experiments.B0-a already exists"), "{err}");
+
+        // What belongs in the main file, in an included one.
+        let (_d, cfg) = study("", "[decode]\nmin_seconds = 1.0\n");
+        let err = format!("{:#}", cfg.unwrap_err());
+        assert!(
+            err.contains("study/x.toml line 1: decode: an included file may set"),
+            "{err}"
+        );
+
+        // An include that matches nothing.
+        let dir = tempfile::tempdir().unwrap();
+        let main = format!("include = [\"none/*.toml\"]\n{}", tests::MINIMAL_TEXT);
+        let err = format!("{:#}", Config::parse(&main, dir.path()).unwrap_err());
+        assert!(
+            err.contains("line 1: include: \"none/*.toml\": no file matches"),
+            "{err}"
+        );
+    }
+
+    /// A relative path in an included file is relative to that file.
+    #[test]
+    fn included_paths_are_relative_to_their_file() {
+        let enc = "[encoders.m]\narch = \"mert\"\nweights = \"../models/m\"\n";
+        let (dir, cfg) = study("", enc);
+        let cfg = cfg.unwrap();
+        assert_eq!(
+            cfg.encoders["m"].weights.as_deref(),
+            Some(dir.path().join("study/../models/m").as_path())
+        );
     }
 }

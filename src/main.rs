@@ -27,6 +27,9 @@ enum Command {
     Run(cli::RunArgs),
     /// Which stages are fresh, stale or may be stale, why, and whether data/out is current.
     Status(cli::StatusArgs),
+    /// Check the pipeline description (--check, the default), or print it with every
+    /// include, default and matrix expanded (--expand).
+    Config(cli::ConfigArgs),
     /// Print the stage graph (text, --dot or --mermaid).
     Dag(cli::DagArgs),
     /// SQL over the published tables under data/out (manifest, features_<set>, summary,
@@ -119,6 +122,7 @@ fn dispatch(args: Args) -> Result<ExitCode> {
         Command::Run(run) => cli::run(path, &config, &run),
         Command::Status(a) => cli::status(path, &config, &a),
         Command::Dag(a) => cli::dag(path, &config, &a).map(|_| ExitCode::SUCCESS),
+        Command::Config(a) => cli::config(path, &config, &a).map(|_| ExitCode::SUCCESS),
         Command::Clean(a) => cli::clean(path, &config, &a),
         Command::Verify(a) => cli::verify(path, &config, &a),
         Command::History { experiment } => {

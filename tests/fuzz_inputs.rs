@@ -453,9 +453,12 @@ fn reading_mutated_percepiano_labels_never_panics_and_names_the_file() {
     report("PercePiano labels JSON + metadata CSV", n, rejected.get());
 }
 
+/// The shipped description written out as one plain file (`pipe config
+/// --expand`: every include, default and matrix expanded, paths absolute),
+/// so a copy loads from any folder and the fuzzer reaches every entry.
 fn shipped_config() -> &'static str {
     static TEXT: OnceLock<String> = OnceLock::new();
-    TEXT.get_or_init(|| std::fs::read_to_string(repo().join("pipeline.toml")).unwrap())
+    TEXT.get_or_init(|| pipe::config::Config::expand_file(&repo().join("pipeline.toml")).unwrap())
 }
 
 #[test]
@@ -493,6 +496,41 @@ fn loading_mutated_pipeline_descriptions_never_panics_and_names_the_line() {
         })
         .unwrap();
     report("pipeline.toml", n, rejected.get());
+}
+
+/// The templates: the shipped main file and study/*.toml copied, then the
+/// study's experiment matrices mutated. Every error names its file and line.
+#[test]
+fn loading_mutated_study_templates_never_panics_and_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo().join("pipeline.toml"),
+        dir.path().join("pipeline.toml"),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("study")).unwrap();
+    for f in std::fs::read_dir(repo().join("study")).unwrap().flatten() {
+        std::fs::copy(f.path(), dir.path().join("study").join(f.file_name())).unwrap();
+    }
+    let target = dir.path().join("study/experiments.toml");
+    let original = std::fs::read_to_string(&target).unwrap();
+    let n = cases();
+    let rejected = std::cell::Cell::new(0usize);
+    runner(6, n)
+        .run(&text_edits(), |edits| {
+            std::fs::write(&target, apply_text(&original, &edits)).unwrap();
+            if let Err(e) = pipe::config::Config::load(&dir.path().join("pipeline.toml")) {
+                rejected.set(rejected.get() + 1);
+                let msg = format!("{e:#}");
+                prop_assert!(
+                    msg.contains("line ") || msg.contains("reading "),
+                    "no line: {msg}"
+                );
+            }
+            Ok(())
+        })
+        .unwrap();
+    report("study/experiments.toml", n, rejected.get());
 }
 
 fn model_dir(name: &str) -> PathBuf {

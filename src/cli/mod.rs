@@ -2,12 +2,14 @@
 //! The top of the crate: it may import anything; nothing imports it.
 
 mod clean;
+mod config;
 mod graph;
 mod predict;
 mod status;
 mod verify;
 
 pub use clean::{CleanArgs, clean};
+pub use config::{ConfigArgs, config};
 pub use graph::{DagArgs, dag};
 pub use predict::{ModelArgs, PredictArgs, ServeArgs, load_scorer, predict, serve};
 pub use status::{StatusArgs, status};

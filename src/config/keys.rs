@@ -82,19 +82,26 @@ impl<'a> KeyLines<'a> {
         let Some(span) = e.span() else {
             return anyhow::anyhow!("{e}");
         };
-        match self.key_at(&span) {
-            Some(k) => {
-                let value = self.text.get(k.value.clone()).unwrap_or("").trim();
-                let shown =
-                    if !k.table && k.value == span && !value.contains('\n') && value.len() <= 60 {
-                        format!("{} = {value}", k.path)
-                    } else {
-                        k.path.clone()
-                    };
+        match self.error_key(e) {
+            Some((_, shown)) => {
                 anyhow::anyhow!("line {}: {shown}: {msg}", self.line_of(span.start))
             }
             None => anyhow::anyhow!("line {}: {msg}", self.line_of(span.start)),
         }
+    }
+
+    /// The key a deserialisation error is at: its path, and how to show it
+    /// (`path = value` for a short value the error is about, else the path).
+    pub fn error_key(&self, e: &toml::de::Error) -> Option<(String, String)> {
+        let span = e.span()?;
+        let k = self.key_at(&span)?;
+        let value = self.text.get(k.value.clone()).unwrap_or("").trim();
+        let shown = if !k.table && k.value == span && !value.contains('\n') && value.len() <= 60 {
+            format!("{} = {value}", k.path)
+        } else {
+            k.path.clone()
+        };
+        Some((k.path.clone(), shown))
     }
 
     /// `line N: message` if `message` starts with a key path of this file
