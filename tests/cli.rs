@@ -682,3 +682,140 @@ fn clean_after_an_interrupted_run_keeps_what_it_finished() {
         text(&o)
     );
 }
+
+/// README.md and every docs/*.md page: each relative link `](target)` names a
+/// file that exists (relative to the linking file's folder), and each
+/// `#anchor` a heading of the markdown file it points to (a bare `#anchor`:
+/// of the same file), by GitHub's anchor rule. README.md stays the front
+/// door: at most 150 lines, the rest in docs/.
+#[test]
+fn readme_and_docs_links_resolve() {
+    let root = repo();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let n = readme.lines().count();
+    assert!(
+        n <= 150,
+        "README.md has {n} lines, at most 150: move the detail to a page under docs/"
+    );
+    let mut pages: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    pages.sort();
+    assert!(!pages.is_empty(), "docs/ has no .md pages");
+    let mut files = vec![root.join("README.md")];
+    files.extend(pages);
+
+    let mut broken = Vec::new();
+    for file in &files {
+        let name = file
+            .strip_prefix(&root)
+            .unwrap_or(file)
+            .display()
+            .to_string();
+        let text = std::fs::read_to_string(file).unwrap();
+        for target in markdown_links(&text) {
+            if ["http://", "https://", "mailto:"]
+                .iter()
+                .any(|scheme| target.starts_with(scheme))
+            {
+                continue;
+            }
+            let (path, anchor) = match target.split_once('#') {
+                Some((path, anchor)) => (path, Some(anchor)),
+                None => (target.as_str(), None),
+            };
+            let dest = if path.is_empty() {
+                file.clone()
+            } else {
+                file.parent().unwrap().join(path)
+            };
+            if !dest.exists() {
+                broken.push(format!(
+                    "{name}: link ({target}): no file {}",
+                    dest.display()
+                ));
+                continue;
+            }
+            let Some(anchor) = anchor else { continue };
+            if dest.extension().is_none_or(|x| x != "md") {
+                broken.push(format!(
+                    "{name}: link ({target}): an anchor into {}, which is not markdown",
+                    dest.display()
+                ));
+                continue;
+            }
+            let headings = heading_anchors(&std::fs::read_to_string(&dest).unwrap());
+            if !headings.iter().any(|h| h == anchor) {
+                broken.push(format!(
+                    "{name}: link ({target}): {} has no heading with anchor #{anchor}",
+                    dest.display()
+                ));
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "{} broken link(s):\n{}",
+        broken.len(),
+        broken.join("\n")
+    );
+}
+
+/// The targets of the markdown links `[text](target)` outside ``` fences
+/// (a `"title"` after the target dropped).
+fn markdown_links(text: &str) -> Vec<String> {
+    let mut links = Vec::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        let mut rest = line;
+        while let Some(i) = rest.find("](") {
+            rest = &rest[i + 2..];
+            let end = rest.find(')').unwrap_or(rest.len());
+            if let Some(target) = rest[..end].split_whitespace().next() {
+                links.push(target.to_string());
+            }
+            rest = &rest[end..];
+        }
+    }
+    links
+}
+
+/// The GitHub anchor of every heading of a markdown file; lines starting
+/// with `#` inside ``` fences (TOML or shell comments) are no headings.
+fn heading_anchors(text: &str) -> Vec<String> {
+    let mut anchors = Vec::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if !fenced && line.starts_with('#') {
+            anchors.push(github_anchor(line.trim_start_matches('#')));
+        }
+    }
+    anchors
+}
+
+/// GitHub's heading anchor, as `report::markdown::github_anchor`: lowercase,
+/// alphanumerics, spaces, `-` and `_` kept (everything else dropped), spaces
+/// to `-`.
+fn github_anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
