@@ -46,15 +46,17 @@ done
 s3() { "$py" "$repo/.ci/s3_objects.py" "$@"; }
 s3 make-bucket study
 
-# The shipped pipeline, 40 clips, its paths made absolute; with a store if given.
-# Each process gets a data folder of its own (PIPE_DATA_DIR), as on its own machine.
+# The shipped pipeline written out as one file (`pipe config --expand`: the
+# study's includes and templates expanded, paths absolute), 40 clips; with a
+# store if given. Each process gets a data folder of its own (PIPE_DATA_DIR),
+# as on its own machine.
+"$pipe_bin" -c pipeline.toml config --expand >"$work/expanded.toml"
 config() { # NAME [STORE]
   local store=""
   [ -n "${2:-}" ] && store="store = \"$2\""
   sed -e "s|^data_dir = .*|&\n$store|" \
-      -e 's|^# limit = 40 |limit = 40 |' \
-      -e "s|= \"data/|= \"$repo/data/|" -e "s|= \"models/|= \"$repo/models/|" \
-      pipeline.toml >"$work/$1.toml"
+      -e 's|^\[dataset\]$|&\nlimit = 40|' \
+      "$work/expanded.toml" >"$work/$1.toml"
   grep -q '^limit = 40' "$work/$1.toml"
 }
 run_at() { # DATA_FOLDER CONFIG ARGS...   (exec: a background run_at's $! is pipe itself)
