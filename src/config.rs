@@ -1247,8 +1247,12 @@ encoder = \"mel_frames\"
             "features = \"frames\"\nhead = { arch = \"mel_cnn\", cnn_channels = [4], cnn_pools = 2 }",
         );
         assert!(e.contains("experiments.X.head.cnn_pools"), "{e}");
-        let e = err("features = \"pooled\"\nhead = { arch = \"mlp_per_dim\", grad_clip = 1.0 }");
+        // The per-dimension MLP trains with the study's optimiser, on one trunk layer.
+        with_experiment("features = \"pooled\"\nhead = { arch = \"mlp_per_dim\", grad_clip = 1.0, lr_schedule = \"cosine\" }")
+            .unwrap();
+        let e = err("features = \"pooled\"\nhead = { arch = \"mlp_per_dim\", hidden = [64, 64] }");
         assert!(e.contains("experiments.X.head.arch"), "{e}");
+        assert!(e.contains("one hidden width"), "{e}");
     }
 }
 

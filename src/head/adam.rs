@@ -1,9 +1,10 @@
 //! Adam, following `torch.optim.Adam` step for step (betas 0.9/0.999,
 //! eps 1e-8, bias correction), with either L2-coupled weight decay (torch's
 //! `weight_decay`) or decoupled decay (AdamW). Decay applies to every
-//! parameter, biases included, as in a single torch parameter group.
+//! parameter, biases included, as in a single torch parameter group. Also
+//! the learning-rate schedule and gradient-norm clipping every fit loop uses.
 
-use super::config::WeightDecay;
+use super::config::{HeadConfig, LrSchedule, WeightDecay};
 
 const BETA1: f32 = 0.9;
 const BETA2: f32 = 0.999;
@@ -66,6 +67,37 @@ impl Adam {
         }
         update(params, grad, &mut self.m, &mut self.v, k)
     }
+}
+
+/// Learning rate of 0-based epoch `e`.
+pub fn lr_at(cfg: &HeadConfig, e: usize) -> f32 {
+    match cfg.lr_schedule {
+        LrSchedule::Constant => cfg.lr,
+        LrSchedule::Cosine => {
+            let cos = (std::f64::consts::PI * e as f64 / cfg.max_epochs as f64).cos();
+            (cfg.lr_floor as f64 + (cfg.lr - cfg.lr_floor) as f64 * (1.0 + cos) / 2.0) as f32
+        }
+    }
+}
+
+/// Scales `grad` so its global L2 norm is at most `max_norm`, as
+/// `torch.nn.utils.clip_grad_norm_` (coefficient max/(norm + 1e-6), capped
+/// at 1). Returns the norm before clipping.
+pub fn clip_grad_norm(grad: &mut [f32], max_norm: f32) -> f64 {
+    let norm = grad
+        .iter()
+        .map(|&g| g as f64 * g as f64)
+        .sum::<f64>()
+        .sqrt();
+    if max_norm > 0.0 {
+        let coef = max_norm as f64 / (norm + 1e-6);
+        if coef < 1.0 {
+            for g in grad.iter_mut() {
+                *g = (*g as f64 * coef) as f32;
+            }
+        }
+    }
+    norm
 }
 
 #[derive(Clone, Copy)]

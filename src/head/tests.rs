@@ -119,9 +119,13 @@ fn loss_values_hand_computed() {
 }
 
 fn tiny_net(arch: Arch, act: Activation, output: OutputActivation) -> Net {
+    tiny_net_of(arch, act, output, &[8])
+}
+
+fn tiny_net_of(arch: Arch, act: Activation, output: OutputActivation, hidden: &[usize]) -> Net {
     let cfg = HeadConfig {
         arch,
-        hidden: Hidden(vec![8]),
+        hidden: Hidden(hidden.to_vec()),
         head_hidden: 3,
         activation: act,
         output,
@@ -133,16 +137,48 @@ fn tiny_net(arch: Arch, act: Activation, output: OutputActivation) -> Net {
 
 #[test]
 fn network_gradients_match_finite_differences() {
-    let cases = [
-        (Arch::Linear, Activation::Gelu, OutputActivation::Linear),
-        (Arch::Linear, Activation::Gelu, OutputActivation::Sigmoid),
-        (Arch::Mlp, Activation::Gelu, OutputActivation::Sigmoid),
-        (Arch::Mlp, Activation::Relu, OutputActivation::Linear),
-        (Arch::MlpPerDim, Activation::Gelu, OutputActivation::Sigmoid),
-        (Arch::MlpPerDim, Activation::Relu, OutputActivation::Sigmoid),
+    let cases: [(Arch, Activation, OutputActivation, &[usize]); 8] = [
+        (
+            Arch::Linear,
+            Activation::Gelu,
+            OutputActivation::Linear,
+            &[8],
+        ),
+        (
+            Arch::Linear,
+            Activation::Gelu,
+            OutputActivation::Sigmoid,
+            &[8],
+        ),
+        (Arch::Mlp, Activation::Gelu, OutputActivation::Sigmoid, &[8]),
+        (Arch::Mlp, Activation::Relu, OutputActivation::Linear, &[8]),
+        (
+            Arch::Mlp,
+            Activation::Gelu,
+            OutputActivation::Sigmoid,
+            &[8, 7],
+        ),
+        (
+            Arch::Mlp,
+            Activation::Relu,
+            OutputActivation::Linear,
+            &[8, 7, 5],
+        ),
+        (
+            Arch::MlpPerDim,
+            Activation::Gelu,
+            OutputActivation::Sigmoid,
+            &[8],
+        ),
+        (
+            Arch::MlpPerDim,
+            Activation::Relu,
+            OutputActivation::Sigmoid,
+            &[8],
+        ),
     ];
-    for (arch, act, output) in cases {
-        let net = tiny_net(arch, act, output);
+    for (arch, act, output, hidden) in cases {
+        let net = tiny_net_of(arch, act, output, hidden);
         let mut rng = Rng::new(2, 0);
         // Larger than the default init so every layer carries gradient.
         let theta: Vec<f32> = net.init(&mut rng).iter().map(|w| 3.0 * w).collect();
@@ -171,7 +207,7 @@ fn network_gradients_match_finite_differences() {
             grad.iter().all(|g| g.is_finite()),
             "{arch:?}: backward left entries unset"
         );
-        let name = format!("{arch:?}/{act:?}/{output:?}");
+        let name = format!("{arch:?}{hidden:?}/{act:?}/{output:?}");
         check_grad(&name, &theta, &grad, value, 2e-3);
         // Every tensor of the layout got checked entries: spot-check the
         // last parameter (output bias) explicitly.

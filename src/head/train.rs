@@ -1,13 +1,15 @@
-//! Training one head on given train/validation rows: standardisation,
-//! mini-batch Adam, early stopping on the validation loss (or, under the
-//! study's protocol, on the validation R²) with the best weights restored.
+//! Training one head on given train/validation rows: the one fit loop every
+//! head kind goes through ([`fit_loop`] over a [`Trainable`]: mini-batch
+//! Adam with the lr schedule and clipping, early stopping on the validation
+//! loss or, under the study's protocol, R², the best weights kept), and the
+//! hand-written linear/MLP heads on it ([`fit`]).
 
 use std::time::Instant;
 
 use anyhow::{Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 
-use super::adam::Adam;
+use super::adam::{Adam, clip_grad_norm, lr_at};
 use super::config::{HeadConfig, Validation};
 use super::loss::Loss;
 use super::net::{Cache, Net};
@@ -172,19 +174,210 @@ fn gather(src: &[f32], width: usize, rows: &[usize]) -> Vec<f32> {
     out
 }
 
-/// Trains a head. `stream` separates the random streams of runs sharing a
-/// seed (e.g. the folds of a CV). Single-threaded and bit-reproducible.
+/// A head the [fit loop](fit_loop) can train: a network behind one flat
+/// parameter vector, fed clips by their row index. The hand-written
+/// linear/MLP heads ([`Net`]) and the autodiff ones
+/// ([`graph`](super::graph)) are both this; the protocol is written once.
+pub(crate) trait Trainable {
+    /// The initial network parameters, drawn from `rng`.
+    fn init(&mut self, rng: &mut Rng) -> Result<Vec<f32>>;
+    /// Training-mode predictions `[rows.len(), n_out]` for clips `rows`,
+    /// keeping what [`Trainable::backward`] needs.
+    fn forward(&mut self, theta: &[f32], rows: &[usize], dropout: &mut Rng) -> Result<Vec<f32>>;
+    /// Into `grad`: the gradient w.r.t. the network parameters of the last
+    /// forward's Σ pred ⊙ `d_pred`, plus any auxiliary loss the head adds at
+    /// 0-based `epoch` on the batch's labels `y`.
+    fn backward(
+        &mut self,
+        theta: &[f32],
+        d_pred: &[f32],
+        y: &[f32],
+        epoch: usize,
+        grad: &mut [f32],
+    ) -> Result<()>;
+    /// Eval-mode predictions `[rows.len(), n_out]`.
+    fn predict(&mut self, theta: &[f32], rows: &[usize]) -> Result<Vec<f32>>;
+    /// Non-trainable state kept with the best epoch (BatchNorm statistics).
+    fn buffers(&self) -> Result<Vec<f32>> {
+        Ok(Vec::new())
+    }
+}
+
+/// What the fit loop keeps: the best epoch's network parameters, buffers
+/// and loss parameters (the uncertainty loss's log-variances).
+pub(crate) struct Fitted {
+    pub params: Vec<f32>,
+    pub buffers: Vec<f32>,
+    pub loss_params: Vec<f32>,
+    pub report: FitReport,
+}
+
+/// The one training protocol of every head. `stream` separates the random
+/// streams of runs sharing a seed (e.g. the folds of a CV). Single-threaded
+/// draws from the seeded [`Rng`], so runs are reproducible bit for bit.
 ///
-/// Each epoch shuffles the training rows and takes mini-batches of
-/// `batch_size` (the last one may be smaller, like PyTorch's default
-/// `drop_last=False`). After each epoch the *validation loss* is the
-/// configured loss on all validation rows at once, in eval mode (no
-/// dropout): CCC over the whole split, and for the uncertainty loss
-/// including its 0.5·s_d terms. Training stops after `patience` epochs
-/// without a strictly lower validation loss (under `validation =
-/// "test_fold"`: a strictly higher validation R², [`stop_score`]), and the
-/// weights of the best epoch are returned. Features are standardised with statistics of the
-/// training rows only (not validation, not test).
+/// Each epoch sets the learning rate of the schedule, shuffles the training
+/// rows and takes mini-batches of `batch_size` (the last one may be smaller,
+/// like PyTorch's default `drop_last=False`); each step clips the gradient's
+/// global norm (if `grad_clip`) before Adam. After each epoch the
+/// *validation loss* is the configured loss on all validation rows at once,
+/// in eval mode (no dropout): CCC over the whole split, and for the
+/// uncertainty loss including its 0.5·s_d terms. Training stops after
+/// `patience` epochs without a strictly lower validation loss (under
+/// `validation = "test_fold"`: a strictly higher validation R²,
+/// [`stop_score`]), and the best epoch's weights are kept.
+pub(crate) fn fit_loop<M: Trainable>(
+    cfg: &HeadConfig,
+    model: &mut M,
+    labels: &[f32],
+    n_out: usize,
+    train_rows: &[usize],
+    val_rows: &[usize],
+    stream: u64,
+) -> Result<Fitted> {
+    ensure!(!train_rows.is_empty(), "no training rows");
+    ensure!(!val_rows.is_empty(), "no validation rows");
+    let start = Instant::now();
+    let loss = Loss {
+        kind: cfg.loss,
+        ccc_weight: cfg.ccc_weight as f64,
+        n_out,
+    };
+    // θ = network parameters followed by the loss's own (log-variances, init 0).
+    let mut theta = model.init(&mut Rng::new(cfg.seed, stream + STREAM_INIT))?;
+    let n_net = theta.len();
+    theta.resize(n_net + loss.n_params(), 0.0);
+    let mut grad = vec![0f32; theta.len()];
+    let mut adam = Adam::new(theta.len(), cfg.lr, cfg.weight_decay, cfg.weight_decay_mode);
+    let mut shuffle_rng = Rng::new(cfg.seed, stream + STREAM_SHUFFLE);
+    let mut dropout_rng = Rng::new(cfg.seed, stream + STREAM_DROPOUT);
+    let y_val = gather(labels, n_out, val_rows);
+    let mut order = train_rows.to_vec();
+    let mut yb = Vec::new();
+    let mut d_pred = Vec::new();
+    // (score, epoch, θ, buffers, loss, R²) of the best epoch so far.
+    let mut best = (
+        f64::INFINITY,
+        0usize,
+        theta.clone(),
+        Vec::new(),
+        f64::NAN,
+        None,
+    );
+    let (mut since_best, mut epochs_run) = (0, 0);
+    for epoch in 1..=cfg.max_epochs {
+        epochs_run = epoch;
+        adam.set_lr(lr_at(cfg, epoch - 1));
+        shuffle_rng.shuffle(&mut order);
+        for rows in order.chunks(cfg.batch_size) {
+            yb.clear();
+            for &r in rows {
+                yb.extend_from_slice(&labels[r * n_out..(r + 1) * n_out]);
+            }
+            let (params, loss_params) = theta.split_at(n_net);
+            let pred = model.forward(params, rows, &mut dropout_rng)?;
+            d_pred.resize(pred.len(), 0.0);
+            let (g_net, g_loss) = grad.split_at_mut(n_net);
+            let value = loss.eval(&pred, &yb, loss_params, Some((&mut d_pred, g_loss)));
+            if !value.is_finite() {
+                bail!("training diverged: loss {value} at epoch {epoch}");
+            }
+            model.backward(params, &d_pred, &yb, epoch - 1, g_net)?;
+            clip_grad_norm(&mut grad, cfg.grad_clip);
+            adam.step(&mut theta, &grad);
+        }
+        let (params, loss_params) = theta.split_at(n_net);
+        let val_pred = model.predict(params, val_rows)?;
+        let val_loss = loss.eval(&val_pred, &y_val, loss_params, None);
+        let r2 = val_r2(&y_val, &val_pred, n_out);
+        let score = stop_score(cfg.validation, val_loss, r2);
+        if score < best.0 {
+            best = (score, epoch, theta.clone(), model.buffers()?, val_loss, r2);
+            since_best = 0;
+        } else {
+            since_best += 1;
+            if since_best >= cfg.patience {
+                break;
+            }
+        }
+    }
+    let (_, best_epoch, mut params, buffers, best_val_loss, best_val_r2) = best;
+    ensure!(
+        best_epoch > 0,
+        "validation {} was never finite",
+        match cfg.validation {
+            Validation::HeldOutPieces => "loss",
+            Validation::TestFold => "R²",
+        }
+    );
+    let loss_params = params.split_off(n_net);
+    Ok(Fitted {
+        params,
+        buffers,
+        loss_params,
+        report: FitReport {
+            epochs_run,
+            best_epoch,
+            best_val_loss,
+            best_val_r2,
+            train_seconds: start.elapsed().as_secs_f64(),
+        },
+    })
+}
+
+/// A hand-written head on pooled vectors, standardised once.
+struct NetTrainer {
+    net: Net,
+    /// Every clip's standardised features `[n, d_in]`.
+    x: Vec<f32>,
+    cache: Cache,
+    xb: Vec<f32>,
+}
+
+impl NetTrainer {
+    fn gather(&mut self, rows: &[usize]) {
+        let d = self.net.d_in;
+        self.xb.clear();
+        for &r in rows {
+            self.xb.extend_from_slice(&self.x[r * d..(r + 1) * d]);
+        }
+    }
+}
+
+impl Trainable for NetTrainer {
+    fn init(&mut self, rng: &mut Rng) -> Result<Vec<f32>> {
+        Ok(self.net.init(rng))
+    }
+
+    fn forward(&mut self, theta: &[f32], rows: &[usize], dropout: &mut Rng) -> Result<Vec<f32>> {
+        self.gather(rows);
+        self.net
+            .forward(theta, &self.xb, rows.len(), Some(dropout), &mut self.cache);
+        Ok(self.cache.out.clone())
+    }
+
+    fn backward(
+        &mut self,
+        theta: &[f32],
+        d_pred: &[f32],
+        _y: &[f32],
+        _epoch: usize,
+        grad: &mut [f32],
+    ) -> Result<()> {
+        self.net
+            .backward(theta, &self.xb, &mut self.cache, d_pred, grad);
+        Ok(())
+    }
+
+    fn predict(&mut self, theta: &[f32], rows: &[usize]) -> Result<Vec<f32>> {
+        self.gather(rows);
+        Ok(self.net.predict(theta, &self.xb))
+    }
+}
+
+/// Trains a linear or MLP head on pooled vectors ([`fit_loop`]'s protocol);
+/// features are standardised with statistics of the training rows only
+/// (not validation, not test).
 pub fn fit(cfg: &HeadConfig, data: &FitData, stream: u64) -> Result<(TrainedHead, FitReport)> {
     cfg.validate()?;
     let FitData {
@@ -196,102 +389,34 @@ pub fn fit(cfg: &HeadConfig, data: &FitData, stream: u64) -> Result<(TrainedHead
         val_rows,
     } = *data;
     ensure!(!train_rows.is_empty(), "no training rows");
-    ensure!(!val_rows.is_empty(), "no validation rows");
-    let start = Instant::now();
     let standardizer = if cfg.standardize {
         Standardizer::fit(features, d_in, train_rows)
     } else {
         Standardizer::identity(d_in)
     };
-    let x_train = standardizer.apply_rows(features, train_rows);
-    let y_train = gather(labels, n_out, train_rows);
-    let x_val = standardizer.apply_rows(features, val_rows);
-    let y_val = gather(labels, n_out, val_rows);
-
-    let net = Net::new(cfg, d_in, n_out);
-    let loss = Loss {
-        kind: cfg.loss,
-        ccc_weight: cfg.ccc_weight as f64,
-        n_out,
+    let all: Vec<usize> = (0..features.len() / d_in).collect();
+    let mut trainer = NetTrainer {
+        net: Net::new(cfg, d_in, n_out),
+        x: standardizer.apply_rows(features, &all),
+        cache: Cache::default(),
+        xb: Vec::new(),
     };
-    let n_net = net.layout().total;
-    // θ = network parameters followed by the loss's own (log-variances, init 0).
-    let mut theta = net.init(&mut Rng::new(cfg.seed, stream + STREAM_INIT));
-    theta.resize(n_net + loss.n_params(), 0.0);
-    let mut grad = vec![0f32; theta.len()];
-    let mut adam = Adam::new(theta.len(), cfg.lr, cfg.weight_decay, cfg.weight_decay_mode);
-    let mut shuffle_rng = Rng::new(cfg.seed, stream + STREAM_SHUFFLE);
-    let mut dropout_rng = Rng::new(cfg.seed, stream + STREAM_DROPOUT);
-
-    let n = train_rows.len();
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut cache = Cache::default();
-    let (mut xb, mut yb) = (Vec::new(), Vec::new());
-    let mut d_pred = Vec::new();
-    // (score, epoch, θ, loss, R²) of the best epoch so far.
-    let mut best = (f64::INFINITY, 0usize, theta.clone(), f64::NAN, None);
-    let mut since_best = 0;
-    let mut epochs_run = 0;
-    for epoch in 1..=cfg.max_epochs {
-        epochs_run = epoch;
-        shuffle_rng.shuffle(&mut order);
-        for batch in order.chunks(cfg.batch_size) {
-            xb.clear();
-            yb.clear();
-            for &i in batch {
-                xb.extend_from_slice(&x_train[i * d_in..(i + 1) * d_in]);
-                yb.extend_from_slice(&y_train[i * n_out..(i + 1) * n_out]);
-            }
-            let (params, loss_params) = theta.split_at(n_net);
-            net.forward(params, &xb, batch.len(), Some(&mut dropout_rng), &mut cache);
-            d_pred.resize(cache.out.len(), 0.0);
-            let (g_net, g_loss) = grad.split_at_mut(n_net);
-            let value = loss.eval(&cache.out, &yb, loss_params, Some((&mut d_pred, g_loss)));
-            if !value.is_finite() {
-                bail!("training diverged: loss {value} at epoch {epoch}");
-            }
-            net.backward(params, &xb, &mut cache, &d_pred, g_net);
-            adam.step(&mut theta, &grad);
-        }
-        let (params, loss_params) = theta.split_at(n_net);
-        let val_pred = net.predict(params, &x_val);
-        let val_loss = loss.eval(&val_pred, &y_val, loss_params, None);
-        let r2 = val_r2(&y_val, &val_pred, n_out);
-        let score = stop_score(cfg.validation, val_loss, r2);
-        if score < best.0 {
-            best = (score, epoch, theta.clone(), val_loss, r2);
-            since_best = 0;
-        } else {
-            since_best += 1;
-            if since_best >= cfg.patience {
-                break;
-            }
-        }
-    }
-    let (_, best_epoch, mut best_theta, best_val_loss, best_val_r2) = best;
-    ensure!(
-        best_epoch > 0,
-        "validation {} was never finite",
-        match cfg.validation {
-            Validation::HeldOutPieces => "loss",
-            Validation::TestFold => "R²",
-        }
-    );
-    let loss_params = best_theta.split_off(n_net);
+    let fitted = fit_loop(
+        cfg,
+        &mut trainer,
+        labels,
+        n_out,
+        train_rows,
+        val_rows,
+        stream,
+    )?;
     let head = TrainedHead {
         config: cfg.clone(),
         d_in,
         n_out,
         standardizer,
-        params: best_theta,
-        loss_params,
+        params: fitted.params,
+        loss_params: fitted.loss_params,
     };
-    let report = FitReport {
-        epochs_run,
-        best_epoch,
-        best_val_loss,
-        best_val_r2,
-        train_seconds: start.elapsed().as_secs_f64(),
-    };
-    Ok((head, report))
+    Ok((head, fitted.report))
 }
