@@ -53,6 +53,7 @@ fn eval(r2: f64) -> Evaluation {
             resamples_used: 100,
             resamples_undefined: 0,
         },
+        pooled_r2_ci: None,
     }
 }
 

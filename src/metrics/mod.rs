@@ -171,6 +171,13 @@ pub struct Evaluation {
     pub dispersion: f64,
     /// Bootstrap CI of `r2`.
     pub r2_ci: Ci,
+    /// The study's CI, reported beside ours as its defect: a percentile
+    /// bootstrap of R² on the *pooled* out-of-fold predictions (all clips
+    /// resampled together, folds ignored), same resamples, level and seed.
+    /// Its estimate is the pooled R², not `r2`, which is why it can miss
+    /// the number it is printed beside. `None` where R² is undefined.
+    #[serde(default)]
+    pub pooled_r2_ci: Option<Ci>,
 }
 
 /// Row-major `[n, n_dims]` labels and predictions plus the fold of each row:
@@ -355,6 +362,10 @@ pub fn evaluate(
         })
         .collect();
     let r2_ci = bootstrap_ci(&fold_rows, boot, |rows| oof.fold_mean_r2(rows))?;
+    let pooled_r2_ci = bootstrap_ci(std::slice::from_ref(&all_rows), boot, |rows| {
+        oof.dim_mean_r2(&rows[0])
+    })
+    .ok();
     Ok(Evaluation {
         r2: fold_metrics.iter().map(|f| f.r2).sum::<f64>() / k,
         mae: fold_metrics.iter().map(|f| f.mae).sum::<f64>() / k,
@@ -363,6 +374,7 @@ pub fn evaluate(
         folds: fold_metrics,
         per_dim,
         r2_ci,
+        pooled_r2_ci,
     })
 }
 

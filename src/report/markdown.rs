@@ -212,19 +212,23 @@ fn study_protocol(md: &mut String, results: &Results) {
         let d = study.eval.r2 - ours.eval.r2;
         inflation.push(d);
         let aggregate = mean_best_val_r2(&study.train.fold_reports);
-        let pooled = study.pooled_ci().map_or("–".to_string(), |ci| {
-            let misses = aggregate.is_some_and(|a| !(ci.lo..=ci.hi).contains(&a));
-            format!(
-                "[{}, {}]{}",
-                f3(ci.lo),
-                f3(ci.hi),
-                if misses {
-                    " (misses the aggregate)"
-                } else {
-                    ""
-                }
-            )
-        });
+        let pooled = study
+            .eval
+            .pooled_r2_ci
+            .as_ref()
+            .map_or("–".to_string(), |ci| {
+                let misses = aggregate.is_some_and(|a| !(ci.lo..=ci.hi).contains(&a));
+                format!(
+                    "[{}, {}]{}",
+                    f3(ci.lo),
+                    f3(ci.hi),
+                    if misses {
+                        " (misses the aggregate)"
+                    } else {
+                        ""
+                    }
+                )
+            });
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {:+.3} | {} | {} | {pooled} |",

@@ -161,30 +161,6 @@ impl Results {
     }
 }
 
-impl Ran {
-    /// The study's CI: a percentile bootstrap of R² on the *pooled*
-    /// out-of-fold predictions (all clips resampled together, folds and
-    /// pieces ignored), with this run's resample count and level and the
-    /// study's seed 42. Its estimate is the pooled R², not the fold mean the
-    /// study reported beside it, which is why its CIs can miss their
-    /// estimate. `None` where R² is undefined.
-    pub fn pooled_ci(&self) -> Option<crate::metrics::Ci> {
-        let oof = crate::metrics::OutOfFold {
-            y_true: &self.train.y_true,
-            y_pred: &self.train.y_pred,
-            n_dims: crate::dataset::N_DIMS,
-        };
-        let all = [(0..oof.n_clips()).collect::<Vec<_>>()];
-        let ci = &self.eval.r2_ci;
-        let cfg = crate::metrics::BootstrapConfig {
-            resamples: ci.resamples_used + ci.resamples_undefined,
-            level: ci.level,
-            seed: 42,
-        };
-        crate::metrics::bootstrap_ci(&all, &cfg, |rows| oof.dim_mean_r2(&rows[0])).ok()
-    }
-}
-
 /// E3 prefixes: an `E3-audio*` and an `E3-symbolic*` experiment that ran
 /// form an audio-vs-symbolic pair (same clips, same folds).
 pub const E3_AUDIO: &str = "E3-audio";

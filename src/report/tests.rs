@@ -350,7 +350,7 @@ fn study_protocol_section_pairs_rows_that_differ_only_in_the_protocol() {
     assert!(inflation > 0.0);
     // The study's CI: pooled predictions resampled together, around the
     // pooled R² (not the fold mean).
-    let ci = study.pooled_ci().unwrap();
+    let ci = study.eval.pooled_r2_ci.clone().unwrap();
     let oof =
         crate::metrics::OutOfFold::new(&study.train.y_true, &study.train.y_pred, N_DIMS).unwrap();
     let pooled = oof.dim_mean_r2(&(0..40).collect::<Vec<_>>()).unwrap();

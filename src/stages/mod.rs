@@ -68,9 +68,10 @@ pub static FEATURE_TABLES: StageDecl =
 /// clipping (they took the autodiff one; predictions agree within 1e-4).
 pub static TRAIN: StageDecl =
     StageDecl::new("train", 4, "safetensors", &[&FEATURE_TABLES, &MANIFEST]).per("experiments");
-/// metrics per experiment
+/// metrics per experiment. v2: the study's pooled CI (`pooled_r2_ci`),
+/// which the report read by recomputing it.
 pub static EVALUATE: StageDecl =
-    StageDecl::new("evaluate", 1, "json", &[&TRAIN]).per("experiments");
+    StageDecl::new("evaluate", 2, "json", &[&TRAIN]).per("experiments");
 /// a model bundle per experiment (fold heads + model card), for `pipe predict`
 pub static MODELS: StageDecl =
     StageDecl::new("models", 1, "safetensors", &[&TRAIN, &EVALUATE, &MANIFEST]).per("models");
