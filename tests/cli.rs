@@ -801,21 +801,10 @@ fn heading_anchors(text: &str) -> Vec<String> {
             continue;
         }
         if !fenced && line.starts_with('#') {
-            anchors.push(github_anchor(line.trim_start_matches('#')));
+            anchors.push(pipe::report::markdown::github_anchor(
+                line.trim_start_matches('#'),
+            ));
         }
     }
     anchors
-}
-
-/// GitHub's heading anchor, as `report::markdown::github_anchor`: lowercase,
-/// alphanumerics, spaces, `-` and `_` kept (everything else dropped), spaces
-/// to `-`.
-fn github_anchor(heading: &str) -> String {
-    heading
-        .trim()
-        .to_lowercase()
-        .chars()
-        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
-        .map(|c| if c == ' ' { '-' } else { c })
-        .collect()
 }

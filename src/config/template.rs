@@ -147,19 +147,8 @@ impl Expanded {
             }
             prefix = &prefix[..prefix.rfind('.')?];
         };
-        let file = &self.sources[origin.file];
-        let keys = KeyLines::new(&file.text);
-        let mut source = format!("{}{suffix}", origin.path);
-        let line = loop {
-            if let Some(line) = keys.line(&source) {
-                break line;
-            }
-            source.truncate(source.rfind('.')?);
-        };
-        let at = match origin.file {
-            0 => format!("line {line}"),
-            _ => format!("{} line {line}", file.shown.display()),
-        };
+        let line = self.line_of(origin.file, &format!("{}{suffix}", origin.path))?;
+        let at = self.at(origin.file, line);
         Some(match &origin.via {
             Some(via) => format!("{at}: {msg} (made by {via})"),
             None => format!("{at}: {msg}"),
@@ -173,26 +162,31 @@ impl Expanded {
         }
     }
 
-    /// An error at `path` of file `file` (`FILE line N: message`).
-    fn err_at(&self, file: usize, path: &str, msg: impl std::fmt::Display) -> anyhow::Error {
+    /// The line of `path` in file `file`, or of its nearest parent there.
+    fn line_of(&self, file: usize, path: &str) -> Option<usize> {
         let keys = KeyLines::new(&self.sources[file].text);
-        let mut p = path.to_string();
-        let line = loop {
-            if let Some(l) = keys.line(&p) {
-                break Some(l);
+        let mut p = path;
+        loop {
+            if let Some(line) = keys.line(p) {
+                return Some(line);
             }
-            match p.rfind('.') {
-                Some(i) => p.truncate(i),
-                None => break None,
-            }
-        };
-        let name = match file {
-            0 => String::new(),
-            f => format!("{} ", self.sources[f].shown.display()),
-        };
-        match line {
-            Some(l) => anyhow!("{name}line {l}: {path}: {msg}"),
-            None => anyhow!("{name}{path}: {msg}"),
+            p = &p[..p.rfind('.')?];
+        }
+    }
+
+    /// `line N` of the main file, `FILE line N` of another.
+    fn at(&self, file: usize, line: usize) -> String {
+        match file {
+            0 => format!("line {line}"),
+            f => format!("{} line {line}", self.sources[f].shown.display()),
+        }
+    }
+
+    /// An error at `path` of file `file` (`[FILE ]line N: path: message`).
+    fn err_at(&self, file: usize, path: &str, msg: impl std::fmt::Display) -> anyhow::Error {
+        match self.line_of(file, path) {
+            Some(line) => anyhow!("{}: {path}: {msg}", self.at(file, line)),
+            None => anyhow!("{}: {path}: {msg}", self.shown(file)),
         }
     }
 
@@ -443,13 +437,7 @@ impl Expanded {
                     }
                 }
             }
-            let title = format!(
-                "{at} `{name}` in {}",
-                match block.file {
-                    0 => "the main file".to_string(),
-                    f => self.sources[f].shown.display().to_string(),
-                }
-            );
+            let title = format!("{at} `{name}` in {}", self.shown(block.file));
             // Every combination: an odometer over the axes.
             let mut pick = vec![0usize; lists.len()];
             'combinations: loop {
