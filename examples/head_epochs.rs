@@ -9,7 +9,8 @@
 
 use std::time::Instant;
 
-use pipe::head::{Arch, FrameSet, HeadConfig, HeadInput, Hidden, N_DIMS, fit_graph};
+use pipe::dims::N_DIMS;
+use pipe::head::{Arch, FrameSet, HeadConfig, HeadInput, Hidden, fit_graph};
 use pipe::rng::Rng;
 
 fn config(arch: Arch, sizes: &str) -> HeadConfig {

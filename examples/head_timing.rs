@@ -5,7 +5,8 @@
 
 use std::time::Instant;
 
-use pipe::head::{CvData, HeadConfig, N_DIMS, train_cv};
+use pipe::dims::N_DIMS;
+use pipe::head::{CvData, HeadConfig, train_cv};
 use pipe::metrics::{BootstrapConfig, evaluate};
 use pipe::rng::Rng;
 

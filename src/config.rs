@@ -6,7 +6,9 @@ mod keys;
 pub mod template;
 
 use crate::bounds;
-use crate::features::{Baseline, weight_free_names};
+use crate::dataset::{DatasetConfig, FoldStrategy};
+use crate::encoder::EncoderConfig;
+use crate::features::{FeatureSetConfig, weight_free_names};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -148,102 +150,6 @@ fn default_best() -> usize {
     3
 }
 
-/// An encoder: its architecture and where its weights come from.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EncoderConfig {
-    /// Architecture family: "mert" (MERT-v1) or "muq" (MuQ).
-    pub arch: String,
-    /// Folder with HF `config.json` + `model.safetensors`.
-    #[serde(default)]
-    pub weights: Option<PathBuf>,
-    /// Seeded random weights of a named size instead (MERT: `control`, `95m`,
-    /// `330m`; MuQ: `control`, `large`): a control, never pre-trained.
-    #[serde(default)]
-    pub random: Option<String>,
-    #[serde(default)]
-    pub seed: u64,
-    /// The HF processor's per-clip waveform normalisation.
-    #[serde(default = "default_true")]
-    pub normalize: bool,
-    /// Most frames per forward pass; longer clips run in windows. Default:
-    /// 1000 for MERT (13.3 s at 75 Hz), 250 for MuQ (10 s at 25 Hz, its training length).
-    #[serde(default)]
-    pub window_frames: Option<usize>,
-    /// How to get the weights, printed when `weights` is missing.
-    #[serde(default)]
-    pub download_hint: Option<String>,
-    /// Where the forward pass runs. Not part of any key: both backends
-    /// compute the same function (each matches the PyTorch goldens to 1e-4).
-    #[serde(default)]
-    pub device: Device,
-    /// Keep these hidden states of every clip on disk in f16 (`"7-12"`,
-    /// `"6,9,12"`, `"12"`, `"all"`): feature sets whose layers they cover are
-    /// pooled from the cache, so a new pooling or layer set within them needs
-    /// no encoder pass. Off by default (see README, "Hidden-state cache").
-    #[serde(default)]
-    pub cache_states: Option<String>,
-}
-
-impl EncoderConfig {
-    /// [`EncoderConfig::window_frames`] or the architecture's default.
-    pub fn window_frames(&self) -> usize {
-        self.window_frames.unwrap_or(match self.arch.as_str() {
-            "muq" => crate::encoder::MuqConfig::large().max_frames,
-            _ => default_max_frames(),
-        })
-    }
-}
-
-/// Backend of an encoder's forward pass.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Device {
-    /// A hardware GPU adapter if there is one (never a software rasteriser
-    /// such as lavapipe, which is slower than the CPU backend), else the CPU.
-    #[default]
-    Auto,
-    Cpu,
-    /// The WGSL shaders on any Vulkan adapter, lavapipe included; an error if none.
-    Gpu,
-}
-
-/// A feature set: how one vector per clip is made.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FeatureSetConfig {
-    /// A key of `[encoders]`, a weight-free baseline on the audio (`raw_stats`,
-    /// `logmel_stats`, `librosa49`) or a symbolic set on the performance MIDI
-    /// (`midi_stats`, `midi_notes`).
-    pub encoder: String,
-    /// Hidden states to use: "7-12" (mean of 7..=12), "6,9,12" (concatenated), "12", "all".
-    #[serde(default)]
-    pub layers: Option<String>,
-    /// Pooling over time: mean, max, mean_std, stats4, multiscale; or frames (none: the sequence).
-    #[serde(default)]
-    pub pooling: Option<String>,
-    /// At most this many frames enter pooling.
-    #[serde(default = "default_max_frames")]
-    pub max_frames: usize,
-    #[serde(default)]
-    pub description: String,
-}
-
-impl FeatureSetConfig {
-    /// Whether the set stores frame sequences rather than one vector per clip.
-    pub fn is_frames(&self) -> bool {
-        Baseline::parse(&self.encoder).is_some_and(Baseline::is_frames)
-            || self.pooling.as_deref() == Some("frames")
-    }
-}
-
-fn default_true() -> bool {
-    true
-}
-fn default_max_frames() -> usize {
-    1000
-}
-
 fn default_data_dir() -> PathBuf {
     PathBuf::from("data")
 }
@@ -255,160 +161,6 @@ fn default_store_cache_gb() -> f64 {
 }
 fn default_store_retry_seconds() -> f64 {
     60.0
-}
-
-/// A dataset: PercePiano MIDI (rendered to audio) or a folder of recordings.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(try_from = "RawDataset")]
-pub enum DatasetConfig {
-    Percepiano {
-        /// `label_2round_mean_reg_19_with0_rm_highstd0.json`: clip -> 19 means (+ an unused 20th value).
-        labels: PathBuf,
-        /// The per-segment metadata table (`manifest.csv`).
-        metadata: PathBuf,
-        /// Folder of performance MIDI files named `<clip_id>.mid`.
-        midi_dir: PathBuf,
-        folds: FoldConfig,
-        /// Use only N clips, spread over the pieces (seeded by
-        /// `folds.seed`): quick trials that still have pieces to fold.
-        limit: Option<usize>,
-    },
-    AudioFolder {
-        /// Folder of audio files (wav, flac, mp3, ogg).
-        audio_dir: PathBuf,
-        /// CSV: clip_id, piece, optional performer, optional file, and the 19 dimensions.
-        labels: PathBuf,
-        folds: FoldConfig,
-    },
-}
-
-/// `[dataset]` as written: one plain table (so a wrong key or value is
-/// reported at its own line, which serde's internally tagged enums lose),
-/// checked against its `kind` by [`DatasetConfig::try_from`].
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDataset {
-    kind: DatasetKind,
-    labels: Option<PathBuf>,
-    metadata: Option<PathBuf>,
-    midi_dir: Option<PathBuf>,
-    audio_dir: Option<PathBuf>,
-    limit: Option<usize>,
-    #[serde(default)]
-    folds: FoldConfig,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum DatasetKind {
-    Percepiano,
-    AudioFolder,
-}
-
-impl TryFrom<RawDataset> for DatasetConfig {
-    type Error = String;
-    fn try_from(r: RawDataset) -> std::result::Result<Self, String> {
-        let (kind, needs, allows): (&str, &[&str], &[&str]) = match r.kind {
-            DatasetKind::Percepiano => (
-                "percepiano",
-                &["labels", "metadata", "midi_dir"],
-                &["limit", "folds"],
-            ),
-            DatasetKind::AudioFolder => ("audio_folder", &["audio_dir", "labels"], &["folds"]),
-        };
-        let given = [
-            ("labels", r.labels.is_some()),
-            ("metadata", r.metadata.is_some()),
-            ("midi_dir", r.midi_dir.is_some()),
-            ("audio_dir", r.audio_dir.is_some()),
-            ("limit", r.limit.is_some()),
-        ];
-        for (key, set) in given {
-            if set && !needs.contains(&key) && !allows.contains(&key) {
-                return Err(format!(
-                    "dataset.{key}: not a key of kind = \"{kind}\" (its keys: {})",
-                    [needs, allows].concat().join(", ")
-                ));
-            }
-        }
-        for key in needs {
-            if !given.iter().any(|(k, set)| k == key && *set) {
-                return Err(format!(
-                    "dataset.{key}: missing; kind = \"{kind}\" needs {}",
-                    needs.join(", ")
-                ));
-            }
-        }
-        let labels = r.labels.expect("checked above");
-        Ok(match r.kind {
-            DatasetKind::Percepiano => DatasetConfig::Percepiano {
-                labels,
-                metadata: r.metadata.expect("checked above"),
-                midi_dir: r.midi_dir.expect("checked above"),
-                folds: r.folds,
-                limit: r.limit,
-            },
-            DatasetKind::AudioFolder => DatasetConfig::AudioFolder {
-                audio_dir: r.audio_dir.expect("checked above"),
-                labels,
-                folds: r.folds,
-            },
-        })
-    }
-}
-
-impl DatasetConfig {
-    pub fn folds(&self) -> &FoldConfig {
-        match self {
-            DatasetConfig::Percepiano { folds, .. } | DatasetConfig::AudioFolder { folds, .. } => {
-                folds
-            }
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FoldConfig {
-    #[serde(default)]
-    pub strategy: FoldStrategy,
-    /// Number of folds for the piece split.
-    #[serde(default = "default_k")]
-    pub k: usize,
-    /// Tie-break seed for the piece split.
-    #[serde(default = "default_seed")]
-    pub seed: u64,
-    /// PercePiano's performer split (`performer4fold.json`), for `strategy = "performer"`.
-    #[serde(default)]
-    pub performer_split: Option<PathBuf>,
-}
-
-impl Default for FoldConfig {
-    fn default() -> Self {
-        FoldConfig {
-            strategy: FoldStrategy::Piece,
-            k: default_k(),
-            seed: default_seed(),
-            performer_split: None,
-        }
-    }
-}
-
-fn default_k() -> usize {
-    4
-}
-fn default_seed() -> u64 {
-    42
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FoldStrategy {
-    /// Group by score excerpt: every performance of an excerpt in one fold.
-    #[default]
-    Piece,
-    /// PercePiano's performer folds (validation performers per fold).
-    Performer,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -868,6 +620,7 @@ fn base_of(path: &Path) -> &Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dataset::FoldConfig;
 
     #[test]
     fn config_hash_ignores_layout_and_follows_values() {

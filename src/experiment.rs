@@ -13,7 +13,8 @@ use arrow_array::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::{DIMENSIONS, FailedClip, N_DIMS, failed};
+use crate::dataset::{FailedClip, failed};
+use crate::dims::{DIMENSIONS, N_DIMS};
 use crate::head::{
     FoldHead, FoldReport, FrameSet, HeadConfig, HeadDescriptor, HeadInput, train_cv_input,
 };

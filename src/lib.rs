@@ -5,6 +5,7 @@
 //! ...) into it; `audio` and `dataset` hold the domain logic the stages call.
 
 pub mod audio;
+pub mod backend;
 pub mod bench;
 pub mod bounds;
 pub mod cli;
@@ -12,6 +13,7 @@ pub mod config;
 pub mod cpu;
 pub mod dag;
 pub mod dataset;
+pub mod dims;
 pub mod encoder;
 pub mod experiment;
 pub mod features;

@@ -2,8 +2,10 @@
 //!
 //! `cpu` holds the plain reference implementation of each op (the test oracle);
 //! the GPU backend implements the same ops in WGSL and is tested against it.
-//! The [`Backend`](crate::encoder::Backend) trait (in `crate::encoder::backend`) is the device-resident
+//! The [`Backend`](crate::backend::Backend) trait is the device-resident
 //! version of this op set that the encoder forward passes are written against.
+//!
+//! Imports no other module of the crate.
 
 /// Element-wise activation fused after a linear layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -452,7 +452,7 @@ fn bad_audio_fails_alone_and_is_reported_at_the_end() {
         b"this is not audio at all, just some words",
     )
     .unwrap();
-    let dims = pipe::dataset::DIMENSIONS.join(",");
+    let dims = pipe::dims::DIMENSIONS.join(",");
     let row = |id: &str| format!("{id},p_{id},{}", vec!["0.5"; 19].join(","));
     std::fs::write(
         dir.path().join("labels.csv"),
@@ -570,7 +570,7 @@ fn a_clip_shorter_than_the_receptive_field_is_rejected_by_name() {
     };
     pipe::audio::wav::write_i16(&audio.join("tiny.wav"), &pcm).unwrap();
     pipe::audio::wav::write_i16(&audio.join("tiny2.wav"), &pcm).unwrap();
-    let dims = pipe::dataset::DIMENSIONS.join(",");
+    let dims = pipe::dims::DIMENSIONS.join(",");
     std::fs::write(
         dir.path().join("labels.csv"),
         format!(

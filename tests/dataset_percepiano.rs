@@ -1,7 +1,8 @@
 //! The shipped PercePiano data: counts, labels, folds, and errors on broken copies.
 
-use pipe::config::{DatasetConfig, FoldConfig, FoldStrategy};
-use pipe::dataset::{Dataset, N_DIMS};
+use pipe::dataset::Dataset;
+use pipe::dataset::{DatasetConfig, FoldConfig, FoldStrategy};
+use pipe::dims::N_DIMS;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 

@@ -20,7 +20,7 @@ fn repo() -> PathBuf {
 fn setup(dir: &Path, description: &str) -> PathBuf {
     let audio = dir.join("audio");
     std::fs::create_dir_all(&audio).unwrap();
-    let dims = pipe::dataset::DIMENSIONS.join(",");
+    let dims = pipe::dims::DIMENSIONS.join(",");
     let mut csv = format!("clip_id,piece,{dims}\n");
     for i in 0..6 {
         let amp = 0.1 + 0.1 * i as f32;

@@ -334,7 +334,7 @@ fn pipe_query_answers_sql_over_every_published_table() {
             .map(|i| r2.value(i))
             .unwrap()
     };
-    let mut want: Vec<(String, f64)> = pipe::dataset::DIMENSIONS
+    let mut want: Vec<(String, f64)> = pipe::dims::DIMENSIONS
         .iter()
         .filter(|d| r2_of(&best, d) > r2_of(&baseline, d))
         .map(|d| (d.to_string(), r2_of(&best, d) - r2_of(&baseline, d)))

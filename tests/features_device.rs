@@ -6,8 +6,9 @@
 #[path = "common/gpu.rs"]
 mod gpu_common;
 
+use pipe::backend::Backend;
 use pipe::cpu::CpuBackend;
-use pipe::encoder::{ArchConfig, Backend, Encoder};
+use pipe::encoder::{ArchConfig, Encoder};
 use pipe::features::{FeatureSetSpec, HiddenStates, Pooling, backend_pool, pool_many};
 use std::path::PathBuf;
 

@@ -39,7 +39,7 @@ fn setup() -> tempfile::TempDir {
         )
         .unwrap();
     }
-    let dims = pipe::dataset::DIMENSIONS.join(",");
+    let dims = pipe::dims::DIMENSIONS.join(",");
     let row = |id: &str, piece: &str| format!("{id},{piece},{}", vec!["0.5"; 19].join(","));
     std::fs::write(
         dir.path().join("labels.csv"),

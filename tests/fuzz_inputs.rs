@@ -342,7 +342,7 @@ fn reading_mutated_midi_never_panics_and_names_the_file() {
 /// A labels CSV of three clips with their audio files (the files' content
 /// does not matter to the reader).
 fn labels_csv() -> String {
-    let dims = pipe::dataset::DIMENSIONS.join(",");
+    let dims = pipe::dims::DIMENSIONS.join(",");
     let row = |id: &str, piece: &str, v: &str| format!("{id},{piece},{}", vec![v; 19].join(","));
     format!(
         "clip_id,piece,{dims}\n{}\n{}\n{}\n",
@@ -354,7 +354,7 @@ fn labels_csv() -> String {
 
 #[test]
 fn reading_mutated_label_tables_never_panics_and_names_the_file() {
-    use pipe::config::{DatasetConfig, FoldConfig};
+    use pipe::dataset::{DatasetConfig, FoldConfig};
     let dir = tempfile::tempdir().unwrap();
     for f in ["a.wav", "b.flac", "c.mp3"] {
         std::fs::write(dir.path().join(f), b"x").unwrap();
@@ -399,7 +399,7 @@ fn reading_mutated_label_tables_never_panics_and_names_the_file() {
 
 #[test]
 fn reading_mutated_percepiano_labels_never_panics_and_names_the_file() {
-    use pipe::config::{DatasetConfig, FoldConfig};
+    use pipe::dataset::{DatasetConfig, FoldConfig};
     let dir = tempfile::tempdir().unwrap();
     let midi = dir.path().join("midi");
     std::fs::create_dir(&midi).unwrap();

@@ -391,7 +391,7 @@ fn chained_ops_in_one_batch_reuse_buffers_safely() {
 
 #[test]
 fn column_stats_match_the_f64_host_statistics() {
-    use pipe::encoder::Backend;
+    use pipe::backend::Backend;
     if gpu().is_none() {
         return;
     }
@@ -435,7 +435,7 @@ fn column_stats_match_the_f64_host_statistics() {
 
 #[test]
 fn conformer_kernels_match_cpu_at_awkward_sizes() {
-    use pipe::encoder::Backend;
+    use pipe::backend::Backend;
     use pipe::ops::Patches2d;
     if gpu().is_none() {
         return;

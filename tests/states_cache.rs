@@ -32,7 +32,7 @@ fn setup() -> tempfile::TempDir {
         };
         wav::write_f32(&audio.join(format!("c{i}.wav")), &pcm).unwrap();
     }
-    let dims = pipe::dataset::DIMENSIONS.join(",");
+    let dims = pipe::dims::DIMENSIONS.join(",");
     let row = |id: &str, piece: &str| format!("{id},{piece},{}", vec!["0.5"; 19].join(","));
     let csv = format!(
         "clip_id,piece,{dims}\n{}\n{}\n{}\n",

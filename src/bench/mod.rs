@@ -25,8 +25,9 @@ pub mod timed;
 pub use flops::{Flops, clip_flops};
 pub use timed::{Profile, Timed};
 
+use crate::backend::Backend;
 use crate::cpu::CpuBackend;
-use crate::encoder::{ArchConfig, Backend, MertConfig, MuqConfig};
+use crate::encoder::{ArchConfig, MertConfig, MuqConfig};
 use anyhow::{Result, bail};
 use run::{Report, Workload};
 

@@ -1,6 +1,6 @@
 //! The measured matmul ceiling of a device: [`Backend::linear`] on one large problem.
 
-use crate::encoder::Backend;
+use crate::backend::Backend;
 use crate::ops::Act;
 use anyhow::{Context, Result};
 use serde::Serialize;

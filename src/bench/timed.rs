@@ -8,7 +8,7 @@
 //! GPU times need a sync after each op (a download) or timestamp queries; a
 //! GPU profile taken through this wrapper is only approximate.
 
-use crate::encoder::Backend;
+use crate::backend::Backend;
 use crate::ops::Act;
 use anyhow::Result;
 use serde::Serialize;

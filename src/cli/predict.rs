@@ -4,7 +4,8 @@ use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::config::{Config, Device};
+use crate::config::Config;
+use crate::encoder::Device;
 use crate::predict::bundle::{self, Bundle, ModelCard};
 use crate::predict::output::{self, Scale, Scored};
 use crate::predict::{LoadOptions, Scorer, Segmenting, Timings};

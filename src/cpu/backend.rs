@@ -4,7 +4,7 @@ use super::{
     activate, add, attention, conv1d, fast, glu, group_norm, layer_norm, linear, patches2d, rope,
     transpose,
 };
-use crate::encoder::backend::{Backend, checks};
+use crate::backend::{Backend, checks};
 use crate::ops::{Act, ColumnStats, Patches2d};
 use anyhow::{Result, ensure};
 

@@ -4,7 +4,7 @@
 
 use super::conv1d_out_len;
 use super::simd::wide_fn;
-use crate::encoder::backend::checks;
+use crate::backend::checks;
 use crate::ops::Act;
 use gemm::Parallelism;
 use rayon::prelude::*;

@@ -7,8 +7,7 @@
 //! gemm fast path is [`fast`], and [`CpuBackend`] puts them behind the
 //! backend contract.
 //!
-//! Must not import `stages`, `dag`, `features` or `encoder` beyond the
-//! backend contract (`encoder::backend`) it implements.
+//! Imports only `ops` and the backend contract (`backend`) it implements.
 
 mod backend;
 pub mod fast;
@@ -23,7 +22,7 @@ pub use glu::glu;
 pub use patches::patches2d;
 pub use rotary::{rope, rope_table};
 
-use crate::encoder::backend::checks;
+use crate::backend::checks;
 use crate::ops::Act;
 use rayon::prelude::*;
 

@@ -6,7 +6,8 @@ use anyhow::{Context, Result, bail};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use super::{Clip, DIMENSIONS, N_DIMS, SourceKind, dims};
+use super::{Clip, SourceKind};
+use crate::dims::{self, DIMENSIONS, N_DIMS};
 
 const AUDIO_EXTENSIONS: [&str; 4] = ["wav", "flac", "mp3", "ogg"];
 const META_COLUMNS: [&str; 5] = ["clip_id", "piece", "performer", "work", "file"];

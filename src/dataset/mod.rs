@@ -5,18 +5,18 @@
 //! plain data read from label files and folders.
 
 mod audio_folder;
-pub mod dims;
+pub mod config;
 pub mod failed;
 pub mod folds;
 mod percepiano;
 
-pub use dims::{DIMENSIONS, Grouping, N_DIMS, PERCEPIANO_CATEGORIES, STUDY_CATEGORIES};
+pub use config::{DatasetConfig, FoldConfig, FoldStrategy};
 pub use failed::FailedClip;
 
 use anyhow::Result;
 use std::path::PathBuf;
 
-use crate::config::{DatasetConfig, FoldConfig, FoldStrategy};
+use crate::dims::{DIMENSIONS, N_DIMS};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SourceKind {

@@ -4,7 +4,8 @@ use anyhow::{Context, Result, bail};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use super::{Clip, N_DIMS, SourceKind};
+use super::{Clip, SourceKind};
+use crate::dims::N_DIMS;
 
 /// The clips of the labels file (`limit`: keep that many, spread over the
 /// pieces with that seed).
@@ -99,7 +100,7 @@ fn read_labels(path: &Path) -> Result<BTreeMap<String, [f64; N_DIMS]>> {
                 bail!(
                     "{}: clip {id} label {} = {x}, expected a mean rating / 7 in [1/7, 1]",
                     path.display(),
-                    super::DIMENSIONS[d]
+                    crate::dims::DIMENSIONS[d]
                 );
             }
             *slot = x;

@@ -1,9 +1,9 @@
 //! `pipe encode`: run an encoder (MERT-v1 or MuQ) on one waveform and write every hidden state to safetensors.
 
-use super::backend::Backend;
 use super::checkpoint::WeightStore;
 use super::model::{ArchConfig, Encoder};
 use super::vars::{Checkpoint, Seeded};
+use crate::backend::Backend;
 use crate::cpu::CpuBackend;
 use anyhow::{Context, Result, bail, ensure};
 use safetensors::Dtype;

@@ -4,7 +4,7 @@
 //! trait runs on small pseudo-random tensors (odd sizes, MERT-like conv strides,
 //! grouped and padded convs) and is compared with the `crate::cpu` oracle.
 
-use super::backend::Backend;
+use crate::backend::Backend;
 use crate::cpu;
 use crate::ops::Act;
 use crate::rng::pseudo;

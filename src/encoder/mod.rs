@@ -1,5 +1,5 @@
 //! Music foundation-model encoders (MERT-v1, MuQ), each written once against
-//! the op set of [`backend::Backend`] and run on any backend (`crate::cpu`,
+//! the op set of [`crate::backend::Backend`] and run on any backend (`crate::cpu`,
 //! `crate::gpu`).
 //!
 //! Layout (as candle's `models/<model>/`): a folder per model (`mert/`,
@@ -9,13 +9,13 @@
 //! the handle over both architectures ([`model`]), a loaded encoder on the
 //! device a pipeline entry picks ([`runtime`]), and `pipe encode` ([`cli`]).
 //!
-//! Must not import `stages`, `dag`, `features`, `head` or `report`: encoders
-//! know nothing of pipelines or pooling (the runtime reads its own
-//! `[encoders.NAME]` entry from `config`).
+//! Must not import `stages`, `dag`, `config`, `features`, `head` or `report`:
+//! encoders know nothing of pipelines or pooling (an `[encoders.NAME]` entry,
+//! [`EncoderConfig`], is defined here and parsed by `config`).
 
-pub mod backend;
 pub mod checkpoint;
 pub mod cli;
+pub mod config;
 pub mod conformance;
 pub mod mert;
 pub mod model;
@@ -25,7 +25,7 @@ pub mod runtime;
 pub mod vars;
 pub mod window;
 
-pub use backend::Backend;
+pub use config::{Device, EncoderConfig};
 pub use mert::{Mert, MertConfig, MertTrace, MertWeights, window_plan};
 pub use model::{ArchConfig, Encoder, HostWeights, Prepared};
 pub use muq::{Muq, MuqConfig, MuqTrace, MuqWeights};

@@ -1,12 +1,12 @@
 //! One handle over every encoder architecture, for the callers that should
 //! not care which one runs: the features stage, `pipe encode`, device pooling.
 
-use super::backend::Backend;
 use super::checkpoint::WeightStore;
 use super::mert::{Mert, MertConfig, MertWeights};
 use super::muq::{MelWindows, Muq, MuqConfig, MuqWeights};
 use super::vars::{Checkpoint, Recorder, Seeded, ShapeCheck, VarSource, Vars};
 use super::window::{EncoderOutput, Window, WindowVisitor};
+use crate::backend::Backend;
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 

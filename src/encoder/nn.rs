@@ -2,7 +2,7 @@
 //! produces ([`LinearW`], [`NormW`]), their backend-prepared forms ([`Norm`],
 //! [`prep_linear`]) and HF activation names ([`parse_act`]).
 
-use super::backend::Backend;
+use crate::backend::Backend;
 use crate::ops::Act;
 use anyhow::{Result, bail};
 

@@ -8,9 +8,9 @@
 //! turn on the device, and clips take turns (one at a time keeps a clip's ops
 //! together in the backend's command batch).
 
-use super::backend::Backend;
+use super::config::{Device, EncoderConfig};
 use super::model::{ArchConfig, Encoder, Prepared};
-use crate::config::{Device, EncoderConfig};
+use crate::backend::Backend;
 use crate::cpu::CpuBackend;
 use crate::gpu::GpuBackend;
 use anyhow::{Context, Result, anyhow, bail};

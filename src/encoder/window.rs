@@ -2,7 +2,7 @@
 //! windowed pass hands each window's states to, running the windows in order,
 //! and gathering their states on the host.
 
-use super::backend::Backend;
+use crate::backend::Backend;
 use anyhow::{Context, Result, bail, ensure};
 
 /// Hidden states of one clip: `states[i]` is `Some([frames, hidden])` for each requested index.

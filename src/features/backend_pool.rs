@@ -20,7 +20,8 @@ use anyhow::{Context, Result, bail};
 use super::layers::LayerSelection;
 use super::pool::{MULTISCALE_WINDOWS, Pooling, segments};
 use super::spec::FeatureSetSpec;
-use crate::encoder::{Backend, Encoder, EncoderOutput, OnDevice, Prepared};
+use crate::backend::Backend;
+use crate::encoder::{Encoder, EncoderOutput, OnDevice, Prepared};
 use crate::ops::ColumnStats;
 
 /// The hidden states averaged into one pooled block.

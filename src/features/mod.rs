@@ -44,6 +44,6 @@ pub use mel::{logmel_stats, logmel_stats_names};
 pub use midi_notes::{NOTE_COLUMNS, midi_notes, midi_notes_names};
 pub use midi_stats::{midi_stats, midi_stats_names};
 pub use pool::{MULTISCALE_WINDOWS, Pooling};
-pub use set::{FeatureKind, FeatureSet};
+pub use set::{FeatureKind, FeatureSet, FeatureSetConfig};
 pub use spec::{DEFAULT_MAX_FRAMES, FeatureSetSpec, pool_hidden_states, pool_many};
 pub use vector::{read_vector, write_vector};

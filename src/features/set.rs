@@ -5,9 +5,45 @@
 use anyhow::{Result, anyhow, bail};
 use serde_json::json;
 
-use super::extract::{Baseline, Symbolic};
-use super::spec::FeatureSetSpec;
-use crate::config::FeatureSetConfig;
+use super::extract::{Baseline, Symbolic, encode_and_pool, encode_pool_keep};
+use super::spec::{DEFAULT_MAX_FRAMES, FeatureSetSpec};
+use super::states_cache;
+use crate::audio::Pcm;
+use crate::encoder::EncoderRuntime;
+use serde::{Deserialize, Serialize};
+
+/// A `[features.NAME]` entry as written: how one vector per clip is made.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureSetConfig {
+    /// A key of `[encoders]`, a weight-free baseline on the audio (`raw_stats`,
+    /// `logmel_stats`, `librosa49`) or a symbolic set on the performance MIDI
+    /// (`midi_stats`, `midi_notes`).
+    pub encoder: String,
+    /// Hidden states to use: "7-12" (mean of 7..=12), "6,9,12" (concatenated), "12", "all".
+    #[serde(default)]
+    pub layers: Option<String>,
+    /// Pooling over time: mean, max, mean_std, stats4, multiscale; or frames (none: the sequence).
+    #[serde(default)]
+    pub pooling: Option<String>,
+    /// At most this many frames enter pooling.
+    #[serde(default = "default_max_frames")]
+    pub max_frames: usize,
+    #[serde(default)]
+    pub description: String,
+}
+
+impl FeatureSetConfig {
+    /// Whether the set stores frame sequences rather than one vector per clip.
+    pub fn is_frames(&self) -> bool {
+        Baseline::parse(&self.encoder).is_some_and(Baseline::is_frames)
+            || self.pooling.as_deref() == Some("frames")
+    }
+}
+
+fn default_max_frames() -> usize {
+    DEFAULT_MAX_FRAMES
+}
 
 pub struct FeatureSet {
     pub name: String,
@@ -103,6 +139,47 @@ impl FeatureSet {
     /// Reads the clip's performance MIDI instead of its audio.
     pub fn is_symbolic(&self) -> bool {
         matches!(self.kind, FeatureKind::Symbolic(_))
+    }
+
+    /// One feature set's value for one clip's audio (at the encoders' rate),
+    /// computed as the features stage computes it: a baseline on the audio, or
+    /// one encoder pass pooled for the set; `f16_states` (the state indices of
+    /// the encoder's states cache, for a set the cache covers) pools from the
+    /// f16-rounded states, as the stage does for such sets. Symbolic sets read
+    /// MIDI, not audio: an error here.
+    pub fn compute_from_audio(
+        &self,
+        pcm: &Pcm,
+        encoder: Option<(&EncoderRuntime, &str)>,
+        f16_states: Option<&[usize]>,
+    ) -> Result<Vec<f32>> {
+        match (&self.kind, encoder) {
+            (FeatureKind::Baseline(b), _) => b.compute(pcm, self.cfg.max_frames),
+            (FeatureKind::Symbolic(s), _) => bail!(
+                "feature set `{}` ({}) is computed from a performance MIDI file, not audio",
+                self.name,
+                s.name()
+            ),
+            (FeatureKind::Encoded(_), None) => {
+                bail!(
+                    "feature set `{}` needs encoder `{}`",
+                    self.name,
+                    self.cfg.encoder
+                )
+            }
+            (FeatureKind::Encoded(spec), Some((rt, name))) => {
+                let specs = std::slice::from_ref(spec);
+                let mut out = match f16_states {
+                    None => encode_and_pool(rt, name, pcm, specs)?,
+                    Some(keep) => {
+                        let (_, states) = encode_pool_keep(rt, name, pcm, &[], keep)?;
+                        let rounded = states_cache::round_states(&states, keep)?;
+                        states_cache::pool_cached(specs, &rounded)?
+                    }
+                };
+                Ok(out.pop().expect("one vector per spec"))
+            }
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use super::device::lock;
 use super::{
     Batch, Gpu, InitError, Tensor, attention, conv, eltwise, glu, matmul, norm, patches, rotary,
 };
-use crate::encoder::backend::{Backend, checks};
+use crate::backend::{Backend, checks};
 use crate::ops::{Act, ColumnStats, Patches2d};
 
 /// Submit after this many recorded dispatches so released buffers get

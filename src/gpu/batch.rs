@@ -4,7 +4,9 @@
 use anyhow::Context;
 
 use super::device::{Gpu, Kernel, lock};
-use super::pool::{Tensor, UNIFORM_BYTES};
+use super::pool::UNIFORM_BYTES;
+use super::tensor::Tensor;
+use super::{u32_of, with_common};
 
 /// Max workgroups along one dispatch dimension (WebGPU's guaranteed minimum).
 const MAX_GROUPS: u32 = 65535;
@@ -80,9 +82,37 @@ impl<'g> Batch<'g> {
     pub fn alloc(&mut self, len: usize) -> anyhow::Result<Tensor> {
         let t = Tensor::uninit(self.gpu, len)?;
         if self.gpu.poison() {
-            super::eltwise::fill(self, &t, f32::NAN)?;
+            self.fill(&t, f32::NAN)?;
         }
         Ok(t)
+    }
+
+    /// Set the first `t.len()` elements of `t` to `value` (NaN allowed): the
+    /// poison of [`Batch::alloc`].
+    fn fill(&mut self, t: &Tensor, value: f32) -> anyhow::Result<()> {
+        #[repr(C)]
+        #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+        struct Params {
+            n: u32,
+            bits: u32,
+            _p: [u32; 2],
+        }
+        let k = self.gpu.kernel("fill", || {
+            with_common(include_str!("../../shaders/fill.wgsl"))
+        })?;
+        let p = Params {
+            n: u32_of("fill", "len", t.len())?,
+            bits: value.to_bits(),
+            _p: [0; 2],
+        };
+        let op = || format!("fill(len={})", t.len());
+        self.dispatch(
+            &k,
+            &op,
+            &[t.buffer()],
+            bytemuck::bytes_of(&p),
+            grid_1d(t.len().div_ceil(256)),
+        )
     }
 
     /// Copy `len` floats from `src` (starting at float `offset`) into a new tensor.

@@ -1,4 +1,4 @@
-//! Element-wise kernels: fill (poison), in-place activation, residual add,
+//! Element-wise kernels: in-place activation, residual add,
 //! transpose, column statistics; and row concatenation by buffer copies.
 
 use bytemuck::{Pod, Zeroable};
@@ -13,26 +13,6 @@ struct Params {
     n: u32,
     a: u32,
     _p: [u32; 2],
-}
-
-/// Set the first `t.len()` elements of `t` to `value` (NaN allowed).
-pub fn fill(b: &mut Batch, t: &Tensor, value: f32) -> anyhow::Result<()> {
-    let k = b.gpu().kernel("fill", || {
-        with_common(include_str!("../../shaders/fill.wgsl"))
-    })?;
-    let p = Params {
-        n: u32_of("fill", "len", t.len())?,
-        a: value.to_bits(),
-        _p: [0; 2],
-    };
-    let op = || format!("fill(len={})", t.len());
-    b.dispatch(
-        &k,
-        &op,
-        &[t.buffer()],
-        bytemuck::bytes_of(&p),
-        grid_1d(t.len().div_ceil(256)),
-    )
 }
 
 /// x = act(x), in place.

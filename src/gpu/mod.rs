@@ -2,15 +2,14 @@
 //! through wgpu (Vulkan; lavapipe on machines without a GPU).
 //!
 //! - [`device`]: the one device of the process, adapter choice, pipeline cache.
-//! - [`pool`]: pooled device buffers and the [`Tensor`] handle.
+//! - [`pool`]: pooled device buffers; [`tensor`]: the [`Tensor`] handle over one.
 //! - [`batch`]: records many ops into one command encoder, reads results back.
 //! - one module per kernel family, each a thin wrapper over `shaders/<name>.wgsl`.
 //! - [`host`]: slice-in/slice-out versions of the ops with the CPU signatures.
 //!
 //! Every kernel is tested against the CPU reference op in `tests/gpu_kernels.rs`.
 //!
-//! Must not import `stages`, `dag`, `features` or `encoder` beyond the
-//! backend contract (`encoder::backend`) it implements.
+//! Imports only `ops` and the backend contract (`backend`) it implements.
 
 pub mod attention;
 pub mod backend;
@@ -26,12 +25,13 @@ pub mod norm;
 pub mod patches;
 pub mod pool;
 pub mod rotary;
+pub mod tensor;
 
 pub use backend::GpuBackend;
 pub use batch::Batch;
 pub use bench::{MatmulBench, bench_matmul};
 pub use device::{AdapterInfo, Gpu, InitError, quiet_device_select_layer};
-pub use pool::Tensor;
+pub use tensor::Tensor;
 
 use crate::ops::Act;
 

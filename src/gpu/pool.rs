@@ -1,4 +1,4 @@
-//! Buffer pool and the device tensor.
+//! Buffer pool: the device buffers behind [`Tensor`](super::Tensor)s.
 //!
 //! Buffers are bucketed by capacity (steps of 1/4 octave, so at most 25%
 //! waste) and reused. A released buffer may still be used by commands recorded
@@ -8,8 +8,6 @@
 //! submitted; only then can it be handed out again.
 
 use std::collections::HashMap;
-
-use super::device::{Gpu, lock};
 
 /// Storage buffers for tensors.
 const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
@@ -32,7 +30,7 @@ pub(crate) struct Pool {
 }
 
 /// Bucketed capacity in bytes for `bytes`: 256-byte aligned, ≤ 25% slack.
-fn bucket(bytes: u64) -> u64 {
+pub(crate) fn bucket(bytes: u64) -> u64 {
     let b = bytes.max(256);
     let octave = 63 - b.leading_zeros(); // 2^octave <= b
     let step = (1u64 << octave) / 4;
@@ -41,7 +39,7 @@ fn bucket(bytes: u64) -> u64 {
 }
 
 impl Pool {
-    fn take(&mut self, device: &wgpu::Device, cap: u64) -> wgpu::Buffer {
+    pub(crate) fn take(&mut self, device: &wgpu::Device, cap: u64) -> wgpu::Buffer {
         if let Some(b) = self.free.get_mut(&cap).and_then(Vec::pop) {
             return b;
         }
@@ -91,7 +89,7 @@ impl Pool {
         }
     }
 
-    fn release(&mut self, b: wgpu::Buffer) {
+    pub(crate) fn release(&mut self, b: wgpu::Buffer) {
         if self.open.is_empty() {
             self.free.entry(b.size()).or_default().push(b);
         } else {
@@ -103,53 +101,6 @@ impl Pool {
     pub(crate) fn trim(&mut self) {
         self.free.clear();
         self.uniforms.clear();
-    }
-}
-
-/// An f32 tensor resident on the GPU. Its buffer goes back to the pool on drop.
-pub struct Tensor {
-    buf: Option<wgpu::Buffer>,
-    len: usize,
-}
-
-impl Tensor {
-    /// Take a pooled buffer for `len` floats; contents are unspecified.
-    pub(crate) fn uninit(gpu: &Gpu, len: usize) -> anyhow::Result<Tensor> {
-        let bytes = (len.max(1) * 4) as u64;
-        let max = gpu
-            .limits()
-            .max_storage_buffer_binding_size
-            .min(gpu.limits().max_buffer_size);
-        anyhow::ensure!(
-            bytes <= max,
-            "GPU tensor of {len} floats ({bytes} bytes) exceeds the device's storage binding limit of {max} bytes"
-        );
-        let buf = lock(&gpu.pool).take(&gpu.device, bucket(bytes));
-        Ok(Tensor {
-            buf: Some(buf),
-            len,
-        })
-    }
-
-    /// Number of f32 elements.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    pub(crate) fn buffer(&self) -> &wgpu::Buffer {
-        self.buf.as_ref().expect("tensor buffer present until drop")
-    }
-}
-
-impl Drop for Tensor {
-    fn drop(&mut self) {
-        if let (Some(b), Ok(gpu)) = (self.buf.take(), Gpu::get()) {
-            lock(&gpu.pool).release(b);
-        }
     }
 }
 

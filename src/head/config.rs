@@ -412,10 +412,10 @@ impl HeadConfig {
     pub fn per_dim_indices(&self) -> Result<Vec<usize>> {
         let mut out = Vec::new();
         for name in &self.per_dim_dims {
-            let i = crate::dataset::dims::index_of(name).ok_or_else(|| {
+            let i = crate::dims::index_of(name).ok_or_else(|| {
                 anyhow::anyhow!(
                     "head.per_dim_dims: unknown dimension {name:?} (known: {})",
-                    crate::dataset::DIMENSIONS.join(", ")
+                    crate::dims::DIMENSIONS.join(", ")
                 )
             })?;
             ensure!(!out.contains(&i), "head.per_dim_dims names {name:?} twice");
@@ -462,7 +462,7 @@ impl HeadConfig {
         if self.arch == Arch::PerDim {
             let idx = self.per_dim_indices()?;
             ensure!(
-                !idx.is_empty() && idx.len() < super::N_DIMS,
+                !idx.is_empty() && idx.len() < crate::dims::N_DIMS,
                 "head.per_dim_dims must name between 1 and 18 dimensions"
             );
             ensure!(

@@ -9,12 +9,12 @@ use anyhow::{Context, Result, ensure};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::N_DIMS;
 use super::config::{HeadConfig, InputKind, OutputActivation, Validation};
 use super::frames::{FrameSet, HeadInput};
 use super::graph::fit_graph;
 use super::saved::FoldHead;
 use super::train::{FitData, FitReport, TrainedHead, fit};
+use crate::dims::N_DIMS;
 use crate::rng::Rng;
 
 /// One experiment's data, all row-major with one row per clip.

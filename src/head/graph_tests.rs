@@ -15,7 +15,8 @@ use super::nn::gradcheck::max_error;
 use super::nn::ops::l2_normalize;
 use super::nn::params::Params;
 use super::nn::{Padded, Result};
-use super::{N_DIMS, train_cv_input};
+use super::train_cv_input;
+use crate::dims::N_DIMS;
 use crate::rng::Rng;
 
 /// Small versions of every head kind, dropout on.

@@ -16,7 +16,6 @@
 
 use candle_core::{DType, Tensor};
 
-use super::N_DIMS;
 use super::config::{Arch, HeadConfig, OutputActivation};
 use super::nn::attention::AttentionPool;
 use super::nn::cnn::{ConvBlock, masked_global_mean};
@@ -27,6 +26,7 @@ use super::nn::ops::{activate, dropout, layer_norm, masked_mean, sigmoid};
 use super::nn::params::Params;
 use super::nn::transformer::{EncoderLayer, sinusoidal};
 use super::nn::{Padded, Result};
+use crate::dims::N_DIMS;
 use crate::rng::Rng;
 
 /// Widths of a head's inputs: one feature set, or two for the fusion kinds.

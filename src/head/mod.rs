@@ -36,9 +36,6 @@ pub mod nn;
 pub mod saved;
 pub mod train;
 
-/// Number of PercePiano perceptual dimensions (outputs of every head).
-pub const N_DIMS: usize = 19;
-
 pub use config::{
     Activation, Arch, HeadConfig, Hidden, InputKind, LossKind, LrSchedule, OutputActivation,
     Validation, WeightDecay,

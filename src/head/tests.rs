@@ -3,6 +3,7 @@
 use super::loss::Loss;
 use super::net::{Cache, Net};
 use super::*;
+use crate::dims::N_DIMS;
 use crate::metrics::{OutOfFold, rows_by_fold};
 use crate::rng::Rng;
 

@@ -21,7 +21,7 @@
 //! Inside the bootstrap a resample can make a dimension constant by chance
 //! (only with tiny folds); such resamples are dropped and counted.
 //!
-//! Must not import any other module of the crate but `rng`: metrics are plain
+//! Must not import any other module of the crate but `rng` and `dims`: metrics are plain
 //! functions of predictions and labels.
 
 pub mod bootstrap;
@@ -288,8 +288,8 @@ fn dim_metrics(oof: &OutOfFold, rows: &[usize], dim: usize, fold: usize) -> Resu
     let (t, p) = oof.column(rows, dim);
     let Some(r2) = r2_score(&t, &p) else {
         // PercePiano's dimensions by name; any other width by index.
-        let name = match crate::dataset::DIMENSIONS.get(dim) {
-            Some(n) if oof.n_dims == crate::dataset::N_DIMS => format!("`{n}`"),
+        let name = match crate::dims::DIMENSIONS.get(dim) {
+            Some(n) if oof.n_dims == crate::dims::N_DIMS => format!("`{n}`"),
             _ => dim.to_string(),
         };
         bail!(

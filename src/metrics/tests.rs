@@ -182,7 +182,7 @@ fn evaluate_names_fold_and_dimension_of_a_constant_column() {
 
 #[test]
 fn a_constant_percepiano_column_is_named_by_dimension() {
-    let n_dims = crate::dataset::N_DIMS;
+    let n_dims = crate::dims::N_DIMS;
     let folds = [0, 0, 0, 0, 1, 1, 1, 1];
     let mut rng = crate::rng::Rng::new(3, 0);
     let mut yt: Vec<f32> = (0..8 * n_dims).map(|_| rng.uniform_f32()).collect();

@@ -15,11 +15,12 @@ use std::time::Instant;
 
 use crate::audio::{self, Pcm, ResampleQuality};
 use crate::bench::BenchArgs;
-use crate::config::{Device, EncoderConfig};
+use crate::dims::N_DIMS;
 use crate::encoder::EncoderRuntime;
+use crate::encoder::{Device, EncoderConfig};
 use crate::features::{FeatureSetSpec, HiddenStates, encode_and_pool, encode_pool_keep, pool_many};
 use crate::head::net::Net;
-use crate::head::{FoldHead, HeadConfig, HeadInput, N_DIMS, Standardizer, TrainedHead};
+use crate::head::{FoldHead, HeadConfig, HeadInput, Standardizer, TrainedHead};
 use crate::rng::Rng;
 
 /// The study's E2 clip lengths.

@@ -16,8 +16,10 @@ use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-use crate::config::{DecodeConfig, EncoderConfig, FeatureSetConfig, ResampleConfig};
-use crate::dataset::{DIMENSIONS, N_DIMS};
+use crate::config::{DecodeConfig, ResampleConfig};
+use crate::dims::{DIMENSIONS, N_DIMS};
+use crate::encoder::EncoderConfig;
+use crate::features::FeatureSetConfig;
 use crate::head::{FoldHead, HeadDescriptor};
 use crate::tensors::TensorFile;
 

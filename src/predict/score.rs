@@ -1,7 +1,7 @@
 //! From a recording to 19 scores with one bundle: decode and resample as
 //! the pipeline's decode and resample stages do, compute each input feature
 //! set with the features stage's own function
-//! ([`features::extract::compute_from_audio`]), and average the fold heads.
+//! ([`FeatureSet::compute_from_audio`]), and average the fold heads.
 //! A long recording is scored per segment ([`Segmenting`]) and overall.
 
 use anyhow::{Context, Result, bail, ensure};
@@ -11,10 +11,10 @@ use std::time::Instant;
 
 use super::bundle::{Bundle, EncoderCard, InputCard, ModelCard};
 use crate::audio::{self, Pcm};
-use crate::config::Device;
-use crate::encoder::EncoderRuntime;
-use crate::features::{FeatureSet, extract::compute_from_audio};
-use crate::head::{FrameSet, HeadInput, N_DIMS};
+use crate::dims::N_DIMS;
+use crate::encoder::{Device, EncoderRuntime};
+use crate::features::FeatureSet;
+use crate::head::{FrameSet, HeadInput};
 
 /// How the encoder of a bundle is loaded.
 #[derive(Clone, Debug, Default)]
@@ -182,7 +182,8 @@ impl Scorer {
             .iter()
             .map(|i| {
                 let enc = i.encoder.as_ref().map(|(n, rt)| (rt.as_ref(), n.as_str()));
-                compute_from_audio(&i.set, pcm, enc, i.f16_states.as_deref())
+                i.set
+                    .compute_from_audio(pcm, enc, i.f16_states.as_deref())
                     .with_context(|| format!("feature set `{}`", i.set.name))
             })
             .collect()

@@ -8,7 +8,7 @@
 use polars::prelude::*;
 
 use super::Results;
-use crate::dataset::{DIMENSIONS, STUDY_CATEGORIES};
+use crate::dims::{DIMENSIONS, STUDY_CATEGORIES};
 
 /// Frames of one column kind are built from iterators over the experiments.
 fn frame(columns: Vec<Column>) -> PolarsResult<LazyFrame> {

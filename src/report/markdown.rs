@@ -7,7 +7,7 @@ use super::published::{
     study_row,
 };
 use super::{Results, category_of};
-use crate::dataset::{DIMENSIONS, STUDY_CATEGORIES};
+use crate::dims::{DIMENSIONS, STUDY_CATEGORIES};
 use crate::head::{Validation, mean_best_val_r2};
 
 /// Heading of the ranked table; `pipe run` prints that section at the end.

@@ -26,7 +26,8 @@ pub mod tables;
 
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::{FailedClip, STUDY_CATEGORIES, failed};
+use crate::dataset::{FailedClip, failed};
+use crate::dims::STUDY_CATEGORIES;
 use crate::experiment::TrainOutput;
 use crate::head::Validation;
 use crate::metrics::Evaluation;

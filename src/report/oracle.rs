@@ -3,7 +3,7 @@
 //! builds only). Do not extend: new tables are polars queries.
 
 use super::{Results, category_of};
-use crate::dataset::{DIMENSIONS, Grouping, N_DIMS, STUDY_CATEGORIES};
+use crate::dims::{DIMENSIONS, Grouping, N_DIMS, STUDY_CATEGORIES};
 use crate::metrics::DimSummary;
 use crate::table::TableBuilder;
 

@@ -10,7 +10,7 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use super::Ran;
-use crate::dataset::{DIMENSIONS, N_DIMS};
+use crate::dims::{DIMENSIONS, N_DIMS};
 
 /// Compiled in so plots have labels on any machine (data/fonts/README.md).
 const FONT: &[u8] = include_bytes!("../../data/fonts/DejaVuSans.ttf");

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::{Results, frames};
-use crate::dataset::N_DIMS;
+use crate::dims::N_DIMS;
 use crate::frame::{Col, Kind};
 use crate::table::TableBuilder;
 

@@ -1,5 +1,5 @@
 use super::*;
-use crate::dataset::{DIMENSIONS, N_DIMS, STUDY_CATEGORIES};
+use crate::dims::{DIMENSIONS, N_DIMS, STUDY_CATEGORIES};
 use crate::experiment::TrainOutput;
 use crate::head::Validation;
 use crate::metrics::{BootstrapConfig, DimSummary, Pearson};
@@ -499,7 +499,7 @@ fn audio_vs_symbolic_table_from_a_hand_made_pair() {
         "{md}"
     );
     for (dim, _) in published::HAN_SYMBOLIC {
-        assert!(crate::dataset::DIMENSIONS.contains(&dim), "{dim}");
+        assert!(crate::dims::DIMENSIONS.contains(&dim), "{dim}");
     }
     // One side alone: no table.
     let alone = Results::new(vec![ran("E3-audio-control", 0.1, true)], Vec::new());

@@ -14,15 +14,21 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::features::{FeatureNode, encoder_params};
-use crate::config::EncoderConfig;
 use crate::dag::{Node, Plan};
-use crate::encoder::{EncoderRuntime, runtime};
+use crate::encoder::{EncoderConfig, EncoderRuntime, runtime};
 use crate::features::states_cache::StatesCache;
 use crate::features::{FeatureSet, FeatureSetSpec, LayerSelection};
+
+/// The typed plan of one node: which set, which clip.
+pub(super) struct FeatureNode {
+    pub(super) set: Arc<FeatureSet>,
+    pub(super) clip: String,
+    /// Pooled from the encoder's states cache.
+    pub(super) covered: bool,
+}
 
 /// Length of the synthetic clip a dry run times an encoder on.
 const CALIBRATION_SECONDS: f64 = 10.0;
@@ -77,7 +83,7 @@ impl EncoderPasses {
     pub fn new(
         data_dir: &Path,
         encoders: &BTreeMap<String, EncoderConfig>,
-        sets: &[std::sync::Arc<FeatureSet>],
+        sets: &[Arc<FeatureSet>],
     ) -> Result<EncoderPasses> {
         let mut caches = BTreeMap::new();
         for set in sets {
@@ -134,7 +140,7 @@ impl EncoderPasses {
             .map(|i| (i.name.as_str(), i.hash.to_string()))
             .collect();
         let what = serde_json::to_string(&json!({
-            "encoder": encoder_params(enc),
+            "encoder": enc.output_params(),
             "inputs": inputs,
         }))?;
         Ok(Some((cache, cache.path(&what))))
@@ -274,7 +280,7 @@ impl EncoderPasses {
                 continue;
             };
             let new = Rate {
-                params: encoder_params(enc),
+                params: enc.output_params(),
                 gpu: runtime::runs_on_gpu(enc),
                 backend: c.backend.clone(),
                 busy_seconds: c.busy,
@@ -303,7 +309,7 @@ impl EncoderPasses {
     /// The recorded rate of `name`, or one timed now on synthetic 10 s clips.
     fn rate(&self, name: &str, rates: &mut BTreeMap<String, Rate>) -> Result<Rate> {
         let enc = &self.encoders[name];
-        let (params, gpu) = (encoder_params(enc), runtime::runs_on_gpu(enc));
+        let (params, gpu) = (enc.output_params(), runtime::runs_on_gpu(enc));
         if let Some(r) = rates.get(name)
             && r.params == params
             && r.gpu == gpu

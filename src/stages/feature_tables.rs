@@ -14,9 +14,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{FEATURE_TABLES, FEATURES};
-use crate::config::EncoderConfig;
 use crate::dag::{Node, NodeSpec, Publish, Source, Stage, StageDecl};
 use crate::dataset::{Dataset, failed};
+use crate::encoder::EncoderConfig;
 use crate::encoder::runtime;
 use crate::features::{FeatureSet, read_vector};
 use crate::table::{self, TableBuilder};

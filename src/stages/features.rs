@@ -17,23 +17,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use super::encoder_passes::EncoderPasses;
+use super::encoder_passes::{EncoderPasses, FeatureNode};
 use super::{FEATURES, RESAMPLE};
 use crate::audio;
-use crate::config::EncoderConfig;
 use crate::dag::{Node, NodeSpec, Source, Stage, StageDecl};
 use crate::dataset::{Dataset, SourceKind};
-use crate::encoder::{EncoderRuntime, runtime};
+use crate::encoder::{EncoderConfig, EncoderRuntime, runtime};
 use crate::features::states_cache::pool_cached;
 use crate::features::{self, FeatureKind, FeatureSet, FeatureSetSpec};
-
-/// The typed plan of one node: which set, which clip.
-pub(super) struct FeatureNode {
-    pub(super) set: Arc<FeatureSet>,
-    pub(super) clip: String,
-    /// Pooled from the encoder's states cache.
-    pub(super) covered: bool,
-}
 
 pub struct Features {
     dataset: Arc<Dataset>,
@@ -251,17 +242,6 @@ fn weight_free_params(set: &FeatureSet) -> serde_json::Value {
     params
 }
 
-/// The params that determine an encoder's output (the weights' content is an input).
-pub(super) fn encoder_params(cfg: &EncoderConfig) -> serde_json::Value {
-    json!({
-        "arch": cfg.arch,
-        "random": cfg.random,
-        "seed": if cfg.random.is_some() { Some(cfg.seed) } else { None },
-        "normalize": cfg.normalize,
-        "window_frames": cfg.window_frames(),
-    })
-}
-
 impl Stage for Features {
     fn decl(&self) -> &'static StageDecl {
         &FEATURES
@@ -288,7 +268,7 @@ impl Stage for Features {
             let mut params = match set.spec() {
                 Some(spec) => json!({
                     "feature_set": { "spec": spec },
-                    "encoder": enc.map(encoder_params),
+                    "encoder": enc.map(EncoderConfig::output_params),
                 }),
                 None => json!({ "feature_set": weight_free_params(set), "encoder": null }),
             };

@@ -14,7 +14,8 @@ use super::ALL;
 use super::{MANIFEST, RESAMPLE};
 use crate::audio;
 use crate::dag::{Node, NodeSpec, Publish, Source, Stage, StageDecl};
-use crate::dataset::{DIMENSIONS, Dataset, failed};
+use crate::dataset::{Dataset, failed};
+use crate::dims::DIMENSIONS;
 use crate::table::TableBuilder;
 
 pub struct Manifest {

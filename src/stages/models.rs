@@ -278,12 +278,12 @@ pub(super) fn card_from_config(
         })
         .collect::<Result<Vec<_>>>()?;
     let labels = match &config.dataset {
-        crate::config::DatasetConfig::Percepiano { .. } => LabelScale {
+        crate::dataset::DatasetConfig::Percepiano { .. } => LabelScale {
             description: "PercePiano labels: mean rating / 7, in [1/7, 1]".into(),
             rating_multiplier: Some(7.0),
             rating_scale: Some("PercePiano's 1-7 rating scale".into()),
         },
-        crate::config::DatasetConfig::AudioFolder { labels, .. } => LabelScale {
+        crate::dataset::DatasetConfig::AudioFolder { labels, .. } => LabelScale {
             description: format!("the scale of the training labels ({})", labels.display()),
             rating_multiplier: None,
             rating_scale: None,
@@ -312,7 +312,7 @@ pub(super) fn card_from_config(
 }
 
 /// A control encoder's identity line.
-fn control_identity(enc: &crate::config::EncoderConfig) -> String {
+fn control_identity(enc: &crate::encoder::EncoderConfig) -> String {
     format!(
         "CONTROL (seeded random-init, never pre-trained: {} preset `{}`, seed {})",
         enc.arch,
@@ -322,7 +322,7 @@ fn control_identity(enc: &crate::config::EncoderConfig) -> String {
 }
 
 /// An encoder's card before its weights are hashed.
-fn encoder_card(name: &str, enc: &crate::config::EncoderConfig) -> EncoderCard {
+fn encoder_card(name: &str, enc: &crate::encoder::EncoderConfig) -> EncoderCard {
     EncoderCard {
         name: name.to_string(),
         config: enc.clone(),

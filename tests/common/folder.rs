@@ -17,7 +17,7 @@ pub fn audio_folder(dir: &Path, n: usize, seconds: f64) {
     let audio = dir.join("audio");
     std::fs::create_dir_all(&audio).unwrap();
     let rate = 16_000u32;
-    let dims = pipe::dataset::DIMENSIONS.join(",");
+    let dims = pipe::dims::DIMENSIONS.join(",");
     let mut csv = format!("clip_id,piece,{dims}\n");
     for i in 0..n {
         let f0 = 110.0 * (1.0 + i as f64 * 0.37);

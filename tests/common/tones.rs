@@ -11,7 +11,7 @@ use std::path::Path;
 pub fn tone_clips(dir: &Path, n: usize, len: impl Fn(usize) -> usize) -> String {
     let audio = dir.join("audio");
     std::fs::create_dir_all(&audio).unwrap();
-    let dims = pipe::dataset::DIMENSIONS.join(",");
+    let dims = pipe::dims::DIMENSIONS.join(",");
     let mut csv = format!("clip_id,piece,{dims}\n");
     for i in 0..n {
         let amp = 0.05 + 0.4 * ((i * 7) % n) as f32 / n as f32;

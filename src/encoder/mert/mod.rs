@@ -22,7 +22,7 @@ pub mod weights;
 pub use config::MertConfig;
 pub use weights::MertWeights;
 
-use crate::encoder::backend::Backend;
+use crate::backend::Backend;
 use crate::encoder::nn::{Norm, parse_act, prep_linear, prep_norm};
 use crate::encoder::window::{
     EncoderOutput, Window, WindowVisitor, check_finite, gather_states, run_windows,

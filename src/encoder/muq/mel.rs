@@ -3,8 +3,8 @@
 //! Plain data shared across threads, so clips are prepared in parallel and
 //! outside a shared device's turn.
 
-use super::MuqTrace;
 use super::config::{MuqConfig, N_FFT};
+use super::trace::MuqTrace;
 use crate::audio::mel::mel_bank;
 use crate::audio::stft::Stft;
 use crate::encoder::window::Window;

@@ -20,16 +20,18 @@
 
 pub mod config;
 pub mod mel;
+pub mod trace;
 pub mod weights;
 
 pub use config::{MuqConfig, SUBSAMPLING};
 pub use mel::MelWindows;
+pub use trace::MuqTrace;
 pub use weights::MuqWeights;
 
 use super::window::{
     EncoderOutput, Window, WindowVisitor, check_finite, gather_states, run_windows,
 };
-use crate::encoder::backend::Backend;
+use crate::backend::Backend;
 use crate::encoder::nn::{LinearW, Norm, parse_act, prep_linear, prep_norm};
 use crate::ops::{Act, Patches2d};
 use anyhow::{Result, bail, ensure};
@@ -93,21 +95,6 @@ type ConvSpec<'a, B> = (
     Act,
     Option<&'a <B as Backend>::Tensor>,
 );
-
-/// Intermediate tensors of one pass, time-major host copies (for golden tests).
-#[derive(Clone, Debug, Default)]
-pub struct MuqTrace {
-    /// Mel power `[M + 1, n_mels]` (every STFT frame).
-    pub mel_power: Vec<f32>,
-    /// dB, last frame dropped `[M, n_mels]`.
-    pub mel_db: Vec<f32>,
-    /// Normalised `[M, n_mels]`: the network's input.
-    pub mel_norm: Vec<f32>,
-    /// Subsampling conv output `[T·F/4, conv_dim]`, row `t·F/4 + f`.
-    pub conv_stack: Vec<f32>,
-    /// `hidden_states[0]` `[T, H]`.
-    pub subsampled: Vec<f32>,
-}
 
 /// Fold eval BatchNorm into the conv before it: per output channel `o`,
 /// `s = γ/√(var + eps)`, `w' = s·w`, `b' = s·(b − mean) + β`.

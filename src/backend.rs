@@ -1,4 +1,8 @@
-//! The op-set trait the encoder forward passes are written against, once, for every backend.
+//! The backend contract: the op-set trait the encoder forward passes are
+//! written against, once, for every backend. It sits below `cpu` and `gpu`,
+//! which implement it, and `encoder`, which calls it.
+//!
+//! Must not import any module of the crate but `ops`.
 //!
 //! # Implementing a backend
 //!
