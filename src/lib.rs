@@ -3,6 +3,10 @@
 //! The crate is a staged pipeline: `dag` knows keys, artifacts and planning but
 //! nothing of audio; `stages` plugs the domain steps (render, decode, resample,
 //! ...) into it; `audio` and `dataset` hold the domain logic the stages call.
+//!
+//! What each module may import, ground floor first, is the table in
+//! `src/floors.rs`; `cargo test floors` checks every import against it and
+//! that no two files import each other.
 
 pub mod audio;
 pub mod backend;
@@ -17,6 +21,8 @@ pub mod dims;
 pub mod encoder;
 pub mod experiment;
 pub mod features;
+#[cfg(test)]
+mod floors;
 pub mod frame;
 pub mod gpu;
 pub mod head;
