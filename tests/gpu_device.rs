@@ -5,7 +5,7 @@
 #[path = "common/gpu.rs"]
 mod common;
 
-use common::{gpu, rand_vec};
+use common::{gpu, ops, rand_vec};
 use std::sync::Mutex;
 
 /// Tests here run one at a time so the reuse counters only see their own work.
@@ -14,7 +14,8 @@ static SERIAL: Mutex<()> = Mutex::new(());
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
-use pipe::gpu::{Gpu, host};
+use pipe::gpu::Gpu;
+use pipe::gpu::attention::QkvLayout;
 use pipe::ops::Act;
 
 #[test]
@@ -53,11 +54,11 @@ fn pipelines_and_buffers_are_reused() {
     let Some(g) = gpu() else { return };
     let x = rand_vec(1, 33 * 48, -1.0, 1.0);
     let w = rand_vec(2, 20 * 48, -1.0, 1.0);
-    let first = host::linear(&x, 33, 48, &w, 20, None, Act::Relu).unwrap();
+    let first = ops::linear(&x, 33, 48, &w, 20, None, Act::Relu, None).unwrap();
     let kernels = g.compiled_kernels();
     let buffers = g.buffers_created();
     for _ in 0..5 {
-        let again = host::linear(&x, 33, 48, &w, 20, None, Act::Relu).unwrap();
+        let again = ops::linear(&x, 33, 48, &w, 20, None, Act::Relu, None).unwrap();
         assert_eq!(again, first, "same input, same result");
     }
     assert_eq!(g.compiled_kernels(), kernels, "pipelines recompiled");
@@ -71,13 +72,25 @@ fn pipelines_and_buffers_are_reused() {
 #[test]
 fn op_errors_name_the_op_and_shapes() {
     let _serial = serial();
-    if gpu().is_none() {
-        return;
-    }
-    let err = host::linear(&[1.0; 10], 2, 4, &[0.0; 12], 3, None, Act::None).unwrap_err();
+    let Some(g) = gpu() else { return };
+    // The kernels' own checks, below the backend's shape checks.
+    let mut b = g.batch();
+    let (x, w) = (b.upload(&[1.0; 10]).unwrap(), b.upload(&[0.0; 12]).unwrap());
+    let err = pipe::gpu::matmul::linear(&mut b, &x, 2, 4, &w, 3, None, Act::None, None)
+        .err()
+        .expect("a shape error");
     let msg = format!("{err:#}");
     assert!(msg.contains("linear") && msg.contains("x has 10"), "{msg}");
-    let err = host::attention(&[0.0; 130], &[0.0; 130], &[0.0; 130], 1, 1, 130, 1.0).unwrap_err();
+    let q = b.upload(&[0.0; 130]).unwrap();
+    let layout = QkvLayout {
+        stride: 130,
+        q_off: 0,
+        k_off: 0,
+        v_off: 0,
+    };
+    let err = pipe::gpu::attention::attention(&mut b, &q, &q, &q, layout, 1, 1, 130, 1.0)
+        .err()
+        .expect("a head_dim error");
     assert!(format!("{err:#}").contains("head_dim 130"), "{err:#}");
 }
 

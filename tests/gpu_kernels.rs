@@ -6,10 +6,10 @@
 #[path = "common/gpu.rs"]
 mod common;
 
-use common::{check, gpu, rand_vec};
+use common::{check, gpu, ops, rand_vec};
 use pipe::cpu;
+use pipe::gpu as g;
 use pipe::gpu::attention::QkvLayout;
-use pipe::gpu::{self as g, host};
 use pipe::ops::Act;
 
 const TOL: f32 = 1e-5;
@@ -26,7 +26,7 @@ fn linear_case(seed: u64, rows: usize, k: usize, n: usize, bias: bool, act: Act,
     if let Some(r) = &r {
         cpu::add(&mut want, r);
     }
-    let got = host::linear_residual(&x, rows, k, &w, n, b.as_deref(), act, r.as_deref()).unwrap();
+    let got = ops::linear(&x, rows, k, &w, n, b.as_deref(), act, r.as_deref()).unwrap();
     check(
         &format!("linear {rows}x{k}->{n} bias={bias} {act:?} res={residual}"),
         &got,
@@ -87,7 +87,7 @@ fn conv_case(
     let b = bias.then(|| rand_vec(seed + 2, c_out, -1.0, 1.0));
     let (want, t_want) = cpu::conv1d(&x, c_in, t, &w, c_out, k, stride, pad, groups, b.as_deref());
     let (got, t_got) =
-        host::conv1d(&x, c_in, t, &w, c_out, k, stride, pad, groups, b.as_deref()).unwrap();
+        ops::conv1d(&x, c_in, t, &w, c_out, k, stride, pad, groups, b.as_deref()).unwrap();
     assert_eq!(t_got, t_want);
     check(
         &format!("conv1d c_in={c_in} t={t} c_out={c_out} k={k} s={stride} pad={pad} g={groups}"),
@@ -135,7 +135,7 @@ fn group_norm_per_channel() {
         let gamma = rand_vec(seed + 1, c, 0.5, 1.5);
         let beta = rand_vec(seed + 2, c, -1.0, 1.0);
         let want = cpu::group_norm(&x, c, t, groups, &gamma, &beta, 1e-5);
-        let got = host::group_norm(&x, c, t, groups, &gamma, &beta, 1e-5).unwrap();
+        let got = ops::group_norm(&x, c, t, groups, &gamma, &beta, 1e-5).unwrap();
         check(
             &format!("group_norm c={c} t={t} groups={groups}"),
             &got,
@@ -155,7 +155,7 @@ fn layer_norm_rows() {
         let gamma = rand_vec(seed + 1, dim, 0.5, 1.5);
         let beta = rand_vec(seed + 2, dim, -1.0, 1.0);
         let want = cpu::layer_norm(&x, rows, dim, &gamma, &beta, 1e-5);
-        let got = host::layer_norm(&x, rows, dim, &gamma, &beta, 1e-5).unwrap();
+        let got = ops::layer_norm(&x, rows, dim, &gamma, &beta, 1e-5).unwrap();
         check(&format!("layer_norm {rows}x{dim}"), &got, &want, TOL);
     }
 }
@@ -188,7 +188,7 @@ fn activations_match_cpu() {
     ] {
         let mut want = x.clone();
         f(&mut want);
-        let got = host::act(&x, act).unwrap();
+        let got = ops::act(&x, act).unwrap();
         check(&format!("{act:?}"), &got, &want, TOL);
         // Absolute precision near zero matters for GELU of small activations.
         for (i, (&gv, &cv)) in got.iter().zip(&want).enumerate().skip(100_003) {
@@ -211,7 +211,7 @@ fn attention_case(seed: u64, t: usize, heads: usize, hd: usize, spread: f32) {
     let v = rand_vec(seed + 2, n, -1.0, 1.0);
     let scale = 1.0 / (hd as f32).sqrt();
     let want = cpu::attention(&q, &k, &v, t, heads, hd, scale);
-    let got = host::attention(&q, &k, &v, t, heads, hd, scale).unwrap();
+    let got = ops::attention(&q, &k, &v, t, heads, hd, scale).unwrap();
     check(
         &format!("attention t={t} heads={heads} hd={hd}"),
         &got,
@@ -274,7 +274,7 @@ fn residual_add() {
         cpu::add(&mut want, &b);
         check(
             &format!("add n={n}"),
-            &host::add(&a, &b).unwrap(),
+            &ops::add(&a, &b).unwrap(),
             &want,
             0.0,
         );
@@ -291,7 +291,7 @@ fn transpose_shapes() {
         let want = cpu::transpose(&x, rows, cols);
         check(
             &format!("transpose {rows}x{cols}"),
-            &host::transpose(&x, rows, cols).unwrap(),
+            &ops::transpose(&x, rows, cols).unwrap(),
             &want,
             0.0,
         );

@@ -5,7 +5,6 @@
 //! - [`pool`]: pooled device buffers; [`tensor`]: the [`Tensor`] handle over one.
 //! - [`batch`]: records many ops into one command encoder, reads results back.
 //! - one module per kernel family, each a thin wrapper over `shaders/<name>.wgsl`.
-//! - [`host`]: slice-in/slice-out versions of the ops with the CPU signatures.
 //!
 //! Every kernel is tested against the CPU reference op in `tests/gpu_kernels.rs`.
 //!
@@ -19,7 +18,6 @@ pub mod conv;
 pub mod device;
 pub mod eltwise;
 pub mod glu;
-pub mod host;
 pub mod matmul;
 pub mod norm;
 pub mod patches;

@@ -403,7 +403,8 @@ impl HeadConfig {
     /// every sequence and fusion kind, and the contrastive loss. Pooled
     /// linear and MLP heads of any depth, with or without the cosine
     /// schedule and gradient clipping, take the hand-written path
-    /// ([`super::fit`]), several times faster on these sizes.
+    /// ([`super::fit`]), faster on these sizes (the default run's train stage
+    /// took 213 s instead of 244 s when the study's MLPs moved to it).
     pub fn uses_autodiff(&self) -> bool {
         self.arch.input() != InputKind::Pooled || self.contrastive_weight > 0.0
     }

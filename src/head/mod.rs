@@ -1,17 +1,19 @@
-//! Regression heads: the linear probe and MLPs on pooled vectors with
-//! hand-written backward passes ([`net`], [`train`]); every other head kind
-//! (attention, BiLSTM, transformer, per-dimension, mel-CNN, two-input fusion,
-//! contrastive loss, cosine schedule, gradient clipping) on candle's autodiff
-//! ([`nn`] layers, [`kinds`] heads, [`graph`] training); the study's losses
-//! ([`loss`], shared), Adam ([`adam`], shared), early stopping, and
-//! piece-split k-fold training ([`train_cv_input`]).
+//! Regression heads: the linear probe and MLPs of any depth on pooled vectors
+//! (per-dimension ones included) with hand-written backward passes ([`net`]);
+//! every other head kind (attention, BiLSTM, transformer, mel-CNN, two-input
+//! fusion, contrastive loss) on candle's autodiff ([`nn`] layers, [`kinds`]
+//! heads, [`graph`]). Both train in one loop ([`train`]'s `fit_loop`) with the
+//! study's losses ([`loss`]), Adam/AdamW, the cosine schedule and gradient
+//! clipping ([`adam`]), early stopping, and piece-split k-fold training
+//! ([`train_cv_input`]).
 //!
 //! Everything is f32 and seeded, so a config plus data gives bit-identical
 //! predictions whatever the thread count.
 //!
 //! Choices, each explained where it lives:
 //! - output activation sigmoid by default ([`OutputActivation`]);
-//! - Adam with L2-coupled weight decay like `torch.optim.Adam` ([`adam`]);
+//! - Adam with L2-coupled weight decay like `torch.optim.Adam`, or decoupled
+//!   like `AdamW` ([`adam`]);
 //! - PyTorch `nn.Linear` init, exact-erf GELU, inverted dropout after the
 //!   hidden activation only ([`net`]);
 //! - validation split = whole pieces of the training folds, ~15%, seeded

@@ -52,3 +52,128 @@ pub fn check(name: &str, gpu: &[f32], cpu: &[f32], tol: f32) {
     eprintln!("{name}: rel err {e:.3e}");
     assert!(e <= tol, "{name}: relative error {e:e} > {tol:e}");
 }
+
+/// The GPU ops with the `cpu::*` signatures, through the backend contract
+/// (`pipe::backend::Backend`) the encoders use: upload, one op, download.
+pub mod ops {
+    use pipe::backend::Backend;
+    use pipe::gpu::GpuBackend;
+    use pipe::ops::Act;
+
+    fn backend() -> GpuBackend {
+        GpuBackend::new().expect("a GPU (the test checked gpu() first)")
+    }
+
+    /// act(x Wᵀ + b) + residual, like `cpu::linear` then `cpu::add`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear(
+        x: &[f32],
+        rows: usize,
+        in_dim: usize,
+        w: &[f32],
+        out_dim: usize,
+        bias: Option<&[f32]>,
+        act: Act,
+        residual: Option<&[f32]>,
+    ) -> anyhow::Result<Vec<f32>> {
+        let be = backend();
+        let xt = be.upload(x, rows, in_dim)?;
+        let wl = be.prepare_linear(w, out_dim, in_dim, bias)?;
+        let rt = residual.map(|r| be.upload(r, rows, out_dim)).transpose()?;
+        be.download(&be.linear(&xt, &wl, act, rt.as_ref())?)
+    }
+
+    /// Like `cpu::conv1d`: (y `[c_out, t_out]`, t_out).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv1d(
+        x: &[f32],
+        c_in: usize,
+        t: usize,
+        w: &[f32],
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        groups: usize,
+        bias: Option<&[f32]>,
+    ) -> anyhow::Result<(Vec<f32>, usize)> {
+        let be = backend();
+        let xt = be.upload(x, c_in, t)?;
+        let wc = be.prepare_conv1d(w, c_out, c_in, k, groups, bias)?;
+        let y = be.conv1d(&xt, &wc, stride, pad, Act::None)?;
+        let (_, t_out) = be.shape(&y);
+        Ok((be.download(&y)?, t_out))
+    }
+
+    /// Like `cpu::group_norm`.
+    pub fn group_norm(
+        x: &[f32],
+        channels: usize,
+        t: usize,
+        groups: usize,
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f32,
+    ) -> anyhow::Result<Vec<f32>> {
+        let be = backend();
+        let xt = be.upload(x, channels, t)?;
+        let (g, b) = (be.prepare_vector(gamma)?, be.prepare_vector(beta)?);
+        be.download(&be.group_norm(&xt, groups, &g, &b, eps, Act::None)?)
+    }
+
+    /// Like `cpu::layer_norm`.
+    pub fn layer_norm(
+        x: &[f32],
+        rows: usize,
+        dim: usize,
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f32,
+    ) -> anyhow::Result<Vec<f32>> {
+        let be = backend();
+        let xt = be.upload(x, rows, dim)?;
+        let (g, b) = (be.prepare_vector(gamma)?, be.prepare_vector(beta)?);
+        be.download(&be.layer_norm(&xt, &g, &b, eps)?)
+    }
+
+    /// Element-wise activation, returning the result.
+    pub fn act(x: &[f32], act: Act) -> anyhow::Result<Vec<f32>> {
+        let be = backend();
+        let xt = be.upload(x, 1, x.len())?;
+        be.download(&be.activate(xt, act)?)
+    }
+
+    /// Like `cpu::attention` (q, k, v as `[t, heads·head_dim]`).
+    pub fn attention(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        t: usize,
+        heads: usize,
+        head_dim: usize,
+        scale: f32,
+    ) -> anyhow::Result<Vec<f32>> {
+        let be = backend();
+        let h = heads * head_dim;
+        let (qt, kt, vt) = (
+            be.upload(q, t, h)?,
+            be.upload(k, t, h)?,
+            be.upload(v, t, h)?,
+        );
+        be.download(&be.attention(&qt, &kt, &vt, heads, scale)?)
+    }
+
+    /// a + b (returns the sum instead of updating in place like `cpu::add`).
+    pub fn add(a: &[f32], b: &[f32]) -> anyhow::Result<Vec<f32>> {
+        let be = backend();
+        let (at, bt) = (be.upload(a, 1, a.len())?, be.upload(b, 1, b.len())?);
+        be.download(&be.add(&at, &bt)?)
+    }
+
+    /// Like `cpu::transpose`.
+    pub fn transpose(x: &[f32], rows: usize, cols: usize) -> anyhow::Result<Vec<f32>> {
+        let be = backend();
+        let xt = be.upload(x, rows, cols)?;
+        be.download(&be.transpose(&xt)?)
+    }
+}
