@@ -4,9 +4,6 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// MERT's frames per forward pass unless `window_frames` says otherwise (13.3 s at 75 Hz).
-const MERT_WINDOW_FRAMES: usize = 1000;
-
 fn normalize_by_default() -> bool {
     true
 }
@@ -66,7 +63,7 @@ impl EncoderConfig {
     pub fn window_frames(&self) -> usize {
         self.window_frames.unwrap_or(match self.arch.as_str() {
             "muq" => super::MuqConfig::large().max_frames,
-            _ => MERT_WINDOW_FRAMES,
+            _ => super::MertConfig::mert_95m().max_frames,
         })
     }
 }

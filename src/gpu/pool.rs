@@ -30,7 +30,7 @@ pub(crate) struct Pool {
 }
 
 /// Bucketed capacity in bytes for `bytes`: 256-byte aligned, ≤ 25% slack.
-pub(crate) fn bucket(bytes: u64) -> u64 {
+fn bucket(bytes: u64) -> u64 {
     let b = bytes.max(256);
     let octave = 63 - b.leading_zeros(); // 2^octave <= b
     let step = (1u64 << octave) / 4;
@@ -39,7 +39,9 @@ pub(crate) fn bucket(bytes: u64) -> u64 {
 }
 
 impl Pool {
-    pub(crate) fn take(&mut self, device: &wgpu::Device, cap: u64) -> wgpu::Buffer {
+    /// A buffer of at least `bytes`, reused from its capacity bucket if one is free.
+    pub(crate) fn take(&mut self, device: &wgpu::Device, bytes: u64) -> wgpu::Buffer {
+        let cap = bucket(bytes);
         if let Some(b) = self.free.get_mut(&cap).and_then(Vec::pop) {
             return b;
         }

@@ -1,7 +1,6 @@
 //! The device tensor: an f32 buffer taken from the process's pool.
 
 use super::device::{Gpu, lock};
-use super::pool::bucket;
 
 /// An f32 tensor resident on the GPU. Its buffer goes back to the pool on drop.
 pub struct Tensor {
@@ -21,7 +20,7 @@ impl Tensor {
             bytes <= max,
             "GPU tensor of {len} floats ({bytes} bytes) exceeds the device's storage binding limit of {max} bytes"
         );
-        let buf = lock(&gpu.pool).take(&gpu.device, bucket(bytes));
+        let buf = lock(&gpu.pool).take(&gpu.device, bytes);
         Ok(Tensor {
             buf: Some(buf),
             len,
