@@ -37,7 +37,7 @@ const FLOORS: &[(&str, &[&str])] = &[
     ("encoder", &["audio", "backend", "bounds", "cpu", "gpu", "ops", "rng"]),
     ("experiment", &["dataset", "dims", "head", "metrics", "table", "tensors"]),
     // Floor 5: what is computed from encoders (features, benchmarks) and from experiments (reports).
-    ("features", &["audio", "backend", "encoder", "ops"]),
+    ("features", &["audio", "backend", "encoder", "ops", "rng"]),
     ("bench", &["backend", "cpu", "encoder", "gpu", "ops"]),
     ("report", &["dataset", "dims", "experiment", "frame", "head", "metrics", "table"]),
     // Floor 6: pipeline.toml, composing the domains' own config types.

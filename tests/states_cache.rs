@@ -114,7 +114,7 @@ fn run(dir: &Path, toml: &str, force: &[&str]) -> Ran {
     let report = dag::run(&pipeline.stages, &store, &opts).unwrap();
     assert_eq!(report.failed(), 0, "{:?}", report.stages);
     passes.save_rates().unwrap();
-    let (passes, hits) = passes.counts("ctl");
+    let (passes, hits) = passes.extractor().counts("ctl");
     Ran {
         report,
         passes,

@@ -18,7 +18,7 @@ pub fn print_estimate(passes: Option<&EncoderPasses>, plan: &Plan) {
 /// the pass times are saved for the next estimate.
 pub fn after_run(passes: Option<&EncoderPasses>) {
     let Some(passes) = passes else { return };
-    for line in passes.summary() {
+    for line in passes.extractor().summary() {
         eprintln!("{line}");
     }
     if let Err(e) = passes.save_rates() {

@@ -216,11 +216,8 @@ pub fn load_scorer(config: Option<&Config>, args: &ModelArgs) -> Result<Scorer> 
         weights: args.weights.clone(),
         device: args.device,
     };
-    let scorer = Scorer::load(bundle, &opts)?;
-    for b in scorer.backends() {
-        eprintln!("{b}");
-    }
-    Ok(scorer)
+    // Loading says where each encoder runs.
+    Scorer::load(bundle, &opts)
 }
 
 const AUDIO_EXTENSIONS: [&str; 5] = ["wav", "flac", "mp3", "ogg", "oga"];

@@ -1,15 +1,10 @@
-//! What computes a feature set's vector for one clip: a weight-free
-//! [`Baseline`] on the clip's audio, a [`Symbolic`] set on the clip's
-//! performance MIDI, or one pass of an encoder pooled for every feature set
-//! of that encoder ([`encode_and_pool`]). The features stage calls only this.
+//! The feature sets that need no encoder: a weight-free [`Baseline`] on the
+//! clip's audio, or a [`Symbolic`] set on the clip's performance MIDI.
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use std::path::Path;
 
-use super::backend_pool::{PoolAll, PoolAndKeep};
-use super::spec::FeatureSetSpec;
 use crate::audio::Pcm;
-use crate::encoder::{EncoderOutput, EncoderRuntime};
 
 /// A feature set that needs no encoder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,44 +100,4 @@ pub fn weight_free_names() -> Vec<&'static str> {
     let mut v: Vec<&str> = Baseline::ALL.map(Baseline::name).to_vec();
     v.extend(Symbolic::ALL.map(Symbolic::name));
     v
-}
-
-/// One pass of `encoder` (the entry called `name`) over `pcm`, pooled for
-/// every spec, in order.
-pub fn encode_and_pool(
-    encoder: &EncoderRuntime,
-    name: &str,
-    pcm: &Pcm,
-    specs: &[FeatureSetSpec],
-) -> Result<Vec<Vec<f32>>> {
-    check_rate(encoder, name, pcm)?;
-    encoder
-        .run(&pcm.samples, PoolAll(specs))
-        .with_context(|| format!("encoder `{name}`"))
-}
-
-/// [`encode_and_pool`] that also downloads the hidden states in `keep`
-/// whole, for the states cache ([`super::states_cache`]).
-pub fn encode_pool_keep(
-    encoder: &EncoderRuntime,
-    name: &str,
-    pcm: &Pcm,
-    specs: &[FeatureSetSpec],
-    keep: &[usize],
-) -> Result<(Vec<Vec<f32>>, EncoderOutput)> {
-    check_rate(encoder, name, pcm)?;
-    encoder
-        .run(&pcm.samples, PoolAndKeep { specs, keep })
-        .with_context(|| format!("encoder `{name}`"))
-}
-
-fn check_rate(encoder: &EncoderRuntime, name: &str, pcm: &Pcm) -> Result<()> {
-    let rate = encoder.config().sample_rate();
-    if pcm.sample_rate != rate {
-        bail!(
-            "clip audio is at {} Hz but encoder `{name}` takes {rate} Hz: set [resample] sample_rate = {rate}",
-            pcm.sample_rate
-        );
-    }
-    Ok(())
 }

@@ -1,9 +1,12 @@
 //! Clip-level feature vectors: encoder hidden states → layer selection → pooling
 //! over time (one vector per feature set), plus weight-free audio baselines.
 //!
+//! - [`extractor`]: the one place a clip's vectors are computed, for the
+//!   features stage and `pipe predict`: encoders loaded once, one pass
+//!   pooled for every set of an encoder, the states cache, pass times.
 //! - [`set`]: a configured feature set and what computes it.
-//! - [`extract`]: the entry point the features stage calls: a [`Baseline`],
-//!   or one encoder pass pooled for every set of that encoder.
+//! - [`extract`]: the weight-free sets: a [`Baseline`] on the audio, a
+//!   [`Symbolic`] set on the performance MIDI.
 //! - [`backend_pool`]: that pooling, on the encoder's backend, window by
 //!   window (on a GPU only statistics leave the device).
 //! - [`spec`]: layers × pooling × max_frames, and [`pool_many`], the host
@@ -24,6 +27,7 @@
 pub mod backend_pool;
 pub mod baseline;
 pub mod extract;
+pub mod extractor;
 pub mod layers;
 pub mod librosa49;
 pub mod mel;
@@ -37,7 +41,8 @@ pub mod states_cache;
 pub mod vector;
 
 pub use baseline::{audio_stats, audio_stats_names};
-pub use extract::{Baseline, Symbolic, encode_and_pool, encode_pool_keep, weight_free_names};
+pub use extract::{Baseline, Symbolic, weight_free_names};
+pub use extractor::{ClipInput, Extractor, PassTotals, StatesOf};
 pub use layers::{FrameSeq, HiddenStates, LayerSelection};
 pub use librosa49::{librosa49_names, librosa49_stats};
 pub use mel::{logmel_stats, logmel_stats_names};

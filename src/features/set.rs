@@ -5,11 +5,8 @@
 use anyhow::{Result, anyhow, bail};
 use serde_json::json;
 
-use super::extract::{Baseline, Symbolic, encode_and_pool, encode_pool_keep};
+use super::extract::{Baseline, Symbolic};
 use super::spec::{DEFAULT_MAX_FRAMES, FeatureSetSpec};
-use super::states_cache;
-use crate::audio::Pcm;
-use crate::encoder::EncoderRuntime;
 use serde::{Deserialize, Serialize};
 
 /// A `[features.NAME]` entry as written: how one vector per clip is made.
@@ -139,47 +136,6 @@ impl FeatureSet {
     /// Reads the clip's performance MIDI instead of its audio.
     pub fn is_symbolic(&self) -> bool {
         matches!(self.kind, FeatureKind::Symbolic(_))
-    }
-
-    /// One feature set's value for one clip's audio (at the encoders' rate),
-    /// computed as the features stage computes it: a baseline on the audio, or
-    /// one encoder pass pooled for the set; `f16_states` (the state indices of
-    /// the encoder's states cache, for a set the cache covers) pools from the
-    /// f16-rounded states, as the stage does for such sets. Symbolic sets read
-    /// MIDI, not audio: an error here.
-    pub fn compute_from_audio(
-        &self,
-        pcm: &Pcm,
-        encoder: Option<(&EncoderRuntime, &str)>,
-        f16_states: Option<&[usize]>,
-    ) -> Result<Vec<f32>> {
-        match (&self.kind, encoder) {
-            (FeatureKind::Baseline(b), _) => b.compute(pcm, self.cfg.max_frames),
-            (FeatureKind::Symbolic(s), _) => bail!(
-                "feature set `{}` ({}) is computed from a performance MIDI file, not audio",
-                self.name,
-                s.name()
-            ),
-            (FeatureKind::Encoded(_), None) => {
-                bail!(
-                    "feature set `{}` needs encoder `{}`",
-                    self.name,
-                    self.cfg.encoder
-                )
-            }
-            (FeatureKind::Encoded(spec), Some((rt, name))) => {
-                let specs = std::slice::from_ref(spec);
-                let mut out = match f16_states {
-                    None => encode_and_pool(rt, name, pcm, specs)?,
-                    Some(keep) => {
-                        let (_, states) = encode_pool_keep(rt, name, pcm, &[], keep)?;
-                        let rounded = states_cache::round_states(&states, keep)?;
-                        states_cache::pool_cached(specs, &rounded)?
-                    }
-                };
-                Ok(out.pop().expect("one vector per spec"))
-            }
-        }
     }
 }
 

@@ -32,10 +32,12 @@ const FORMAT: &str = "pipe-states-v1";
 /// Largest finite f16.
 const F16_MAX: f32 = 65504.0;
 
-/// One encoder's cache: which states it holds and where its files go.
+/// One encoder's cache: which states it holds and where its files go (no
+/// folder: the states are rounded to f16 in memory and never stored, as
+/// `pipe predict` pools them).
 #[derive(Clone, Debug)]
 pub struct StatesCache {
-    dir: PathBuf,
+    dir: Option<PathBuf>,
     /// Cached hidden-state indices, ascending.
     indices: Vec<usize>,
     n_states: usize,
@@ -45,7 +47,11 @@ impl StatesCache {
     /// The cache of `selection`'s states (its spelling as in `layers`; each
     /// state is kept, whatever the spelling combines) of an encoder with
     /// `n_states` hidden states, files under `dir`.
-    pub fn new(dir: PathBuf, selection: &LayerSelection, n_states: usize) -> Result<StatesCache> {
+    pub fn new(
+        dir: Option<PathBuf>,
+        selection: &LayerSelection,
+        n_states: usize,
+    ) -> Result<StatesCache> {
         let mut indices = selection.indices(n_states)?;
         indices.sort_unstable();
         indices.dedup();
@@ -69,8 +75,8 @@ impl StatesCache {
 
     /// The file of the clip whose states are determined by `what` (the
     /// encoder's key params and input keys, canonical); the cached indices
-    /// are part of the key.
-    pub fn path(&self, what: &str) -> PathBuf {
+    /// are part of the key. `None` for a cache with no folder.
+    pub fn path(&self, what: &str) -> Option<PathBuf> {
         let mut h = blake3::Hasher::new();
         for field in [FORMAT.as_bytes(), what.as_bytes()] {
             h.update(&(field.len() as u64).to_le_bytes());
@@ -79,8 +85,14 @@ impl StatesCache {
         for i in &self.indices {
             h.update(&(*i as u64).to_le_bytes());
         }
-        self.dir
-            .join(format!("{}.safetensors", h.finalize().to_hex()))
+        let file = format!("{}.safetensors", h.finalize().to_hex());
+        self.dir.as_ref().map(|d| d.join(file))
+    }
+
+    /// The cached states of `pass` rounded to f16 and back: what
+    /// [`Self::write`] stores and returns.
+    pub fn round(&self, pass: &EncoderOutput) -> Result<EncoderOutput> {
+        round_states(pass, &self.indices)
     }
 
     /// The cached states in `path`, as f32 (exactly the f16 values).
@@ -111,7 +123,10 @@ impl StatesCache {
     /// Rounds the cached states of `pass` to f16, writes them to `path`
     /// atomically and returns them as f32 (what [`Self::read`] will return).
     pub fn write(&self, path: &Path, pass: &EncoderOutput) -> Result<EncoderOutput> {
-        let rounded = round_states(pass, &self.indices)?;
+        let Some(dir) = &self.dir else {
+            bail!("the states cache has no folder to write {}", path.display());
+        };
+        let rounded = self.round(pass)?;
         let bytes: Vec<(String, Vec<u8>)> = self
             .indices
             .iter()
@@ -132,11 +147,10 @@ impl StatesCache {
         let meta = HashMap::from([("format".to_string(), FORMAT.to_string())]);
         let buf = safetensors::serialize(views, Some(meta))
             .map_err(|e| anyhow::anyhow!("serialising the states cache: {e:?}"))?;
-        std::fs::create_dir_all(&self.dir)
-            .with_context(|| format!("creating {}", self.dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         // Temporary file in the same folder, then rename: a killed run leaves
         // the whole file or none.
-        let tmp = self.dir.join(format!(
+        let tmp = dir.join(format!(
             ".tmp-{}-{:?}.safetensors",
             std::process::id(),
             std::thread::current().id()
@@ -156,9 +170,8 @@ pub fn pool_cached(specs: &[FeatureSetSpec], states: &EncoderOutput) -> Result<V
 }
 
 /// States `indices` of `pass` rounded to f16 and back (the others dropped):
-/// what the cache holds of a pass, and what `pipe predict` pools for a set the
-/// pipeline pooled from the cache. An error for a state beyond f16's range.
-pub fn round_states(pass: &EncoderOutput, indices: &[usize]) -> Result<EncoderOutput> {
+/// what the cache holds of a pass. An error for a state beyond f16's range.
+fn round_states(pass: &EncoderOutput, indices: &[usize]) -> Result<EncoderOutput> {
     let mut rounded = EncoderOutput {
         frames: pass.frames,
         hidden: pass.hidden,
@@ -212,7 +225,7 @@ mod tests {
     }
 
     fn cache(dir: &Path, layers: &str) -> StatesCache {
-        StatesCache::new(dir.join("states"), &layers.parse().unwrap(), 13).unwrap()
+        StatesCache::new(Some(dir.join("states")), &layers.parse().unwrap(), 13).unwrap()
     }
 
     #[test]
@@ -228,7 +241,7 @@ mod tests {
         }
         let all = cache(dir.path(), "all");
         assert!(all.covers(&spec("all-concat")) && all.covers(&spec("0")));
-        let e = StatesCache::new(dir.path().into(), &"7-13".parse().unwrap(), 13)
+        let e = StatesCache::new(Some(dir.path().into()), &"7-13".parse().unwrap(), 13)
             .unwrap_err()
             .to_string();
         assert!(e.contains("13 hidden states"), "{e}");
@@ -241,6 +254,8 @@ mod tests {
         assert_eq!(a.path("x"), a.path("x"));
         assert_ne!(a.path("x"), a.path("y"));
         assert_ne!(a.path("x"), b.path("x"));
+        let memory = StatesCache::new(None, &"7-12".parse().unwrap(), 13).unwrap();
+        assert_eq!(memory.path("x"), None);
     }
 
     #[test]
@@ -261,8 +276,9 @@ mod tests {
         pass.states[11] = Some(vals(1.0));
         pass.states[12] = Some(vals(-300.0));
         pass.states[3] = Some(vals(9.0)); // not cached: not written
-        let path = c.path("clip");
+        let path = c.path("clip").unwrap();
         let rounded = c.write(&path, &pass).unwrap();
+        assert_eq!(c.round(&pass).unwrap().states, rounded.states);
         let back = c.read(&path).unwrap();
         assert_eq!((back.frames, back.hidden), (frames, hidden));
         assert_eq!(back.states, rounded.states);
@@ -295,15 +311,18 @@ mod tests {
             states: vec![None; 13],
         };
         pass.states[12] = Some(vec![1.0, 7e4]);
-        let e = c.write(&c.path("c"), &pass).unwrap_err().to_string();
+        let e = c
+            .write(&c.path("c").unwrap(), &pass)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("beyond f16's range") && e.contains("frame 1"),
             "{e}"
         );
-        let torn = c.path("t");
+        let torn = c.path("t").unwrap();
         std::fs::create_dir_all(torn.parent().unwrap()).unwrap();
         std::fs::write(&torn, b"12345").unwrap();
         assert!(c.read(&torn).is_err());
-        assert!(c.read(&c.path("missing")).is_err());
+        assert!(c.read(&c.path("missing").unwrap()).is_err());
     }
 }

@@ -11,13 +11,14 @@
 //! seeded random (same shapes, so the same cost as the real checkpoint).
 
 use anyhow::{Result, bail};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::audio::{self, Pcm, ResampleQuality};
 use crate::bench::BenchArgs;
 use crate::dims::N_DIMS;
-use crate::encoder::{Device, EncoderConfig, EncoderRuntime};
-use crate::features::{FeatureSetSpec, HiddenStates, encode_and_pool, encode_pool_keep, pool_many};
+use crate::encoder::{Device, EncoderConfig};
+use crate::features::{Extractor, FeatureSetSpec, HiddenStates, pool_many};
 use crate::head::net::Net;
 use crate::head::{FoldHead, HeadConfig, HeadInput, Standardizer, TrainedHead};
 use crate::rng::Rng;
@@ -136,7 +137,9 @@ pub fn run(args: &BenchArgs) -> Result<Vec<E2Row>> {
     let mut rows = Vec::new();
     for device in devices {
         let (model, cfg) = encoder(&args.model, device, args.seed)?;
-        let rt = match EncoderRuntime::load("e2", &cfg) {
+        // Extraction as the pipeline and `pipe predict` run it.
+        let extractor = Extractor::new(BTreeMap::from([("e2".to_string(), cfg)]), None)?;
+        let rt = match extractor.encoder("e2") {
             Ok(rt) => rt,
             Err(e) if args.device == "all" && device == Device::Gpu => {
                 eprintln!("note: --device all: GPU skipped: {e:#}");
@@ -166,14 +169,14 @@ pub fn run(args: &BenchArgs) -> Result<Vec<E2Row>> {
             })?;
             let wave = audio::resample(&pcm, 24_000, ResampleQuality::High)?;
             let specs = std::slice::from_ref(&spec);
-            let extraction_ms = time(runs, || encode_and_pool(&rt, "e2", &wave, specs))?;
+            let extraction_ms = time(runs, || extractor.pass("e2", &wave, specs, &[]))?;
             let keep: Vec<usize> = (7..=12).collect();
-            let (_, states) = encode_pool_keep(&rt, "e2", &wave, &[], &keep)?;
+            let (_, states) = extractor.pass("e2", &wave, &[], &keep)?;
             let pool_ms = time(runs, || {
                 let hs = HiddenStates::new(states.frames, states.hidden, &states.states)?;
                 pool_many(specs, &hs)
             })?;
-            let pooled = encode_and_pool(&rt, "e2", &wave, specs)?.remove(0);
+            let pooled = extractor.pass("e2", &wave, specs, &[])?.0.remove(0);
             let input = HeadInput::Pooled {
                 values: pooled,
                 dim: hidden,

@@ -1,19 +1,19 @@
 //! From a recording to 19 scores with one bundle: decode and resample as
 //! the pipeline's decode and resample stages do, compute each input feature
-//! set with the features stage's own function
-//! ([`FeatureSet::compute_from_audio`]), and average the fold heads.
+//! set with the features stage's own [`Extractor`], and average the fold
+//! heads.
 //! A long recording is scored per segment ([`Segmenting`]) and overall.
 
 use anyhow::{Context, Result, bail, ensure};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
-use super::bundle::{Bundle, EncoderCard, InputCard, ModelCard};
+use super::bundle::{Bundle, EncoderCard, ModelCard};
 use crate::audio::{self, Pcm};
 use crate::dims::N_DIMS;
-use crate::encoder::{Device, EncoderRuntime};
-use crate::features::FeatureSet;
+use crate::encoder::{Device, EncoderConfig};
+use crate::features::{ClipInput, Extractor, FeatureSet};
 use crate::head::{FrameSet, HeadInput};
 
 /// How the encoder of a bundle is loaded.
@@ -27,16 +27,12 @@ pub struct LoadOptions {
 }
 
 /// A bundle ready to score: its encoders loaded once, shared by every call
-/// (a GPU encoder takes one clip at a time, see [`EncoderRuntime::run`]).
+/// (a GPU encoder takes one clip at a time), its input sets computed by the
+/// pipeline's own [`Extractor`].
 pub struct Scorer {
     pub bundle: Bundle,
-    inputs: Vec<Input>,
-}
-
-struct Input {
-    set: FeatureSet,
-    encoder: Option<(String, Arc<EncoderRuntime>)>,
-    f16_states: Option<Vec<usize>>,
+    inputs: Vec<FeatureSet>,
+    extractor: Extractor,
 }
 
 /// Seconds spent in each step of scoring (summed over segments).
@@ -90,6 +86,7 @@ impl Scorer {
     /// against the hashes in the card.
     pub fn load(bundle: Bundle, opts: &LoadOptions) -> Result<Scorer> {
         let mut inputs = Vec::new();
+        let mut encoders = BTreeMap::new();
         for ic in &bundle.card.inputs {
             let set = FeatureSet::from_config(&ic.feature_set, &ic.config)
                 .with_context(|| format!("{}: input {}", bundle.path.display(), ic.feature_set))?;
@@ -102,46 +99,45 @@ impl Scorer {
                     ic.config.encoder
                 );
             }
-            let encoder = match &ic.encoder {
-                None => None,
-                Some(e) => {
-                    // Another loaded input may share the encoder.
-                    let shared = inputs.iter().find_map(|i: &Input| {
-                        i.encoder
-                            .as_ref()
-                            .filter(|(n, _)| *n == e.name)
-                            .map(|(_, rt)| rt.clone())
-                    });
-                    let rt = match shared {
-                        Some(rt) => rt,
-                        None => Arc::new(load_encoder(&bundle, ic, e, opts)?),
-                    };
-                    Some((e.name.clone(), rt))
-                }
-            };
-            inputs.push(Input {
-                set,
-                encoder,
-                f16_states: ic.f16_states.clone(),
-            });
+            if let Some(e) = &ic.encoder
+                && !encoders.contains_key(&e.name)
+            {
+                encoders.insert(e.name.clone(), encoder_config(&bundle, e, opts)?);
+            }
+            inputs.push(set);
         }
-        Ok(Scorer { bundle, inputs })
+        let extractor = Extractor::new(encoders, None)?;
+        for (ic, set) in bundle.card.inputs.iter().zip(&inputs) {
+            let Some(e) = &ic.encoder else { continue };
+            extractor.encoder(&e.name).with_context(|| {
+                format!(
+                    "loading encoder `{}` for feature set `{}`",
+                    e.name, set.name
+                )
+            })?;
+            // The states the pipeline pooled this set from (its states cache):
+            // the encoder's entry decides, and the card recorded it.
+            let pools_from = set
+                .spec()
+                .and_then(|spec| extractor.cached_states(&e.name, spec));
+            ensure!(
+                pools_from == ic.f16_states,
+                "{}: input {} was pooled from f16 states {:?}, but its encoder's cache_states give {:?}",
+                bundle.path.display(),
+                ic.feature_set,
+                ic.f16_states,
+                pools_from
+            );
+        }
+        Ok(Scorer {
+            bundle,
+            inputs,
+            extractor,
+        })
     }
 
     pub fn card(&self) -> &ModelCard {
         &self.bundle.card
-    }
-
-    /// Where each encoder runs, for a line on stderr.
-    pub fn backends(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .inputs
-            .iter()
-            .filter_map(|i| i.encoder.as_ref())
-            .map(|(n, rt)| format!("encoder `{n}` on {}", rt.backend_name()))
-            .collect();
-        v.dedup();
-        v
     }
 
     /// Decodes a file and resamples it to the encoders' rate.
@@ -176,17 +172,27 @@ impl Scorer {
     }
 
     /// Each input feature set's value for `pcm` (encoder-rate audio), as
-    /// the pipeline stores it.
+    /// the pipeline stores it: one pass per encoder, pooled for its inputs.
     pub fn features(&self, pcm: &Pcm) -> Result<Vec<Vec<f32>>> {
-        self.inputs
-            .iter()
-            .map(|i| {
-                let enc = i.encoder.as_ref().map(|(n, rt)| (rt.as_ref(), n.as_str()));
-                i.set
-                    .compute_from_audio(pcm, enc, i.f16_states.as_deref())
-                    .with_context(|| format!("feature set `{}`", i.set.name))
-            })
-            .collect()
+        let mut out: Vec<Option<Vec<f32>>> = vec![None; self.inputs.len()];
+        for (i, set) in self.inputs.iter().enumerate() {
+            if out[i].is_some() {
+                continue;
+            }
+            // This input and the later ones of the same encoder (or baseline).
+            let batch: Vec<usize> = (i..self.inputs.len())
+                .filter(|&j| out[j].is_none() && self.inputs[j].cfg.encoder == set.cfg.encoder)
+                .collect();
+            let sets: Vec<&FeatureSet> = batch.iter().map(|&j| &self.inputs[j]).collect();
+            let names: Vec<&str> = sets.iter().map(|s| s.name.as_str()).collect();
+            let vectors = (self.extractor)
+                .compute(&sets, ClipInput::Audio(pcm), None)
+                .with_context(|| format!("feature set `{}`", names.join("`, `")))?;
+            for (j, v) in batch.into_iter().zip(vectors) {
+                out[j] = Some(v);
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
     }
 
     /// The head input for clips whose features are `clips[c][input]`.
@@ -196,27 +202,25 @@ impl Scorer {
             let rows: Vec<&[f32]> = clips.iter().map(|c| c[j].as_slice()).collect();
             FrameSet::new(dim, &rows)
         };
-        Ok(
-            match (self.inputs.len(), self.inputs[0].set.is_sequence()) {
-                (1, false) => {
-                    for c in clips {
-                        ensure!(
-                            c[0].len() == dims.a,
-                            "feature set `{}` gave {} values; the heads read {}",
-                            self.inputs[0].set.name,
-                            c[0].len(),
-                            dims.a
-                        );
-                    }
-                    HeadInput::Pooled {
-                        values: clips.iter().flat_map(|c| c[0].iter().copied()).collect(),
-                        dim: dims.a,
-                    }
+        Ok(match (self.inputs.len(), self.inputs[0].is_sequence()) {
+            (1, false) => {
+                for c in clips {
+                    ensure!(
+                        c[0].len() == dims.a,
+                        "feature set `{}` gave {} values; the heads read {}",
+                        self.inputs[0].name,
+                        c[0].len(),
+                        dims.a
+                    );
                 }
-                (1, true) => HeadInput::Frames(frames(0, dims.a)?),
-                _ => HeadInput::Two(frames(0, dims.a)?, frames(1, dims.b.unwrap_or(dims.a))?),
-            },
-        )
+                HeadInput::Pooled {
+                    values: clips.iter().flat_map(|c| c[0].iter().copied()).collect(),
+                    dim: dims.a,
+                }
+            }
+            (1, true) => HeadInput::Frames(frames(0, dims.a)?),
+            _ => HeadInput::Two(frames(0, dims.a)?, frames(1, dims.b.unwrap_or(dims.a))?),
+        })
     }
 
     /// The mean of the fold heads' predictions, `[clips, 19]`, labels' scale.
@@ -324,61 +328,54 @@ pub fn segments(duration: f64, how: Segmenting, card: &ModelCard) -> Result<Vec<
     Ok(out)
 }
 
-fn load_encoder(
-    bundle: &Bundle,
-    ic: &InputCard,
-    e: &EncoderCard,
-    opts: &LoadOptions,
-) -> Result<EncoderRuntime> {
+/// The entry a bundle's encoder loads with: its device as asked, and its
+/// real weights where given, checked against the hashes in the card.
+fn encoder_config(bundle: &Bundle, e: &EncoderCard, opts: &LoadOptions) -> Result<EncoderConfig> {
     let mut cfg = e.config.clone();
     if let Some(d) = opts.device {
         cfg.device = d;
     }
-    if cfg.random.is_none() {
-        let dir = match (&opts.weights, &cfg.weights) {
-            (Some(w), _) => w.clone(),
-            (None, Some(w)) => w.clone(),
-            (None, None) => bail!(
-                "{}: encoder `{}` has neither weights nor a random preset",
-                bundle.path.display(),
-                e.name
-            ),
-        };
-        for (file, want) in [
-            ("config.json", &e.config_hash),
-            ("model.safetensors", &e.weights_hash),
-        ] {
-            let path = dir.join(file);
-            ensure!(
-                path.is_file(),
-                "experiment {} needs encoder `{}`'s {} ({}), which is missing: copy the weights \
-                 there or pass --weights DIR",
-                bundle.card.experiment,
-                e.name,
-                file,
-                path.display()
-            );
-            if let Some(want) = want {
-                // The pipeline's own definition of a file's hash (its keys record it).
-                let got = crate::dag::store::hash_file(&path)?.to_string();
-                ensure!(
-                    &got == want,
-                    "encoder `{}`: {} has blake3 {got}, but experiment {} was trained on {want}: \
-                     these are not the weights its heads read (features would silently differ)",
-                    e.name,
-                    path.display(),
-                    bundle.card.experiment
-                );
-            }
-        }
-        cfg.weights = Some(dir);
+    if cfg.random.is_some() {
+        return Ok(cfg);
     }
-    EncoderRuntime::load(&e.name, &cfg).with_context(|| {
-        format!(
-            "loading encoder `{}` for feature set `{}`",
-            e.name, ic.feature_set
-        )
-    })
+    let dir = match (&opts.weights, &cfg.weights) {
+        (Some(w), _) => w.clone(),
+        (None, Some(w)) => w.clone(),
+        (None, None) => bail!(
+            "{}: encoder `{}` has neither weights nor a random preset",
+            bundle.path.display(),
+            e.name
+        ),
+    };
+    for (file, want) in [
+        ("config.json", &e.config_hash),
+        ("model.safetensors", &e.weights_hash),
+    ] {
+        let path = dir.join(file);
+        ensure!(
+            path.is_file(),
+            "experiment {} needs encoder `{}`'s {} ({}), which is missing: copy the weights \
+             there or pass --weights DIR",
+            bundle.card.experiment,
+            e.name,
+            file,
+            path.display()
+        );
+        if let Some(want) = want {
+            // The pipeline's own definition of a file's hash (its keys record it).
+            let got = crate::dag::store::hash_file(&path)?.to_string();
+            ensure!(
+                &got == want,
+                "encoder `{}`: {} has blake3 {got}, but experiment {} was trained on {want}: \
+                 these are not the weights its heads read (features would silently differ)",
+                e.name,
+                path.display(),
+                bundle.card.experiment
+            );
+        }
+    }
+    cfg.weights = Some(dir);
+    Ok(cfg)
 }
 
 #[cfg(test)]

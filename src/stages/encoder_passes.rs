@@ -9,52 +9,38 @@
 //! needs its estimate (one 10 s pass per worker, side by side, as a run
 //! encodes clips).
 
-use anyhow::{Context, Result};
+use anyhow::{Result, anyhow};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use crate::dag::{Node, Plan};
-use crate::encoder::{EncoderConfig, EncoderRuntime, runtime};
-use crate::features::states_cache::StatesCache;
-use crate::features::{FeatureSet, FeatureSetSpec, LayerSelection};
+use crate::features::{Extractor, FeatureSet};
 
 /// The typed plan of one node: which set, which clip.
 pub(super) struct FeatureNode {
     pub(super) set: Arc<FeatureSet>,
     pub(super) clip: String,
-    /// Pooled from the encoder's states cache.
-    pub(super) covered: bool,
+}
+
+/// What a node's hidden states depend on besides its encoder's settings:
+/// every input (the clip's audio, the weights files), by key.
+pub(super) fn states_of(node: &Node) -> Vec<(&str, String)> {
+    node.inputs
+        .iter()
+        .map(|i| (i.name.as_str(), i.hash.to_string()))
+        .collect()
 }
 
 /// Length of the synthetic clip a dry run times an encoder on.
 const CALIBRATION_SECONDS: f64 = 10.0;
 
-/// Per encoder: its cache (if `cache_states` is set) and how its passes went.
+/// The extractor the features stage computes with, and the pass times it
+/// recorded here before.
 pub struct EncoderPasses {
     data_dir: PathBuf,
-    encoders: BTreeMap<String, EncoderConfig>,
-    caches: BTreeMap<String, StatesCache>,
-    clocks: Mutex<BTreeMap<String, Clock>>,
-}
-
-/// One encoder's passes and cache hits in this process.
-#[derive(Clone, Debug, Default)]
-struct Clock {
-    backend: String,
-    in_flight: usize,
-    since: Option<Instant>,
-    /// Union of the passes' intervals.
-    busy: f64,
-    passes: usize,
-    /// Sum of the passes' own durations.
-    pass_seconds: f64,
-    audio_seconds: f64,
-    hits: usize,
-    hit_seconds: f64,
+    extractor: Arc<Extractor>,
 }
 
 /// A recorded throughput of one encoder entry on one kind of device.
@@ -78,72 +64,15 @@ impl Rate {
 }
 
 impl EncoderPasses {
-    /// The encoders `sets` use; a cache for each that sets `cache_states`
-    /// (its states checked against the architecture).
-    pub fn new(
-        data_dir: &Path,
-        encoders: &BTreeMap<String, EncoderConfig>,
-        sets: &[Arc<FeatureSet>],
-    ) -> Result<EncoderPasses> {
-        let mut caches = BTreeMap::new();
-        for set in sets {
-            let name = &set.cfg.encoder;
-            let Some(enc) = encoders.get(name) else {
-                continue;
-            };
-            let Some(layers) = &enc.cache_states else {
-                continue;
-            };
-            if caches.contains_key(name) {
-                continue;
-            }
-            let selection: LayerSelection = layers
-                .parse()
-                .with_context(|| format!("encoders.{name}.cache_states"))?;
-            let n_states = runtime::arch_config(name, enc)?.num_hidden_states();
-            let dir = data_dir.join("cache").join("states");
-            let cache = StatesCache::new(dir, &selection, n_states)
-                .with_context(|| format!("encoders.{name}.cache_states = {layers:?}"))?;
-            caches.insert(name.clone(), cache);
-        }
-        Ok(EncoderPasses {
+    pub fn new(data_dir: &Path, extractor: Arc<Extractor>) -> EncoderPasses {
+        EncoderPasses {
             data_dir: data_dir.to_path_buf(),
-            encoders: encoders.clone(),
-            caches,
-            clocks: Mutex::new(BTreeMap::new()),
-        })
+            extractor,
+        }
     }
 
-    /// Whether `spec` of encoder `encoder` is pooled from its states cache.
-    pub fn covers(&self, encoder: &str, spec: &FeatureSetSpec) -> bool {
-        self.caches.get(encoder).is_some_and(|c| c.covers(spec))
-    }
-
-    /// The cached state indices `spec` is pooled from, if its encoder's cache covers it.
-    pub fn cached_states(&self, encoder: &str, spec: &FeatureSetSpec) -> Option<Vec<usize>> {
-        let cache = self.caches.get(encoder)?;
-        cache.covers(spec).then(|| cache.indices().to_vec())
-    }
-
-    /// The cache of the node's encoder and the node's clip file in it.
-    pub fn cache_file(&self, node: &Node) -> Result<Option<(&StatesCache, PathBuf)>> {
-        let n: &FeatureNode = node.plan()?;
-        let name = &n.set.cfg.encoder;
-        let (Some(cache), Some(enc)) = (self.caches.get(name), self.encoders.get(name)) else {
-            return Ok(None);
-        };
-        // What determines the states: the encoder's key params and every
-        // input of the node (the clip's audio, the weights files), by key.
-        let inputs: Vec<(&str, String)> = node
-            .inputs
-            .iter()
-            .map(|i| (i.name.as_str(), i.hash.to_string()))
-            .collect();
-        let what = serde_json::to_string(&json!({
-            "encoder": enc.output_params(),
-            "inputs": inputs,
-        }))?;
-        Ok(Some((cache, cache.path(&what))))
+    pub fn extractor(&self) -> &Extractor {
+        &self.extractor
     }
 
     /// Whether computing these stale nodes (one batch) runs the encoder.
@@ -151,100 +80,9 @@ impl EncoderPasses {
         let Some(first) = nodes.first() else {
             return Ok(false);
         };
-        let n: &FeatureNode = first.plan()?;
-        if n.set.spec().is_none() {
-            return Ok(false); // a weight-free baseline
-        }
-        let all_covered = nodes
-            .iter()
-            .map(|n| n.plan::<FeatureNode>().map(|p| p.covered))
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
-            .all(|c| c);
-        Ok(match self.cache_file(first)? {
-            Some((_, file)) => !(all_covered && file.is_file()),
-            None => true,
-        })
-    }
-
-    /// Runs one encoder pass of `audio_seconds` of audio, timing it.
-    pub fn timed_pass<T>(
-        &self,
-        encoder: &str,
-        rt: &EncoderRuntime,
-        audio_seconds: f64,
-        pass: impl FnOnce() -> T,
-    ) -> T {
-        let start = Instant::now();
-        {
-            let mut clocks = self.clocks.lock().unwrap_or_else(|e| e.into_inner());
-            let c = clocks.entry(encoder.to_string()).or_default();
-            if c.in_flight == 0 {
-                c.since = Some(start);
-            }
-            c.in_flight += 1;
-            if c.backend.is_empty() {
-                c.backend = rt.backend_name();
-            }
-        }
-        let out = pass();
-        let mut clocks = self.clocks.lock().unwrap_or_else(|e| e.into_inner());
-        let c = clocks.entry(encoder.to_string()).or_default();
-        c.in_flight -= 1;
-        c.passes += 1;
-        c.pass_seconds += start.elapsed().as_secs_f64();
-        c.audio_seconds += audio_seconds;
-        if c.in_flight == 0
-            && let Some(since) = c.since.take()
-        {
-            c.busy += since.elapsed().as_secs_f64();
-        }
-        out
-    }
-
-    /// Runs one batch's pooling from the cache, timing it.
-    pub fn timed_hit<T>(&self, encoder: &str, hit: impl FnOnce() -> T) -> T {
-        let start = Instant::now();
-        let out = hit();
-        let mut clocks = self.clocks.lock().unwrap_or_else(|e| e.into_inner());
-        let c = clocks.entry(encoder.to_string()).or_default();
-        c.hits += 1;
-        c.hit_seconds += start.elapsed().as_secs_f64();
-        out
-    }
-
-    /// (encoder passes, batches pooled from the states cache) of `encoder` in this process.
-    pub fn counts(&self, encoder: &str) -> (usize, usize) {
-        let clocks = self.clocks.lock().unwrap_or_else(|e| e.into_inner());
-        clocks.get(encoder).map_or((0, 0), |c| (c.passes, c.hits))
-    }
-
-    /// One line per encoder that ran or hit its cache in this process.
-    pub fn summary(&self) -> Vec<String> {
-        let clocks = self.clocks.lock().unwrap_or_else(|e| e.into_inner());
-        clocks
-            .iter()
-            .map(|(name, c)| {
-                let mut line = format!("encoder `{name}`: {} pass(es)", c.passes);
-                if c.passes > 0 {
-                    line += &format!(
-                        " on {} ({:.1} s of audio, {:.3} s per clip, busy {:.1} s = {:.3} s per audio second)",
-                        c.backend,
-                        c.audio_seconds,
-                        c.pass_seconds / c.passes as f64,
-                        c.busy,
-                        c.busy / c.audio_seconds.max(1e-9)
-                    );
-                }
-                if c.hits > 0 || self.caches.contains_key(name) {
-                    line += &format!(", {} clip(s) from the states cache", c.hits);
-                    if c.hits > 0 {
-                        line += &format!(" ({:.4} s per clip)", c.hit_seconds / c.hits as f64);
-                    }
-                }
-                line
-            })
-            .collect()
+        let plans: Vec<&FeatureNode> = nodes.iter().map(|n| n.plan()).collect::<Result<_>>()?;
+        let sets: Vec<&FeatureSet> = plans.iter().map(|p| p.set.as_ref()).collect();
+        self.extractor.needs_pass(&sets, &states_of(first))
     }
 
     fn rates_path(&self) -> PathBuf {
@@ -266,29 +104,25 @@ impl EncoderPasses {
     /// Adds this process's passes to the recorded rates (a calibration is
     /// replaced by the first run's measurement).
     pub fn save_rates(&self) -> Result<()> {
-        let clocks = self
-            .clocks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if clocks.values().all(|c| c.passes == 0) {
+        let totals = self.extractor.pass_totals();
+        if totals.is_empty() {
             return Ok(());
         }
         let mut rates = self.load_rates();
-        for (name, c) in clocks.iter().filter(|(_, c)| c.passes > 0) {
-            let Some(enc) = self.encoders.get(name) else {
+        for (name, t) in totals {
+            let Some(enc) = self.extractor.config(&name) else {
                 continue;
             };
             let new = Rate {
                 params: enc.output_params(),
-                gpu: runtime::runs_on_gpu(enc),
-                backend: c.backend.clone(),
-                busy_seconds: c.busy,
-                audio_seconds: c.audio_seconds,
-                clips: c.passes,
+                gpu: self.extractor.runs_on_gpu(&name),
+                backend: t.backend,
+                busy_seconds: t.busy_seconds,
+                audio_seconds: t.audio_seconds,
+                clips: t.passes,
                 source: "runs".into(),
             };
-            let merged = match rates.get(name) {
+            let merged = match rates.get(&name) {
                 Some(old)
                     if old.source == "runs" && old.params == new.params && old.gpu == new.gpu =>
                 {
@@ -301,15 +135,15 @@ impl EncoderPasses {
                 }
                 _ => new,
             };
-            rates.insert(name.clone(), merged);
+            rates.insert(name, merged);
         }
         self.save_rates_map(&rates)
     }
 
     /// The recorded rate of `name`, or one timed now on synthetic 10 s clips.
     fn rate(&self, name: &str, rates: &mut BTreeMap<String, Rate>) -> Result<Rate> {
-        let enc = &self.encoders[name];
-        let (params, gpu) = (enc.output_params(), runtime::runs_on_gpu(enc));
+        let enc = (self.extractor.config(name)).ok_or_else(|| anyhow!("no encoder `{name}`"))?;
+        let (params, gpu) = (enc.output_params(), self.extractor.runs_on_gpu(name));
         if let Some(r) = rates.get(name)
             && r.params == params
             && r.gpu == gpu
@@ -317,8 +151,7 @@ impl EncoderPasses {
             return Ok(r.clone());
         }
         // As the run would: one pass per worker at a time on the CPU (the
-        // clips of a run encode side by side), one at a time on a GPU; after
-        // a short warm-up pass (thread pools, first allocations).
+        // clips of a run encode side by side), one at a time on a GPU.
         let workers = if gpu {
             1
         } else {
@@ -327,34 +160,13 @@ impl EncoderPasses {
         eprintln!(
             "timing {workers} side-by-side {CALIBRATION_SECONDS} s pass(es) of encoder `{name}` for the estimate (none recorded on this machine yet) ..."
         );
-        let rt = EncoderRuntime::load(name, enc)?;
-        let arch = rt.config();
-        let rate_hz = arch.sample_rate() as usize;
-        let n = (CALIBRATION_SECONDS * rate_hz as f64) as usize;
-        let wave: Vec<f32> = crate::rng::pseudo(n, 0).iter().map(|x| 0.1 * x).collect();
-        let spec: FeatureSetSpec = serde_json::from_value(json!({
-            "layers": (arch.num_hidden_states() - 1).to_string(),
-            "pooling": "mean",
-        }))?;
-        let specs = std::slice::from_ref(&spec);
-        let pass = |w: &[f32]| rt.run(w, crate::features::backend_pool::PoolAll(specs));
-        pass(&wave[..rate_hz])?;
-        let start = Instant::now();
-        std::thread::scope(|s| {
-            let handles: Vec<_> = (0..workers).map(|_| s.spawn(|| pass(&wave))).collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("calibration pass panicked")))
-                })
-                .collect::<Result<Vec<_>>>()
-        })?;
+        let (busy_seconds, backend) =
+            (self.extractor).time_passes(name, CALIBRATION_SECONDS, workers)?;
         let rate = Rate {
             params,
             gpu,
-            backend: rt.backend_name(),
-            busy_seconds: start.elapsed().as_secs_f64(),
+            backend,
+            busy_seconds,
             audio_seconds: CALIBRATION_SECONDS * workers as f64,
             clips: workers,
             source: "calibration".into(),

@@ -29,13 +29,14 @@ pub use report::{Experiments, Plots, Report, ResultTables};
 pub use resample::Resample;
 
 use anyhow::{Context, Result};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::dag::{Node, Stage, StageDecl};
 use crate::dataset::{Clip, Dataset, FailedClip, SourceKind};
-use crate::encoder::runtime;
-use crate::features::FeatureSet;
+use crate::encoder::{EncoderConfig, runtime};
+use crate::features::{Extractor, FeatureSet};
 use crate::report::ExperimentInfo;
 
 // Every stage, declared once, in run order: name, code version (bump it when
@@ -190,17 +191,22 @@ pub fn build(config: &Config) -> Result<Pipeline> {
     let mut passes = None;
     if !sets.is_empty() {
         let tables = FeatureTables::new(dataset.clone(), sets.clone(), config.encoders.clone());
-        let p = Arc::new(EncoderPasses::new(
+        // The encoders the sets use (a states cache needs the architecture).
+        let used: BTreeMap<String, EncoderConfig> = (config.encoders.iter())
+            .filter(|(name, _)| sets.iter().any(|s| s.cfg.encoder == **name))
+            .map(|(name, e)| (name.clone(), e.clone()))
+            .collect();
+        let states_dir = config.data_dir.join("cache").join("states");
+        let extractor = Arc::new(Extractor::new(used, Some(&states_dir))?);
+        passes = Some(Arc::new(EncoderPasses::new(
             &config.data_dir,
-            &config.encoders,
-            &sets,
-        )?);
-        passes = Some(p.clone());
+            extractor.clone(),
+        )));
         stages.push(Box::new(Features::new(
             dataset.clone(),
             sets,
             config.encoders.clone(),
-            p,
+            extractor,
         )));
         stages.push(Box::new(tables));
     }

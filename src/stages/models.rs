@@ -263,7 +263,7 @@ pub(super) fn card_from_config(
             let fs = &config.features[name];
             let set = crate::features::FeatureSet::from_config(name, fs)?;
             let f16_states = match (set.spec(), passes) {
-                (Some(spec), Some(p)) => p.cached_states(&fs.encoder, spec),
+                (Some(spec), Some(p)) => p.extractor().cached_states(&fs.encoder, spec),
                 _ => None,
             };
             Ok(InputCard {
