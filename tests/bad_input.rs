@@ -1,11 +1,9 @@
 //! What a user sees on bad input, through the real binary: each case is one
 //! of issue 16's findings, and each test fails on the code before its fix.
 
-#[path = "common/folder.rs"]
-mod folder;
+use crate::common::folder;
 
-#[path = "common/bin.rs"]
-mod bin;
+use crate::common::bin;
 use bin::{pipe, text};
 use folder::{audio_folder, pipeline, repo};
 use std::path::{Path, PathBuf};

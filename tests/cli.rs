@@ -1,10 +1,8 @@
 //! `pipe` as a user runs it: the real binary on a few PercePiano clips (and,
 //! for the crash test, on a whole small pipeline of synthetic clips).
 
-#[path = "common/bin.rs"]
-mod bin;
-#[path = "common/folder.rs"]
-mod folder;
+use crate::common::bin;
+use crate::common::folder;
 use bin::{pipe, text};
 
 use std::path::{Path, PathBuf};

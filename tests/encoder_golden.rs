@@ -1,7 +1,6 @@
 //! MERT-v1 on the CPU backend against the PyTorch goldens of `tests/fixtures/spec` (SPEC §3).
 
-#[path = "common/golden.rs"]
-mod golden;
+use crate::common::golden;
 
 use golden::{fixtures, golden_model, tensor};
 use pipe::cpu::CpuBackend;

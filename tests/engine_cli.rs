@@ -3,8 +3,7 @@
 //! terminal, the graph as DOT/Mermaid, pipe encode's defaults and a quiet
 //! GPU probe, and a store from before content hashes.
 
-#[path = "common/bin.rs"]
-mod bin;
+use crate::common::bin;
 use arrow_array::Float64Array;
 use bin::{ok, pipe, text};
 use pipe::audio::{Pcm, wav};

@@ -8,12 +8,9 @@ use pipe::dag::RunReport;
 use pipe::table;
 use std::path::Path;
 
-#[path = "common/bin.rs"]
-mod bin;
-#[path = "common/pipeline.rs"]
-mod pipeline;
-#[path = "common/tones.rs"]
-mod tones;
+use crate::common::bin;
+use crate::common::pipeline;
+use crate::common::tones;
 use pipeline::computed;
 
 const N_CLIPS: usize = 24;

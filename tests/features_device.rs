@@ -3,8 +3,7 @@
 //! selection and pooling, on a clip long enough to run in several windows,
 //! for both architectures (MERT and MuQ fixture models).
 
-#[path = "common/gpu.rs"]
-mod gpu_common;
+use crate::common::gpu as gpu_common;
 
 use pipe::backend::Backend;
 use pipe::cpu::CpuBackend;
@@ -131,9 +130,9 @@ fn cpu_backend_pools_a_one_window_clip_to_the_same_bits_as_the_host() {
 
 #[test]
 fn gpu_pooling_equals_host_pooling_of_the_cpu_encoder() {
-    if gpu_common::gpu().is_none() {
+    let Some(_gpu) = gpu_common::gpu() else {
         return;
-    }
+    };
     let cpu = CpuBackend::new();
     let gpu = pipe::gpu::GpuBackend::new().unwrap();
     for fixture in FIXTURES {

@@ -7,10 +7,8 @@ use pipe::config::Config;
 use pipe::dag::RunReport;
 use std::path::{Path, PathBuf};
 
-#[path = "common/gpu.rs"]
-mod gpu_common;
-#[path = "common/pipeline.rs"]
-mod pipeline;
+use crate::common::gpu as gpu_common;
+use crate::common::pipeline;
 use pipeline::computed;
 
 fn fixture_model() -> PathBuf {
@@ -154,9 +152,9 @@ fn features_of(dir: &Path, set: &str) -> Vec<f32> {
 
 #[test]
 fn device_gpu_runs_the_wgsl_encoder_and_matches_the_cpu_backend() {
-    if gpu_common::gpu().is_none() {
+    let Some(_gpu) = gpu_common::gpu() else {
         return;
-    }
+    };
     let cpu = setup();
     run(cpu.path(), "");
     let gpu = setup();
@@ -332,9 +330,9 @@ fn muq_encoders_run_in_the_pipeline_from_a_folder_or_as_a_control() {
 
 #[test]
 fn muq_with_device_gpu_runs_the_wgsl_encoder_and_matches_the_cpu_backend() {
-    if gpu_common::gpu().is_none() {
+    let Some(_gpu) = gpu_common::gpu() else {
         return;
-    }
+    };
     let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spec/muq_tiny");
     let mut features = Vec::new();
     for device in ["cpu", "gpu"] {

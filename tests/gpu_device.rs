@@ -1,26 +1,16 @@
-//! Device-level GPU tests in their own process, so counters are not disturbed
-//! by other tests: adapter reporting, the PIPE_REQUIRE_GPU switch, pipeline
-//! cache and buffer pool reuse, and op errors naming the op.
+//! Device-level GPU tests, each with the GPU to itself (no other test's work
+//! in this process disturbs the counters): adapter reporting, the
+//! PIPE_REQUIRE_GPU switch, pipeline cache and buffer pool reuse, and op
+//! errors naming the op.
 
-#[path = "common/gpu.rs"]
-mod common;
-
-use common::{gpu, ops, rand_vec};
-use std::sync::Mutex;
-
-/// Tests here run one at a time so the reuse counters only see their own work.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::common::gpu::{alone, gpu_alone, ops, rand_vec};
 use pipe::gpu::Gpu;
 use pipe::gpu::attention::QkvLayout;
 use pipe::ops::Act;
 
 #[test]
 fn adapter_is_found_when_required() {
-    let _serial = serial();
+    let _alone = alone();
     // CI with lavapipe (and any GPU machine) sets PIPE_REQUIRE_GPU=1: no silent skips there.
     if std::env::var("PIPE_REQUIRE_GPU").as_deref() == Ok("1") {
         let g = Gpu::get().expect("PIPE_REQUIRE_GPU=1 but no GPU adapter");
@@ -30,8 +20,7 @@ fn adapter_is_found_when_required() {
 
 #[test]
 fn reports_adapter_type() {
-    let _serial = serial();
-    let Some(g) = gpu() else { return };
+    let Some(g) = gpu_alone() else { return };
     let info = g.info();
     // Printed so a run on a real GPU shows it did not use the CPU fallback.
     eprintln!("GPU adapter: {info}; cpu fallback: {}", info.is_cpu());
@@ -50,8 +39,7 @@ fn reports_adapter_type() {
 
 #[test]
 fn pipelines_and_buffers_are_reused() {
-    let _serial = serial();
-    let Some(g) = gpu() else { return };
+    let Some(g) = gpu_alone() else { return };
     let x = rand_vec(1, 33 * 48, -1.0, 1.0);
     let w = rand_vec(2, 20 * 48, -1.0, 1.0);
     let first = ops::linear(&x, 33, 48, &w, 20, None, Act::Relu, None).unwrap();
@@ -71,8 +59,7 @@ fn pipelines_and_buffers_are_reused() {
 
 #[test]
 fn op_errors_name_the_op_and_shapes() {
-    let _serial = serial();
-    let Some(g) = gpu() else { return };
+    let Some(g) = gpu_alone() else { return };
     // The kernels' own checks, below the backend's shape checks.
     let mut b = g.batch();
     let (x, w) = (b.upload(&[1.0; 10]).unwrap(), b.upload(&[0.0; 12]).unwrap());
@@ -96,10 +83,9 @@ fn op_errors_name_the_op_and_shapes() {
 
 #[test]
 fn bench_matmul_reports_throughput() {
-    let _serial = serial();
-    let Some(g) = gpu() else { return };
+    let Some(g) = gpu_alone() else { return };
     // Small enough for a debug test run on lavapipe; the shape of an FFN layer of a 2 s clip.
-    let r = pipe::gpu::bench_matmul(g, 150, 768, 768, 3).unwrap();
+    let r = pipe::gpu::bench_matmul(&g, 150, 768, 768, 3).unwrap();
     println!(
         "matmul {}x{}x{} on {}: {:.2} GFLOP/s",
         r.m,

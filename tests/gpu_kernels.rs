@@ -3,10 +3,7 @@
 //! Outputs are NaN-poisoned before each kernel runs, so an unwritten element
 //! fails the comparison.
 
-#[path = "common/gpu.rs"]
-mod common;
-
-use common::{check, gpu, ops, rand_vec};
+use crate::common::gpu::{check, gpu, ops, rand_vec};
 use pipe::cpu;
 use pipe::gpu as g;
 use pipe::gpu::attention::QkvLayout;
@@ -15,9 +12,9 @@ use pipe::ops::Act;
 const TOL: f32 = 1e-5;
 
 fn linear_case(seed: u64, rows: usize, k: usize, n: usize, bias: bool, act: Act, residual: bool) {
-    if gpu().is_none() {
+    let Some(_gpu) = gpu() else {
         return;
-    }
+    };
     let x = rand_vec(seed, rows * k, -1.0, 1.0);
     let w = rand_vec(seed + 1, n * k, -0.5, 0.5);
     let b = bias.then(|| rand_vec(seed + 2, n, -1.0, 1.0));
@@ -79,9 +76,9 @@ fn conv_case(
     groups: usize,
     bias: bool,
 ) {
-    if gpu().is_none() {
+    let Some(_gpu) = gpu() else {
         return;
-    }
+    };
     let x = rand_vec(seed, c_in * t, -1.0, 1.0);
     let w = rand_vec(seed + 1, c_out * (c_in / groups) * k, -0.3, 0.3);
     let b = bias.then(|| rand_vec(seed + 2, c_out, -1.0, 1.0));
@@ -121,9 +118,9 @@ fn conv_grouped_positional() {
 
 #[test]
 fn group_norm_per_channel() {
-    if gpu().is_none() {
+    let Some(_gpu) = gpu() else {
         return;
-    }
+    };
     for (seed, c, t, groups) in [
         (30u64, 512, 799, 512),
         (31, 8, 33, 4),
@@ -147,9 +144,9 @@ fn group_norm_per_channel() {
 
 #[test]
 fn layer_norm_rows() {
-    if gpu().is_none() {
+    let Some(_gpu) = gpu() else {
         return;
-    }
+    };
     for (seed, rows, dim) in [(40u64, 1, 768), (41, 37, 512), (42, 5, 1000), (43, 300, 3)] {
         let x = rand_vec(seed, rows * dim, -3.0, 5.0);
         let gamma = rand_vec(seed + 1, dim, 0.5, 1.5);
@@ -162,9 +159,9 @@ fn layer_norm_rows() {
 
 #[test]
 fn activations_match_cpu() {
-    if gpu().is_none() {
+    let Some(_gpu) = gpu() else {
         return;
-    }
+    };
     let mut x = rand_vec(50, 100_003, -10.0, 10.0);
     // Branch points of erf, zero, tiny and large values.
     x.extend([
@@ -202,9 +199,9 @@ fn activations_match_cpu() {
 }
 
 fn attention_case(seed: u64, t: usize, heads: usize, hd: usize, spread: f32) {
-    if gpu().is_none() {
+    let Some(_gpu) = gpu() else {
         return;
-    }
+    };
     let n = t * heads * hd;
     let q = rand_vec(seed, n, -spread, spread);
     let k = rand_vec(seed + 1, n, -spread, spread);
@@ -264,9 +261,9 @@ fn attention_fused_qkv_layout() {
 
 #[test]
 fn residual_add() {
-    if gpu().is_none() {
+    let Some(_gpu) = gpu() else {
         return;
-    }
+    };
     for n in [1usize, 255, 70_001] {
         let a = rand_vec(70 + n as u64, n, -1.0, 1.0);
         let b = rand_vec(71 + n as u64, n, -1.0, 1.0);
@@ -283,9 +280,9 @@ fn residual_add() {
 
 #[test]
 fn transpose_shapes() {
-    if gpu().is_none() {
+    let Some(_gpu) = gpu() else {
         return;
-    }
+    };
     for (rows, cols) in [(1usize, 1usize), (1, 37), (37, 65), (512, 75), (17, 600)] {
         let x = rand_vec((rows * 1000 + cols) as u64, rows * cols, -1.0, 1.0);
         let want = cpu::transpose(&x, rows, cols);
@@ -392,9 +389,9 @@ fn chained_ops_in_one_batch_reuse_buffers_safely() {
 #[test]
 fn column_stats_match_the_f64_host_statistics() {
     use pipe::backend::Backend;
-    if gpu().is_none() {
+    let Some(_gpu) = gpu() else {
         return;
-    }
+    };
     let backend = g::GpuBackend::new().unwrap();
     for (seed, rows, cols, range, scale) in [
         (80u64, 37usize, 70usize, 5usize..33usize, 0.25f32),
@@ -437,9 +434,9 @@ fn column_stats_match_the_f64_host_statistics() {
 fn conformer_kernels_match_cpu_at_awkward_sizes() {
     use pipe::backend::Backend;
     use pipe::ops::Patches2d;
-    if gpu().is_none() {
+    let Some(_gpu) = gpu() else {
         return;
-    }
+    };
     let b = g::GpuBackend::new().unwrap();
     // 2-D patches: MuQ's first block (1 channel) and a multi-channel block,
     // odd time and freq, stride 2 and 1; > 65535 workgroups' worth of rows is

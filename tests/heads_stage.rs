@@ -8,10 +8,8 @@ use arrow_array::{Float64Array, StringArray};
 use pipe::table;
 use std::path::Path;
 
-#[path = "common/pipeline.rs"]
-mod pipeline;
-#[path = "common/tones.rs"]
-mod tones;
+use crate::common::pipeline;
+use crate::common::tones;
 use pipeline::computed;
 
 const N_CLIPS: usize = 16;

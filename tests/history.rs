@@ -3,10 +3,8 @@
 //! the R² delta of that experiment only; a no-op run records nothing, a
 //! revert records a run; `pipe clean` leaves the history alone.
 
-#[path = "common/bin.rs"]
-mod bin;
-#[path = "common/tones.rs"]
-mod tones;
+use crate::common::bin;
+use crate::common::tones;
 use bin::{ok, pipe};
 use pipe::history;
 use std::path::{Path, PathBuf};

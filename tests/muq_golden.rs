@@ -1,7 +1,6 @@
 //! MuQ on the CPU backends against the PyTorch goldens of `tests/fixtures/spec/muq_tiny` (SPEC §2, §3).
 
-#[path = "common/golden.rs"]
-mod golden;
+use crate::common::golden;
 
 use golden::golden_muq;
 use pipe::cpu::CpuBackend;

@@ -8,10 +8,8 @@ use pipe::dag::RunOptions;
 use pipe::table;
 use std::path::Path;
 
-#[path = "common/pipeline.rs"]
-mod pipeline;
-#[path = "common/tones.rs"]
-mod tones;
+use crate::common::pipeline;
+use crate::common::tones;
 use pipeline::{computed, cut_off};
 
 const N: usize = 16;

@@ -9,12 +9,9 @@ use pipe::table;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-#[path = "common/bin.rs"]
-mod bin;
-#[path = "common/pipeline.rs"]
-mod pipeline;
-#[path = "common/tones.rs"]
-mod tones;
+use crate::common::bin;
+use crate::common::pipeline;
+use crate::common::tones;
 use bin::{ok, pipe, text};
 
 const N_CLIPS: usize = 24;

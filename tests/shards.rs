@@ -5,10 +5,8 @@
 //! shard killed mid-run and rerun; shards that disagree on N; a shard whose
 //! clip fails.
 
-#[path = "common/bin.rs"]
-mod bin;
-#[path = "common/folder.rs"]
-mod folder;
+use crate::common::bin;
+use crate::common::folder;
 use bin::{ok, pipe, text};
 use pipe::dag::shard::shard_of;
 use std::path::{Path, PathBuf};

@@ -15,7 +15,6 @@ pub fn pipe(cfg: &Path, args: &[&str]) -> Output {
 }
 
 /// stdout then stderr.
-#[allow(dead_code)] // not every test binary reads output without asserting success
 pub fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -25,7 +24,6 @@ pub fn text(o: &Output) -> String {
 }
 
 /// stdout then stderr, asserting the command succeeded.
-#[allow(dead_code)] // not every test binary asserts success this way
 pub fn ok(o: Output) -> String {
     assert!(o.status.success(), "{}", text(&o));
     text(&o)

@@ -1,5 +1,5 @@
 //! A bring-your-own dataset in a test folder for the real `pipe` binary
-//! (included with `#[path]`, with `bin.rs` to run it): short synthetic clips, one piece each,
+//! (with `bin.rs` to run it): short synthetic clips, one piece each,
 //! labels that vary in every fold, so a whole pipeline (decode ... report)
 //! runs in seconds.
 

@@ -1,5 +1,5 @@
 //! The PyTorch goldens of `tests/fixtures/spec` (SPEC §3), shared by the CPU
-//! and GPU golden tests (included with `#[path]`).
+//! and GPU golden tests.
 
 #![allow(dead_code)]
 

@@ -1,17 +1,61 @@
-//! Shared helpers for the GPU test binaries (included with `#[path]`; in a
-//! subfolder so cargo does not build it as a test binary of its own).
-
-#![allow(dead_code)]
+//! Shared helpers for the GPU tests: the device (and a turn on it), seeded
+//! inputs, the error measure, and the GPU ops through the backend contract.
 
 use pipe::gpu::{Gpu, InitError};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-/// The GPU, with output poisoning on; `None` (after a printed notice) only
-/// when no adapter exists at all, unless `PIPE_REQUIRE_GPU=1`.
-pub fn gpu() -> Option<&'static Gpu> {
+/// GPU tests share the process's one device: side by side, except a test
+/// that counts the device's work (compiled kernels, buffers), which has it alone.
+static TURNS: RwLock<()> = RwLock::new(());
+
+/// A test's turn on the GPU, held until it is dropped.
+pub enum Turn {
+    Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
+}
+
+/// The GPU with a turn on it.
+pub struct OnGpu {
+    gpu: &'static Gpu,
+    _turn: Turn,
+}
+
+impl std::ops::Deref for OnGpu {
+    type Target = Gpu;
+    fn deref(&self) -> &Gpu {
+        self.gpu
+    }
+}
+
+/// A turn beside other GPU tests (hold it while the test uses the GPU in any way).
+pub fn shared() -> Turn {
+    Turn::Shared(TURNS.read().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// The GPU to this test alone.
+pub fn alone() -> Turn {
+    Turn::Alone(TURNS.write().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// The GPU, with output poisoning on, on a shared turn; `None` (after a
+/// printed notice) only when no adapter exists at all, unless `PIPE_REQUIRE_GPU=1`.
+pub fn gpu() -> Option<OnGpu> {
+    on_gpu(shared())
+}
+
+/// [`gpu`] with the device to this test alone.
+pub fn gpu_alone() -> Option<OnGpu> {
+    on_gpu(alone())
+}
+
+fn on_gpu(turn: Turn) -> Option<OnGpu> {
     match Gpu::get() {
         Ok(g) => {
             g.set_poison(true);
-            Some(g)
+            Some(OnGpu {
+                gpu: g,
+                _turn: turn,
+            })
         }
         Err(InitError::NoAdapter) if std::env::var("PIPE_REQUIRE_GPU").as_deref() != Ok("1") => {
             eprintln!("SKIPPED: no GPU adapter (install mesa-vulkan-drivers for lavapipe)");

@@ -1,4 +1,4 @@
-//! Running a pipeline description in a test folder (included with `#[path]`).
+//! Running a pipeline description in a test folder.
 
 #![allow(dead_code)]
 

@@ -1,4 +1,4 @@
-//! A labelled dataset of sine tones for stage tests (included with `#[path]`):
+//! A labelled dataset of sine tones for stage tests:
 //! loudness and pitch vary by clip and the labels follow the loudness, so the
 //! weight-free statistics carry signal and a head can learn it.
 
