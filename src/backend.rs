@@ -1,6 +1,10 @@
-//! The backend contract: the op-set trait the encoder forward passes are
-//! written against, once, for every backend. It sits below `cpu` and `gpu`,
-//! which implement it, and `encoder`, which calls it.
+//! The backend contract: the op families the encoder forward passes are
+//! written against, once, for every backend (split as burn splits its
+//! backend: [`Storage`], [`LayoutOps`], [`ElementwiseOps`], [`LinearOps`],
+//! [`ConvOps`], [`NormOps`], [`AttentionOps`], [`StatsOps`]; [`Backend`] is
+//! all of them). It sits below `cpu` and `gpu`, which implement it, and
+//! `encoder`, which calls it. Code generic over `B: Backend` calls every op;
+//! code on a concrete backend imports the families it calls, or [`prelude`].
 //!
 //! Must not import any module of the crate but `ops`.
 //!
@@ -14,7 +18,7 @@
 //! - **Tensors** are 2-D, row-major f32, shape `[rows, cols]`. Time-major
 //!   activations are `[t, hidden]`; conv activations are channel-major
 //!   `[channels, t]` (as PyTorch's `[C, T]` for one clip). Every op returns a
-//!   new tensor; inputs are borrowed and never modified (except [`Backend::activate`],
+//!   new tensor; inputs are borrowed and never modified (except [`ElementwiseOps::activate`],
 //!   which consumes its input so it may run in place).
 //! - **Weights** are prepared once per model with the `prepare_*` methods, from
 //!   PyTorch-layout host slices. The backend may store them in any layout
@@ -28,7 +32,7 @@
 //!   still return an error (out of memory, device lost, shape mismatch) with
 //!   context, and must never read or write out of bounds.
 //! - **Errors** are `anyhow::Error`. Ops may be asynchronous on the device: a
-//!   backend only needs to synchronise in [`Backend::download`].
+//!   backend only needs to synchronise in [`Storage::download`].
 //!
 //! [`crate::cpu::CpuBackend`] is the reference implementation: every method is
 //! a thin wrapper over the matching `crate::cpu` function (`CpuBackend::reference()`),
@@ -42,27 +46,79 @@
 use crate::ops::{Act, ColumnStats, Patches2d};
 use anyhow::Result;
 
-/// A device that runs the encoder op set. See the module docs for the contract.
-pub trait Backend {
+/// Every op family at once, for `use crate::backend::prelude::*`.
+pub mod prelude {
+    pub use super::{
+        AttentionOps, Backend, ConvOps, ElementwiseOps, LayoutOps, LinearOps, NormOps, StatsOps,
+        Storage,
+    };
+}
+
+/// A device that runs the encoder op set: every op family. See the module
+/// docs for the contract. Implement the families; this follows.
+pub trait Backend:
+    Storage + LayoutOps + ElementwiseOps + LinearOps + ConvOps + NormOps + AttentionOps + StatsOps
+{
+}
+
+impl<T> Backend for T where
+    T: Storage
+        + LayoutOps
+        + ElementwiseOps
+        + LinearOps
+        + ConvOps
+        + NormOps
+        + AttentionOps
+        + StatsOps
+{
+}
+
+/// A device's tensors: moving them to and from the host, their shapes.
+pub trait Storage {
     /// A device-resident 2-D f32 tensor `[rows, cols]`, row-major.
     type Tensor;
-    /// Prepared weights for [`Backend::linear`]: `W` `[out, in]` (PyTorch layout) and an optional bias `[out]`.
-    type Linear;
-    /// Prepared weights for [`Backend::conv1d`]: `W` `[c_out, c_in/groups, k]`, optional bias `[c_out]`, and `groups`.
-    type Conv1d;
-    /// A prepared parameter vector (norm `gamma`/`beta`).
-    type Vector;
-
     /// Short human-readable name of the device, for logs.
     fn name(&self) -> String;
-
     /// Copy a host `[rows, cols]` row-major slice to the device.
     fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<Self::Tensor>;
     /// Copy a tensor back to the host, row-major (`rows·cols` values). Waits for pending work.
     fn download(&self, x: &Self::Tensor) -> Result<Vec<f32>>;
     /// `(rows, cols)` of a tensor, without synchronising.
     fn shape(&self, x: &Self::Tensor) -> (usize, usize);
+    /// The most f32 values one tensor may hold on this device (a GPU's
+    /// storage-binding limit); models split larger intermediates.
+    fn max_tensor_len(&self) -> usize {
+        usize::MAX
+    }
+}
 
+/// Moving elements without arithmetic: transpose, row slices and stacks, reshapes.
+pub trait LayoutOps: Storage {
+    /// `[rows, cols]` → `[cols, rows]`.
+    fn transpose(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    /// Rows `start..start+len` of `x` (a contiguous copy).
+    fn slice_rows(&self, x: &Self::Tensor, start: usize, len: usize) -> Result<Self::Tensor>;
+    /// The same elements viewed as `[rows, cols]` (row-major order unchanged;
+    /// no copy). The element count must match.
+    fn reshape(&self, x: Self::Tensor, rows: usize, cols: usize) -> Result<Self::Tensor>;
+    /// The row blocks `parts` (same column count) stacked in order.
+    fn concat_rows(&self, parts: &[&Self::Tensor]) -> Result<Self::Tensor>;
+}
+
+/// Element-wise ops: activations, sums, gated units.
+pub trait ElementwiseOps: Storage {
+    /// Element-wise activation; consumes `x` so the device can run it in place.
+    fn activate(&self, x: Self::Tensor, act: Act) -> Result<Self::Tensor>;
+    /// Element-wise `a + b` (same shapes).
+    fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    /// Gated linear unit over columns: `[t, 2c]` → `x[:, :c]·sigmoid(x[:, c:])`.
+    fn glu(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+}
+
+/// The fused linear layer, on weights prepared once.
+pub trait LinearOps: Storage {
+    /// Prepared weights for [`LinearOps::linear`]: `W` `[out, in]` (PyTorch layout) and an optional bias `[out]`.
+    type Linear;
     /// Prepare linear weights: `w` is `[out_dim, in_dim]`, `bias` is `[out_dim]`.
     fn prepare_linear(
         &self,
@@ -71,6 +127,21 @@ pub trait Backend {
         in_dim: usize,
         bias: Option<&[f32]>,
     ) -> Result<Self::Linear>;
+    /// Fused linear: `y = act(x Wᵀ + b) + residual`, `x` `[rows, in]` → `[rows, out]`.
+    /// The residual (same shape as `y`) is added **after** the activation.
+    fn linear(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Linear,
+        act: Act,
+        residual: Option<&Self::Tensor>,
+    ) -> Result<Self::Tensor>;
+}
+
+/// Convolutions: 1-D on prepared weights, and 2-D as patches for a linear.
+pub trait ConvOps: Storage {
+    /// Prepared weights for [`ConvOps::conv1d`]: `W` `[c_out, c_in/groups, k]`, optional bias `[c_out]`, and `groups`.
+    type Conv1d;
     /// Prepare conv1d weights: `w` is `[c_out, c_in/groups, k]`, `bias` is `[c_out]`.
     fn prepare_conv1d(
         &self,
@@ -81,18 +152,6 @@ pub trait Backend {
         groups: usize,
         bias: Option<&[f32]>,
     ) -> Result<Self::Conv1d>;
-    /// Prepare a parameter vector.
-    fn prepare_vector(&self, v: &[f32]) -> Result<Self::Vector>;
-
-    /// Fused linear: `y = act(x Wᵀ + b) + residual`, `x` `[rows, in]` → `[rows, out]`.
-    /// The residual (same shape as `y`) is added **after** the activation.
-    fn linear(
-        &self,
-        x: &Self::Tensor,
-        w: &Self::Linear,
-        act: Act,
-        residual: Option<&Self::Tensor>,
-    ) -> Result<Self::Tensor>;
     /// `act(conv1d(x))` with zero padding `pad` on both sides, no dilation:
     /// `x` `[c_in, t]` → `[c_out, t_out]`, `t_out = floor((t + 2·pad − k)/stride) + 1`
     /// (see [`crate::cpu::conv1d`]).
@@ -104,6 +163,24 @@ pub trait Backend {
         pad: usize,
         act: Act,
     ) -> Result<Self::Tensor>;
+    /// 2-D conv patches of a time-major image `x` `[time·freq, channels]` for
+    /// the output time steps `times` → `[times.len()·out_freq, channels·k·k]`,
+    /// zero padded (see [`crate::cpu::patches2d`]); a [`LinearOps::linear`] with
+    /// the PyTorch conv weight then is that block of the conv's output.
+    fn patches2d(
+        &self,
+        x: &Self::Tensor,
+        g: Patches2d,
+        times: std::ops::Range<usize>,
+    ) -> Result<Self::Tensor>;
+}
+
+/// Normalisations on prepared parameter vectors.
+pub trait NormOps: Storage {
+    /// A prepared parameter vector (norm `gamma`/`beta`).
+    type Vector;
+    /// Prepare a parameter vector.
+    fn prepare_vector(&self, v: &[f32]) -> Result<Self::Vector>;
     /// `act(GroupNorm(x))` on `x` `[channels, t]`: statistics per group of
     /// `channels/groups` channels over all their time steps (see [`crate::cpu::group_norm`]).
     fn group_norm(
@@ -123,8 +200,10 @@ pub trait Backend {
         beta: &Self::Vector,
         eps: f32,
     ) -> Result<Self::Tensor>;
-    /// Element-wise activation; consumes `x` so the device can run it in place.
-    fn activate(&self, x: Self::Tensor, act: Act) -> Result<Self::Tensor>;
+}
+
+/// Attention and the rotary position encoding.
+pub trait AttentionOps: Storage {
     /// Attention core on `q`, `k`, `v` `[t, heads·head_dim]`, heads split
     /// contiguously: `softmax(scale·q kᵀ) v` per head over all keys (no mask),
     /// heads merged back into `[t, heads·head_dim]` (see [`crate::cpu::attention`]).
@@ -136,42 +215,18 @@ pub trait Backend {
         heads: usize,
         scale: f32,
     ) -> Result<Self::Tensor>;
-    /// Element-wise `a + b` (same shapes).
-    fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
-    /// `[rows, cols]` → `[cols, rows]`.
-    fn transpose(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
-    /// Rows `start..start+len` of `x` (a contiguous copy).
-    fn slice_rows(&self, x: &Self::Tensor, start: usize, len: usize) -> Result<Self::Tensor>;
-    /// The same elements viewed as `[rows, cols]` (row-major order unchanged;
-    /// no copy). The element count must match.
-    fn reshape(&self, x: Self::Tensor, rows: usize, cols: usize) -> Result<Self::Tensor>;
-    /// 2-D conv patches of a time-major image `x` `[time·freq, channels]` for
-    /// the output time steps `times` → `[times.len()·out_freq, channels·k·k]`,
-    /// zero padded (see [`crate::cpu::patches2d`]); a [`Backend::linear`] with
-    /// the PyTorch conv weight then is that block of the conv's output.
-    fn patches2d(
-        &self,
-        x: &Self::Tensor,
-        g: Patches2d,
-        times: std::ops::Range<usize>,
-    ) -> Result<Self::Tensor>;
-    /// The row blocks `parts` (same column count) stacked in order.
-    fn concat_rows(&self, parts: &[&Self::Tensor]) -> Result<Self::Tensor>;
-    /// The most f32 values one tensor may hold on this device (a GPU's
-    /// storage-binding limit); models split larger intermediates.
-    fn max_tensor_len(&self) -> usize {
-        usize::MAX
-    }
     /// Rotary position encoding of `x` `[t, cols]` per `head_dim` chunk, with
     /// `table` `[t, head_dim]` = cos then sin of each row's angles
     /// (see [`crate::cpu::rope`], [`crate::cpu::rope_table`]).
     fn rope(&self, x: &Self::Tensor, table: &Self::Tensor, head_dim: usize)
     -> Result<Self::Tensor>;
-    /// Gated linear unit over columns: `[t, 2c]` → `x[:, :c]·sigmoid(x[:, c:])`.
-    fn glu(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+}
+
+/// What pooling needs: the mean of hidden states and per-column statistics.
+pub trait StatsOps: ElementwiseOps {
     /// The element-wise mean of two or more same-shaped tensors, as `(t, s)`
-    /// with `t·s` the mean. The default sums with [`Backend::add`] and leaves
-    /// the `1/n` in `s` for [`Backend::column_stats`] to apply in f64; a
+    /// with `t·s` the mean. The default sums with [`ElementwiseOps::add`] and leaves
+    /// the `1/n` in `s` for [`StatsOps::column_stats`] to apply in f64; a
     /// backend may return the mean itself with `s = 1` (the CPU backend
     /// accumulates in f64 with [`crate::ops::mean_of`], as the host pooling does).
     fn mean_states(&self, xs: &[&Self::Tensor]) -> Result<(Self::Tensor, f32)> {

@@ -5,7 +5,7 @@
 
 use crate::common::gpu as gpu_common;
 
-use pipe::backend::Backend;
+use pipe::backend::prelude::*;
 use pipe::cpu::CpuBackend;
 use pipe::encoder::{ArchConfig, Encoder};
 use pipe::features::{FeatureSetSpec, HiddenStates, Pooling, backend_pool, pool_many};

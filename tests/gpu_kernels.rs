@@ -388,7 +388,7 @@ fn chained_ops_in_one_batch_reuse_buffers_safely() {
 
 #[test]
 fn column_stats_match_the_f64_host_statistics() {
-    use pipe::backend::Backend;
+    use pipe::backend::prelude::*;
     let Some(_gpu) = gpu() else {
         return;
     };
@@ -432,7 +432,7 @@ fn column_stats_match_the_f64_host_statistics() {
 
 #[test]
 fn conformer_kernels_match_cpu_at_awkward_sizes() {
-    use pipe::backend::Backend;
+    use pipe::backend::prelude::*;
     use pipe::ops::Patches2d;
     let Some(_gpu) = gpu() else {
         return;

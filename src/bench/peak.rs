@@ -1,4 +1,4 @@
-//! The measured matmul ceiling of a device: [`Backend::linear`] on one large problem.
+//! The measured matmul ceiling of a device: [`LinearOps::linear`] on one large problem.
 
 use crate::backend::Backend;
 use crate::ops::Act;

@@ -4,7 +4,7 @@ use super::flops::{Flops, clip_flops};
 use super::load::{self, Load};
 use super::peak::Peak;
 use super::timed::{OpStat, Profile, Timed};
-use crate::backend::Backend;
+use crate::backend::prelude::*;
 use crate::encoder::{ArchConfig, Encoder};
 use anyhow::{Context, Result, ensure};
 use serde::Serialize;

@@ -4,11 +4,11 @@
 //! On the CPU backend the ops are synchronous, so the wall time of a call is the
 //! op's cost (plus ~100 ns for the clock and the lock). On an asynchronous
 //! device (the GPU backend) a call only records work: its time is attributed
-//! to whichever later op waits (usually [`Backend::download`]). Exact per-op
+//! to whichever later op waits (usually [`Storage::download`]). Exact per-op
 //! GPU times need a sync after each op (a download) or timestamp queries; a
 //! GPU profile taken through this wrapper is only approximate.
 
-use crate::backend::Backend;
+use crate::backend::prelude::*;
 use crate::ops::Act;
 use anyhow::Result;
 use serde::Serialize;
@@ -119,11 +119,8 @@ impl<B: Backend> Timed<B> {
     }
 }
 
-impl<B: Backend> Backend for Timed<B> {
+impl<B: Backend> Storage for Timed<B> {
     type Tensor = B::Tensor;
-    type Linear = B::Linear;
-    type Conv1d = B::Conv1d;
-    type Vector = B::Vector;
 
     fn name(&self) -> String {
         self.inner.name()
@@ -141,6 +138,51 @@ impl<B: Backend> Backend for Timed<B> {
         self.inner.shape(x)
     }
 
+    fn max_tensor_len(&self) -> usize {
+        self.inner.max_tensor_len()
+    }
+}
+
+impl<B: Backend> LayoutOps for Timed<B> {
+    fn transpose(&self, x: &Self::Tensor) -> Result<Self::Tensor> {
+        self.time_op("transpose", self.inner.shape(x), || self.inner.transpose(x))
+    }
+
+    fn slice_rows(&self, x: &Self::Tensor, start: usize, len: usize) -> Result<Self::Tensor> {
+        self.time_op("slice_rows", self.inner.shape(x), || {
+            self.inner.slice_rows(x, start, len)
+        })
+    }
+
+    fn reshape(&self, x: Self::Tensor, rows: usize, cols: usize) -> Result<Self::Tensor> {
+        // Free (no device work): forwarded untimed.
+        self.inner.reshape(x, rows, cols)
+    }
+
+    fn concat_rows(&self, parts: &[&Self::Tensor]) -> Result<Self::Tensor> {
+        let shape = parts.first().map_or((0, 0), |p| self.inner.shape(p));
+        self.time_op("concat_rows", shape, || self.inner.concat_rows(parts))
+    }
+}
+
+impl<B: Backend> ElementwiseOps for Timed<B> {
+    fn activate(&self, x: Self::Tensor, act: Act) -> Result<Self::Tensor> {
+        let shape = self.inner.shape(&x);
+        self.time_op("activate", shape, || self.inner.activate(x, act))
+    }
+
+    fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
+        self.time_op("add", self.inner.shape(a), || self.inner.add(a, b))
+    }
+
+    fn glu(&self, x: &Self::Tensor) -> Result<Self::Tensor> {
+        self.time_op("glu", self.inner.shape(x), || self.inner.glu(x))
+    }
+}
+
+impl<B: Backend> LinearOps for Timed<B> {
+    type Linear = B::Linear;
+
     fn prepare_linear(
         &self,
         w: &[f32],
@@ -152,6 +194,22 @@ impl<B: Backend> Backend for Timed<B> {
             self.inner.prepare_linear(w, out_dim, in_dim, bias)
         })
     }
+
+    fn linear(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Linear,
+        act: Act,
+        residual: Option<&Self::Tensor>,
+    ) -> Result<Self::Tensor> {
+        self.time_op("linear", self.inner.shape(x), || {
+            self.inner.linear(x, w, act, residual)
+        })
+    }
+}
+
+impl<B: Backend> ConvOps for Timed<B> {
+    type Conv1d = B::Conv1d;
 
     fn prepare_conv1d(
         &self,
@@ -167,22 +225,6 @@ impl<B: Backend> Backend for Timed<B> {
         })
     }
 
-    fn prepare_vector(&self, v: &[f32]) -> Result<Self::Vector> {
-        self.time("prepare_vector", || self.inner.prepare_vector(v))
-    }
-
-    fn linear(
-        &self,
-        x: &Self::Tensor,
-        w: &Self::Linear,
-        act: Act,
-        residual: Option<&Self::Tensor>,
-    ) -> Result<Self::Tensor> {
-        self.time_op("linear", self.inner.shape(x), || {
-            self.inner.linear(x, w, act, residual)
-        })
-    }
-
     fn conv1d(
         &self,
         x: &Self::Tensor,
@@ -194,6 +236,25 @@ impl<B: Backend> Backend for Timed<B> {
         self.time_op("conv1d", self.inner.shape(x), || {
             self.inner.conv1d(x, w, stride, pad, act)
         })
+    }
+
+    fn patches2d(
+        &self,
+        x: &Self::Tensor,
+        g: crate::ops::Patches2d,
+        times: std::ops::Range<usize>,
+    ) -> Result<Self::Tensor> {
+        self.time_op("patches2d", self.inner.shape(x), || {
+            self.inner.patches2d(x, g, times)
+        })
+    }
+}
+
+impl<B: Backend> NormOps for Timed<B> {
+    type Vector = B::Vector;
+
+    fn prepare_vector(&self, v: &[f32]) -> Result<Self::Vector> {
+        self.time("prepare_vector", || self.inner.prepare_vector(v))
     }
 
     fn group_norm(
@@ -221,12 +282,9 @@ impl<B: Backend> Backend for Timed<B> {
             self.inner.layer_norm(x, gamma, beta, eps)
         })
     }
+}
 
-    fn activate(&self, x: Self::Tensor, act: Act) -> Result<Self::Tensor> {
-        let shape = self.inner.shape(&x);
-        self.time_op("activate", shape, || self.inner.activate(x, act))
-    }
-
+impl<B: Backend> AttentionOps for Timed<B> {
     fn attention(
         &self,
         q: &Self::Tensor,
@@ -240,45 +298,6 @@ impl<B: Backend> Backend for Timed<B> {
         })
     }
 
-    fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
-        self.time_op("add", self.inner.shape(a), || self.inner.add(a, b))
-    }
-
-    fn transpose(&self, x: &Self::Tensor) -> Result<Self::Tensor> {
-        self.time_op("transpose", self.inner.shape(x), || self.inner.transpose(x))
-    }
-
-    fn slice_rows(&self, x: &Self::Tensor, start: usize, len: usize) -> Result<Self::Tensor> {
-        self.time_op("slice_rows", self.inner.shape(x), || {
-            self.inner.slice_rows(x, start, len)
-        })
-    }
-
-    fn reshape(&self, x: Self::Tensor, rows: usize, cols: usize) -> Result<Self::Tensor> {
-        // Free (no device work): forwarded untimed.
-        self.inner.reshape(x, rows, cols)
-    }
-
-    fn patches2d(
-        &self,
-        x: &Self::Tensor,
-        g: crate::ops::Patches2d,
-        times: std::ops::Range<usize>,
-    ) -> Result<Self::Tensor> {
-        self.time_op("patches2d", self.inner.shape(x), || {
-            self.inner.patches2d(x, g, times)
-        })
-    }
-
-    fn concat_rows(&self, parts: &[&Self::Tensor]) -> Result<Self::Tensor> {
-        let shape = parts.first().map_or((0, 0), |p| self.inner.shape(p));
-        self.time_op("concat_rows", shape, || self.inner.concat_rows(parts))
-    }
-
-    fn max_tensor_len(&self) -> usize {
-        self.inner.max_tensor_len()
-    }
-
     fn rope(
         &self,
         x: &Self::Tensor,
@@ -289,11 +308,9 @@ impl<B: Backend> Backend for Timed<B> {
             self.inner.rope(x, table, head_dim)
         })
     }
+}
 
-    fn glu(&self, x: &Self::Tensor) -> Result<Self::Tensor> {
-        self.time_op("glu", self.inner.shape(x), || self.inner.glu(x))
-    }
-
+impl<B: Backend> StatsOps for Timed<B> {
     fn mean_states(&self, xs: &[&Self::Tensor]) -> Result<(Self::Tensor, f32)> {
         // Not an encoder op (pooling): forwarded untimed.
         self.inner.mean_states(xs)

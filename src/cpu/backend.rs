@@ -4,7 +4,8 @@ use super::{
     activate, add, attention, conv1d, fast, glu, group_norm, layer_norm, linear, patches2d, rope,
     transpose,
 };
-use crate::backend::{Backend, checks};
+use crate::backend::checks;
+use crate::backend::prelude::*;
 use crate::ops::{Act, ColumnStats, Patches2d};
 use anyhow::{Result, ensure};
 
@@ -70,11 +71,8 @@ impl CpuBackend {
     }
 }
 
-impl Backend for CpuBackend {
+impl Storage for CpuBackend {
     type Tensor = CpuTensor;
-    type Linear = CpuLinear;
-    type Conv1d = CpuConv1d;
-    type Vector = Vec<f32>;
 
     fn name(&self) -> String {
         let kind = if self.fast { "gemm" } else { "reference" };
@@ -97,6 +95,81 @@ impl Backend for CpuBackend {
     fn shape(&self, x: &CpuTensor) -> (usize, usize) {
         (x.rows, x.cols)
     }
+}
+
+impl LayoutOps for CpuBackend {
+    fn transpose(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        Ok(CpuTensor {
+            data: transpose(&x.data, x.rows, x.cols),
+            rows: x.cols,
+            cols: x.rows,
+        })
+    }
+
+    fn slice_rows(&self, x: &CpuTensor, start: usize, len: usize) -> Result<CpuTensor> {
+        ensure!(
+            start + len <= x.rows,
+            "slice_rows: {start}..{} out of {} rows",
+            start + len,
+            x.rows
+        );
+        let data = x.data[start * x.cols..(start + len) * x.cols].to_vec();
+        Ok(CpuTensor {
+            data,
+            rows: len,
+            cols: x.cols,
+        })
+    }
+
+    fn reshape(&self, x: CpuTensor, rows: usize, cols: usize) -> Result<CpuTensor> {
+        checks::reshape((x.rows, x.cols), rows, cols)?;
+        Ok(CpuTensor {
+            data: x.data,
+            rows,
+            cols,
+        })
+    }
+
+    fn concat_rows(&self, parts: &[&CpuTensor]) -> Result<CpuTensor> {
+        let shapes: Vec<(usize, usize)> = parts.iter().map(|p| (p.rows, p.cols)).collect();
+        checks::concat_rows(&shapes)?;
+        Ok(CpuTensor {
+            data: parts.iter().flat_map(|p| p.data.iter().copied()).collect(),
+            rows: shapes.iter().map(|s| s.0).sum(),
+            cols: shapes[0].1,
+        })
+    }
+}
+
+impl ElementwiseOps for CpuBackend {
+    fn activate(&self, mut x: CpuTensor, act: Act) -> Result<CpuTensor> {
+        self.act(&mut x.data, act);
+        Ok(x)
+    }
+
+    fn add(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
+        ensure!((a.rows, a.cols) == (b.rows, b.cols), "add: shapes differ");
+        let mut y = a.data.clone();
+        add(&mut y, &b.data);
+        Ok(CpuTensor {
+            data: y,
+            rows: a.rows,
+            cols: a.cols,
+        })
+    }
+
+    fn glu(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        checks::glu((x.rows, x.cols))?;
+        Ok(CpuTensor {
+            data: glu(&x.data, x.rows, x.cols),
+            rows: x.rows,
+            cols: x.cols / 2,
+        })
+    }
+}
+
+impl LinearOps for CpuBackend {
+    type Linear = CpuLinear;
 
     fn prepare_linear(
         &self,
@@ -112,30 +185,6 @@ impl Backend for CpuBackend {
             out_dim,
             in_dim,
         })
-    }
-
-    fn prepare_conv1d(
-        &self,
-        w: &[f32],
-        c_out: usize,
-        c_in: usize,
-        k: usize,
-        groups: usize,
-        bias: Option<&[f32]>,
-    ) -> Result<CpuConv1d> {
-        checks::conv1d_weights(w, c_out, c_in, k, groups, bias)?;
-        Ok(CpuConv1d {
-            w: w.to_vec(),
-            bias: bias.map(<[f32]>::to_vec),
-            c_out,
-            c_in,
-            k,
-            groups,
-        })
-    }
-
-    fn prepare_vector(&self, v: &[f32]) -> Result<Vec<f32>> {
-        Ok(v.to_vec())
     }
 
     fn linear(
@@ -174,6 +223,30 @@ impl Backend for CpuBackend {
             cols: w.out_dim,
         })
     }
+}
+
+impl ConvOps for CpuBackend {
+    type Conv1d = CpuConv1d;
+
+    fn prepare_conv1d(
+        &self,
+        w: &[f32],
+        c_out: usize,
+        c_in: usize,
+        k: usize,
+        groups: usize,
+        bias: Option<&[f32]>,
+    ) -> Result<CpuConv1d> {
+        checks::conv1d_weights(w, c_out, c_in, k, groups, bias)?;
+        Ok(CpuConv1d {
+            w: w.to_vec(),
+            bias: bias.map(<[f32]>::to_vec),
+            c_out,
+            c_in,
+            k,
+            groups,
+        })
+    }
 
     fn conv1d(
         &self,
@@ -206,6 +279,28 @@ impl Backend for CpuBackend {
             rows: w.c_out,
             cols: t_out,
         })
+    }
+
+    fn patches2d(
+        &self,
+        x: &CpuTensor,
+        g: Patches2d,
+        times: std::ops::Range<usize>,
+    ) -> Result<CpuTensor> {
+        checks::patches2d((x.rows, x.cols), g, &times)?;
+        Ok(CpuTensor {
+            rows: times.len() * g.out_freq(),
+            data: patches2d(&x.data, g, times),
+            cols: g.patch_len(),
+        })
+    }
+}
+
+impl NormOps for CpuBackend {
+    type Vector = Vec<f32>;
+
+    fn prepare_vector(&self, v: &[f32]) -> Result<Vec<f32>> {
+        Ok(v.to_vec())
     }
 
     fn group_norm(
@@ -255,12 +350,9 @@ impl Backend for CpuBackend {
             cols: x.cols,
         })
     }
+}
 
-    fn activate(&self, mut x: CpuTensor, act: Act) -> Result<CpuTensor> {
-        self.act(&mut x.data, act);
-        Ok(x)
-    }
-
+impl AttentionOps for CpuBackend {
     fn attention(
         &self,
         q: &CpuTensor,
@@ -291,17 +383,17 @@ impl Backend for CpuBackend {
         })
     }
 
-    fn add(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
-        ensure!((a.rows, a.cols) == (b.rows, b.cols), "add: shapes differ");
-        let mut y = a.data.clone();
-        add(&mut y, &b.data);
+    fn rope(&self, x: &CpuTensor, table: &CpuTensor, head_dim: usize) -> Result<CpuTensor> {
+        checks::rope((x.rows, x.cols), (table.rows, table.cols), head_dim)?;
         Ok(CpuTensor {
-            data: y,
-            rows: a.rows,
-            cols: a.cols,
+            data: rope(&x.data, x.rows, x.cols, &table.data, head_dim),
+            rows: x.rows,
+            cols: x.cols,
         })
     }
+}
 
+impl StatsOps for CpuBackend {
     /// The mean itself (`s = 1`), in f64 as the host pooling takes it, so the
     /// CPU backend's pooled features equal the host oracle's.
     fn mean_states(&self, xs: &[&CpuTensor]) -> Result<(CpuTensor, f32)> {
@@ -333,79 +425,5 @@ impl Backend for CpuBackend {
             x.rows
         );
         Ok(ColumnStats::of(&x.data, x.cols, rows, f64::from(scale)))
-    }
-
-    fn transpose(&self, x: &CpuTensor) -> Result<CpuTensor> {
-        Ok(CpuTensor {
-            data: transpose(&x.data, x.rows, x.cols),
-            rows: x.cols,
-            cols: x.rows,
-        })
-    }
-
-    fn slice_rows(&self, x: &CpuTensor, start: usize, len: usize) -> Result<CpuTensor> {
-        ensure!(
-            start + len <= x.rows,
-            "slice_rows: {start}..{} out of {} rows",
-            start + len,
-            x.rows
-        );
-        let data = x.data[start * x.cols..(start + len) * x.cols].to_vec();
-        Ok(CpuTensor {
-            data,
-            rows: len,
-            cols: x.cols,
-        })
-    }
-
-    fn reshape(&self, x: CpuTensor, rows: usize, cols: usize) -> Result<CpuTensor> {
-        checks::reshape((x.rows, x.cols), rows, cols)?;
-        Ok(CpuTensor {
-            data: x.data,
-            rows,
-            cols,
-        })
-    }
-
-    fn patches2d(
-        &self,
-        x: &CpuTensor,
-        g: Patches2d,
-        times: std::ops::Range<usize>,
-    ) -> Result<CpuTensor> {
-        checks::patches2d((x.rows, x.cols), g, &times)?;
-        Ok(CpuTensor {
-            rows: times.len() * g.out_freq(),
-            data: patches2d(&x.data, g, times),
-            cols: g.patch_len(),
-        })
-    }
-
-    fn concat_rows(&self, parts: &[&CpuTensor]) -> Result<CpuTensor> {
-        let shapes: Vec<(usize, usize)> = parts.iter().map(|p| (p.rows, p.cols)).collect();
-        checks::concat_rows(&shapes)?;
-        Ok(CpuTensor {
-            data: parts.iter().flat_map(|p| p.data.iter().copied()).collect(),
-            rows: shapes.iter().map(|s| s.0).sum(),
-            cols: shapes[0].1,
-        })
-    }
-
-    fn rope(&self, x: &CpuTensor, table: &CpuTensor, head_dim: usize) -> Result<CpuTensor> {
-        checks::rope((x.rows, x.cols), (table.rows, table.cols), head_dim)?;
-        Ok(CpuTensor {
-            data: rope(&x.data, x.rows, x.cols, &table.data, head_dim),
-            rows: x.rows,
-            cols: x.cols,
-        })
-    }
-
-    fn glu(&self, x: &CpuTensor) -> Result<CpuTensor> {
-        checks::glu((x.rows, x.cols))?;
-        Ok(CpuTensor {
-            data: glu(&x.data, x.rows, x.cols),
-            rows: x.rows,
-            cols: x.cols / 2,
-        })
     }
 }

@@ -256,6 +256,7 @@ pub fn check_backend<B: Backend>(b: &B, tol: f32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::prelude::*;
     use crate::cpu::CpuBackend;
 
     #[test]
@@ -268,23 +269,68 @@ mod tests {
     fn conformance_catches_a_wrong_op() {
         // A backend whose GELU is the tanh approximation must fail, naming the op.
         struct TanhGelu(CpuBackend);
-        impl Backend for TanhGelu {
-            type Tensor = <CpuBackend as Backend>::Tensor;
-            type Linear = <CpuBackend as Backend>::Linear;
-            type Conv1d = <CpuBackend as Backend>::Conv1d;
-            type Vector = <CpuBackend as Backend>::Vector;
+        impl Storage for TanhGelu {
+            type Tensor = <CpuBackend as Storage>::Tensor;
+
             fn name(&self) -> String {
                 "tanh-gelu".into()
             }
+
             fn upload(&self, d: &[f32], r: usize, c: usize) -> Result<Self::Tensor> {
                 self.0.upload(d, r, c)
             }
+
             fn download(&self, x: &Self::Tensor) -> Result<Vec<f32>> {
                 self.0.download(x)
             }
+
             fn shape(&self, x: &Self::Tensor) -> (usize, usize) {
                 self.0.shape(x)
             }
+        }
+
+        impl LayoutOps for TanhGelu {
+            fn transpose(&self, x: &Self::Tensor) -> Result<Self::Tensor> {
+                self.0.transpose(x)
+            }
+
+            fn slice_rows(&self, x: &Self::Tensor, s: usize, l: usize) -> Result<Self::Tensor> {
+                self.0.slice_rows(x, s, l)
+            }
+
+            fn reshape(&self, x: Self::Tensor, r: usize, c: usize) -> Result<Self::Tensor> {
+                self.0.reshape(x, r, c)
+            }
+
+            fn concat_rows(&self, p: &[&Self::Tensor]) -> Result<Self::Tensor> {
+                self.0.concat_rows(p)
+            }
+        }
+
+        impl ElementwiseOps for TanhGelu {
+            fn activate(&self, mut x: Self::Tensor, act: Act) -> Result<Self::Tensor> {
+                if act != Act::Gelu {
+                    return self.0.activate(x, act);
+                }
+                for v in x.data.iter_mut() {
+                    let u = *v;
+                    *v = 0.5 * u * (1.0 + (0.797_884_6 * (u + 0.044_715 * u * u * u)).tanh());
+                }
+                Ok(x)
+            }
+
+            fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
+                self.0.add(a, b)
+            }
+
+            fn glu(&self, x: &Self::Tensor) -> Result<Self::Tensor> {
+                self.0.glu(x)
+            }
+        }
+
+        impl LinearOps for TanhGelu {
+            type Linear = <CpuBackend as LinearOps>::Linear;
+
             fn prepare_linear(
                 &self,
                 w: &[f32],
@@ -294,6 +340,21 @@ mod tests {
             ) -> Result<Self::Linear> {
                 self.0.prepare_linear(w, o, i, b)
             }
+
+            fn linear(
+                &self,
+                x: &Self::Tensor,
+                w: &Self::Linear,
+                act: Act,
+                r: Option<&Self::Tensor>,
+            ) -> Result<Self::Tensor> {
+                self.0.linear(x, w, act, r)
+            }
+        }
+
+        impl ConvOps for TanhGelu {
+            type Conv1d = <CpuBackend as ConvOps>::Conv1d;
+
             fn prepare_conv1d(
                 &self,
                 w: &[f32],
@@ -305,18 +366,7 @@ mod tests {
             ) -> Result<Self::Conv1d> {
                 self.0.prepare_conv1d(w, co, ci, k, g, b)
             }
-            fn prepare_vector(&self, v: &[f32]) -> Result<Self::Vector> {
-                self.0.prepare_vector(v)
-            }
-            fn linear(
-                &self,
-                x: &Self::Tensor,
-                w: &Self::Linear,
-                act: Act,
-                r: Option<&Self::Tensor>,
-            ) -> Result<Self::Tensor> {
-                self.0.linear(x, w, act, r)
-            }
+
             fn conv1d(
                 &self,
                 x: &Self::Tensor,
@@ -327,6 +377,24 @@ mod tests {
             ) -> Result<Self::Tensor> {
                 self.0.conv1d(x, w, s, p, a)
             }
+
+            fn patches2d(
+                &self,
+                x: &Self::Tensor,
+                g: crate::ops::Patches2d,
+                t: std::ops::Range<usize>,
+            ) -> Result<Self::Tensor> {
+                self.0.patches2d(x, g, t)
+            }
+        }
+
+        impl NormOps for TanhGelu {
+            type Vector = <CpuBackend as NormOps>::Vector;
+
+            fn prepare_vector(&self, v: &[f32]) -> Result<Self::Vector> {
+                self.0.prepare_vector(v)
+            }
+
             fn group_norm(
                 &self,
                 x: &Self::Tensor,
@@ -338,6 +406,7 @@ mod tests {
             ) -> Result<Self::Tensor> {
                 self.0.group_norm(x, g, ga, be, eps, a)
             }
+
             fn layer_norm(
                 &self,
                 x: &Self::Tensor,
@@ -347,16 +416,9 @@ mod tests {
             ) -> Result<Self::Tensor> {
                 self.0.layer_norm(x, g, be, eps)
             }
-            fn activate(&self, mut x: Self::Tensor, act: Act) -> Result<Self::Tensor> {
-                if act != Act::Gelu {
-                    return self.0.activate(x, act);
-                }
-                for v in x.data.iter_mut() {
-                    let u = *v;
-                    *v = 0.5 * u * (1.0 + (0.797_884_6 * (u + 0.044_715 * u * u * u)).tanh());
-                }
-                Ok(x)
-            }
+        }
+
+        impl AttentionOps for TanhGelu {
             fn attention(
                 &self,
                 q: &Self::Tensor,
@@ -367,36 +429,14 @@ mod tests {
             ) -> Result<Self::Tensor> {
                 self.0.attention(q, k, v, h, s)
             }
-            fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
-                self.0.add(a, b)
-            }
-            fn transpose(&self, x: &Self::Tensor) -> Result<Self::Tensor> {
-                self.0.transpose(x)
-            }
-            fn slice_rows(&self, x: &Self::Tensor, s: usize, l: usize) -> Result<Self::Tensor> {
-                self.0.slice_rows(x, s, l)
-            }
-            fn reshape(&self, x: Self::Tensor, r: usize, c: usize) -> Result<Self::Tensor> {
-                self.0.reshape(x, r, c)
-            }
-            fn patches2d(
-                &self,
-                x: &Self::Tensor,
-                g: crate::ops::Patches2d,
-                t: std::ops::Range<usize>,
-            ) -> Result<Self::Tensor> {
-                self.0.patches2d(x, g, t)
-            }
-            fn concat_rows(&self, p: &[&Self::Tensor]) -> Result<Self::Tensor> {
-                self.0.concat_rows(p)
-            }
+
             fn rope(&self, x: &Self::Tensor, t: &Self::Tensor, d: usize) -> Result<Self::Tensor> {
                 self.0.rope(x, t, d)
             }
-            fn glu(&self, x: &Self::Tensor) -> Result<Self::Tensor> {
-                self.0.glu(x)
-            }
         }
+
+        impl StatsOps for TanhGelu {}
+
         let e = check_backend(&TanhGelu(CpuBackend::new()), 1e-5)
             .unwrap_err()
             .to_string();

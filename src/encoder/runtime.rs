@@ -10,7 +10,7 @@
 
 use super::config::{Device, EncoderConfig};
 use super::model::{ArchConfig, Encoder, Prepared};
-use crate::backend::Backend;
+use crate::backend::prelude::*;
 use crate::cpu::CpuBackend;
 use crate::gpu::GpuBackend;
 use anyhow::{Context, Result, anyhow, bail};

@@ -2,7 +2,7 @@
 //! windowed pass hands each window's states to, running the windows in order,
 //! and gathering their states on the host.
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Storage};
 use anyhow::{Context, Result, bail, ensure};
 
 /// Hidden states of one clip: `states[i]` is `Some([frames, hidden])` for each requested index.
@@ -24,7 +24,7 @@ pub struct Window {
 
 /// What a windowed encode hands each window's wanted hidden states (on the device) to.
 pub type WindowVisitor<'a, B> =
-    dyn FnMut(&Window, &[Option<<B as Backend>::Tensor>]) -> Result<()> + 'a;
+    dyn FnMut(&Window, &[Option<<B as Storage>::Tensor>]) -> Result<()> + 'a;
 
 /// Run `encode_windows` (handed a visitor) and download every state it
 /// visits, concatenating the windows' frames: the host-side `encode` of every

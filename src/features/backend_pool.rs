@@ -5,7 +5,7 @@
 //!
 //! Each window of a long clip contributes partial statistics over the frames
 //! it holds; they merge on the host ([`ColumnStats::merge`]). A layer mean is
-//! [`Backend::mean_states`] (on a GPU a sum of states with the 1/n folded into
+//! [`StatsOps::mean_states`] (on a GPU a sum of states with the 1/n folded into
 //! the statistics; on the CPU the f64 mean itself); a layer list is pooled
 //! state by state (a per-frame concatenation pools to the concatenation of
 //! its blocks). Same definitions as [`super::pool`], the host oracle:
@@ -328,6 +328,7 @@ fn interleave(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::prelude::*;
     use crate::cpu::CpuBackend;
 
     /// Non-finite encoder output is named by hidden state and frames (it

@@ -13,7 +13,8 @@ use super::device::lock;
 use super::{
     Batch, Gpu, InitError, Tensor, attention, conv, eltwise, glu, matmul, norm, patches, rotary,
 };
-use crate::backend::{Backend, checks};
+use crate::backend::checks;
+use crate::backend::prelude::*;
 use crate::ops::{Act, ColumnStats, Patches2d};
 
 /// Submit after this many recorded dispatches so released buffers get
@@ -91,11 +92,8 @@ impl GpuBackend {
     }
 }
 
-impl Backend for GpuBackend {
+impl Storage for GpuBackend {
     type Tensor = GpuTensor;
-    type Linear = GpuLinear;
-    type Conv1d = GpuConv1d;
-    type Vector = Tensor;
 
     fn name(&self) -> String {
         format!("gpu {}", self.gpu.info())
@@ -115,6 +113,69 @@ impl Backend for GpuBackend {
         (x.rows, x.cols)
     }
 
+    fn max_tensor_len(&self) -> usize {
+        let l = self.gpu.limits();
+        (l.max_storage_buffer_binding_size.min(l.max_buffer_size) / 4) as usize
+    }
+}
+
+impl LayoutOps for GpuBackend {
+    fn transpose(&self, x: &GpuTensor) -> Result<GpuTensor> {
+        let y = self.with_batch(|b| eltwise::transpose(b, &x.t, x.rows, x.cols))?;
+        Ok(Self::wrap(y, x.cols, x.rows))
+    }
+
+    fn slice_rows(&self, x: &GpuTensor, start: usize, len: usize) -> Result<GpuTensor> {
+        ensure!(
+            start + len <= x.rows,
+            "slice_rows: {start}..{} out of {} rows",
+            start + len,
+            x.rows
+        );
+        let y = self.with_batch(|b| b.copy(&x.t, start * x.cols, len * x.cols))?;
+        Ok(Self::wrap(y, len, x.cols))
+    }
+
+    fn reshape(&self, x: GpuTensor, rows: usize, cols: usize) -> Result<GpuTensor> {
+        checks::reshape((x.rows, x.cols), rows, cols)?;
+        Ok(Self::wrap(x.t, rows, cols))
+    }
+
+    fn concat_rows(&self, parts: &[&GpuTensor]) -> Result<GpuTensor> {
+        let shapes: Vec<(usize, usize)> = parts.iter().map(|p| (p.rows, p.cols)).collect();
+        checks::concat_rows(&shapes)?;
+        let tensors: Vec<&Tensor> = parts.iter().map(|p| &p.t).collect();
+        let y = self.with_batch(|b| eltwise::concat(b, &tensors))?;
+        Ok(Self::wrap(y, shapes.iter().map(|s| s.0).sum(), shapes[0].1))
+    }
+}
+
+impl ElementwiseOps for GpuBackend {
+    fn activate(&self, x: GpuTensor, act: Act) -> Result<GpuTensor> {
+        self.with_batch(|b| eltwise::act(b, &x.t, act))?;
+        Ok(x)
+    }
+
+    fn add(&self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
+        ensure!((a.rows, a.cols) == (b.rows, b.cols), "add: shapes differ");
+        let y = self.with_batch(|batch| {
+            let y = batch.copy(&a.t, 0, a.t.len())?;
+            eltwise::add(batch, &y, &b.t)?;
+            Ok(y)
+        })?;
+        Ok(Self::wrap(y, a.rows, a.cols))
+    }
+
+    fn glu(&self, x: &GpuTensor) -> Result<GpuTensor> {
+        checks::glu((x.rows, x.cols))?;
+        let y = self.with_batch(|b| glu::glu(b, &x.t, x.rows, x.cols))?;
+        Ok(Self::wrap(y, x.rows, x.cols / 2))
+    }
+}
+
+impl LinearOps for GpuBackend {
+    type Linear = GpuLinear;
+
     fn prepare_linear(
         &self,
         w: &[f32],
@@ -129,30 +190,6 @@ impl Backend for GpuBackend {
             out_dim,
             in_dim,
         })
-    }
-
-    fn prepare_conv1d(
-        &self,
-        w: &[f32],
-        c_out: usize,
-        c_in: usize,
-        k: usize,
-        groups: usize,
-        bias: Option<&[f32]>,
-    ) -> Result<GpuConv1d> {
-        checks::conv1d_weights(w, c_out, c_in, k, groups, bias)?;
-        Ok(GpuConv1d {
-            w: self.upload_now(w)?,
-            bias: bias.map(|b| self.upload_now(b)).transpose()?,
-            c_out,
-            c_in,
-            k,
-            groups,
-        })
-    }
-
-    fn prepare_vector(&self, v: &[f32]) -> Result<Tensor> {
-        self.upload_now(v)
     }
 
     fn linear(
@@ -193,6 +230,30 @@ impl Backend for GpuBackend {
         })?;
         Ok(Self::wrap(y, x.rows, w.out_dim))
     }
+}
+
+impl ConvOps for GpuBackend {
+    type Conv1d = GpuConv1d;
+
+    fn prepare_conv1d(
+        &self,
+        w: &[f32],
+        c_out: usize,
+        c_in: usize,
+        k: usize,
+        groups: usize,
+        bias: Option<&[f32]>,
+    ) -> Result<GpuConv1d> {
+        checks::conv1d_weights(w, c_out, c_in, k, groups, bias)?;
+        Ok(GpuConv1d {
+            w: self.upload_now(w)?,
+            bias: bias.map(|b| self.upload_now(b)).transpose()?,
+            c_out,
+            c_in,
+            k,
+            groups,
+        })
+    }
 
     fn conv1d(
         &self,
@@ -222,6 +283,26 @@ impl Backend for GpuBackend {
         Ok(Self::wrap(y, w.c_out, t_out))
     }
 
+    fn patches2d(
+        &self,
+        x: &GpuTensor,
+        g: Patches2d,
+        times: std::ops::Range<usize>,
+    ) -> Result<GpuTensor> {
+        checks::patches2d((x.rows, x.cols), g, &times)?;
+        let rows = times.len() * g.out_freq();
+        let y = self.with_batch(|b| patches::patches2d(b, &x.t, g, times))?;
+        Ok(Self::wrap(y, rows, g.patch_len()))
+    }
+}
+
+impl NormOps for GpuBackend {
+    type Vector = Tensor;
+
+    fn prepare_vector(&self, v: &[f32]) -> Result<Tensor> {
+        self.upload_now(v)
+    }
+
     fn group_norm(
         &self,
         x: &GpuTensor,
@@ -247,12 +328,9 @@ impl Backend for GpuBackend {
         let y = self.with_batch(|b| norm::layer_norm(b, &x.t, x.rows, x.cols, gamma, beta, eps))?;
         Ok(Self::wrap(y, x.rows, x.cols))
     }
+}
 
-    fn activate(&self, x: GpuTensor, act: Act) -> Result<GpuTensor> {
-        self.with_batch(|b| eltwise::act(b, &x.t, act))?;
-        Ok(x)
-    }
-
+impl AttentionOps for GpuBackend {
     fn attention(
         &self,
         q: &GpuTensor,
@@ -284,16 +362,14 @@ impl Backend for GpuBackend {
         Ok(Self::wrap(y, q.rows, q.cols))
     }
 
-    fn add(&self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
-        ensure!((a.rows, a.cols) == (b.rows, b.cols), "add: shapes differ");
-        let y = self.with_batch(|batch| {
-            let y = batch.copy(&a.t, 0, a.t.len())?;
-            eltwise::add(batch, &y, &b.t)?;
-            Ok(y)
-        })?;
-        Ok(Self::wrap(y, a.rows, a.cols))
+    fn rope(&self, x: &GpuTensor, table: &GpuTensor, head_dim: usize) -> Result<GpuTensor> {
+        checks::rope((x.rows, x.cols), (table.rows, table.cols), head_dim)?;
+        let y = self.with_batch(|b| rotary::rope(b, &x.t, &table.t, x.rows, x.cols, head_dim))?;
+        Ok(Self::wrap(y, x.rows, x.cols))
     }
+}
 
+impl StatsOps for GpuBackend {
     fn column_stats(
         &self,
         x: &GpuTensor,
@@ -316,63 +392,5 @@ impl Backend for GpuBackend {
             min: block(2),
             max: block(3),
         })
-    }
-
-    fn transpose(&self, x: &GpuTensor) -> Result<GpuTensor> {
-        let y = self.with_batch(|b| eltwise::transpose(b, &x.t, x.rows, x.cols))?;
-        Ok(Self::wrap(y, x.cols, x.rows))
-    }
-
-    fn slice_rows(&self, x: &GpuTensor, start: usize, len: usize) -> Result<GpuTensor> {
-        ensure!(
-            start + len <= x.rows,
-            "slice_rows: {start}..{} out of {} rows",
-            start + len,
-            x.rows
-        );
-        let y = self.with_batch(|b| b.copy(&x.t, start * x.cols, len * x.cols))?;
-        Ok(Self::wrap(y, len, x.cols))
-    }
-
-    fn reshape(&self, x: GpuTensor, rows: usize, cols: usize) -> Result<GpuTensor> {
-        checks::reshape((x.rows, x.cols), rows, cols)?;
-        Ok(Self::wrap(x.t, rows, cols))
-    }
-
-    fn patches2d(
-        &self,
-        x: &GpuTensor,
-        g: Patches2d,
-        times: std::ops::Range<usize>,
-    ) -> Result<GpuTensor> {
-        checks::patches2d((x.rows, x.cols), g, &times)?;
-        let rows = times.len() * g.out_freq();
-        let y = self.with_batch(|b| patches::patches2d(b, &x.t, g, times))?;
-        Ok(Self::wrap(y, rows, g.patch_len()))
-    }
-
-    fn concat_rows(&self, parts: &[&GpuTensor]) -> Result<GpuTensor> {
-        let shapes: Vec<(usize, usize)> = parts.iter().map(|p| (p.rows, p.cols)).collect();
-        checks::concat_rows(&shapes)?;
-        let tensors: Vec<&Tensor> = parts.iter().map(|p| &p.t).collect();
-        let y = self.with_batch(|b| eltwise::concat(b, &tensors))?;
-        Ok(Self::wrap(y, shapes.iter().map(|s| s.0).sum(), shapes[0].1))
-    }
-
-    fn max_tensor_len(&self) -> usize {
-        let l = self.gpu.limits();
-        (l.max_storage_buffer_binding_size.min(l.max_buffer_size) / 4) as usize
-    }
-
-    fn rope(&self, x: &GpuTensor, table: &GpuTensor, head_dim: usize) -> Result<GpuTensor> {
-        checks::rope((x.rows, x.cols), (table.rows, table.cols), head_dim)?;
-        let y = self.with_batch(|b| rotary::rope(b, &x.t, &table.t, x.rows, x.cols, head_dim))?;
-        Ok(Self::wrap(y, x.rows, x.cols))
-    }
-
-    fn glu(&self, x: &GpuTensor) -> Result<GpuTensor> {
-        checks::glu((x.rows, x.cols))?;
-        let y = self.with_batch(|b| glu::glu(b, &x.t, x.rows, x.cols))?;
-        Ok(Self::wrap(y, x.rows, x.cols / 2))
     }
 }

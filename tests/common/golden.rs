@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use pipe::backend::Backend;
+use pipe::backend::prelude::*;
 use pipe::encoder::checkpoint::WeightStore;
 use pipe::encoder::{Mert, MertTrace, Muq, MuqTrace};
 use std::path::{Path, PathBuf};

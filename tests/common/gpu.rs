@@ -100,7 +100,7 @@ pub fn check(name: &str, gpu: &[f32], cpu: &[f32], tol: f32) {
 /// The GPU ops with the `cpu::*` signatures, through the backend contract
 /// (`pipe::backend::Backend`) the encoders use: upload, one op, download.
 pub mod ops {
-    use pipe::backend::Backend;
+    use pipe::backend::prelude::*;
     use pipe::gpu::GpuBackend;
     use pipe::ops::Act;
 

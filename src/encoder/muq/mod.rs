@@ -31,7 +31,7 @@ pub use weights::MuqWeights;
 use super::window::{
     EncoderOutput, Window, WindowVisitor, check_finite, gather_states, run_windows,
 };
-use crate::backend::Backend;
+use crate::backend::{Backend, LinearOps, Storage};
 use crate::encoder::nn::{LinearW, Norm, parse_act, prep_linear, prep_norm};
 use crate::ops::{Act, Patches2d};
 use anyhow::{Result, bail, ensure};
@@ -91,9 +91,9 @@ pub struct Muq<B: Backend> {
 /// One conv over a shared patch matrix: folded weights, activation, and a
 /// residual added after the activation.
 type ConvSpec<'a, B> = (
-    &'a <B as Backend>::Linear,
+    &'a <B as LinearOps>::Linear,
     Act,
-    Option<&'a <B as Backend>::Tensor>,
+    Option<&'a <B as Storage>::Tensor>,
 );
 
 /// Fold eval BatchNorm into the conv before it: per output channel `o`,
