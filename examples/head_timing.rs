@@ -74,6 +74,7 @@ fn main() -> anyhow::Result<()> {
         &out.predictions,
         N_DIMS,
         &folds,
+        None,
         &BootstrapConfig::default(),
     )?;
     println!(

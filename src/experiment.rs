@@ -18,7 +18,7 @@ use crate::dims::{DIMENSIONS, N_DIMS};
 use crate::head::{
     FoldHead, FoldReport, FrameSet, HeadConfig, HeadDescriptor, HeadInput, train_cv_input,
 };
-use crate::metrics::{BootstrapConfig, Evaluation, evaluate};
+use crate::metrics::{BootstrapConfig, Clusters, Evaluation, evaluate};
 use crate::table;
 use crate::tensors::TensorFile;
 
@@ -362,7 +362,44 @@ impl TrainOutput {
 
     /// All metrics of these out-of-fold predictions.
     pub fn evaluate(&self, boot: &BootstrapConfig) -> Result<Evaluation> {
-        evaluate(&self.y_true, &self.y_pred, N_DIMS, &self.folds, boot)
+        evaluate(&self.y_true, &self.y_pred, N_DIMS, &self.folds, None, boot)
+    }
+
+    /// [`Self::evaluate`] with a CI that resamples whole pieces within folds
+    /// (`clips` gives each clip's piece): a piece's performances share a
+    /// score and most of their label variance, so they are not independent
+    /// draws. The clip-level CI stays beside it.
+    pub fn evaluate_by_piece(
+        &self,
+        boot: &BootstrapConfig,
+        clips: &LabeledClips,
+    ) -> Result<Evaluation> {
+        let piece_of: HashMap<&str, &str> = (clips.clip_ids.iter())
+            .zip(&clips.pieces)
+            .map(|(c, p)| (c.as_str(), p.as_str()))
+            .collect();
+        let mut ids: HashMap<&str, usize> = HashMap::new();
+        let cluster = (self.clip_ids.iter())
+            .map(|c| {
+                let piece: &str = (piece_of.get(c.as_str()).copied()).with_context(|| {
+                    format!("clip {c} of the predictions is not in the manifest")
+                })?;
+                let next = ids.len();
+                Ok(*ids.entry(piece).or_insert(next))
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        let clusters = Clusters {
+            of_clip: &cluster,
+            unit: "piece",
+        };
+        evaluate(
+            &self.y_true,
+            &self.y_pred,
+            N_DIMS,
+            &self.folds,
+            Some(clusters),
+            boot,
+        )
     }
 }
 
@@ -445,6 +482,37 @@ mod tests {
             .unwrap();
         assert!(ev.r2 < 0.05, "shuffled labels: R2 {}", ev.r2);
         assert!(ev.r2_ci.contains_estimate());
+    }
+
+    #[test]
+    fn the_piece_ci_resamples_the_manifests_pieces_and_keeps_the_clip_ci_beside() {
+        let dir = tempfile::tempdir().unwrap();
+        let (clips, feats) = write_tables(dir.path(), 120, true);
+        let out = train(&quick_head(), &clips, &feats, None).unwrap();
+        let boot = BootstrapConfig::default();
+        let (by_clip, by_piece) = (
+            out.evaluate(&boot).unwrap(),
+            out.evaluate_by_piece(&boot, &clips).unwrap(),
+        );
+        assert_eq!(by_piece.r2, by_clip.r2);
+        assert_eq!(by_piece.clip_r2_ci.as_ref(), Some(&by_clip.r2_ci));
+        assert_eq!(by_clip.ci_unit, None);
+        // 120 clips in pieces of 3.
+        assert_eq!(
+            (by_piece.ci_unit.as_deref(), by_piece.n_clusters),
+            (Some("piece"), Some(40))
+        );
+        assert_ne!(by_piece.r2_ci, by_clip.r2_ci);
+        let mut missing = clips.clone();
+        missing.clip_ids[5] = "other".into();
+        let e = out
+            .evaluate_by_piece(&boot, &missing)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("clip clip005 of the predictions is not in the manifest"),
+            "{e}"
+        );
     }
 
     /// Bad labels and features are named by clip id and dimension, not by

@@ -53,6 +53,9 @@ fn eval(r2: f64) -> Evaluation {
             resamples_used: 100,
             resamples_undefined: 0,
         },
+        ci_unit: None,
+        n_clusters: None,
+        clip_r2_ci: None,
         pooled_r2_ci: None,
     }
 }

@@ -9,8 +9,11 @@
 //!   degrees of freedom (identical to `scipy.stats.pearsonr`).
 //! - **Dispersion ratio** = std(pred) / std(true) with population standard
 //!   deviations (ddof = 0); the ratio is the same for any common ddof.
-//! - The **bootstrap CI** (see [`bootstrap`]) resamples held-out clips within
-//!   each fold and recomputes exactly the fold-mean of dimension-mean R².
+//! - The **bootstrap CI** (see [`bootstrap`]) resamples held-out units within
+//!   each fold and recomputes exactly the fold-mean of dimension-mean R². The
+//!   unit is the split's cluster when [`evaluate`] is given one (a segment
+//!   group's performances share a score and most of their label variance),
+//!   and that is `r2_ci`; the clip-level interval is kept beside it.
 //!
 //! Degenerate cases: if a dimension's true values are constant within a fold,
 //! its R² (and Pearson r, dispersion ratio) are undefined. That is a data
@@ -30,7 +33,9 @@ pub mod dist;
 use anyhow::{Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 
-pub use bootstrap::{BootstrapConfig, Ci, bootstrap_ci, percentile};
+pub use bootstrap::{
+    BootstrapConfig, Ci, bootstrap_ci, cluster_bootstrap_ci, clusters_by_fold, percentile,
+};
 pub use dist::{pearson_p_value, student_t_two_sided_p};
 
 /// True if every value equals the first (an undefined-variance column).
@@ -169,8 +174,20 @@ pub struct Evaluation {
     pub mae: f64,
     pub pearson_r: Option<f64>,
     pub dispersion: f64,
-    /// Bootstrap CI of `r2`.
+    /// Bootstrap CI of `r2`: resampling `ci_unit` clusters within folds, or
+    /// clips where no cluster was given.
     pub r2_ci: Ci,
+    /// What `r2_ci` resamples within folds (e.g. "segment group"); `None`: clips.
+    #[serde(default)]
+    pub ci_unit: Option<String>,
+    /// Number of those clusters over all folds.
+    #[serde(default)]
+    pub n_clusters: Option<usize>,
+    /// The clip-level CI of `r2` (clips resampled within folds as if
+    /// independent), beside a clustered `r2_ci` to show how much too narrow
+    /// it is; `None` when `r2_ci` is clip-level itself.
+    #[serde(default)]
+    pub clip_r2_ci: Option<Ci>,
     /// The study's CI, reported beside ours as its defect: a percentile
     /// bootstrap of R² on the *pooled* out-of-fold predictions (all clips
     /// resampled together, folds ignored), same resamples, level and seed.
@@ -306,8 +323,17 @@ fn dim_metrics(oof: &OutOfFold, rows: &[usize], dim: usize, fold: usize) -> Resu
     })
 }
 
+/// The clusters a bootstrap resamples whole: each clip's cluster id, and
+/// what a cluster is (for the tables: "segment group", "performer").
+#[derive(Clone, Copy, Debug)]
+pub struct Clusters<'a> {
+    pub of_clip: &'a [usize],
+    pub unit: &'a str,
+}
+
 /// Full evaluation of out-of-fold predictions: per fold and dimension
-/// metrics, their means, pooled Pearson tests and the bootstrap CI of R².
+/// metrics, their means, pooled Pearson tests and the bootstrap CI of R²
+/// (resampling `clusters` within folds where given, and clips).
 ///
 /// `y_true`, `y_pred`: row-major `[n, n_dims]`; `folds[i]` is clip i's test fold.
 pub fn evaluate(
@@ -315,6 +341,7 @@ pub fn evaluate(
     y_pred: &[f32],
     n_dims: usize,
     folds: &[usize],
+    clusters: Option<Clusters>,
     boot: &BootstrapConfig,
 ) -> Result<Evaluation> {
     let oof = OutOfFold::new(y_true, y_pred, n_dims)?;
@@ -361,7 +388,23 @@ pub fn evaluate(
             }
         })
         .collect();
-    let r2_ci = bootstrap_ci(&fold_rows, boot, |rows| oof.fold_mean_r2(rows))?;
+    let statistic = |rows: &[Vec<usize>]| oof.fold_mean_r2(rows);
+    let clip_r2_ci = bootstrap_ci(&fold_rows, boot, statistic)?;
+    let (r2_ci, clip_r2_ci, ci_unit, n_clusters) = match clusters {
+        None => (clip_r2_ci, None, None, None),
+        Some(c) => {
+            ensure!(
+                c.of_clip.len() == oof.n_clips(),
+                "{} cluster ids for {} clips",
+                c.of_clip.len(),
+                oof.n_clips()
+            );
+            let grouped = clusters_by_fold(&fold_rows, c.of_clip);
+            let n = grouped.iter().map(Vec::len).sum();
+            let ci = cluster_bootstrap_ci(&grouped, boot, statistic)?;
+            (ci, Some(clip_r2_ci), Some(c.unit.to_string()), Some(n))
+        }
+    };
     let pooled_r2_ci = bootstrap_ci(std::slice::from_ref(&all_rows), boot, |rows| {
         oof.dim_mean_r2(&rows[0])
     })
@@ -374,6 +417,9 @@ pub fn evaluate(
         folds: fold_metrics,
         per_dim,
         r2_ci,
+        ci_unit,
+        n_clusters,
+        clip_r2_ci,
         pooled_r2_ci,
     })
 }

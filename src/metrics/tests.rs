@@ -134,7 +134,7 @@ fn evaluate_matches_sklearn_and_scipy() {
         resamples: 200,
         ..Default::default()
     };
-    let ev = evaluate(&yt, &yp, 3, &FOLDS, &boot).unwrap();
+    let ev = evaluate(&yt, &yp, 3, &FOLDS, None, &boot).unwrap();
     assert_eq!(ev.folds.len(), 2);
     for f in 0..2 {
         assert_eq!(ev.folds[f].n_clips, 5);
@@ -174,7 +174,7 @@ fn evaluate_names_fold_and_dimension_of_a_constant_column() {
     for row in 5..10 {
         yt[row * 3 + 2] = 0.5;
     }
-    let err = evaluate(&yt, &yp, 3, &FOLDS, &BootstrapConfig::default()).unwrap_err();
+    let err = evaluate(&yt, &yp, 3, &FOLDS, None, &BootstrapConfig::default()).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("fold 1, dimension 2"), "{msg}");
     assert!(msg.contains("undefined"), "{msg}");
@@ -190,7 +190,7 @@ fn a_constant_percepiano_column_is_named_by_dimension() {
     for row in 4..8 {
         yt[row * n_dims + 4] = 0.25;
     }
-    let err = evaluate(&yt, &yp, n_dims, &folds, &BootstrapConfig::default()).unwrap_err();
+    let err = evaluate(&yt, &yp, n_dims, &folds, None, &BootstrapConfig::default()).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("fold 1, dimension `pedal_clarity`"), "{msg}");
 }
@@ -198,15 +198,15 @@ fn a_constant_percepiano_column_is_named_by_dimension() {
 #[test]
 fn evaluate_rejects_bad_shapes() {
     let (yt, yp) = fixture();
-    let e = evaluate(&yt, &yp[..27], 3, &FOLDS, &BootstrapConfig::default()).unwrap_err();
+    let e = evaluate(&yt, &yp[..27], 3, &FOLDS, None, &BootstrapConfig::default()).unwrap_err();
     assert!(e.to_string().contains("27"), "{e}");
-    let e = evaluate(&yt, &yp, 3, &FOLDS[..9], &BootstrapConfig::default()).unwrap_err();
+    let e = evaluate(&yt, &yp, 3, &FOLDS[..9], None, &BootstrapConfig::default()).unwrap_err();
     assert!(e.to_string().contains("9 fold ids for 10 clips"), "{e}");
-    let e = evaluate(&yt, &yp, 4, &FOLDS, &BootstrapConfig::default()).unwrap_err();
+    let e = evaluate(&yt, &yp, 4, &FOLDS, None, &BootstrapConfig::default()).unwrap_err();
     assert!(e.to_string().contains("multiple of 4"), "{e}");
     let mut nan = yp.clone();
     nan[3 * 4 + 1] = f32::NAN;
-    let e = evaluate(&yt, &nan, 3, &FOLDS, &BootstrapConfig::default()).unwrap_err();
+    let e = evaluate(&yt, &nan, 3, &FOLDS, None, &BootstrapConfig::default()).unwrap_err();
     assert!(
         e.to_string()
             .contains("prediction of clip 4, dimension 1 is NaN"),
@@ -214,7 +214,7 @@ fn evaluate_rejects_bad_shapes() {
     );
     // Fold ids 0 and 2 only: fold 1 is empty.
     let gap: Vec<usize> = FOLDS.iter().map(|&f| f * 2).collect();
-    let e = evaluate(&yt, &yp, 3, &gap, &BootstrapConfig::default()).unwrap_err();
+    let e = evaluate(&yt, &yp, 3, &gap, None, &BootstrapConfig::default()).unwrap_err();
     assert!(e.to_string().contains("fold 1 of 0..3 has no clips"), "{e}");
 }
 
@@ -258,7 +258,7 @@ fn realistic(per_fold: usize, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<usize>) {
 #[test]
 fn bootstrap_ci_brackets_estimate_on_realistic_data() {
     let (yt, yp, folds) = realistic(150, 3);
-    let ev = evaluate(&yt, &yp, 19, &folds, &BootstrapConfig::default()).unwrap();
+    let ev = evaluate(&yt, &yp, 19, &folds, None, &BootstrapConfig::default()).unwrap();
     let ci = &ev.r2_ci;
     assert_eq!(ci.resamples_used, 1000);
     assert_eq!(ci.resamples_undefined, 0);
@@ -364,4 +364,127 @@ fn percentile_ci_can_exclude_a_biased_estimate() {
     assert_eq!(ci.estimate, 1.0);
     assert!(ci.hi < 0.8 && ci.lo > 0.45, "{ci:?}");
     assert!(!ci.contains_estimate());
+}
+
+#[test]
+fn cluster_bootstrap_takes_whole_clusters_within_folds() {
+    // Two folds; clusters {0,1,2} {3} in fold 0, {4,5} {6,7,8} in fold 1.
+    let cluster = [0, 0, 0, 1, 2, 2, 3, 3, 3];
+    let folds = [0, 0, 0, 0, 1, 1, 1, 1, 1];
+    let grouped = clusters_by_fold(&rows_by_fold(&folds).unwrap(), &cluster);
+    assert_eq!(
+        grouped,
+        [
+            vec![vec![0, 1, 2], vec![3]],
+            vec![vec![4, 5], vec![6, 7, 8]]
+        ]
+    );
+    let cfg = BootstrapConfig {
+        resamples: 400,
+        ..Default::default()
+    };
+    // Undefined (dropped) unless every resampled fold is a multiset of whole
+    // clusters of that fold, as many as it has; else the number of rows.
+    let whole = |fold: &[usize], f: usize| {
+        let mut rest = fold.to_vec();
+        let mut drawn = 0;
+        while let Some(&r) = rest.first() {
+            let c = grouped[f].iter().find(|c| c.contains(&r))?;
+            for x in c {
+                let i = rest.iter().position(|y| y == x)?;
+                rest.remove(i);
+            }
+            drawn += 1;
+        }
+        (drawn == grouped[f].len()).then_some(())
+    };
+    let ci = cluster_bootstrap_ci(&grouped, &cfg, |rs| {
+        for (f, r) in rs.iter().enumerate() {
+            whole(r, f)?;
+        }
+        Some(rs.iter().map(Vec::len).sum::<usize>() as f64)
+    })
+    .unwrap();
+    assert_eq!(ci.resamples_undefined, 0);
+    assert_eq!(ci.estimate, 9.0);
+    // Fold sizes vary with the clusters drawn: 2..6 + 4..6 rows.
+    assert!(ci.lo < 9.0 && ci.hi > 9.0, "{ci:?}");
+}
+
+/// Clustered out-of-fold data with a known answer: 4 folds of 12 clusters of
+/// 6 clips; truth y = u_cluster + e_clip, prediction = y + v_cluster + w_clip
+/// (variances 1, 1, 0.6, 0.2), one dimension. The prediction errors of a
+/// cluster's clips move together, as a segment group's performances do.
+fn clustered(seed: u64) -> (Vec<f32>, Vec<f32>, Vec<usize>, Vec<usize>) {
+    let mut rng = Rng::new(seed, 7);
+    let mut normal = move || {
+        // Box-Muller on two uniforms in (0, 1].
+        let (a, b) = (1.0 - rng.uniform_f64(), rng.uniform_f64());
+        (-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()
+    };
+    let (mut yt, mut yp, mut folds, mut cluster) = (vec![], vec![], vec![], vec![]);
+    for c in 0..48 {
+        let (u, v) = (normal(), 0.6f64.sqrt() * normal());
+        for _ in 0..6 {
+            let y = u + normal();
+            yt.push(y as f32);
+            yp.push((y + v + 0.2f64.sqrt() * normal()) as f32);
+            folds.push(c % 4);
+            cluster.push(c);
+        }
+    }
+    (yt, yp, folds, cluster)
+}
+
+#[test]
+fn clustered_ci_covers_where_the_clip_bootstrap_does_not() {
+    // The target: the statistic's expected value, from 2,000 fresh draws
+    // (the interval is about sampling variability, not the small bias of a
+    // fold's R² around its own mean).
+    let stat = |s: u64| {
+        let (yt, yp, folds, _) = clustered(s);
+        let oof = OutOfFold::new(&yt, &yp, 1).unwrap();
+        oof.fold_mean_r2(&rows_by_fold(&folds).unwrap()).unwrap()
+    };
+    let truth = (10_000..12_000).map(stat).sum::<f64>() / 2000.0;
+    let cfg = BootstrapConfig {
+        resamples: 400,
+        ..Default::default()
+    };
+    let (mut clip_hits, mut cluster_hits, mut widths) = (0, 0, (0.0, 0.0));
+    let replicates = 200;
+    for s in 0..replicates {
+        let (yt, yp, folds, cluster) = clustered(s);
+        let clusters = Clusters {
+            of_clip: &cluster,
+            unit: "cluster",
+        };
+        let ev = evaluate(&yt, &yp, 1, &folds, Some(clusters), &cfg).unwrap();
+        let clip = ev.clip_r2_ci.as_ref().unwrap();
+        assert_eq!(
+            (ev.ci_unit.as_deref(), ev.n_clusters),
+            (Some("cluster"), Some(48))
+        );
+        clip_hits += usize::from(clip.lo <= truth && truth <= clip.hi);
+        cluster_hits += usize::from(ev.r2_ci.lo <= truth && truth <= ev.r2_ci.hi);
+        widths.0 += clip.hi - clip.lo;
+        widths.1 += ev.r2_ci.hi - ev.r2_ci.lo;
+    }
+    let (clip, clustered) = (
+        clip_hits as f64 / replicates as f64,
+        cluster_hits as f64 / replicates as f64,
+    );
+    eprintln!(
+        "95% CI coverage of R² = {truth:.3} over {replicates} replicates: clip bootstrap {clip:.3} \
+         (mean width {:.3}), cluster bootstrap {clustered:.3} (mean width {:.3})",
+        widths.0 / replicates as f64,
+        widths.1 / replicates as f64
+    );
+    // Binomial(200, 0.95) has sd 0.015: 0.90 is over 3 sd below nominal.
+    assert!(clustered >= 0.90, "cluster bootstrap covers {clustered}");
+    assert!(
+        clip <= 0.85,
+        "clip bootstrap covers {clip}: the data are not clustered enough"
+    );
+    assert!(widths.1 > 1.3 * widths.0, "{widths:?}");
 }

@@ -19,7 +19,9 @@ fn frame(columns: Vec<Column>) -> PolarsResult<LazyFrame> {
 /// then the ones that did not (in configuration order, metrics null):
 /// `experiment`, `description`, `features`, `encoder`, `control`, `status`
 /// (`ran` / `not run` / `failed`), `note`, the study's published `study_r2`,
-/// the evaluation's `r2`, `r2_ci_low`, `r2_ci_high`, `mae`, `pearson`,
+/// the evaluation's `r2`, `r2_ci_low`, `r2_ci_high` (resampling `ci_unit`s
+/// within folds), `r2_ci_clip_low/high` (resampling clips, where `ci_unit`
+/// is not the clip), `mae`, `pearson`,
 /// `dispersion`, `train_seconds` and `n_clips`.
 pub fn experiments(results: &Results) -> PolarsResult<LazyFrame> {
     let infos: Vec<_> = results
@@ -54,6 +56,19 @@ pub fn experiments(results: &Results) -> PolarsResult<LazyFrame> {
         metric("r2", &|r| Some(r.eval.r2)),
         metric("r2_ci_low", &|r| Some(r.eval.r2_ci.lo)),
         metric("r2_ci_high", &|r| Some(r.eval.r2_ci.hi)),
+        Column::new(
+            "ci_unit".into(),
+            (results.ran.iter())
+                .map(|r| Some(r.eval.ci_unit.as_deref().unwrap_or("clip")))
+                .chain(results.not_run.iter().map(|_| None))
+                .collect::<Vec<_>>(),
+        ),
+        metric("r2_ci_clip_low", &|r| {
+            r.eval.clip_r2_ci.as_ref().map(|c| c.lo)
+        }),
+        metric("r2_ci_clip_high", &|r| {
+            r.eval.clip_r2_ci.as_ref().map(|c| c.hi)
+        }),
         Column::new(
             "study_r2".into(),
             infos

@@ -94,9 +94,12 @@ pub fn ranked_table(results: &Results) -> String {
     } else {
         let _ = writeln!(
             md,
-            "| rank | experiment | description | R² | 95% CI | study R² | MAE | Pearson r | dispersion | train s | clips |"
+            "| rank | experiment | description | R² | 95% CI | clip-level CI | study R² | MAE | Pearson r | dispersion | train s | clips |"
         );
-        let _ = writeln!(md, "|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            md,
+            "|---:|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|"
+        );
         for (i, r) in results.ran.iter().enumerate() {
             let e = &r.eval;
             let mut mark = if r.info.control { " **[control]**" } else { "" }.to_string();
@@ -110,13 +113,18 @@ pub fn ranked_table(results: &Results) -> String {
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {}{mark} | {} | [{}, {}]{outside} | {} | {} | {} | {} | {:.1} | {} |",
+                "| {} | {} | {}{mark} | {} | [{}, {}]{outside} | {} | {} | {} | {} | {} | {:.1} | {} |",
                 i + 1,
                 r.info.id,
                 r.info.description,
                 f3(e.r2),
                 f3(e.r2_ci.lo),
                 f3(e.r2_ci.hi),
+                e.clip_r2_ci.as_ref().map_or("–".into(), |c| format!(
+                    "[{}, {}]",
+                    f3(c.lo),
+                    f3(c.hi)
+                )),
                 study_row(&r.info.id).map_or("–".into(), |s| s.cell()),
                 f3(e.mae),
                 opt3(e.pearson_r),
@@ -126,6 +134,7 @@ pub fn ranked_table(results: &Results) -> String {
             );
         }
         let _ = writeln!(md);
+        ci_footnote(&mut md, results);
         study_footnotes(&mut md, results);
         if results.ran.iter().any(|r| r.info.control) {
             let _ = writeln!(
@@ -502,4 +511,36 @@ pub fn ranked_section(report: &str) -> Option<&str> {
         .find("\n## ")
         .map_or(rest.len(), |i| i + RANKED_HEADING.len() + 1);
     Some(rest[..end].trim_end())
+}
+
+/// What the 95% CI resamples, and why the clip-level one is beside it.
+fn ci_footnote(md: &mut String, results: &Results) {
+    let clustered: Vec<&crate::metrics::Evaluation> = (results.ran.iter())
+        .map(|r| &r.eval)
+        .filter(|e| e.ci_unit.is_some())
+        .collect();
+    let Some(first) = clustered.first() else {
+        let _ = writeln!(
+            md,
+            "95% CI: percentile bootstrap of R², resampling held-out clips within folds.\n"
+        );
+        return;
+    };
+    let unit = first.ci_unit.as_deref().unwrap_or("clip");
+    let ratio = clustered
+        .iter()
+        .filter_map(|e| {
+            let clip = e.clip_r2_ci.as_ref()?;
+            Some((e.r2_ci.hi - e.r2_ci.lo) / (clip.hi - clip.lo).max(1e-12))
+        })
+        .sum::<f64>()
+        / clustered.len() as f64;
+    let _ = writeln!(
+        md,
+        "95% CI: percentile bootstrap of R², resampling whole {unit}s within folds ({} {unit}s; \
+         the cluster bootstrap: a {unit}'s performances share their score and most of their label \
+         variance, so they are not independent draws). The clip-level CI resamples clips as if \
+         they were independent: on average the {unit} CI is {ratio:.1}x as wide.\n",
+        first.n_clusters.unwrap_or(0)
+    );
 }

@@ -23,7 +23,8 @@ pub fn build(name: &str, results: &Results) -> TableBuilder {
 
 const DEFINITIONS: &str = "r2: per fold, mean over the 19 dimensions of each dimension's R2 on the fold's held-out clips; \
 experiment r2 = mean over folds. mae, pearson, dispersion (std(pred)/std(true), population std) are aggregated the same way. \
-r2_ci_low/high: percentile bootstrap of exactly that statistic, resampling held-out clips within each fold.";
+r2_ci_low/high: percentile bootstrap of exactly that statistic, resampling held-out ci_units (pieces on piece folds: whole clusters; else clips) within each fold; \
+r2_ci_clip_low/high: the same resampling clips as if independent (too narrow on clustered data), where ci_unit is not the clip.";
 
 /// One row per configured experiment: the ran ones ranked by R², then the
 /// ones that did not run (metrics null, `note` says why).

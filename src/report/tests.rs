@@ -95,6 +95,11 @@ fn summary_ranks_by_r2_and_lists_what_did_not_run() {
     assert!(r2.is_null(2) && rank.is_null(2) && rank.value(1) == 2);
     let lo = crate::table::column::<Float64Array>(&b, "r2_ci_low").unwrap();
     assert_eq!(lo.value(1), r.ran[1].eval.r2_ci.lo);
+    // Clip-level evaluations: the unit says so, and no second CI.
+    let unit = crate::table::column::<StringArray>(&b, "ci_unit").unwrap();
+    let clip_lo = crate::table::column::<Float64Array>(&b, "r2_ci_clip_low").unwrap();
+    assert_eq!((unit.value(0), unit.is_null(2)), ("clip", true));
+    assert!(clip_lo.is_null(0) && clip_lo.is_null(2));
 }
 
 #[test]
@@ -225,6 +230,13 @@ fn every_table_equals_the_hand_built_one_of_main_to_the_last_bit() {
         for name in tables::TABLES {
             let got = tables::build(name, &r).unwrap().batch().unwrap();
             let want = oracle::build(name, &r).batch().unwrap();
+            // The columns added since: the clustered CI's unit and the clip-level CI.
+            let added = ["ci_unit", "r2_ci_clip_low", "r2_ci_clip_high"];
+            let keep: Vec<usize> = (0..got.num_columns())
+                .filter(|&i| !added.contains(&got.schema().field(i).name().as_str()))
+                .collect();
+            assert_eq!(keep.len() < got.num_columns(), name == "summary", "{name}");
+            let got = got.project(&keep).unwrap();
             // Names, types, nullability and key-value metadata.
             assert_eq!(got.schema(), want.schema(), "{name}");
             assert_eq!(float_bits(&got), float_bits(&want), "{name}");

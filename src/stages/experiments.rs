@@ -95,11 +95,17 @@ impl Stage for Train {
 pub struct Evaluate {
     ids: Vec<String>,
     bootstrap: BootstrapConfig,
+    /// The folds keep each piece whole: the CI resamples pieces within folds.
+    by_piece: bool,
 }
 
 impl Evaluate {
-    pub fn new(ids: Vec<String>, bootstrap: BootstrapConfig) -> Evaluate {
-        Evaluate { ids, bootstrap }
+    pub fn new(ids: Vec<String>, bootstrap: BootstrapConfig, by_piece: bool) -> Evaluate {
+        Evaluate {
+            ids,
+            bootstrap,
+            by_piece,
+        }
     }
 }
 
@@ -112,20 +118,29 @@ impl Stage for Evaluate {
             .into()
     }
     fn plan(&self) -> Result<Vec<NodeSpec>> {
+        let ci_unit = if self.by_piece { "piece" } else { "clip" };
         Ok(self
             .ids
             .iter()
             .map(|id| {
-                let inputs = vec![("train".into(), Source::node(&TRAIN, id.clone()))];
-                NodeSpec::new(id.clone(), json!({ "bootstrap": self.bootstrap }), inputs)
+                let mut inputs = vec![("train".into(), Source::node(&TRAIN, id.clone()))];
+                if self.by_piece {
+                    inputs.push(("manifest".into(), Source::node(&MANIFEST, ALL)));
+                }
+                let params = json!({ "bootstrap": self.bootstrap, "ci_unit": ci_unit });
+                NodeSpec::new(id.clone(), params, inputs)
             })
             .collect())
     }
     fn run(&self, node: &Node, out: &Path) -> Result<()> {
         let trained = TrainOutput::read(&node.input("train")?.path)?;
-        let evaluation: Evaluation = trained
-            .evaluate(&self.bootstrap)
-            .with_context(|| format!("evaluating experiment {}", node.item))?;
+        let evaluation: Evaluation = if self.by_piece {
+            let clips = LabeledClips::from_manifest(&node.input("manifest")?.path)?;
+            trained.evaluate_by_piece(&self.bootstrap, &clips)
+        } else {
+            trained.evaluate(&self.bootstrap)
+        }
+        .with_context(|| format!("evaluating experiment {}", node.item))?;
         write_json(&evaluation, out)
     }
 }

@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::dag::{Node, Stage, StageDecl};
-use crate::dataset::{Clip, Dataset, FailedClip, SourceKind};
+use crate::dataset::{Clip, Dataset, FailedClip, FoldStrategy, SourceKind};
 use crate::encoder::{EncoderConfig, runtime};
 use crate::features::{Extractor, FeatureSet};
 use crate::report::ExperimentInfo;
@@ -70,9 +70,10 @@ pub static FEATURE_TABLES: StageDecl =
 pub static TRAIN: StageDecl =
     StageDecl::new("train", 4, "safetensors", &[&FEATURE_TABLES, &MANIFEST]).per("experiments");
 /// metrics per experiment. v2: the study's pooled CI (`pooled_r2_ci`),
-/// which the report read by recomputing it.
+/// which the report read by recomputing it. v3: on piece folds the CI
+/// resamples pieces within folds (`ci_unit`), the clip-level CI beside it.
 pub static EVALUATE: StageDecl =
-    StageDecl::new("evaluate", 2, "json", &[&TRAIN]).per("experiments");
+    StageDecl::new("evaluate", 3, "json", &[&TRAIN, &MANIFEST]).per("experiments");
 /// a model bundle per experiment (fold heads + model card), for `pipe predict`
 pub static MODELS: StageDecl =
     StageDecl::new("models", 1, "safetensors", &[&TRAIN, &EVALUATE, &MANIFEST]).per("models");
@@ -309,7 +310,14 @@ pub fn build(config: &Config) -> Result<Pipeline> {
             .map(|(id, exp)| models::card_from_config(config, id, exp, passes.as_deref()))
             .collect::<Result<_>>()?;
         stages.push(Box::new(Train::new(runnable)));
-        stages.push(Box::new(Evaluate::new(ids, config.evaluation.bootstrap())));
+        // Piece folds keep a piece's performances together: its clips are one
+        // unit of the bootstrap. (Performer folds need the performers in the manifest.)
+        let by_piece = config.dataset.folds().strategy == FoldStrategy::Piece;
+        stages.push(Box::new(Evaluate::new(
+            ids,
+            config.evaluation.bootstrap(),
+            by_piece,
+        )));
         stages.push(Box::new(Models::new(cards)));
     }
     stages.push(Box::new(ResultTables(experiments.clone())));
