@@ -55,6 +55,7 @@ fn eval(r2: f64) -> Evaluation {
         },
         ci_unit: None,
         n_clusters: None,
+        cluster_of_clip: None,
         clip_r2_ci: None,
         pooled_r2_ci: None,
     }

@@ -160,6 +160,26 @@ where
     })
 }
 
+/// The paired difference `statistic_a − statistic_b` of two predictors on
+/// the same clips and folds, with the cluster bootstrap of
+/// [`cluster_bootstrap_ci`]: each resample draws the clusters once and
+/// recomputes both, so what the two share (which pieces were drawn) cancels.
+/// A difference is shown when its interval excludes 0.
+pub fn paired_delta_ci<A, B>(
+    fold_clusters: &[Vec<Vec<usize>>],
+    cfg: &BootstrapConfig,
+    statistic_a: A,
+    statistic_b: B,
+) -> Result<Ci>
+where
+    A: Fn(&[Vec<usize>]) -> Option<f64> + Sync,
+    B: Fn(&[Vec<usize>]) -> Option<f64> + Sync,
+{
+    cluster_bootstrap_ci(fold_clusters, cfg, |rows| {
+        Some(statistic_a(rows)? - statistic_b(rows)?)
+    })
+}
+
 /// Each fold's rows grouped by `cluster[row]`, clusters in order of first
 /// appearance (so the grouping, and every resample, is deterministic).
 pub fn clusters_by_fold(fold_rows: &[Vec<usize>], cluster: &[usize]) -> Vec<Vec<Vec<usize>>> {

@@ -34,7 +34,8 @@ use anyhow::{Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 
 pub use bootstrap::{
-    BootstrapConfig, Ci, bootstrap_ci, cluster_bootstrap_ci, clusters_by_fold, percentile,
+    BootstrapConfig, Ci, bootstrap_ci, cluster_bootstrap_ci, clusters_by_fold, paired_delta_ci,
+    percentile,
 };
 pub use dist::{pearson_p_value, student_t_two_sided_p};
 
@@ -183,6 +184,10 @@ pub struct Evaluation {
     /// Number of those clusters over all folds.
     #[serde(default)]
     pub n_clusters: Option<usize>,
+    /// Each clip's cluster (in the predictions' clip order), so a paired
+    /// comparison with another experiment resamples the same units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_of_clip: Option<Vec<usize>>,
     /// The clip-level CI of `r2` (clips resampled within folds as if
     /// independent), beside a clustered `r2_ci` to show how much too narrow
     /// it is; `None` when `r2_ci` is clip-level itself.
@@ -419,6 +424,7 @@ pub fn evaluate(
         r2_ci,
         ci_unit,
         n_clusters,
+        cluster_of_clip: clusters.map(|c| c.of_clip.to_vec()),
         clip_r2_ci,
         pooled_r2_ci,
     })

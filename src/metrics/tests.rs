@@ -488,3 +488,38 @@ fn clustered_ci_covers_where_the_clip_bootstrap_does_not() {
     );
     assert!(widths.1 > 1.3 * widths.0, "{widths:?}");
 }
+
+#[test]
+fn a_paired_difference_has_the_sign_and_interval_it_was_built_with() {
+    let (yt, good, folds, cluster) = clustered(3);
+    // A worse predictor: the same predictions plus clip noise of variance 0.5.
+    let mut rng = Rng::new(9, 1);
+    let worse: Vec<f32> = good
+        .iter()
+        .map(|p| p + (rng.uniform_f32() - 0.5) * 2.45)
+        .collect();
+    let a = OutOfFold::new(&yt, &good, 1).unwrap();
+    let b = OutOfFold::new(&yt, &worse, 1).unwrap();
+    let grouped = clusters_by_fold(&rows_by_fold(&folds).unwrap(), &cluster);
+    let cfg = BootstrapConfig::default();
+    let ra = |r: &[Vec<usize>]| a.fold_mean_r2(r);
+    let rb = |r: &[Vec<usize>]| b.fold_mean_r2(r);
+    let d = paired_delta_ci(&grouped, &cfg, ra, rb).unwrap();
+    let rows = rows_by_fold(&folds).unwrap();
+    let exact = a.fold_mean_r2(&rows).unwrap() - b.fold_mean_r2(&rows).unwrap();
+    assert_eq!(d.estimate, exact);
+    // Added noise of variance 0.5 against labels of variance ~2: ΔR² near 0.25, all positive.
+    assert!(d.estimate > 0.15 && d.lo > 0.0, "{d:?}");
+    // Reversed, the interval is the mirror image; against itself, exactly 0.
+    let r = paired_delta_ci(&grouped, &cfg, rb, ra).unwrap();
+    assert_eq!((r.lo, r.hi), (-d.hi, -d.lo));
+    let same = paired_delta_ci(&grouped, &cfg, ra, ra).unwrap();
+    assert_eq!((same.lo, same.estimate, same.hi), (0.0, 0.0, 0.0));
+    // Pairing: what the two share cancels, so the difference's interval is
+    // narrower than the better predictor's own (unpaired, it would be wider).
+    let alone = cluster_bootstrap_ci(&grouped, &cfg, ra).unwrap();
+    assert!(
+        d.hi - d.lo < 0.8 * (alone.hi - alone.lo),
+        "{d:?} vs {alone:?}"
+    );
+}

@@ -21,9 +21,12 @@ fn frame(columns: Vec<Column>) -> PolarsResult<LazyFrame> {
 /// (`ran` / `not run` / `failed`), `note`, the study's published `study_r2`,
 /// the evaluation's `r2`, `r2_ci_low`, `r2_ci_high` (resampling `ci_unit`s
 /// within folds), `r2_ci_clip_low/high` (resampling clips, where `ci_unit`
-/// is not the clip), `mae`, `pearson`,
+/// is not the clip), `delta_best` and `delta_best_ci_low/high` (ΔR² = best
+/// − this row, paired cluster bootstrap; null for the best row and rows not
+/// comparable), `mae`, `pearson`,
 /// `dispersion`, `train_seconds` and `n_clips`.
 pub fn experiments(results: &Results) -> PolarsResult<LazyFrame> {
+    let vs_best = results.vs_best();
     let infos: Vec<_> = results
         .ran
         .iter()
@@ -35,6 +38,12 @@ pub fn experiments(results: &Results) -> PolarsResult<LazyFrame> {
     };
     let metric = |name: &str, f: &dyn Fn(&super::Ran) -> Option<f64>| {
         let ran = results.ran.iter().map(f);
+        let not_run = results.not_run.iter().map(|_| None);
+        Column::new(name.into(), ran.chain(not_run).collect::<Vec<_>>())
+    };
+    // ΔR² to the best row (rank 1), ran rows in rank order.
+    let best_delta = |name: &str, f: &dyn Fn(&crate::metrics::Ci) -> f64| {
+        let ran = vs_best.iter().map(|c| c.as_ref().map(f));
         let not_run = results.not_run.iter().map(|_| None);
         Column::new(name.into(), ran.chain(not_run).collect::<Vec<_>>())
     };
@@ -69,6 +78,9 @@ pub fn experiments(results: &Results) -> PolarsResult<LazyFrame> {
         metric("r2_ci_clip_high", &|r| {
             r.eval.clip_r2_ci.as_ref().map(|c| c.hi)
         }),
+        best_delta("delta_best", &|c| c.estimate),
+        best_delta("delta_best_ci_low", &|c| c.lo),
+        best_delta("delta_best_ci_high", &|c| c.hi),
         Column::new(
             "study_r2".into(),
             infos

@@ -94,12 +94,13 @@ pub fn ranked_table(results: &Results) -> String {
     } else {
         let _ = writeln!(
             md,
-            "| rank | experiment | description | R² | 95% CI | clip-level CI | study R² | MAE | Pearson r | dispersion | train s | clips |"
+            "| rank | experiment | description | R² | 95% CI | clip-level CI | ΔR² to #1 [95% CI] | study R² | MAE | Pearson r | dispersion | train s | clips |"
         );
         let _ = writeln!(
             md,
-            "|---:|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|"
+            "|---:|---|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|"
         );
+        let vs_best = results.vs_best();
         for (i, r) in results.ran.iter().enumerate() {
             let e = &r.eval;
             let mut mark = if r.info.control { " **[control]**" } else { "" }.to_string();
@@ -113,7 +114,7 @@ pub fn ranked_table(results: &Results) -> String {
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {}{mark} | {} | [{}, {}]{outside} | {} | {} | {} | {} | {} | {:.1} | {} |",
+                "| {} | {} | {}{mark} | {} | [{}, {}]{outside} | {} | {} | {} | {} | {} | {} | {:.1} | {} |",
                 i + 1,
                 r.info.id,
                 r.info.description,
@@ -125,6 +126,10 @@ pub fn ranked_table(results: &Results) -> String {
                     f3(c.lo),
                     f3(c.hi)
                 )),
+                vs_best[i].as_ref().map_or("–".into(), |d| {
+                    let tie = if d.lo <= 0.0 { " ≈" } else { "" };
+                    format!("{} [{}, {}]{tie}", f3(d.estimate), f3(d.lo), f3(d.hi))
+                }),
                 study_row(&r.info.id).map_or("–".into(), |s| s.cell()),
                 f3(e.mae),
                 opt3(e.pearson_r),
@@ -135,6 +140,16 @@ pub fn ranked_table(results: &Results) -> String {
         }
         let _ = writeln!(md);
         ci_footnote(&mut md, results);
+        if vs_best.iter().flatten().next().is_some() {
+            let ties = vs_best.iter().flatten().filter(|d| d.lo <= 0.0).count();
+            let _ = writeln!(
+                md,
+                "ΔR² to #1: R² of the rank-1 row minus this row's on the same clips and folds, with \
+                 a paired bootstrap that resamples the same pieces for both (the difference's own \
+                 interval, not two CIs side by side). ≈: the interval reaches 0, so these data \
+                 cannot tell the row from #1 ({ties} row(s)).\n"
+            );
+        }
         study_footnotes(&mut md, results);
         if results.ran.iter().any(|r| r.info.control) {
             let _ = writeln!(

@@ -27,10 +27,12 @@ pub mod tables;
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::{FailedClip, failed};
-use crate::dims::STUDY_CATEGORIES;
+use crate::dims::{N_DIMS, STUDY_CATEGORIES};
 use crate::experiment::TrainOutput;
 use crate::head::Validation;
-use crate::metrics::Evaluation;
+use crate::metrics::{
+    BootstrapConfig, Ci, Evaluation, OutOfFold, clusters_by_fold, paired_delta_ci, rows_by_fold,
+};
 
 /// What the report says about one configured experiment, run or not.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -95,6 +97,8 @@ pub struct Results {
     pub not_run: Vec<ExperimentInfo>,
     /// Clips that failed before training (every experiment's, once each).
     pub failed: Vec<FailedClip>,
+    /// The evaluate stage's bootstrap settings, for the paired comparisons.
+    pub bootstrap: BootstrapConfig,
 }
 
 impl Results {
@@ -113,7 +117,42 @@ impl Results {
             ran,
             not_run,
             failed,
+            bootstrap: BootstrapConfig::default(),
         }
+    }
+
+    /// Per ran experiment, in rank order: ΔR² = R²(best) − R²(it), the best
+    /// being rank 1, with the paired cluster bootstrap CI
+    /// ([`crate::metrics::paired_delta_ci`]) where it was scored on the best
+    /// row's clips, labels, folds and clusters; `None` for the best row and
+    /// where it was not (a clip-level evaluation, other clips). An interval
+    /// that reaches 0 means the data cannot tell the row from the best.
+    pub fn vs_best(&self) -> Vec<Option<Ci>> {
+        let Some(best) = self.ran.first() else {
+            return Vec::new();
+        };
+        let paired = |r: &Ran| -> Option<Ci> {
+            let clusters = best.eval.cluster_of_clip.as_ref()?;
+            let (t, u) = (&best.train, &r.train);
+            let same = t.clip_ids == u.clip_ids
+                && t.folds == u.folds
+                && t.y_true == u.y_true
+                && r.eval.cluster_of_clip.as_ref() == Some(clusters);
+            if !same {
+                return None;
+            }
+            let a = OutOfFold::new(&t.y_true, &t.y_pred, N_DIMS).ok()?;
+            let b = OutOfFold::new(&u.y_true, &u.y_pred, N_DIMS).ok()?;
+            let grouped = clusters_by_fold(&rows_by_fold(&t.folds).ok()?, clusters);
+            let (ra, rb) = (
+                |x: &[Vec<usize>]| a.fold_mean_r2(x),
+                |x: &[Vec<usize>]| b.fold_mean_r2(x),
+            );
+            paired_delta_ci(&grouped, &self.bootstrap, ra, rb).ok()
+        };
+        (self.ran.iter().enumerate())
+            .map(|(i, r)| if i == 0 { None } else { paired(r) })
+            .collect()
     }
 
     pub fn get(&self, id: &str) -> Option<&Ran> {

@@ -231,7 +231,14 @@ fn every_table_equals_the_hand_built_one_of_main_to_the_last_bit() {
             let got = tables::build(name, &r).unwrap().batch().unwrap();
             let want = oracle::build(name, &r).batch().unwrap();
             // The columns added since: the clustered CI's unit and the clip-level CI.
-            let added = ["ci_unit", "r2_ci_clip_low", "r2_ci_clip_high"];
+            let added = [
+                "ci_unit",
+                "r2_ci_clip_low",
+                "r2_ci_clip_high",
+                "delta_best",
+                "delta_best_ci_low",
+                "delta_best_ci_high",
+            ];
             let keep: Vec<usize> = (0..got.num_columns())
                 .filter(|&i| !added.contains(&got.schema().field(i).name().as_str()))
                 .collect();
@@ -516,4 +523,57 @@ fn audio_vs_symbolic_table_from_a_hand_made_pair() {
     // One side alone: no table.
     let alone = Results::new(vec![ran("E3-audio-control", 0.1, true)], Vec::new());
     assert!(!markdown::render(&alone, &[]).contains("Audio vs symbolic"));
+}
+
+#[test]
+fn rows_are_compared_with_the_best_by_a_paired_piece_bootstrap() {
+    // Pieces of 2 clips within each fold (clips i and i + 4 share a fold).
+    let piece = |i: usize| (i % 4) * 10 + (i / 4) / 2;
+    let clustered = |mut r: Ran| {
+        let t = &r.train;
+        let cluster: Vec<usize> = (0..t.clip_ids.len()).map(piece).collect();
+        let c = crate::metrics::Clusters {
+            of_clip: &cluster,
+            unit: "piece",
+        };
+        let boot = BootstrapConfig::default();
+        r.eval = crate::metrics::evaluate(&t.y_true, &t.y_pred, N_DIMS, &t.folds, Some(c), &boot)
+            .unwrap();
+        r
+    };
+    let best = clustered(ran("best", 0.05, false));
+    // As good overall, better on some pieces and worse on others.
+    let mut close = ran("close", 0.05, false);
+    let t = &mut close.train;
+    for (k, p) in t.y_pred.iter_mut().enumerate() {
+        let scale = if piece(k / N_DIMS) % 2 == 0 {
+            0.8
+        } else {
+            1.18
+        };
+        *p = t.y_true[k] + scale * (*p - t.y_true[k]);
+    }
+    let (close, far) = (clustered(close), clustered(ran("far", 0.3, false)));
+    let r = Results::new(vec![far, close, best.clone()], Vec::new());
+    // `best` and `close` rank first in either order; `far` last.
+    assert_eq!(r.ran[2].info.id, "far");
+    let d = r.vs_best();
+    assert!(d[0].is_none(), "the best row is not compared with itself");
+    let (close, far) = (d[1].as_ref().unwrap(), d[2].as_ref().unwrap());
+    assert_eq!(far.estimate, r.ran[0].eval.r2 - r.ran[2].eval.r2);
+    assert!(far.lo > 0.0, "far is told apart: {far:?}");
+    assert!(
+        close.lo <= 0.0 && close.hi >= 0.0,
+        "close is not: {close:?}"
+    );
+    // The summary carries the same numbers; the report marks the tie.
+    let b = table("summary", &r);
+    let lo = crate::table::column::<Float64Array>(&b, "delta_best_ci_low").unwrap();
+    assert!(lo.is_null(0));
+    assert_eq!((lo.value(1), lo.value(2)), (close.lo, far.lo));
+    let md = markdown::ranked_table(&r);
+    assert!(md.contains(" ≈ |") && md.contains("(1 row(s))"), "{md}");
+    // A clip-level row is not comparable: no pairs of pieces to resample.
+    let r = Results::new(vec![best, ran("clip", 0.3, false)], Vec::new());
+    assert!(r.vs_best()[1].is_none());
 }

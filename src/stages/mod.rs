@@ -79,16 +79,18 @@ pub static MODELS: StageDecl =
     StageDecl::new("models", 1, "safetensors", &[&TRAIN, &EVALUATE, &MANIFEST]).per("models");
 /// the public result tables (their published copies carry the config hash,
 /// heads and pipe version). v2: `n_clips` and status `failed` in the
-/// summary, the `failed` table. v3: `study_r2` in the summary.
+/// summary, the `failed` table. v3: `study_r2` in the summary. v4: the
+/// summary's `ci_unit`, clip-level CI and paired ΔR² to the best row.
 pub static RESULTS: StageDecl =
-    StageDecl::new("results", 3, "parquet", &[&TRAIN, &EVALUATE]).per("tables");
+    StageDecl::new("results", 4, "parquet", &[&TRAIN, &EVALUATE]).per("tables");
 /// PNG figures. v2: the bar chart's legend in its own strip, axis titles on
 /// the scatter panels.
 pub static PLOTS: StageDecl = StageDecl::new("plots", 2, "png", &[&TRAIN, &EVALUATE]).per("plots");
 /// report.md. v2: clips per experiment, the failed clips. v3: "The study's
-/// protocol", links to README sections.
+/// protocol", links to README sections. v4: the clip-level CI and the paired
+/// ΔR² to the best row in the ranked table.
 pub static REPORT: StageDecl =
-    StageDecl::new("report", 3, "md", &[&TRAIN, &EVALUATE]).per("reports");
+    StageDecl::new("report", 4, "md", &[&TRAIN, &EVALUATE]).per("reports");
 
 /// A partial aggregate's clips (its inputs are named by clip id): those whose
 /// input exists, in dataset order, and the failed ones with where and why.
@@ -287,6 +289,7 @@ pub fn build(config: &Config) -> Result<Pipeline> {
         infos,
         report,
         provenance,
+        bootstrap: config.evaluation.bootstrap(),
     };
     // With nothing runnable, the tables and report still list what did not run.
     let any_ran = !runnable.is_empty();

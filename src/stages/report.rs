@@ -13,6 +13,7 @@ use super::{EVALUATE, PLOTS, REPORT, RESULTS, TRAIN};
 use crate::config::ReportConfig;
 use crate::dag::{Node, NodeSpec, Publish, Source, Stage, StageDecl};
 use crate::experiment::TrainOutput;
+use crate::metrics::BootstrapConfig;
 use crate::report::{ExperimentInfo, Ran, Results, e3_configured, markdown, plots, tables};
 
 /// What the three stages share: the experiment list and where their inputs are.
@@ -22,6 +23,8 @@ pub struct Experiments {
     pub report: ReportConfig,
     /// Metadata of the result tables.
     pub provenance: tables::Provenance,
+    /// `[evaluation]`'s bootstrap, for the paired comparisons with the best row.
+    pub bootstrap: BootstrapConfig,
 }
 
 impl Experiments {
@@ -46,7 +49,12 @@ impl Experiments {
     fn node(&self, item: &str, extra: serde_json::Value) -> NodeSpec {
         NodeSpec::new(
             item,
-            json!({ "output": item, "experiments": self.infos, "extra": extra }),
+            json!({
+                "output": item,
+                "experiments": self.infos,
+                "bootstrap": self.bootstrap,
+                "extra": extra,
+            }),
             self.inputs(),
         )
         .partial()
@@ -84,7 +92,9 @@ impl Experiments {
                 }
             }
         }
-        Ok(Results::new(ran, not_run))
+        let mut results = Results::new(ran, not_run);
+        results.bootstrap = self.bootstrap.clone();
+        Ok(results)
     }
 }
 
