@@ -72,8 +72,9 @@ pub static TRAIN: StageDecl =
 /// metrics per experiment. v2: the study's pooled CI (`pooled_r2_ci`),
 /// which the report read by recomputing it. v3: on piece folds the CI
 /// resamples pieces within folds (`ci_unit`), the clip-level CI beside it.
+/// v4: each clip's cluster, for the paired comparisons of the results.
 pub static EVALUATE: StageDecl =
-    StageDecl::new("evaluate", 3, "json", &[&TRAIN, &MANIFEST]).per("experiments");
+    StageDecl::new("evaluate", 4, "json", &[&TRAIN, &MANIFEST]).per("experiments");
 /// a model bundle per experiment (fold heads + model card), for `pipe predict`
 pub static MODELS: StageDecl =
     StageDecl::new("models", 1, "safetensors", &[&TRAIN, &EVALUATE, &MANIFEST]).per("models");
