@@ -94,7 +94,7 @@ pub fn ranked_table(results: &Results) -> String {
     } else {
         let _ = writeln!(
             md,
-            "| rank | experiment | description | R² | 95% CI | clip-level CI | ΔR² to #1 [95% CI] | study R² | MAE | Pearson r | dispersion | train s | clips |"
+            "| rank | experiment | description | R² | 95% CI | clip-level CI | ΔR² to best [95% CI] | study R² | MAE | Pearson r | dispersion | train s | clips |"
         );
         let _ = writeln!(
             md,
@@ -144,10 +144,14 @@ pub fn ranked_table(results: &Results) -> String {
             let ties = vs_best.iter().flatten().filter(|d| d.lo <= 0.0).count();
             let _ = writeln!(
                 md,
-                "ΔR² to #1: R² of the rank-1 row minus this row's on the same clips and folds, with \
-                 a paired bootstrap that resamples the same pieces for both (the difference's own \
-                 interval, not two CIs side by side). ≈: the interval reaches 0, so these data \
-                 cannot tell the row from #1 ({ties} row(s)).\n"
+                "ΔR² to best: R² of the best row validated on held-out pieces ({}) minus this \
+                 row's on the same clips and folds, with a paired bootstrap that resamples the same \
+                 pieces for both (the difference's own interval, not two CIs side by side). ≈: the \
+                 interval reaches 0, so these data cannot tell the row from the best \
+                 ({ties} row(s)).\n",
+                results
+                    .best_held_out()
+                    .map_or("none", |b| results.ran[b].info.id.as_str())
             );
         }
         study_footnotes(&mut md, results);

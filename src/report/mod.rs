@@ -121,16 +121,23 @@ impl Results {
         }
     }
 
+    /// The best row validated on held-out pieces (a study-protocol row's R²
+    /// is optimistic by construction, no yardstick), as an index into `ran`.
+    pub fn best_held_out(&self) -> Option<usize> {
+        (self.ran.iter()).position(|r| r.info.validation != Validation::TestFold)
+    }
+
     /// Per ran experiment, in rank order: ΔR² = R²(best) − R²(it), the best
-    /// being rank 1, with the paired cluster bootstrap CI
+    /// being [`Self::best_held_out`], with the paired cluster bootstrap CI
     /// ([`crate::metrics::paired_delta_ci`]) where it was scored on the best
     /// row's clips, labels, folds and clusters; `None` for the best row and
     /// where it was not (a clip-level evaluation, other clips). An interval
     /// that reaches 0 means the data cannot tell the row from the best.
     pub fn vs_best(&self) -> Vec<Option<Ci>> {
-        let Some(best) = self.ran.first() else {
-            return Vec::new();
+        let Some(b) = self.best_held_out() else {
+            return vec![None; self.ran.len()];
         };
+        let best = &self.ran[b];
         let paired = |r: &Ran| -> Option<Ci> {
             let clusters = best.eval.cluster_of_clip.as_ref()?;
             let (t, u) = (&best.train, &r.train);
@@ -151,7 +158,7 @@ impl Results {
             paired_delta_ci(&grouped, &self.bootstrap, ra, rb).ok()
         };
         (self.ran.iter().enumerate())
-            .map(|(i, r)| if i == 0 { None } else { paired(r) })
+            .map(|(i, r)| if i == b { None } else { paired(r) })
             .collect()
     }
 

@@ -25,7 +25,7 @@ const DEFINITIONS: &str = "r2: per fold, mean over the 19 dimensions of each dim
 experiment r2 = mean over folds. mae, pearson, dispersion (std(pred)/std(true), population std) are aggregated the same way. \
 r2_ci_low/high: percentile bootstrap of exactly that statistic, resampling held-out ci_units (pieces on piece folds: whole clusters; else clips) within each fold; \
 r2_ci_clip_low/high: the same resampling clips as if independent (too narrow on clustered data), where ci_unit is not the clip; \
-delta_best, delta_best_ci_low/high: r2 of the rank-1 row minus this row's, on the same clips, with a paired bootstrap resampling the same ci_units for both.";
+delta_best, delta_best_ci_low/high: r2 of the best row validated on held-out pieces minus this row's, on the same clips, with a paired bootstrap resampling the same ci_units for both.";
 
 /// One row per configured experiment: the ran ones ranked by R², then the
 /// ones that did not run (metrics null, `note` says why).

@@ -574,6 +574,18 @@ fn rows_are_compared_with_the_best_by_a_paired_piece_bootstrap() {
     let md = markdown::ranked_table(&r);
     assert!(md.contains(" ≈ |") && md.contains("(1 row(s))"), "{md}");
     // A clip-level row is not comparable: no pairs of pieces to resample.
-    let r = Results::new(vec![best, ran("clip", 0.3, false)], Vec::new());
+    let r = Results::new(vec![best.clone(), ran("clip", 0.3, false)], Vec::new());
     assert!(r.vs_best()[1].is_none());
+    // A study-protocol row may rank first but is no yardstick: the best
+    // held-out row is, and the peeking row's ΔR² is negative.
+    let mut peek = clustered(ran("peek", 0.0, false));
+    peek.info.validation = Validation::TestFold;
+    let r = Results::new(vec![best, peek], Vec::new());
+    assert_eq!(
+        (r.ran[0].info.id.as_str(), r.best_held_out()),
+        ("peek", Some(1))
+    );
+    let d = r.vs_best();
+    assert!(d[1].is_none() && d[0].as_ref().unwrap().hi < 0.0, "{d:?}");
+    assert!(markdown::ranked_table(&r).contains("held-out pieces (best) minus"));
 }
