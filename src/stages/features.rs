@@ -15,7 +15,6 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -30,7 +29,6 @@ use crate::features::{self, ClipInput, Extractor, FeatureSet};
 pub struct Features {
     dataset: Arc<Dataset>,
     sets: Vec<Arc<FeatureSet>>,
-    encoders: BTreeMap<String, EncoderConfig>,
     /// Computes the vectors; its passes and cache hits feed `--dry-run` and the run summary.
     extractor: Arc<Extractor>,
 }
@@ -39,13 +37,11 @@ impl Features {
     pub fn new(
         dataset: Arc<Dataset>,
         sets: Vec<Arc<FeatureSet>>,
-        encoders: BTreeMap<String, EncoderConfig>,
         extractor: Arc<Extractor>,
     ) -> Features {
         Features {
             dataset,
             sets,
-            encoders,
             extractor,
         }
     }
@@ -127,7 +123,7 @@ impl Stage for Features {
                 out.extend(self.plan_symbolic(set)?);
                 continue;
             }
-            let enc = self.encoders.get(&set.cfg.encoder);
+            let enc = self.extractor.config(&set.cfg.encoder);
             // What changes the vector's bytes, never a name: the layers and
             // pooling, and the encoder's settings (its weights are inputs) or
             // which weight-free baseline it is (and a sequence source's frame

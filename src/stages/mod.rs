@@ -206,12 +206,7 @@ pub fn build(config: &Config) -> Result<Pipeline> {
             &config.data_dir,
             extractor.clone(),
         )));
-        stages.push(Box::new(Features::new(
-            dataset.clone(),
-            sets,
-            config.encoders.clone(),
-            extractor,
-        )));
+        stages.push(Box::new(Features::new(dataset.clone(), sets, extractor)));
         stages.push(Box::new(tables));
     }
     if config.experiments.is_empty() {
