@@ -41,7 +41,9 @@ const FLOORS: &[(&str, &[&str])] = &[
     ("bench", &["backend", "cpu", "encoder", "gpu", "ops"]),
     ("report", &["dataset", "dims", "experiment", "frame", "head", "metrics", "table"]),
     // Floor 6: pipeline.toml, composing the domains' own config types.
-    ("config", &["audio", "bounds", "dataset", "encoder", "features", "head", "metrics"]),
+    ("config", &[
+        "audio", "bounds", "dataset", "encoder", "experiment", "features", "head", "metrics",
+    ]),
     // Floor 7: run history; scoring new recordings from a bundle.
     ("history", &["config", "dag", "features", "frame", "metrics", "table"]),
     ("predict", &[

@@ -42,6 +42,7 @@ encoder = "raw_stats"
 encoder = "absent"
 [evaluation]
 resamples = 200
+label_only = []   # with them, on three splits: splits_and_label_only_baselines_run_end_to_end
 [experiments.A3]
 features = "raw"
 description = "raw stats MLP"
@@ -118,6 +119,7 @@ fn tables_report_and_plots_have_their_documented_shape() {
         names,
         [
             "experiment",
+            "split",
             "clip_id",
             "fold",
             "dimension",
@@ -144,6 +146,102 @@ fn tables_report_and_plots_have_their_documented_shape() {
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     }
     assert_ne!(bars, scatter, "each plot is its own artifact");
+}
+
+/// The tones with a performer each (6 performers, crossing the 8 pieces),
+/// one MLP and the label-only baselines on all three splits.
+#[test]
+fn splits_and_label_only_baselines_run_end_to_end() {
+    let dir = setup();
+    let labels = dir.path().join("labels.csv");
+    let csv = std::fs::read_to_string(&labels).unwrap();
+    let with_performers: String = csv
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            let (id, rest) = line.split_once(',').unwrap();
+            let who = if i == 0 {
+                "performer".to_string()
+            } else {
+                format!("player{}", (i - 1) % 6)
+            };
+            format!("{id},{who},{rest}\n")
+        })
+        .collect();
+    std::fs::write(&labels, with_performers).unwrap();
+    let text = config("1e-3").replace(
+        "label_only = []",
+        "splits = [\"piece\", \"performer\", \"piece_performer\"]",
+    );
+    let only_a3 = &text[..text.find("[experiments.A1]").unwrap()];
+    let (r, _) = pipeline::run(dir.path(), only_a3);
+    // A3 and 5 label-only baselines on 3 splits.
+    assert_eq!(computed(&r, "train"), 18);
+    assert_eq!(
+        computed(&r, "models"),
+        1,
+        "one bundle: A3 on its first split"
+    );
+    let s = results(dir.path(), "summary");
+    let col = |name: &str| table::column::<StringArray>(&s, name).unwrap();
+    let (exp, split, unit) = (col("experiment"), col("split"), col("ci_unit"));
+    let rank = table::column::<Int32Array>(&s, "rank").unwrap();
+    let label_only = table::column::<BooleanArray>(&s, "label_only").unwrap();
+    assert_eq!(s.num_rows(), 18);
+    for (k, (name, cluster)) in [
+        ("piece", "piece"),
+        ("performer", "performer"),
+        ("piece_performer", "piece x performer"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let rows: Vec<usize> = (0..18).filter(|&i| split.value(i) == name).collect();
+        assert_eq!(
+            rows,
+            (6 * k..6 * k + 6).collect::<Vec<_>>(),
+            "{name}: one block"
+        );
+        // Ranked within the split; A3 the only head, the rest label-only.
+        let ranks: Vec<i32> = rows.iter().map(|&i| rank.value(i)).collect();
+        assert_eq!(ranks, [1, 2, 3, 4, 5, 6], "{name}");
+        for &i in &rows {
+            assert_eq!(unit.value(i), cluster, "{name}");
+            assert_eq!(label_only.value(i), exp.value(i) != "A3", "{name}");
+        }
+    }
+    // No test clip meets its performer in training: the same performer's
+    // mean is then the training mean.
+    let r2 = table::column::<Float64Array>(&s, "r2").unwrap();
+    let r2_of = |e: &str, sp: &str| {
+        let i = (0..18)
+            .find(|&i| exp.value(i) == e && split.value(i) == sp)
+            .unwrap();
+        r2.value(i)
+    };
+    for sp in ["performer", "piece_performer"] {
+        assert_eq!(
+            r2_of("labels-performer_mean", sp),
+            r2_of("labels-global_mean", sp),
+            "{sp}"
+        );
+    }
+    assert_eq!(
+        r2_of("labels-segment_mean", "piece"),
+        r2_of("labels-global_mean", "piece")
+    );
+    assert_eq!(results(dir.path(), "per_fold").num_rows(), 18 * 4);
+    let md = std::fs::read_to_string(dir.path().join("data/out/report.md")).unwrap();
+    for want in [
+        "## What a model gets without listening",
+        "## Ranked summary\n",
+        "## Ranked summary: `performer` split",
+        "## Ranked summary: `piece_performer` split",
+        "the pigeonhole bootstrap",
+        "**[label-only]**",
+    ] {
+        assert!(md.contains(want), "report.md lacks {want:?}");
+    }
 }
 
 #[test]
@@ -304,7 +402,7 @@ fn pipe_query_answers_sql_over_every_published_table() {
     for want in [
         "features_raw (24 rows): clip_id, fold, (features: not queryable)",
         "manifest (24 rows): clip_id, piece,",
-        "per_dimension (57 rows): experiment, dimension, category, r2,",
+        "per_dimension (57 rows): experiment, split, dimension, category, r2,",
         "summary (4 rows): rank, experiment,",
         "predictions (1368 rows)",
         "failed (0 rows): clip_id, file, stage, reason",

@@ -93,6 +93,7 @@ encoder = "mel_frames"
 max_frames = 24
 [evaluation]
 resamples = 50
+label_only = []   # the label-only baselines: tests/experiments_stage.rs
 "#
     .to_string();
     for (id, set, head) in KINDS {

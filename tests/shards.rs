@@ -62,6 +62,7 @@ encoder = "raw_stats"
 encoder = "logmel_stats"
 [evaluation]
 resamples = 50
+label_only = []   # the label-only baselines: tests/experiments_stage.rs
 [experiments.A1]
 features = "raw"
 head = {{ arch = "linear", max_epochs = 20 }}

@@ -45,6 +45,10 @@ fn try_record(
         .nodes
         .iter()
         .filter(|n| n.state == NodeState::Fresh)
+        // The history follows the configured experiments on their piece
+        // split (item = the id); other splits and the label-only baselines
+        // are in the result tables.
+        .filter(|n| config.experiments.contains_key(&n.node.item))
         .map(|n| {
             let path = &n.node.path;
             let file =

@@ -124,6 +124,7 @@ pub fn load(audio_dir: &Path, labels: &Path) -> Result<Vec<Clip>> {
             source_kind: SourceKind::Audio,
             labels: values,
             fold: None,
+            performer_fold: None,
             id,
         });
     }

@@ -1,13 +1,77 @@
-//! Cross-validation folds: by piece (score excerpt), balanced by clip count,
-//! or PercePiano's performer split.
+//! Cross-validation folds and the splits built on them.
+//!
+//! Two fold assignments per clip, both balanced by clip count: its segment
+//! group's (`piece`) and its performer's. A [`Split`] says which of them a
+//! model's test clips must not share with its training clips: `piece` (no
+//! shared segment group), `performer` (no shared performer; the two
+//! notation-software renderings count as two performers) or
+//! `piece_performer` (neither: one model per cell of the k×k grid of piece
+//! folds × performer folds, trained on the clips outside both the cell's
+//! row and its column, so on about (k−1)²/k² of the clips: 56 % at k = 4).
+//! PercePiano's published performer split is read too (`performer4fold.json`).
 
 use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-/// Assigns every piece to one of `k` folds so that fold sizes (in clips) are
-/// as even as a greedy largest-first packing makes them. Deterministic: the
-/// seed only breaks ties between pieces of equal size.
+/// How a model's test clips are kept apart from what it learns from.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    /// No test clip shares a segment group (score excerpt) with training:
+    /// the study's folds. The same performer's other segments still train.
+    #[default]
+    Piece,
+    /// No test clip shares a performer with training: pipe's own k folds of
+    /// performers, balanced by clip count.
+    Performer,
+    /// No test clip shares a segment group or a performer with training.
+    PiecePerformer,
+}
+
+impl Split {
+    pub const ALL: [Split; 3] = [Split::Piece, Split::Performer, Split::PiecePerformer];
+
+    /// The name in pipeline.toml and in the tables' `split` column.
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Piece => "piece",
+            Split::Performer => "performer",
+            Split::PiecePerformer => "piece_performer",
+        }
+    }
+
+    /// What the bootstrap resamples whole within folds on this split.
+    pub fn ci_unit(self) -> &'static str {
+        match self {
+            Split::Piece => "piece",
+            Split::Performer => "performer",
+            Split::PiecePerformer => "piece x performer",
+        }
+    }
+
+    /// Suffix of a train/evaluate node's item: none for `piece` (the
+    /// default split keeps the plain experiment id).
+    pub fn item(self, experiment: &str) -> String {
+        match self {
+            Split::Piece => experiment.to_string(),
+            other => format!("{experiment}@{}", other.name()),
+        }
+    }
+}
+
+impl std::fmt::Display for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Assigns every group (piece, performer) to one of `k` folds so that fold
+/// sizes (in clips) are as even as a greedy largest-first packing makes
+/// them. Deterministic: the seed only breaks ties between groups of equal size.
 pub fn piece_folds(pieces: &[&str], k: usize, seed: u64) -> HashMap<String, u32> {
     let mut sizes: BTreeMap<&str, usize> = BTreeMap::new();
     for p in pieces {

@@ -41,6 +41,9 @@ pub struct Clip {
     pub labels: [f64; N_DIMS],
     /// Cross-validation fold; `None` = always in training (performer split only).
     pub fold: Option<u32>,
+    /// Its performer's fold (the `performer` and `piece_performer` splits);
+    /// `None` where the dataset has fewer performers than folds.
+    pub performer_fold: Option<u32>,
 }
 
 #[derive(Clone, Debug)]
@@ -121,6 +124,19 @@ impl Dataset {
                     c.fold = folds.get(&c.id).copied();
                 }
                 table_files.push(path.clone());
+            }
+        }
+        // Performers into k folds the way pieces are (a performer's clips
+        // stay together); none with fewer performers than folds.
+        let performers: Vec<&str> = clips.iter().map(|c| c.performer.as_str()).collect();
+        let n_performers = performers
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        if n_performers >= fcfg.k {
+            let folds = folds::piece_folds(&performers, fcfg.k, fcfg.seed);
+            for c in &mut clips {
+                c.performer_fold = Some(folds[&c.performer]);
             }
         }
         Ok(Dataset {
@@ -282,6 +298,7 @@ mod tests {
             source_kind: SourceKind::Audio,
             labels: [0.5; N_DIMS],
             fold: None,
+            performer_fold: None,
         }
     }
 

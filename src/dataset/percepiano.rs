@@ -45,6 +45,7 @@ pub fn load(
             source_kind: SourceKind::Midi,
             labels: values,
             fold: None,
+            performer_fold: None,
             id,
         });
     }

@@ -84,34 +84,36 @@ pub fn split_train_val<G: Ord>(
     val_fraction: f32,
     seed: u64,
 ) -> Result<(Vec<usize>, Vec<usize>)> {
-    let pieces: BTreeSet<&G> = groups
-        .iter()
-        .zip(folds)
-        .filter(|&(_, &f)| f != test_fold)
-        .map(|(g, _)| g)
+    let rows: Vec<usize> = (0..folds.len())
+        .filter(|&i| folds[i] != test_fold)
         .collect();
+    split_rows(groups, &rows, test_fold, val_fraction, seed)
+        .map_err(|e| anyhow::anyhow!("test fold {test_fold}: {e}"))
+}
+
+/// [`split_train_val`] of any set of rows a model may learn from: their
+/// pieces are sorted, shuffled with the model's stream `(seed, model)` and
+/// the first round(val_fraction·pieces) (at least 1, leaving at least 1)
+/// hold out for validation.
+fn split_rows<G: Ord>(
+    groups: &[G],
+    rows: &[usize],
+    model: usize,
+    val_fraction: f32,
+    seed: u64,
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    let pieces: BTreeSet<&G> = rows.iter().map(|&r| &groups[r]).collect();
     let mut pieces: Vec<&G> = pieces.into_iter().collect();
     ensure!(
         pieces.len() >= 2,
-        "test fold {test_fold}: the other folds hold {} piece(s); need 2 to split off a validation piece",
+        "the clips it may train on hold {} piece(s); need 2 to split off a validation piece",
         pieces.len()
     );
-    Rng::new(seed, 16 * test_fold as u64 + STREAM_VAL_SPLIT).shuffle(&mut pieces);
+    Rng::new(seed, 16 * model as u64 + STREAM_VAL_SPLIT).shuffle(&mut pieces);
     let n_val =
         ((val_fraction as f64 * pieces.len() as f64).round() as usize).clamp(1, pieces.len() - 1);
     let val: BTreeSet<&G> = pieces[..n_val].iter().copied().collect();
-    let (mut train, mut val_rows) = (Vec::new(), Vec::new());
-    for (i, (g, &f)) in groups.iter().zip(folds).enumerate() {
-        if f == test_fold {
-            continue;
-        }
-        if val.contains(g) {
-            val_rows.push(i);
-        } else {
-            train.push(i);
-        }
-    }
-    Ok((train, val_rows))
+    Ok(rows.iter().partition(|&&r| !val.contains(&groups[r])))
 }
 
 /// A sigmoid output lives in (0, 1): labels outside [0, 1] cannot be fitted.
@@ -218,14 +220,8 @@ fn check_split<G: Ord + Debug>(
     let k = folds.iter().max().copied().unwrap_or(0) + 1;
     ensure!(k >= 2, "cross-validation needs at least 2 folds, got {k}");
     let mut count = vec![0usize; k];
-    let mut fold_of: BTreeMap<&G, usize> = BTreeMap::new();
-    for (i, (g, &f)) in groups.iter().zip(folds).enumerate() {
+    for &f in folds {
         count[f] += 1;
-        let first = *fold_of.entry(g).or_insert(f);
-        ensure!(
-            first == f,
-            "piece {g:?} is in fold {first} and fold {f} (clip {i}); folds must split by piece"
-        );
     }
     if let Some(f) = count.iter().position(|&c| c == 0) {
         anyhow::bail!("fold {f} of 0..{k} has no clips");
@@ -242,31 +238,61 @@ fn check<G: Ord + Debug>(data: &CvData<G>) -> Result<usize> {
 /// Test predictions `[test.len(), 19]`, the fit report and the head of one fold.
 type FoldFit = (Vec<f32>, FitReport, FoldHead);
 
-/// Train and validation rows of test fold `fold` under `cfg.validation`:
-/// held-out pieces of the training folds ([`split_train_val`]), or the
-/// study's protocol, where every other fold trains and the test fold itself
-/// validates.
-fn train_val_rows<G: Ord>(
-    cfg: &HeadConfig,
-    groups: &[G],
-    folds: &[usize],
-    fold: usize,
-) -> Result<(Vec<usize>, Vec<usize>)> {
-    match cfg.validation {
-        Validation::HeldOutPieces => {
-            split_train_val(groups, folds, fold, cfg.val_fraction, cfg.seed)
+/// The models of a cross-validation and the clips each scores: one per
+/// test fold, or with a second axis (`cross`, e.g. performer folds beside
+/// piece folds) one per non-empty cell (fold, cross fold), row-major.
+/// A model learns only from clips that share neither key with its cell.
+#[derive(Clone, Copy, Debug)]
+pub struct Cells<'a> {
+    pub folds: &'a [usize],
+    pub cross: Option<&'a [usize]>,
+}
+
+impl Cells<'_> {
+    /// Each non-empty cell's keys (fold, cross fold; 0 without a second
+    /// axis) with its test rows, in row-major order.
+    pub fn models(&self) -> Vec<((usize, usize), Vec<usize>)> {
+        let mut cells: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
+        for (i, &f) in self.folds.iter().enumerate() {
+            let c = self.cross.map_or(0, |x| x[i]);
+            cells.entry((f, c)).or_default().push(i);
         }
-        Validation::TestFold => Ok((0..folds.len()).partition(|&i| folds[i] != fold)),
+        cells.into_iter().collect()
+    }
+
+    /// Rows the model of cell `key` may learn from: no shared key.
+    pub fn learn_rows(&self, key: (usize, usize)) -> Vec<usize> {
+        (0..self.folds.len())
+            .filter(|&i| self.folds[i] != key.0 && self.cross.is_none_or(|x| x[i] != key.1))
+            .collect()
     }
 }
 
-/// The fold loop both trainers share: for each test fold (in parallel), the
+/// Train and validation rows of model `model` (cell `key`) under
+/// `cfg.validation`: held-out pieces of the rows it may learn from
+/// ([`split_train_val`]), or the study's protocol, where those rows all
+/// train and the test cell itself validates.
+fn train_val_rows<G: Ord>(
+    cfg: &HeadConfig,
+    groups: &[G],
+    cells: &Cells,
+    model: usize,
+    key: (usize, usize),
+    test_rows: &[usize],
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    let learn = cells.learn_rows(key);
+    match cfg.validation {
+        Validation::HeldOutPieces => split_rows(groups, &learn, model, cfg.val_fraction, cfg.seed),
+        Validation::TestFold => Ok((learn, test_rows.to_vec())),
+    }
+}
+
+/// The fold loop both trainers share: for each model (in parallel), the
 /// validation split, `fit_fold(train, val, test, stream)`, and the
 /// out-of-fold predictions put back in clip order.
 fn cross_validate<G, F>(
     cfg: &HeadConfig,
-    k: usize,
-    folds: &[usize],
+    cells: &Cells,
     groups: &[G],
     fit_fold: F,
 ) -> Result<CvOutput>
@@ -274,21 +300,30 @@ where
     G: Ord + Debug + Sync,
     F: Fn(&[usize], &[usize], &[usize], u64) -> Result<FoldFit> + Sync,
 {
-    let results: Vec<(Vec<usize>, Vec<f32>, FoldReport, FoldHead)> = (0..k)
-        .into_par_iter()
-        .map(|fold| -> Result<_> {
-            let (train_rows, val_rows) = train_val_rows(cfg, groups, folds, fold)?;
-            let test_rows: Vec<usize> = (0..folds.len()).filter(|&i| folds[i] == fold).collect();
+    let models = cells.models();
+    let m = models.len();
+    let results: Vec<(Vec<usize>, Vec<f32>, FoldReport, FoldHead)> = (models.into_par_iter())
+        .enumerate()
+        .map(|(model, (key, test_rows))| -> Result<_> {
+            let what = || match cells.cross {
+                None => format!("training fold {model} of {m}"),
+                Some(_) => format!(
+                    "training model {model} of {m} (fold {}, cross fold {})",
+                    key.0, key.1
+                ),
+            };
+            let (train_rows, val_rows) =
+                train_val_rows(cfg, groups, cells, model, key, &test_rows).with_context(what)?;
             let (pred, report, head) =
-                fit_fold(&train_rows, &val_rows, &test_rows, 16 * (fold as u64 + 1))
-                    .with_context(|| format!("training fold {fold} of {k}"))?;
+                fit_fold(&train_rows, &val_rows, &test_rows, 16 * (model as u64 + 1))
+                    .with_context(what)?;
             let n_val_pieces = val_rows
                 .iter()
                 .map(|&r| &groups[r])
                 .collect::<BTreeSet<_>>()
                 .len();
             let fold_report = FoldReport {
-                fold,
+                fold: model,
                 n_train: train_rows.len(),
                 n_val: val_rows.len(),
                 n_test: test_rows.len(),
@@ -298,9 +333,9 @@ where
             Ok((test_rows, pred, fold_report, head))
         })
         .collect::<Result<_>>()?;
-    let mut predictions = vec![f32::NAN; folds.len() * N_DIMS];
-    let mut reports = Vec::with_capacity(k);
-    let mut heads = Vec::with_capacity(k);
+    let mut predictions = vec![f32::NAN; cells.folds.len() * N_DIMS];
+    let mut reports = Vec::with_capacity(m);
+    let mut heads = Vec::with_capacity(m);
     for (rows, pred, report, head) in results {
         for (j, &r) in rows.iter().enumerate() {
             predictions[r * N_DIMS..(r + 1) * N_DIMS]
@@ -324,30 +359,46 @@ where
 /// bit-identical whatever the thread count.
 pub fn train_cv<G: Ord + Debug + Sync>(cfg: &HeadConfig, data: &CvData<G>) -> Result<CvOutput> {
     cfg.validate()?;
-    let k = check(data)?;
+    check(data)?;
     check_label_range(cfg, data.labels)?;
+    let cells = Cells {
+        folds: data.folds,
+        cross: None,
+    };
     cross_validate(
         cfg,
-        k,
-        data.folds,
+        &cells,
         data.groups,
         |train_rows, val_rows, test_rows, stream| {
-            let fit_data = FitData {
-                features: data.features,
-                d_in: data.d_in,
-                labels: data.labels,
-                n_out: N_DIMS,
-                train_rows,
-                val_rows,
-            };
-            let (head, report) = fit(cfg, &fit_data, stream)?;
-            let mut x_test = Vec::with_capacity(test_rows.len() * data.d_in);
-            for &r in test_rows {
-                x_test.extend_from_slice(&data.features[r * data.d_in..(r + 1) * data.d_in]);
-            }
-            Ok((head.predict(&x_test)?, report, FoldHead::Net(head)))
+            fit_pooled(cfg, data, train_rows, val_rows, test_rows, stream)
         },
     )
+}
+
+/// One model of the hand-written pooled path: fit on `train_rows`
+/// (early-stopped on `val_rows`), predict `test_rows`.
+fn fit_pooled<G>(
+    cfg: &HeadConfig,
+    data: &CvData<G>,
+    train_rows: &[usize],
+    val_rows: &[usize],
+    test_rows: &[usize],
+    stream: u64,
+) -> Result<FoldFit> {
+    let fit_data = FitData {
+        features: data.features,
+        d_in: data.d_in,
+        labels: data.labels,
+        n_out: N_DIMS,
+        train_rows,
+        val_rows,
+    };
+    let (head, report) = fit(cfg, &fit_data, stream)?;
+    let mut x_test = Vec::with_capacity(test_rows.len() * data.d_in);
+    for &r in test_rows {
+        x_test.extend_from_slice(&data.features[r * data.d_in..(r + 1) * data.d_in]);
+    }
+    Ok((head.predict(&x_test)?, report, FoldHead::Net(head)))
 }
 
 /// Cross-validated training of any head kind on `input`: pooled vectors
@@ -361,7 +412,29 @@ pub fn train_cv_input<G: Ord + Debug + Sync>(
     folds: &[usize],
     groups: &[G],
 ) -> Result<CvOutput> {
+    let cells = Cells { folds, cross: None };
+    train_cv_cells(cfg, input, labels, &cells, groups)
+}
+
+/// [`train_cv_input`] over any [`Cells`]: one model per test cell, each
+/// learning only from clips that share no key with it.
+pub fn train_cv_cells<G: Ord + Debug + Sync>(
+    cfg: &HeadConfig,
+    input: &HeadInput,
+    labels: &[f32],
+    cells: &Cells,
+    groups: &[G],
+) -> Result<CvOutput> {
     cfg.validate()?;
+    let folds = cells.folds;
+    if let Some(cross) = cells.cross {
+        ensure!(
+            cross.len() == folds.len(),
+            "{} cross-fold ids for {} clips",
+            cross.len(),
+            folds.len()
+        );
+    }
     if let (HeadInput::Pooled { values, dim }, false) = (input, cfg.uses_autodiff()) {
         let data = CvData {
             features: values,
@@ -370,7 +443,16 @@ pub fn train_cv_input<G: Ord + Debug + Sync>(
             folds,
             groups,
         };
-        return train_cv(cfg, &data);
+        check(&data)?;
+        check_label_range(cfg, labels)?;
+        return cross_validate(
+            cfg,
+            cells,
+            groups,
+            |train_rows, val_rows, test_rows, stream| {
+                fit_pooled(cfg, &data, train_rows, val_rows, test_rows, stream)
+            },
+        );
     }
     let want = cfg.arch.input();
     let got = match input {
@@ -384,12 +466,11 @@ pub fn train_cv_input<G: Ord + Debug + Sync>(
         cfg.arch.name()
     );
     let n = check_input(input)?;
-    let k = check_split(n, labels, folds, groups)?;
+    check_split(n, labels, folds, groups)?;
     check_label_range(cfg, labels)?;
     cross_validate(
         cfg,
-        k,
-        folds,
+        cells,
         groups,
         |train_rows, val_rows, test_rows, stream| {
             let (head, report) =

@@ -43,8 +43,8 @@ pub use config::{
     Validation, WeightDecay,
 };
 pub use cv::{
-    CvData, CvOutput, FoldReport, mean_best_val_r2, split_train_val, train_cv, train_cv_input,
-    train_final,
+    Cells, CvData, CvOutput, FoldReport, mean_best_val_r2, split_train_val, train_cv,
+    train_cv_cells, train_cv_input, train_final,
 };
 pub use frames::{FrameSet, HeadInput};
 pub use graph::{GraphHead, fit_graph};

@@ -474,19 +474,6 @@ fn bad_inputs_get_errors_with_context() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("19 PercePiano dimensions"), "{e}");
-    // Piece 0 moved partly into fold 1.
-    let mut folds = s.folds.clone();
-    folds[0] = 1;
-    let e = train_cv(
-        &cfg,
-        &CvData {
-            folds: &folds,
-            ..s.data()
-        },
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("piece 0 is in fold 1 and fold 0"), "{e}");
     let mut labels = s.labels.clone();
     labels[3 * N_DIMS + 7] = 5.0;
     let e = train_cv(

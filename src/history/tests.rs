@@ -56,6 +56,8 @@ fn eval(r2: f64) -> Evaluation {
         ci_unit: None,
         n_clusters: None,
         cluster_of_clip: None,
+        crossed_of_clip: None,
+        r2_humans: None,
         clip_r2_ci: None,
         pooled_r2_ci: None,
     }

@@ -94,6 +94,84 @@ where
     cluster_bootstrap_ci(&singletons, cfg, statistic)
 }
 
+/// What one bootstrap resample draws: whole clusters within each fold
+/// (`fold_clusters[f]` lists fold f's clusters, each its rows), and
+/// optionally a second clustering crossed with the first (`crossed[row]`,
+/// e.g. performers across segment groups), drawn once over all folds. With
+/// both, a row enters a resample (times its cluster was drawn) × (times its
+/// crossed cluster was drawn): the pigeonhole bootstrap of Owen (2007, "The
+/// pigeonhole bootstrap", Ann. Appl. Stat. 1(2)), whose variance covers
+/// both ways the errors are shared (McCullagh 2000 shows no bootstrap is
+/// exact for crossed designs; this one errs on the wide side).
+#[derive(Clone, Debug)]
+pub struct Resampling<'a> {
+    pub fold_clusters: Vec<Vec<Vec<usize>>>,
+    pub crossed: Option<&'a [usize]>,
+}
+
+impl Resampling<'_> {
+    /// Resampling whole clusters within folds, nothing crossed.
+    pub fn clusters(fold_clusters: Vec<Vec<Vec<usize>>>) -> Resampling<'static> {
+        Resampling {
+            fold_clusters,
+            crossed: None,
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        ensure!(
+            (self.fold_clusters.iter())
+                .all(|c| !c.is_empty() && c.iter().all(|rows| !rows.is_empty())),
+            "bootstrap: a fold (or a cluster) has no clips"
+        );
+        Ok(())
+    }
+
+    /// Every row once: the data itself.
+    fn whole(&self) -> Vec<Vec<usize>> {
+        self.fold_clusters.iter().map(|c| c.concat()).collect()
+    }
+
+    /// Resample `b`'s rows per fold, from its own stream `(seed, b)`.
+    pub(crate) fn draw(&self, seed: u64, b: usize) -> Vec<Vec<usize>> {
+        let mut rng = Rng::new(seed, b as u64);
+        let drawn: Vec<Vec<usize>> = (self.fold_clusters.iter())
+            .map(|clusters| {
+                (0..clusters.len())
+                    .map(|_| rng.below(clusters.len()))
+                    .collect()
+            })
+            .collect();
+        let Some(crossed) = self.crossed else {
+            return (self.fold_clusters.iter().zip(&drawn))
+                .map(|(clusters, picks)| {
+                    picks
+                        .iter()
+                        .flat_map(|&c| clusters[c].iter().copied())
+                        .collect()
+                })
+                .collect();
+        };
+        // The crossed clusters' draw counts, one draw over all folds.
+        let n = crossed.iter().max().map_or(0, |m| m + 1);
+        let mut times = vec![0usize; n];
+        for _ in 0..n {
+            times[rng.below(n)] += 1;
+        }
+        (self.fold_clusters.iter().zip(&drawn))
+            .map(|(clusters, picks)| {
+                let mut rows = Vec::new();
+                for &c in picks {
+                    for &r in &clusters[c] {
+                        rows.extend(std::iter::repeat_n(r, times[crossed[r]]));
+                    }
+                }
+                rows
+            })
+            .collect()
+    }
+}
+
 /// [`bootstrap_ci`] resampling whole clusters within folds:
 /// `fold_clusters[f]` lists fold f's clusters, each its rows. A resample of
 /// a fold draws as many clusters as it has, with replacement, and takes all
@@ -103,6 +181,19 @@ pub fn cluster_bootstrap_ci<F>(
     cfg: &BootstrapConfig,
     statistic: F,
 ) -> Result<Ci>
+where
+    F: Fn(&[Vec<usize>]) -> Option<f64> + Sync,
+{
+    resampled_ci(
+        &Resampling::clusters(fold_clusters.to_vec()),
+        cfg,
+        statistic,
+    )
+}
+
+/// The percentile interval of `statistic` over resamples drawn as
+/// `resampling` says; the estimate is the statistic on the data itself.
+pub fn resampled_ci<F>(resampling: &Resampling, cfg: &BootstrapConfig, statistic: F) -> Result<Ci>
 where
     F: Fn(&[Vec<usize>]) -> Option<f64> + Sync,
 {
@@ -116,30 +207,13 @@ where
         "bootstrap level must be in (0, 1), got {}",
         cfg.level
     );
-    ensure!(
-        (fold_clusters.iter()).all(|c| !c.is_empty() && c.iter().all(|rows| !rows.is_empty())),
-        "bootstrap: a fold (or a cluster) has no clips"
-    );
-    let fold_rows: Vec<Vec<usize>> = fold_clusters.iter().map(|c| c.concat()).collect();
-    let estimate = statistic(&fold_rows).ok_or_else(|| {
+    resampling.check()?;
+    let estimate = statistic(&resampling.whole()).ok_or_else(|| {
         anyhow::anyhow!("bootstrap: the statistic is undefined on the data itself")
     })?;
     let draws: Vec<Option<f64>> = (0..cfg.resamples)
         .into_par_iter()
-        .map(|b| {
-            let mut rng = Rng::new(cfg.seed, b as u64);
-            let resampled: Vec<Vec<usize>> = fold_clusters
-                .iter()
-                .map(|clusters| {
-                    let mut rows = Vec::new();
-                    for _ in 0..clusters.len() {
-                        rows.extend_from_slice(&clusters[rng.below(clusters.len())]);
-                    }
-                    rows
-                })
-                .collect();
-            statistic(&resampled)
-        })
+        .map(|b| statistic(&resampling.draw(cfg.seed, b)))
         .collect();
     let mut values: Vec<f64> = draws.iter().filter_map(|v| *v).collect();
     let undefined = cfg.resamples - values.len();
@@ -161,12 +235,12 @@ where
 }
 
 /// The paired difference `statistic_a − statistic_b` of two predictors on
-/// the same clips and folds, with the cluster bootstrap of
-/// [`cluster_bootstrap_ci`]: each resample draws the clusters once and
-/// recomputes both, so what the two share (which pieces were drawn) cancels.
-/// A difference is shown when its interval excludes 0.
+/// the same clips and folds, resampled as `resampling` says: each resample
+/// draws the units once and recomputes both, so what the two share (which
+/// pieces were drawn) cancels. A difference is shown when its interval
+/// excludes 0.
 pub fn paired_delta_ci<A, B>(
-    fold_clusters: &[Vec<Vec<usize>>],
+    resampling: &Resampling,
     cfg: &BootstrapConfig,
     statistic_a: A,
     statistic_b: B,
@@ -175,7 +249,7 @@ where
     A: Fn(&[Vec<usize>]) -> Option<f64> + Sync,
     B: Fn(&[Vec<usize>]) -> Option<f64> + Sync,
 {
-    cluster_bootstrap_ci(fold_clusters, cfg, |rows| {
+    resampled_ci(resampling, cfg, |rows| {
         Some(statistic_a(rows)? - statistic_b(rows)?)
     })
 }

@@ -457,6 +457,7 @@ fn clustered_ci_covers_where_the_clip_bootstrap_does_not() {
         let (yt, yp, folds, cluster) = clustered(s);
         let clusters = Clusters {
             of_clip: &cluster,
+            crossed: None,
             unit: "cluster",
         };
         let ev = evaluate(&yt, &yp, 1, &folds, Some(clusters), &cfg).unwrap();
@@ -504,16 +505,16 @@ fn a_paired_difference_has_the_sign_and_interval_it_was_built_with() {
     let cfg = BootstrapConfig::default();
     let ra = |r: &[Vec<usize>]| a.fold_mean_r2(r);
     let rb = |r: &[Vec<usize>]| b.fold_mean_r2(r);
-    let d = paired_delta_ci(&grouped, &cfg, ra, rb).unwrap();
+    let d = paired_delta_ci(&Resampling::clusters(grouped.clone()), &cfg, ra, rb).unwrap();
     let rows = rows_by_fold(&folds).unwrap();
     let exact = a.fold_mean_r2(&rows).unwrap() - b.fold_mean_r2(&rows).unwrap();
     assert_eq!(d.estimate, exact);
     // Added noise of variance 0.5 against labels of variance ~2: ΔR² near 0.25, all positive.
     assert!(d.estimate > 0.15 && d.lo > 0.0, "{d:?}");
     // Reversed, the interval is the mirror image; against itself, exactly 0.
-    let r = paired_delta_ci(&grouped, &cfg, rb, ra).unwrap();
+    let r = paired_delta_ci(&Resampling::clusters(grouped.clone()), &cfg, rb, ra).unwrap();
     assert_eq!((r.lo, r.hi), (-d.hi, -d.lo));
-    let same = paired_delta_ci(&grouped, &cfg, ra, ra).unwrap();
+    let same = paired_delta_ci(&Resampling::clusters(grouped.clone()), &cfg, ra, ra).unwrap();
     assert_eq!((same.lo, same.estimate, same.hi), (0.0, 0.0, 0.0));
     // Pairing: what the two share cancels, so the difference's interval is
     // narrower than the better predictor's own (unpaired, it would be wider).
@@ -522,4 +523,115 @@ fn a_paired_difference_has_the_sign_and_interval_it_was_built_with() {
         d.hi - d.lo < 0.8 * (alone.hi - alone.lo),
         "{d:?} vs {alone:?}"
     );
+}
+
+/// Crossed clusters: 24 pieces (6 per fold) × 12 performers, one clip per
+/// pair. Labels share a piece effect and a performer effect; so do the
+/// errors (a model off on a piece, or on a player, is off on all its clips),
+/// and performers cross the folds.
+/// Labels, predictions, folds, pieces, performers.
+type Crossed = (Vec<f32>, Vec<f32>, Vec<usize>, Vec<usize>, Vec<usize>);
+
+fn crossed(seed: u64) -> Crossed {
+    let mut rng = Rng::new(seed, 1);
+    let mut normal = move || {
+        let (a, b) = (1.0 - rng.uniform_f64(), rng.uniform_f64());
+        (-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()
+    };
+    let perf: Vec<(f64, f64)> = (0..12)
+        .map(|_| (normal(), 0.5f64.sqrt() * normal()))
+        .collect();
+    let (mut yt, mut yp, mut folds, mut piece, mut performer) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for p in 0..24 {
+        let (u, v) = (normal(), 0.5f64.sqrt() * normal());
+        for (q, &(w, z)) in perf.iter().enumerate() {
+            let y = u + w + normal();
+            yt.push(y as f32);
+            yp.push((y + v + z + 0.3f64.sqrt() * normal()) as f32);
+            folds.push(p % 4);
+            piece.push(p);
+            performer.push(q);
+        }
+    }
+    (yt, yp, folds, piece, performer)
+}
+
+/// The pigeonhole bootstrap (pieces within folds × performers) covers the
+/// crossed design's R² near the nominal 95 %; resampling pieces alone
+/// misses the performers' shared errors and under-covers.
+#[test]
+fn crossed_ci_covers_where_resampling_one_way_does_not() {
+    let stat = |s: u64| {
+        let (yt, yp, folds, _, _) = crossed(s);
+        let oof = OutOfFold::new(&yt, &yp, 1).unwrap();
+        oof.fold_mean_r2(&rows_by_fold(&folds).unwrap()).unwrap()
+    };
+    let truth = (10_000..12_000).map(stat).sum::<f64>() / 2000.0;
+    let cfg = BootstrapConfig {
+        resamples: 400,
+        ..Default::default()
+    };
+    let (mut one_way, mut two_way) = (0, 0);
+    let replicates = 200;
+    for s in 0..replicates {
+        let (yt, yp, folds, piece, performer) = crossed(s);
+        let ci = |crossed: Option<&[usize]>| {
+            let clusters = Clusters {
+                of_clip: &piece,
+                crossed,
+                unit: "piece",
+            };
+            evaluate(&yt, &yp, 1, &folds, Some(clusters), &cfg)
+                .unwrap()
+                .r2_ci
+        };
+        let (a, b) = (ci(None), ci(Some(&performer)));
+        one_way += usize::from(a.lo <= truth && truth <= a.hi);
+        two_way += usize::from(b.lo <= truth && truth <= b.hi);
+    }
+    let (a, b) = (
+        one_way as f64 / replicates as f64,
+        two_way as f64 / replicates as f64,
+    );
+    eprintln!(
+        "crossed design, R² = {truth:.3}: pieces only cover {a:.3}, pieces x performers {b:.3}"
+    );
+    assert!(b >= 0.9, "pigeonhole coverage {b}");
+    assert!(a <= b - 0.1, "pieces only {a} vs pigeonhole {b}");
+}
+
+/// A crossed resample takes each row (times its cluster was drawn) ×
+/// (times its crossed cluster was drawn); without `crossed`, whole clusters.
+#[test]
+fn a_crossed_resample_multiplies_the_two_draw_counts() {
+    // One fold, one cluster holding rows 0..6; rows 2k and 2k+1 share crossed cluster k.
+    let crossed = [0, 0, 1, 1, 2, 2];
+    let r = Resampling {
+        fold_clusters: vec![vec![(0..6).collect()]],
+        crossed: Some(&crossed),
+    };
+    for b in 0..20 {
+        let rows = &r.draw(7, b)[0];
+        let mut count = [0usize; 6];
+        for &x in rows {
+            count[x] += 1;
+        }
+        // The cluster is always drawn once; rows of a crossed cluster come together.
+        assert_eq!(rows.len(), 6, "3 crossed draws of 2 rows each");
+        for k in 0..3 {
+            assert_eq!(count[2 * k], count[2 * k + 1]);
+        }
+    }
+    let plain = Resampling::clusters(vec![vec![vec![0, 1], vec![2, 3, 4]]]);
+    // Two draws of the clusters of 2 and 3 rows: 4, 5 or 6 rows, whole clusters.
+    for b in 0..20 {
+        let rows = &plain.draw(7, b)[0];
+        assert!([4, 5, 6].contains(&rows.len()), "{rows:?}");
+        let twos = rows.iter().filter(|&&x| x < 2).count();
+        assert!(
+            twos.is_multiple_of(2) && (rows.len() - twos).is_multiple_of(3),
+            "{rows:?}"
+        );
+    }
 }

@@ -56,6 +56,10 @@ pub fn experiments(results: &Results) -> PolarsResult<LazyFrame> {
             "control".into(),
             infos.iter().map(|i| i.control).collect::<Vec<_>>(),
         ),
+        Column::new(
+            "label_only".into(),
+            infos.iter().map(|i| i.label_only).collect::<Vec<_>>(),
+        ),
         text("status", &|i| match (&i.not_run, i.failed) {
             (_, true) => "failed",
             (Some(_), false) => "not run",
@@ -81,6 +85,7 @@ pub fn experiments(results: &Results) -> PolarsResult<LazyFrame> {
         best_delta("delta_best", &|c| c.estimate),
         best_delta("delta_best_ci_low", &|c| c.lo),
         best_delta("delta_best_ci_high", &|c| c.hi),
+        metric("r2_humans", &|r| r.eval.r2_humans),
         Column::new(
             "study_r2".into(),
             infos

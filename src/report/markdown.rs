@@ -7,6 +7,7 @@ use super::published::{
     study_row,
 };
 use super::{Results, category_of};
+use crate::dataset::folds::Split;
 use crate::dims::{DIMENSIONS, STUDY_CATEGORIES};
 use crate::head::{Validation, mean_best_val_r2};
 
@@ -46,9 +47,14 @@ pub const METRICS_SECTION: &str = "Metric definitions";
 pub const DIMENSIONS_SECTION: &str = "The 19 dimensions and their categories";
 pub const PROTOCOL_SECTION: &str = "The study's protocol (`validation`)";
 
-/// The whole report. `plots` are the file names under `plots/` to link.
-pub fn render(results: &Results, plots: &[(&str, &str)]) -> String {
+/// README section on the splits.
+pub const SPLITS_SECTION: &str = "Splits: which number to read";
+
+/// The whole report: every split's results (the first split's get the
+/// detailed sections). `plots` are the file names under `plots/` to link.
+pub fn render(all: &[Results], plots: &[(&str, &str)]) -> String {
     let mut md = String::new();
+    let results = &all[0];
     let n_clips = results.ran.first().map(|r| r.train.clip_ids.len());
     let k = results.ran.first().map(|r| r.eval.folds.len());
     let _ = writeln!(md, "# pipe report\n");
@@ -59,14 +65,34 @@ pub fn render(results: &Results, plots: &[(&str, &str)]) -> String {
         };
         let _ = writeln!(
             md,
-            "{n} clips{failed}, {k}-fold cross-validation split by piece; every number below is on out-of-fold predictions. \
+            "{n} clips{failed}, {k}-fold cross-validation on the `{}` split{}; every number below is on out-of-fold predictions. \
              R² is, per fold, the mean over the 19 dimensions of each dimension's R², then the mean over folds; \
-             the 95% CI is a percentile bootstrap of exactly that statistic (held-out clips resampled within each fold). \
-             Full definitions: {}. Tables: `results/*.parquet`.\n",
-            readme(METRICS_SECTION)
+             the 95% CI is a percentile bootstrap of exactly that statistic (held-out clusters resampled within each fold). \
+             Full definitions: {}; which split to read: {}. Tables: `results/*.parquet` (column `split`).\n",
+            results.split,
+            if all.len() > 1 {
+                format!(
+                    " (also: {})",
+                    all[1..]
+                        .iter()
+                        .map(|r| format!("`{}`", r.split))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            } else {
+                String::new()
+            },
+            readme(METRICS_SECTION),
+            readme(SPLITS_SECTION)
         );
     }
+    without_listening(&mut md, all);
     md.push_str(&ranked_table(results));
+    for other in &all[1..] {
+        let table = ranked_table(other);
+        let heading = format!("{RANKED_HEADING}: `{}` split", other.split);
+        md.push_str(&table.replacen(RANKED_HEADING, &heading, 1));
+    }
     study_protocol(&mut md, results);
     per_fold(&mut md, results);
     per_category(&mut md, results);
@@ -94,16 +120,19 @@ pub fn ranked_table(results: &Results) -> String {
     } else {
         let _ = writeln!(
             md,
-            "| rank | experiment | description | R² | 95% CI | clip-level CI | ΔR² to best [95% CI] | study R² | MAE | Pearson r | dispersion | train s | clips |"
+            "| rank | experiment | description | R² | 95% CI | clip-level CI | ΔR² to best [95% CI] | R² humans | study R² | MAE | Pearson r | dispersion | train s | clips |"
         );
         let _ = writeln!(
             md,
-            "|---:|---|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|"
+            "|---:|---|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|"
         );
         let vs_best = results.vs_best();
         for (i, r) in results.ran.iter().enumerate() {
             let e = &r.eval;
             let mut mark = if r.info.control { " **[control]**" } else { "" }.to_string();
+            if r.info.label_only {
+                mark.push_str(" **[label-only]**");
+            }
             if r.info.validation == Validation::TestFold {
                 mark.push_str(" **[study protocol]**");
             }
@@ -114,7 +143,7 @@ pub fn ranked_table(results: &Results) -> String {
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {}{mark} | {} | [{}, {}]{outside} | {} | {} | {} | {} | {} | {} | {:.1} | {} |",
+                "| {} | {} | {}{mark} | {} | [{}, {}]{outside} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} |",
                 i + 1,
                 r.info.id,
                 r.info.description,
@@ -130,6 +159,7 @@ pub fn ranked_table(results: &Results) -> String {
                     let tie = if d.lo <= 0.0 { " ≈" } else { "" };
                     format!("{} [{}, {}]{tie}", f3(d.estimate), f3(d.lo), f3(d.hi))
                 }),
+                opt3(e.r2_humans),
                 study_row(&r.info.id).map_or("–".into(), |s| s.cell()),
                 f3(e.mae),
                 opt3(e.pearson_r),
@@ -191,6 +221,73 @@ pub fn ranked_table(results: &Results) -> String {
         let _ = writeln!(md);
     }
     md
+}
+
+/// "What a model gets without listening": every label-only baseline and
+/// the best audio and symbolic rows, R² [CI] per split.
+fn without_listening(md: &mut String, all: &[Results]) {
+    if !all.iter().any(|r| r.ran.iter().any(|x| x.info.label_only)) {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## What a model gets without listening
+"
+    );
+    let _ = writeln!(
+        md,
+        "The label-only baselines read the training clips' labels and who played what, never the audio, \
+         the MIDI or the test clip's label; they run on the same folds as every head. On a split where \
+         they score well, a model can score the same way by recognising the performer or the excerpt. \
+         Which split to read: {}.\n",
+        readme(SPLITS_SECTION)
+    );
+    let mut head = "| row |".to_string();
+    let mut rule = "|---|".to_string();
+    for r in all {
+        let _ = write!(head, " `{}` R² [95% CI] |", r.split);
+        rule.push_str("---|");
+    }
+    let _ = writeln!(md, "{head}\n{rule}");
+    let cell = |r: Option<&super::Ran>| {
+        r.map_or("–".to_string(), |r| {
+            let e = &r.eval;
+            format!("{} [{}, {}]", f3(e.r2), f3(e.r2_ci.lo), f3(e.r2_ci.hi))
+        })
+    };
+    let mut ids: Vec<&str> = Vec::new();
+    for r in all {
+        for x in r.ran.iter().filter(|x| x.info.label_only) {
+            if !ids.contains(&x.info.id.as_str()) {
+                ids.push(&x.info.id);
+            }
+        }
+    }
+    for id in ids {
+        let _ = write!(md, "| {id} |");
+        for r in all {
+            let _ = write!(md, " {} |", cell(r.get(id)));
+        }
+        let _ = writeln!(md);
+    }
+    // The best held-out row of each kind, per split (its id in the cell).
+    for (what, symbolic) in [("best audio row", false), ("best symbolic row", true)] {
+        let _ = write!(md, "| {what} |");
+        for r in all {
+            let best = r.ran.iter().find(|x| {
+                !x.info.label_only
+                    && x.info.symbolic == symbolic
+                    && x.info.validation != Validation::TestFold
+            });
+            let tag = best.map_or(String::new(), |b| {
+                let control = if b.info.control { ", control" } else { "" };
+                format!(" ({}{control})", b.info.id)
+            });
+            let _ = write!(md, " {}{tag} |", cell(best));
+        }
+        let _ = writeln!(md);
+    }
+    let _ = writeln!(md);
 }
 
 /// Ours vs the study's protocol for every pair of ran experiments that
@@ -554,12 +651,26 @@ fn ci_footnote(md: &mut String, results: &Results) {
         })
         .sum::<f64>()
         / clustered.len() as f64;
+    let n = first.n_clusters.unwrap_or(0);
+    let how = match results.split {
+        Split::Piece => format!(
+            "resampling whole pieces within folds ({n} pieces; the cluster bootstrap: a piece's \
+             performances share their score and most of their label variance, so they are not \
+             independent draws)"
+        ),
+        Split::Performer => format!(
+            "resampling whole performers within folds ({n} performers; the cluster bootstrap: a \
+             performer's clips share the player and the raters' view of them)"
+        ),
+        Split::PiecePerformer => format!(
+            "resampling pieces within folds ({n} piece-fold clusters) and performers across folds, \
+             crossed: a clip enters as often as its piece times its performer was drawn (the \
+             pigeonhole bootstrap, Owen 2007, Ann. Appl. Stat. 1(2)), since its error shares both"
+        ),
+    };
     let _ = writeln!(
         md,
-        "95% CI: percentile bootstrap of R², resampling whole {unit}s within folds ({} {unit}s; \
-         the cluster bootstrap: a {unit}'s performances share their score and most of their label \
-         variance, so they are not independent draws). The clip-level CI resamples clips as if \
-         they were independent: on average the {unit} CI is {ratio:.1}x as wide.\n",
-        first.n_clusters.unwrap_or(0)
+        "95% CI: percentile bootstrap of R², {how}. The clip-level CI resamples clips as if \
+         they were independent: on average the {unit} CI is {ratio:.1}x as wide.\n"
     );
 }

@@ -26,12 +26,14 @@ pub mod tables;
 
 use serde::{Deserialize, Serialize};
 
+use crate::dataset::folds::Split;
 use crate::dataset::{FailedClip, failed};
 use crate::dims::{N_DIMS, STUDY_CATEGORIES};
 use crate::experiment::TrainOutput;
 use crate::head::Validation;
 use crate::metrics::{
-    BootstrapConfig, Ci, Evaluation, OutOfFold, clusters_by_fold, paired_delta_ci, rows_by_fold,
+    BootstrapConfig, Ci, Evaluation, OutOfFold, Resampling, clusters_by_fold, paired_delta_ci,
+    rows_by_fold,
 };
 
 /// What the report says about one configured experiment, run or not.
@@ -57,6 +59,26 @@ pub struct ExperimentInfo {
     /// and the report shows how much the study's protocol inflates R².
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub setup: String,
+    /// The split it was cross-validated on (one info per experiment and split).
+    #[serde(default, skip_serializing_if = "is_piece")]
+    pub split: Split,
+    /// A label-only baseline: no audio, no MIDI.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub label_only: bool,
+    /// Its features read the performance MIDI, not the audio.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub symbolic: bool,
+}
+
+impl ExperimentInfo {
+    /// Its train and evaluate nodes' item.
+    pub fn item(&self) -> String {
+        self.split.item(&self.id)
+    }
+}
+
+fn is_piece(s: &Split) -> bool {
+    *s == Split::Piece
 }
 
 fn is_held_out(v: &Validation) -> bool {
@@ -99,6 +121,8 @@ pub struct Results {
     pub failed: Vec<FailedClip>,
     /// The evaluate stage's bootstrap settings, for the paired comparisons.
     pub bootstrap: BootstrapConfig,
+    /// The split every row was cross-validated on.
+    pub split: Split,
 }
 
 impl Results {
@@ -118,6 +142,7 @@ impl Results {
             not_run,
             failed,
             bootstrap: BootstrapConfig::default(),
+            split: Split::Piece,
         }
     }
 
@@ -141,21 +166,26 @@ impl Results {
         let paired = |r: &Ran| -> Option<Ci> {
             let clusters = best.eval.cluster_of_clip.as_ref()?;
             let (t, u) = (&best.train, &r.train);
+            let crossed = best.eval.crossed_of_clip.as_deref();
             let same = t.clip_ids == u.clip_ids
                 && t.folds == u.folds
                 && t.y_true == u.y_true
-                && r.eval.cluster_of_clip.as_ref() == Some(clusters);
+                && r.eval.cluster_of_clip.as_ref() == Some(clusters)
+                && r.eval.crossed_of_clip.as_deref() == crossed;
             if !same {
                 return None;
             }
             let a = OutOfFold::new(&t.y_true, &t.y_pred, N_DIMS).ok()?;
             let b = OutOfFold::new(&u.y_true, &u.y_pred, N_DIMS).ok()?;
-            let grouped = clusters_by_fold(&rows_by_fold(&t.folds).ok()?, clusters);
+            let resampling = Resampling {
+                fold_clusters: clusters_by_fold(&rows_by_fold(&t.folds).ok()?, clusters),
+                crossed,
+            };
             let (ra, rb) = (
                 |x: &[Vec<usize>]| a.fold_mean_r2(x),
                 |x: &[Vec<usize>]| b.fold_mean_r2(x),
             );
-            paired_delta_ci(&grouped, &self.bootstrap, ra, rb).ok()
+            paired_delta_ci(&resampling, &self.bootstrap, ra, rb).ok()
         };
         (self.ran.iter().enumerate())
             .map(|(i, r)| if i == b { None } else { paired(r) })

@@ -23,9 +23,12 @@ pub fn build(name: &str, results: &Results) -> TableBuilder {
 
 const DEFINITIONS: &str = "r2: per fold, mean over the 19 dimensions of each dimension's R2 on the fold's held-out clips; \
 experiment r2 = mean over folds. mae, pearson, dispersion (std(pred)/std(true), population std) are aggregated the same way. \
-r2_ci_low/high: percentile bootstrap of exactly that statistic, resampling held-out ci_units (pieces on piece folds: whole clusters; else clips) within each fold; \
+r2_ci_low/high: percentile bootstrap of exactly that statistic, resampling held-out ci_units within each fold (the split's clusters, whole: pieces, performers, or pieces and performers crossed); \
 r2_ci_clip_low/high: the same resampling clips as if independent (too narrow on clustered data), where ci_unit is not the clip; \
-delta_best, delta_best_ci_low/high: r2 of the best row validated on held-out pieces minus this row's, on the same clips, with a paired bootstrap resampling the same ci_units for both.";
+delta_best, delta_best_ci_low/high: r2 of the best row validated on held-out pieces minus this row's, on the same clips, with a paired bootstrap resampling the same ci_units for both. \
+split: what no test clip shares with its model's training clips (piece: segment group; performer: performer; piece_performer: both, one model per cell of piece fold x performer fold, folds = piece folds); ranks and delta_best are within a split. \
+ci_unit on piece_performer: pieces within folds and performers across folds, crossed (the pigeonhole bootstrap, Owen 2007). \
+r2_humans: r2 on the human performances only (renderings train but are not scored). label_only: a baseline that reads no audio and no MIDI.";
 
 /// One row per configured experiment: the ran ones ranked by R², then the
 /// ones that did not run (metrics null, `note` says why).

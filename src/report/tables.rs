@@ -26,8 +26,10 @@ pub const TABLES: [&str; 6] = [
 
 type Query = fn(&Results) -> PolarsResult<LazyFrame>;
 
-/// Builds the table called `name` (one of [`TABLES`]).
-pub fn build(name: &str, results: &Results) -> Result<TableBuilder> {
+/// Builds the table called `name` (one of [`TABLES`]) from every split's
+/// results: each split's rows (ranked within the split) with a `split`
+/// column, splits in order. `failed` is the same on every split: once.
+pub fn build(name: &str, all: &[Results]) -> Result<TableBuilder> {
     let (query, columns): (Query, &[Col]) = match name {
         "summary" => (summary, SUMMARY),
         "per_fold" => (per_fold, PER_FOLD),
@@ -37,8 +39,19 @@ pub fn build(name: &str, results: &Results) -> Result<TableBuilder> {
         "failed" => (failed, FAILED),
         other => anyhow::bail!("no result table named `{other}`"),
     };
+    let stacked = || -> PolarsResult<LazyFrame> {
+        if name == "failed" {
+            return query(&all[0]);
+        }
+        let frames = all
+            .iter()
+            .map(|r| Ok(query(r)?.with_column(lit(r.split.name()).alias("split"))))
+            .collect::<PolarsResult<Vec<_>>>()?;
+        concat(frames, UnionArgs::default())
+    };
+    anyhow::ensure!(!all.is_empty(), "no results to tabulate");
     // Spelled out: polars' prelude has a `with_context` of its own.
-    let df = anyhow::Context::with_context(query(results).and_then(LazyFrame::collect), || {
+    let df = anyhow::Context::with_context(stacked().and_then(LazyFrame::collect), || {
         format!("computing result table `{name}`")
     })?;
     Ok(crate::frame::to_table(&df, columns)
@@ -48,19 +61,24 @@ pub fn build(name: &str, results: &Results) -> Result<TableBuilder> {
 
 const DEFINITIONS: &str = "r2: per fold, mean over the 19 dimensions of each dimension's R2 on the fold's held-out clips; \
 experiment r2 = mean over folds. mae, pearson, dispersion (std(pred)/std(true), population std) are aggregated the same way. \
-r2_ci_low/high: percentile bootstrap of exactly that statistic, resampling held-out ci_units (pieces on piece folds: whole clusters; else clips) within each fold; \
+r2_ci_low/high: percentile bootstrap of exactly that statistic, resampling held-out ci_units within each fold (the split's clusters, whole: pieces, performers, or pieces and performers crossed); \
 r2_ci_clip_low/high: the same resampling clips as if independent (too narrow on clustered data), where ci_unit is not the clip; \
-delta_best, delta_best_ci_low/high: r2 of the best row validated on held-out pieces minus this row's, on the same clips, with a paired bootstrap resampling the same ci_units for both.";
+delta_best, delta_best_ci_low/high: r2 of the best row validated on held-out pieces minus this row's, on the same clips, with a paired bootstrap resampling the same ci_units for both. \
+split: what no test clip shares with its model's training clips (piece: segment group; performer: performer; piece_performer: both, one model per cell of piece fold x performer fold, folds = piece folds); ranks and delta_best are within a split. \
+ci_unit on piece_performer: pieces within folds and performers across folds, crossed (the pigeonhole bootstrap, Owen 2007). \
+r2_humans: r2 on the human performances only (renderings train but are not scored). label_only: a baseline that reads no audio and no MIDI.";
 
 use Kind::{Bool, F32, F64, F64Opt, I32Opt, Utf8, Utf8Opt};
 
 const SUMMARY: &[Col] = &[
     ("rank", I32Opt),
     ("experiment", Utf8),
+    ("split", Utf8),
     ("description", Utf8),
     ("features", Utf8),
     ("encoder", Utf8),
     ("control", Bool),
+    ("label_only", Bool),
     ("r2", F64Opt),
     ("r2_ci_low", F64Opt),
     ("r2_ci_high", F64Opt),
@@ -70,6 +88,7 @@ const SUMMARY: &[Col] = &[
     ("delta_best", F64Opt),
     ("delta_best_ci_low", F64Opt),
     ("delta_best_ci_high", F64Opt),
+    ("r2_humans", F64Opt),
     ("study_r2", F64Opt),
     ("mae", F64Opt),
     ("pearson", F64Opt),
@@ -82,6 +101,7 @@ const SUMMARY: &[Col] = &[
 
 const PER_FOLD: &[Col] = &[
     ("experiment", Utf8),
+    ("split", Utf8),
     ("fold", I32Opt),
     ("n_clips", I32Opt),
     ("r2", F64),
@@ -92,6 +112,7 @@ const PER_FOLD: &[Col] = &[
 
 const PER_DIMENSION: &[Col] = &[
     ("experiment", Utf8),
+    ("split", Utf8),
     ("dimension", Utf8),
     ("category", Utf8),
     ("r2", F64),
@@ -104,6 +125,7 @@ const PER_DIMENSION: &[Col] = &[
 
 const PER_CATEGORY: &[Col] = &[
     ("experiment", Utf8),
+    ("split", Utf8),
     ("category", Utf8),
     ("n_dimensions", I32Opt),
     ("r2", F64),
@@ -114,6 +136,7 @@ const PER_CATEGORY: &[Col] = &[
 
 const PREDICTIONS: &[Col] = &[
     ("experiment", Utf8),
+    ("split", Utf8),
     ("clip_id", Utf8),
     ("fold", I32Opt),
     ("dimension", Utf8),
@@ -162,7 +185,22 @@ pub fn summary(results: &Results) -> PolarsResult<LazyFrame> {
 /// `frame` (with an `experiment` column) with the experiments' ranks,
 /// ordered by rank, then by `then_by`, otherwise as it was.
 fn in_rank_order(frame: LazyFrame, results: &Results, then_by: &[&str]) -> PolarsResult<LazyFrame> {
-    let ranks = summary(results)?.select([col("experiment"), col("rank")]);
+    // `results.ran` is in rank order already (R² descending, ties by id, as
+    // `summary` ranks): no need to build the summary (and its paired
+    // bootstraps) for the other tables.
+    let ranks = DataFrame::new_infer_height(vec![
+        Column::new(
+            "experiment".into(),
+            (results.ran.iter())
+                .map(|r| r.info.id.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "rank".into(),
+            (1..=results.ran.len() as i32).collect::<Vec<_>>(),
+        ),
+    ])?
+    .lazy();
     let by: Vec<Expr> = std::iter::once(col("rank"))
         .chain(then_by.iter().map(|c| col(*c)))
         .collect();

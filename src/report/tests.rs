@@ -29,6 +29,7 @@ fn ran(id: &str, noise: f32, control: bool) -> Ran {
         .collect();
     let train = TrainOutput {
         clip_ids: (0..n).map(|i| format!("c{i}")).collect(),
+        split: Default::default(),
         folds,
         y_true,
         y_pred,
@@ -50,6 +51,9 @@ fn ran(id: &str, noise: f32, control: bool) -> Ran {
             failed: false,
             validation: Validation::HeldOutPieces,
             setup: String::new(),
+            split: Default::default(),
+            label_only: false,
+            symbolic: false,
         },
         train,
         eval,
@@ -67,6 +71,9 @@ fn results() -> Results {
         failed: false,
         validation: Validation::HeldOutPieces,
         setup: String::new(),
+        split: Default::default(),
+        label_only: false,
+        symbolic: false,
     };
     Results::new(
         vec![ran("worse", 0.4, false), ran("better", 0.1, true)],
@@ -75,7 +82,10 @@ fn results() -> Results {
 }
 
 fn table(name: &str, r: &Results) -> RecordBatch {
-    tables::build(name, r).unwrap().batch().unwrap()
+    tables::build(name, std::slice::from_ref(r))
+        .unwrap()
+        .batch()
+        .unwrap()
 }
 
 #[test]
@@ -188,6 +198,9 @@ fn awkward_results() -> Results {
         failed,
         validation: Validation::HeldOutPieces,
         setup: String::new(),
+        split: Default::default(),
+        label_only: false,
+        symbolic: false,
     };
     // Two clips failed before training (listed by two experiments, once each).
     let failed_clip = |id: &str, stage: &str| crate::dataset::FailedClip {
@@ -228,10 +241,17 @@ fn every_table_equals_the_hand_built_one_of_main_to_the_last_bit() {
         Results::new(Vec::new(), results().not_run),
     ] {
         for name in tables::TABLES {
-            let got = tables::build(name, &r).unwrap().batch().unwrap();
+            let got = tables::build(name, std::slice::from_ref(&r))
+                .unwrap()
+                .batch()
+                .unwrap();
             let want = oracle::build(name, &r).batch().unwrap();
-            // The columns added since: the clustered CI's unit and the clip-level CI.
+            // The columns added since: the clustered CI's unit and the
+            // clip-level CI, the paired ΔR², the split, label-only, R² on humans.
             let added = [
+                "split",
+                "label_only",
+                "r2_humans",
                 "ci_unit",
                 "r2_ci_clip_low",
                 "r2_ci_clip_high",
@@ -242,7 +262,7 @@ fn every_table_equals_the_hand_built_one_of_main_to_the_last_bit() {
             let keep: Vec<usize> = (0..got.num_columns())
                 .filter(|&i| !added.contains(&got.schema().field(i).name().as_str()))
                 .collect();
-            assert_eq!(keep.len() < got.num_columns(), name == "summary", "{name}");
+            assert_eq!(keep.len() < got.num_columns(), name != "failed", "{name}");
             let got = got.project(&keep).unwrap();
             // Names, types, nullability and key-value metadata.
             assert_eq!(got.schema(), want.schema(), "{name}");
@@ -263,7 +283,10 @@ fn every_table_equals_the_hand_built_one_of_main_to_the_last_bit() {
 
 #[test]
 fn markdown_marks_controls_and_the_ranked_section_can_be_cut_out() {
-    let md = markdown::render(&results(), &[("scatter.png", "scatter")]);
+    let md = markdown::render(
+        std::slice::from_ref(&results()),
+        &[("scatter.png", "scatter")],
+    );
     let section = markdown::ranked_section(&md).unwrap();
     assert!(section.starts_with(markdown::RANKED_HEADING));
     assert!(
@@ -364,7 +387,7 @@ fn study_protocol_section_pairs_rows_that_differ_only_in_the_protocol() {
         (ours.info.id.as_str(), study.info.id.as_str()),
         ("B0-control", "B0-control-studyprotocol")
     );
-    let md = markdown::render(&results, &[]);
+    let md = markdown::render(std::slice::from_ref(&results), &[]);
     let inflation = study.eval.r2 - ours.eval.r2;
     assert!(inflation > 0.0);
     // The study's CI: pooled predictions resampled together, around the
@@ -393,7 +416,10 @@ fn study_protocol_section_pairs_rows_that_differ_only_in_the_protocol() {
     );
     assert!(md.contains("| B0-control-studyprotocol | B0-control-studyprotocol head **[control]** **[study protocol]** |"), "{md}");
     // Without a study-protocol row there is no section.
-    assert!(!markdown::render(&self::results(), &[]).contains("The study's protocol"));
+    assert!(
+        !markdown::render(std::slice::from_ref(&self::results()), &[])
+            .contains("The study's protocol")
+    );
 }
 
 /// Every `README.md#anchor` link of the report names a heading of README.md.
@@ -415,7 +441,7 @@ fn report_links_to_readme_sections_resolve() {
         ],
         Vec::new(),
     );
-    let md = markdown::render(&results, &[]);
+    let md = markdown::render(std::slice::from_ref(&results), &[]);
     let links: Vec<&str> = md
         .split("README.md#")
         .skip(1)
@@ -443,7 +469,7 @@ fn ranked_summary_quotes_the_study_figures_with_their_defects() {
         ],
         Vec::new(),
     );
-    let md = markdown::render(&results, &[]);
+    let md = markdown::render(std::slice::from_ref(&results), &[]);
     let line = |id: &str| {
         md.lines()
             .find(|l| l.contains(&format!("| {id} |")))
@@ -497,7 +523,10 @@ fn audio_vs_symbolic_table_from_a_hand_made_pair() {
         audio.eval.per_dim[d].r2 = if d % 2 == 0 { 0.3 } else { 0.1 };
         symbolic.eval.per_dim[d].r2 = 0.2;
     }
-    let md = markdown::render(&Results::new(vec![audio, symbolic], Vec::new()), &[]);
+    let md = markdown::render(
+        std::slice::from_ref(&Results::new(vec![audio, symbolic], Vec::new())),
+        &[],
+    );
     assert!(md.contains("## Audio vs symbolic (E3)"), "{md}");
     assert!(md.contains("### E3-audio-control vs E3-symbolic"), "{md}");
     assert!(
@@ -522,7 +551,7 @@ fn audio_vs_symbolic_table_from_a_hand_made_pair() {
     }
     // One side alone: no table.
     let alone = Results::new(vec![ran("E3-audio-control", 0.1, true)], Vec::new());
-    assert!(!markdown::render(&alone, &[]).contains("Audio vs symbolic"));
+    assert!(!markdown::render(std::slice::from_ref(&alone), &[]).contains("Audio vs symbolic"));
 }
 
 #[test]
@@ -534,6 +563,7 @@ fn rows_are_compared_with_the_best_by_a_paired_piece_bootstrap() {
         let cluster: Vec<usize> = (0..t.clip_ids.len()).map(piece).collect();
         let c = crate::metrics::Clusters {
             of_clip: &cluster,
+            crossed: None,
             unit: "piece",
         };
         let boot = BootstrapConfig::default();

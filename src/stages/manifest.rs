@@ -1,4 +1,4 @@
-//! manifest: one row per clip (ids, piece, work, performer, fold, duration,
+//! manifest: one row per clip (ids, piece, work, performer, fold, performer fold, duration,
 //! source, the 19 labels) as `data/out/manifest.parquet`. A partial
 //! aggregate: clips whose audio failed are left out of the rows and listed
 //! in `pipe.failed`; folds come from the labels, so they never move when a
@@ -92,6 +92,13 @@ impl Stage for Manifest {
             .i32_opt(
                 "fold",
                 clips.iter().map(|c| c.fold.map(|f| f as i32)).collect(),
+            )
+            .i32_opt(
+                "performer_fold",
+                clips
+                    .iter()
+                    .map(|c| c.performer_fold.map(|f| f as i32))
+                    .collect(),
             )
             .f64("duration_s", durations)
             .utf8(

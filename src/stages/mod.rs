@@ -19,7 +19,7 @@ mod resample;
 
 pub use decode::Decode;
 pub use encoder_passes::EncoderPasses;
-pub use experiments::{Evaluate, Train};
+pub use experiments::{Evaluate, Train, TrainJob};
 pub use feature_tables::FeatureTables;
 pub use features::Features;
 pub use manifest::Manifest;
@@ -34,8 +34,10 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::dag::{Node, Stage, StageDecl};
-use crate::dataset::{Clip, Dataset, FailedClip, FoldStrategy, SourceKind};
+use crate::dataset::folds::Split;
+use crate::dataset::{Clip, Dataset, FailedClip, SourceKind};
 use crate::encoder::{EncoderConfig, runtime};
+use crate::experiment::label_only::LabelOnly;
 use crate::features::{Extractor, FeatureSet};
 use crate::report::ExperimentInfo;
 
@@ -52,16 +54,18 @@ pub static DECODE: StageDecl = StageDecl::new("decode", 1, "wav", &[&RENDER]).pe
 pub static RESAMPLE: StageDecl = StageDecl::new("resample", 1, "wav", &[&DECODE]).per("clips");
 /// the clip table with folds, durations and labels (one node; reads the label
 /// files). v2: rows for the clips that made it, failed ones in `pipe.failed`;
-/// its `audio` column names the store's `<key>.<hash>.wav` files.
+/// its `audio` column names the store's `<key>.<hash>.wav` files. v3: each
+/// clip's `performer_fold` (the performer and piece_performer splits).
 pub static MANIFEST: StageDecl =
-    StageDecl::new("manifest", 2, "parquet", &[&RESAMPLE]).per("tables");
+    StageDecl::new("manifest", 3, "parquet", &[&RESAMPLE]).per("tables");
 /// one pooled vector per (feature set, clip)
 pub static FEATURES: StageDecl = StageDecl::new("features", 1, "f32", &[&RESAMPLE]).per("vectors");
 /// one Parquet table per feature set. v2: no names or descriptions inside
 /// (they are added to the published copy), failed clips in `pipe.failed`.
 pub static FEATURE_TABLES: StageDecl =
     StageDecl::new("feature_tables", 2, "parquet", &[&FEATURES]).per("tables");
-/// out-of-fold predictions per experiment (k-fold piece-split CV). v2: each
+/// out-of-fold predictions per experiment and split (k-fold CV; on the
+/// piece split, items and artifacts as before splits). v2: each
 /// fold's report holds its best validation R² (`best_val_r2`). v3: a
 /// safetensors file: the fold heads as tensors, the predictions and reports
 /// as JSON in its metadata (`pipe.train`). v4: pooled linear and MLP heads
@@ -73,25 +77,30 @@ pub static TRAIN: StageDecl =
 /// which the report read by recomputing it. v3: on piece folds the CI
 /// resamples pieces within folds (`ci_unit`), the clip-level CI beside it.
 /// v4: each clip's cluster, for the paired comparisons of the results.
+/// v5: one node per experiment and split, the split's clusters (performers;
+/// pieces × performers crossed), R² on the human performances.
 pub static EVALUATE: StageDecl =
-    StageDecl::new("evaluate", 4, "json", &[&TRAIN, &MANIFEST]).per("experiments");
+    StageDecl::new("evaluate", 5, "json", &[&TRAIN, &MANIFEST]).per("experiments");
 /// a model bundle per experiment (fold heads + model card), for `pipe predict`
 pub static MODELS: StageDecl =
     StageDecl::new("models", 1, "safetensors", &[&TRAIN, &EVALUATE, &MANIFEST]).per("models");
 /// the public result tables (their published copies carry the config hash,
 /// heads and pipe version). v2: `n_clips` and status `failed` in the
 /// summary, the `failed` table. v3: `study_r2` in the summary. v4: the
-/// summary's `ci_unit`, clip-level CI and paired ΔR² to the best row.
+/// summary's `ci_unit`, clip-level CI and paired ΔR² to the best row. v5:
+/// a `split` column in every table but `failed`, `label_only` and
+/// `r2_humans` in the summary.
 pub static RESULTS: StageDecl =
-    StageDecl::new("results", 4, "parquet", &[&TRAIN, &EVALUATE]).per("tables");
+    StageDecl::new("results", 5, "parquet", &[&TRAIN, &EVALUATE]).per("tables");
 /// PNG figures. v2: the bar chart's legend in its own strip, axis titles on
 /// the scatter panels.
 pub static PLOTS: StageDecl = StageDecl::new("plots", 2, "png", &[&TRAIN, &EVALUATE]).per("plots");
 /// report.md. v2: clips per experiment, the failed clips. v3: "The study's
 /// protocol", links to README sections. v4: the clip-level CI and the paired
-/// ΔR² to the best row in the ranked table.
+/// ΔR² to the best row in the ranked table. v5: a ranked table per split,
+/// "What a model gets without listening", R² on humans.
 pub static REPORT: StageDecl =
-    StageDecl::new("report", 4, "md", &[&TRAIN, &EVALUATE]).per("reports");
+    StageDecl::new("report", 5, "md", &[&TRAIN, &EVALUATE]).per("reports");
 
 /// A partial aggregate's clips (its inputs are named by clip id): those whose
 /// input exists, in dataset order, and the failed ones with where and why.
@@ -216,40 +225,92 @@ pub fn build(config: &Config) -> Result<Pipeline> {
             passes,
         });
     }
-    let infos: Vec<ExperimentInfo> = config
-        .experiments
-        .iter()
-        .map(|(id, exp)| {
-            let fs = &config.features[&exp.features];
-            ExperimentInfo {
-                id: id.clone(),
-                description: exp.description.clone(),
-                features: exp.features.clone(),
-                encoder: fs.encoder.clone(),
-                control: config
-                    .encoders
-                    .get(&fs.encoder)
-                    .is_some_and(|e| e.random.is_some()),
-                // A two-input experiment needs both of its feature sets.
-                not_run: skipped
-                    .get(exp.features.as_str())
-                    .or_else(|| exp.second_features.as_deref().and_then(|f| skipped.get(f)))
-                    .cloned(),
+    // One info per experiment and split (a not-run experiment once, on its
+    // first split), then the label-only baselines on [evaluation]'s splits.
+    let mut infos: Vec<ExperimentInfo> = Vec::new();
+    for (id, exp) in &config.experiments {
+        let fs = &config.features[&exp.features];
+        let info = ExperimentInfo {
+            id: id.clone(),
+            description: exp.description.clone(),
+            features: exp.features.clone(),
+            encoder: fs.encoder.clone(),
+            control: config
+                .encoders
+                .get(&fs.encoder)
+                .is_some_and(|e| e.random.is_some()),
+            // A two-input experiment needs both of its feature sets.
+            not_run: skipped
+                .get(exp.features.as_str())
+                .or_else(|| exp.second_features.as_deref().and_then(|f| skipped.get(f)))
+                .cloned(),
+            failed: false,
+            validation: exp.head.validation,
+            setup: crate::report::setup_fingerprint(
+                &exp.features,
+                exp.second_features.as_deref(),
+                &exp.head,
+            ),
+            split: exp.splits()[0],
+            label_only: false,
+            symbolic: crate::features::Symbolic::ALL
+                .iter()
+                .any(|s| s.name() == fs.encoder),
+        };
+        let splits = if info.not_run.is_some() {
+            &exp.splits()[..1]
+        } else {
+            exp.splits()
+        };
+        for &split in splits {
+            infos.push(ExperimentInfo {
+                split,
+                ..info.clone()
+            });
+        }
+    }
+    // Baselines for the rows that run: none when no experiment does.
+    let label_only: &[LabelOnly] = if infos.iter().any(|i| i.not_run.is_none()) {
+        &config.evaluation.label_only
+    } else {
+        &[]
+    };
+    for &b in label_only {
+        for &split in &config.evaluation.splits {
+            infos.push(ExperimentInfo {
+                id: b.id(),
+                description: b.description().to_string(),
+                features: "labels".into(),
+                encoder: "none (label-only)".into(),
+                control: false,
+                not_run: None,
                 failed: false,
-                validation: exp.head.validation,
-                setup: crate::report::setup_fingerprint(
-                    &exp.features,
-                    exp.second_features.as_deref(),
-                    &exp.head,
-                ),
-            }
-        })
-        .collect();
+                validation: Default::default(),
+                setup: String::new(),
+                split,
+                label_only: true,
+                symbolic: false,
+            });
+        }
+    }
     let not_run: Vec<&str> = infos
         .iter()
         .filter(|i| i.not_run.is_some())
         .map(|i| i.id.as_str())
         .collect();
+    // Splits on performers need each clip's performer fold.
+    let needs_performers = infos
+        .iter()
+        .any(|i| i.not_run.is_none() && i.split != Split::Piece);
+    if needs_performers && let Some(c) = dataset.clips.iter().find(|c| c.performer_fold.is_none()) {
+        anyhow::bail!(
+            "a split on performers (\"performer\", \"piece_performer\") needs at least \
+             dataset.folds.k = {} performers; clip {} has none assigned (the dataset names \
+             fewer performers than folds): name a performer for each clip or use splits = [\"piece\"]",
+            config.dataset.folds().k,
+            c.id
+        );
+    }
     if !not_run.is_empty() {
         notes.push(format!(
             "{} experiment(s) not run, their feature sets are skipped (listed in report.md): {}",
@@ -281,6 +342,7 @@ pub fn build(config: &Config) -> Result<Pipeline> {
             .map(|(id, e)| Ok((id.clone(), serde_json::to_value(&e.head)?)))
             .collect::<Result<_>>()?,
     };
+    let any_ran = infos.iter().any(|i| i.not_run.is_none());
     let experiments = Experiments {
         infos,
         report,
@@ -288,7 +350,6 @@ pub fn build(config: &Config) -> Result<Pipeline> {
         bootstrap: config.evaluation.bootstrap(),
     };
     // With nothing runnable, the tables and report still list what did not run.
-    let any_ran = !runnable.is_empty();
     if any_ran {
         // What training needs of the labels and folds, before any work.
         dataset.check_trainable()?;
@@ -303,19 +364,33 @@ pub fn build(config: &Config) -> Result<Pipeline> {
                 )?;
             }
         }
-        let ids = runnable.iter().map(|(id, _)| id.clone()).collect();
         let cards = runnable
             .iter()
-            .map(|(id, exp)| models::card_from_config(config, id, exp, passes.as_deref()))
+            .map(|(id, exp)| {
+                let card = models::card_from_config(config, id, exp, passes.as_deref())?;
+                Ok((card, exp.splits()[0].item(id)))
+            })
             .collect::<Result<_>>()?;
-        stages.push(Box::new(Train::new(runnable)));
-        // Piece folds keep a piece's performances together: its clips are one
-        // unit of the bootstrap. (Performer folds need the performers in the manifest.)
-        let by_piece = config.dataset.folds().strategy == FoldStrategy::Piece;
+        let mut jobs: Vec<TrainJob> = Vec::new();
+        for (id, cfg) in &runnable {
+            for &split in cfg.splits() {
+                jobs.push(TrainJob::Head {
+                    id: id.clone(),
+                    cfg: Box::new(cfg.clone()),
+                    split,
+                });
+            }
+        }
+        for &b in label_only {
+            for &split in &config.evaluation.splits {
+                jobs.push(TrainJob::LabelOnly(b, split));
+            }
+        }
+        let items = jobs.iter().map(|j| (j.item(), j.split())).collect();
+        stages.push(Box::new(Train::new(jobs)));
         stages.push(Box::new(Evaluate::new(
-            ids,
+            items,
             config.evaluation.bootstrap(),
-            by_piece,
         )));
         stages.push(Box::new(Models::new(cards)));
     }

@@ -30,6 +30,8 @@ pub struct Models {
     /// Per experiment that trains: its card without what comes from inputs
     /// (heads, metrics, clip lengths, weight hashes).
     cards: Vec<ModelCard>,
+    /// Each card's train/evaluate item: its experiment on its first split.
+    items: Vec<String>,
 }
 
 /// The names and descriptions of a card: not part of its key (renaming a
@@ -96,8 +98,10 @@ impl Names {
 }
 
 impl Models {
-    pub fn new(cards: Vec<ModelCard>) -> Models {
-        Models { cards }
+    /// `cards` with the train item each bundles (the experiment on its first split).
+    pub fn new(cards: Vec<(ModelCard, String)>) -> Models {
+        let (cards, items) = cards.into_iter().unzip();
+        Models { cards, items }
     }
 }
 
@@ -112,11 +116,12 @@ impl Stage for Models {
         Ok(self
             .cards
             .iter()
-            .map(|card| {
+            .zip(&self.items)
+            .map(|(card, item)| {
                 let id = &card.experiment;
                 let mut inputs = vec![
-                    ("train".into(), Source::node(&TRAIN, id.clone())),
-                    ("evaluate".into(), Source::node(&EVALUATE, id.clone())),
+                    ("train".into(), Source::node(&TRAIN, item.clone())),
+                    ("evaluate".into(), Source::node(&EVALUATE, item.clone())),
                     ("manifest".into(), Source::node(&MANIFEST, ALL)),
                 ];
                 for (i, input) in card.inputs.iter().enumerate() {

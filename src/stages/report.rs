@@ -12,6 +12,7 @@ use super::experiments::read_json;
 use super::{EVALUATE, PLOTS, REPORT, RESULTS, TRAIN};
 use crate::config::ReportConfig;
 use crate::dag::{Node, NodeSpec, Publish, Source, Stage, StageDecl};
+use crate::dataset::folds::Split;
 use crate::experiment::TrainOutput;
 use crate::metrics::BootstrapConfig;
 use crate::report::{ExperimentInfo, Ran, Results, e3_configured, markdown, plots, tables};
@@ -28,18 +29,22 @@ pub struct Experiments {
 }
 
 impl Experiments {
-    fn ran_ids(&self) -> impl Iterator<Item = &str> {
+    fn ran_items(&self) -> impl Iterator<Item = String> {
         self.infos
             .iter()
             .filter(|i| i.not_run.is_none())
-            .map(|i| i.id.as_str())
+            .map(|i| i.item())
     }
 
     fn inputs(&self) -> Vec<(String, Source)> {
-        self.ran_ids()
+        self.ran_items()
             .flat_map(|id| {
-                [&TRAIN, &EVALUATE]
-                    .map(|stage| (format!("{}/{id}", stage.name), Source::node(stage, id)))
+                [&TRAIN, &EVALUATE].map(|stage| {
+                    (
+                        format!("{}/{id}", stage.name),
+                        Source::node(stage, id.clone()),
+                    )
+                })
             })
             .collect()
     }
@@ -60,42 +65,60 @@ impl Experiments {
         .partial()
     }
 
-    fn load(&self, node: &Node) -> Result<Results> {
-        let mut ran = Vec::new();
-        let mut not_run = Vec::new();
-        for info in &self.infos {
-            if info.not_run.is_some() {
-                not_run.push(info.clone());
-                continue;
-            }
-            let train = format!("{}/{}", TRAIN.name, info.id);
-            let eval = format!("{}/{}", EVALUATE.name, info.id);
-            match (node.present(&train), node.present(&eval)) {
-                (Some(t), Some(e)) => ran.push(Ran {
-                    info: info.clone(),
-                    train: TrainOutput::read(&t.path)?,
-                    eval: read_json(&e.path)?,
-                }),
-                _ => {
-                    let why = node
-                        .missing
-                        .iter()
-                        .find(|m| m.name == train || m.name == eval)
-                        .map_or("failed".to_string(), |m| {
-                            format!("failed ({} {}): {}", m.stage, m.item, m.reason)
-                        });
-                    not_run.push(ExperimentInfo {
-                        not_run: Some(why),
-                        failed: true,
-                        ..info.clone()
-                    });
-                }
+    /// One [`Results`] per split, in the order the splits first appear.
+    fn load(&self, node: &Node) -> Result<Vec<Results>> {
+        let mut splits: Vec<Split> = Vec::new();
+        for i in &self.infos {
+            if !splits.contains(&i.split) {
+                splits.push(i.split);
             }
         }
-        let mut results = Results::new(ran, not_run);
-        results.bootstrap = self.bootstrap.clone();
-        Ok(results)
+        let mut out = Vec::new();
+        for split in splits {
+            let mut ran = Vec::new();
+            let mut not_run = Vec::new();
+            for info in self.infos.iter().filter(|i| i.split == split) {
+                if info.not_run.is_some() {
+                    not_run.push(info.clone());
+                    continue;
+                }
+                let item = info.item();
+                let train = format!("{}/{item}", TRAIN.name);
+                let eval = format!("{}/{item}", EVALUATE.name);
+                match (node.present(&train), node.present(&eval)) {
+                    (Some(t), Some(e)) => ran.push(Ran {
+                        info: info.clone(),
+                        train: TrainOutput::read(&t.path)?,
+                        eval: read_json(&e.path)?,
+                    }),
+                    _ => {
+                        let why = node
+                            .missing
+                            .iter()
+                            .find(|m| m.name == train || m.name == eval)
+                            .map_or("failed".to_string(), |m| {
+                                format!("failed ({} {}): {}", m.stage, m.item, m.reason)
+                            });
+                        not_run.push(ExperimentInfo {
+                            not_run: Some(why),
+                            failed: true,
+                            ..info.clone()
+                        });
+                    }
+                }
+            }
+            let mut results = Results::new(ran, not_run);
+            results.bootstrap = self.bootstrap.clone();
+            results.split = split;
+            out.push(results);
+        }
+        Ok(out)
     }
+}
+
+/// The first split's results (the figures' and the ranked table's).
+fn first(mut all: Vec<Results>) -> Results {
+    all.swap_remove(0)
 }
 
 fn publish_as(nodes: &[&Node], dir: &str, ext: &str) -> Vec<Publish> {
@@ -179,7 +202,8 @@ impl Stage for Plots {
             .collect())
     }
     fn run(&self, node: &Node, out: &Path) -> Result<()> {
-        let results = self.0.load(node)?;
+        // The figures show the first split (piece by default).
+        let results = first(self.0.load(node)?);
         // Drawn in memory, then written once: a write error names the file
         // (a BufWriter dropped on a full disk would swallow it).
         let mut png = Vec::new();
@@ -221,7 +245,8 @@ impl Stage for Report {
         Ok(vec![self.0.node("report", json!(self.0.report))])
     }
     fn run(&self, node: &Node, out: &Path) -> Result<()> {
-        let results = self.0.load(node)?;
+        let all = self.0.load(node)?;
+        let results = &all[0];
         let plots: Vec<(String, String)> = if results.ran.is_empty() {
             Vec::new()
         } else {
@@ -254,7 +279,7 @@ impl Stage for Report {
             .iter()
             .map(|(f, c)| (f.as_str(), c.as_str()))
             .collect();
-        std::fs::write(out, markdown::render(&results, &links))
+        std::fs::write(out, markdown::render(&all, &links))
             .with_context(|| format!("writing the report to {}", out.display()))
     }
     fn publish(&self, nodes: &[&Node]) -> Result<Vec<Publish>> {

@@ -67,6 +67,7 @@ head = {{ arch = "linear", max_epochs = 20, patience = 5, batch_size = 8 }}
 
 [evaluation]
 resamples = 50
+label_only = []   # the label-only baselines: tests/experiments_stage.rs
 {extra}
 "#
     );

@@ -1,7 +1,10 @@
 //! One experiment's training data and run: join a feature table (pooled
 //! vectors or frame sequences; two tables for the two-input heads) with the
-//! manifest's labels, folds and pieces, train a head with piece-split
-//! cross-validation, and keep the out-of-fold predictions.
+//! manifest's labels, folds and pieces, train a head with cross-validation
+//! on one [`Split`], and keep the out-of-fold predictions. The label-only
+//! baselines ([`label_only`]) make the same output without any features.
+
+pub mod label_only;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,22 +16,30 @@ use arrow_array::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::dataset::folds::Split;
 use crate::dataset::{FailedClip, failed};
 use crate::dims::{DIMENSIONS, N_DIMS};
 use crate::head::{
-    FoldHead, FoldReport, FrameSet, HeadConfig, HeadDescriptor, HeadInput, train_cv_input,
+    Cells, FoldHead, FoldReport, FrameSet, HeadConfig, HeadDescriptor, HeadInput, train_cv_cells,
 };
 use crate::metrics::{BootstrapConfig, Clusters, Evaluation, evaluate};
 use crate::table;
 use crate::tensors::TensorFile;
 
-/// The manifest's view of the clips: ids, pieces, folds and labels.
+/// The manifest's view of the clips: ids, pieces, performers, folds and labels.
 #[derive(Clone, Debug)]
 pub struct LabeledClips {
     pub clip_ids: Vec<String>,
     pub pieces: Vec<String>,
+    /// Empty strings where the manifest has no such column.
+    pub works: Vec<String>,
+    pub performers: Vec<String>,
+    pub is_rendering: Vec<bool>,
     /// `None`: never held out (PercePiano's performer split trains on these always).
     pub folds: Vec<Option<usize>>,
+    /// Each clip's performer fold; `None` where the dataset has fewer
+    /// performers than folds (or the manifest no such column).
+    pub performer_folds: Vec<Option<usize>>,
     /// `[n, 19]` in canonical dimension order.
     pub labels: Vec<f32>,
     /// Clips of the dataset that are not in the manifest (their audio failed).
@@ -36,18 +47,42 @@ pub struct LabeledClips {
 }
 
 impl LabeledClips {
-    /// Reads `manifest.parquet` (clip_id, piece, fold, and one column per dimension).
+    /// Reads `manifest.parquet` (clip_id, piece, fold, and one column per
+    /// dimension; work, performer, is_rendering and performer_fold where present).
     pub fn from_manifest(path: &Path) -> Result<LabeledClips> {
         let batch = table::read_single(path)?;
         let ctx = || format!("manifest {}", path.display());
         let ids = table::column::<StringArray>(&batch, "clip_id").with_context(ctx)?;
         let pieces = table::column::<StringArray>(&batch, "piece").with_context(ctx)?;
         let folds = table::column::<Int32Array>(&batch, "fold").with_context(ctx)?;
+        let has = |name: &str| batch.schema().column_with_name(name).is_some();
+        let n = batch.num_rows();
+        let strings = |name: &str| -> Result<Vec<String>> {
+            if !has(name) {
+                return Ok(vec![String::new(); n]);
+            }
+            let c = table::column::<StringArray>(&batch, name).with_context(ctx)?;
+            Ok((0..n).map(|i| c.value(i).to_string()).collect())
+        };
+        let is_rendering = if has("is_rendering") {
+            let c = table::column::<arrow_array::BooleanArray>(&batch, "is_rendering")
+                .with_context(ctx)?;
+            (0..n).map(|i| c.value(i)).collect()
+        } else {
+            vec![false; n]
+        };
+        let performer_folds = if has("performer_fold") {
+            let c = table::column::<Int32Array>(&batch, "performer_fold").with_context(ctx)?;
+            (0..n)
+                .map(|i| (!c.is_null(i)).then(|| c.value(i) as usize))
+                .collect()
+        } else {
+            vec![None; n]
+        };
         let dims = DIMENSIONS
             .iter()
             .map(|d| table::column::<Float64Array>(&batch, d).with_context(ctx))
             .collect::<Result<Vec<_>>>()?;
-        let n = batch.num_rows();
         let mut labels = Vec::with_capacity(n * N_DIMS);
         for i in 0..n {
             labels.extend(dims.iter().map(|c| c.value(i) as f32));
@@ -55,11 +90,53 @@ impl LabeledClips {
         Ok(LabeledClips {
             clip_ids: (0..n).map(|i| ids.value(i).to_string()).collect(),
             pieces: (0..n).map(|i| pieces.value(i).to_string()).collect(),
+            works: strings("work")?,
+            performers: strings("performer")?,
+            is_rendering,
+            performer_folds,
             folds: (0..n)
                 .map(|i| (!folds.is_null(i)).then(|| folds.value(i) as usize))
                 .collect(),
             labels,
             failed: failed::from_meta(batch.schema().metadata().get(failed::META_KEY), &ctx())?,
+        })
+    }
+
+    /// The folds of `rows` (manifest rows) on `split`, as the trainer's
+    /// [`Cells`] take them: the test folds (the evaluation's folds too) and,
+    /// for `piece_performer`, the crossed performer folds.
+    pub fn split_folds(
+        &self,
+        split: Split,
+        rows: &[usize],
+    ) -> Result<(Vec<usize>, Option<Vec<usize>>)> {
+        if let Some(&i) = rows.iter().find(|&&i| self.folds[i].is_none()) {
+            bail!(
+                "clip {} has no cross-validation fold (the published performer split's \
+                 always-train clips); training supports folds that cover every clip: use \
+                 dataset.folds.strategy = \"piece\" and [evaluation] splits",
+                self.clip_ids[i]
+            );
+        }
+        let piece: Vec<usize> = rows.iter().map(|&i| self.folds[i].unwrap_or(0)).collect();
+        let performer = || -> Result<Vec<usize>> {
+            rows.iter()
+                .map(|&i| {
+                    self.performer_folds[i].with_context(|| {
+                        format!(
+                            "split `{split}` needs each clip's performer fold, and clip {} has \
+                             none: the dataset has fewer performers than folds (name a \
+                             `performer` for each clip, or use fewer folds)",
+                            self.clip_ids[i]
+                        )
+                    })
+                })
+                .collect()
+        };
+        Ok(match split {
+            Split::Piece => (piece, None),
+            Split::Performer => (performer()?, None),
+            Split::PiecePerformer => (piece, Some(performer()?)),
         })
     }
 }
@@ -209,6 +286,12 @@ impl FeatureTable {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainOutput {
     pub clip_ids: Vec<String>,
+    /// What its models' test clips never share with their training clips.
+    #[serde(default, skip_serializing_if = "is_piece")]
+    pub split: Split,
+    /// Each clip's test fold on that split: the folds metrics average over
+    /// (on `piece_performer` its piece fold; `fold_reports` has one model
+    /// per cell of piece fold × performer fold).
     pub folds: Vec<usize>,
     /// `[n, 19]`.
     pub y_true: Vec<f32>,
@@ -227,25 +310,23 @@ pub struct TrainOutput {
     pub heads: Vec<FoldHead>,
 }
 
+fn is_piece(s: &Split) -> bool {
+    *s == Split::Piece
+}
+
 /// Metadata keys of the train artifact.
 const META_TRAIN: &str = "pipe.train";
 const META_HEADS: &str = "pipe.heads";
 
 /// Trains `head` on `features` (and `second`, for a two-input head) with the
-/// manifest's piece folds.
+/// manifest's folds on `split`.
 pub fn train(
     head: &HeadConfig,
     clips: &LabeledClips,
     features: &FeatureTable,
     second: Option<&FeatureTable>,
+    split: Split,
 ) -> Result<TrainOutput> {
-    let unfolded = clips.folds.iter().filter(|f| f.is_none()).count();
-    if unfolded > 0 {
-        bail!(
-            "{unfolded} clip(s) have no cross-validation fold (the performer split's always-train clips); \
-             training supports folds that cover every clip: use dataset.folds.strategy = \"piece\""
-        );
-    }
     // Clips a feature table lists as failed are left out (with the reason);
     // any other clip without a row is an error.
     let failed_in = |t: &FeatureTable, id: &str| t.failed.iter().any(|f| f.clip_id == id);
@@ -257,7 +338,7 @@ pub fn train(
         .collect();
     let clip_ids: Vec<String> = keep.iter().map(|&i| clips.clip_ids[i].clone()).collect();
     let pieces: Vec<String> = keep.iter().map(|&i| clips.pieces[i].clone()).collect();
-    let folds: Vec<usize> = keep.iter().map(|&i| clips.folds[i].unwrap_or(0)).collect();
+    let (folds, cross) = clips.split_folds(split, &keep)?;
     let mut labels = Vec::with_capacity(keep.len() * N_DIMS);
     for &i in &keep {
         labels.extend_from_slice(&clips.labels[i * N_DIMS..(i + 1) * N_DIMS]);
@@ -315,9 +396,14 @@ pub fn train(
         }
     }
     let started = Instant::now();
-    let out = train_cv_input(head, &input, &labels, &folds, &pieces)?;
+    let cells = Cells {
+        folds: &folds,
+        cross: cross.as_deref(),
+    };
+    let out = train_cv_cells(head, &input, &labels, &cells, &pieces)?;
     Ok(TrainOutput {
         clip_ids,
+        split,
         folds,
         y_true: labels,
         y_pred: out.predictions,
@@ -365,41 +451,70 @@ impl TrainOutput {
         evaluate(&self.y_true, &self.y_pred, N_DIMS, &self.folds, None, boot)
     }
 
-    /// [`Self::evaluate`] with a CI that resamples whole pieces within folds
-    /// (`clips` gives each clip's piece): a piece's performances share a
-    /// score and most of their label variance, so they are not independent
-    /// draws. The clip-level CI stays beside it.
-    pub fn evaluate_by_piece(
+    /// [`Self::evaluate`] with a CI that resamples the split's clusters
+    /// within folds (`clips` gives each clip's piece and performer): whole
+    /// pieces on `piece` (a piece's performances share a score and most of
+    /// their label variance), performers on `performer`, and both, crossed,
+    /// on `piece_performer`. The clip-level CI stays beside it, and R² on
+    /// the human performances only (`r2_humans`) where renderings are among
+    /// the clips.
+    pub fn evaluate_split(
         &self,
         boot: &BootstrapConfig,
         clips: &LabeledClips,
     ) -> Result<Evaluation> {
-        let piece_of: HashMap<&str, &str> = (clips.clip_ids.iter())
-            .zip(&clips.pieces)
-            .map(|(c, p)| (c.as_str(), p.as_str()))
+        let row_of: HashMap<&str, usize> = (clips.clip_ids.iter().enumerate())
+            .map(|(i, c)| (c.as_str(), i))
             .collect();
-        let mut ids: HashMap<&str, usize> = HashMap::new();
-        let cluster = (self.clip_ids.iter())
+        let rows = (self.clip_ids.iter())
             .map(|c| {
-                let piece: &str = (piece_of.get(c.as_str()).copied()).with_context(|| {
-                    format!("clip {c} of the predictions is not in the manifest")
-                })?;
-                let next = ids.len();
-                Ok(*ids.entry(piece).or_insert(next))
+                (row_of.get(c.as_str()).copied())
+                    .with_context(|| format!("clip {c} of the predictions is not in the manifest"))
             })
             .collect::<Result<Vec<usize>>>()?;
-        let clusters = Clusters {
-            of_clip: &cluster,
-            unit: "piece",
+        // Dense ids in order of first appearance.
+        let ids = |column: &[String]| -> Vec<usize> {
+            let mut seen: HashMap<&str, usize> = HashMap::new();
+            rows.iter()
+                .map(|&r| {
+                    let next = seen.len();
+                    *seen.entry(column[r].as_str()).or_insert(next)
+                })
+                .collect()
         };
-        evaluate(
+        let piece = ids(&clips.pieces);
+        let performer = ids(&clips.performers);
+        let (of_clip, crossed) = match self.split {
+            Split::Piece => (&piece, None),
+            Split::Performer => (&performer, None),
+            Split::PiecePerformer => (&piece, Some(performer.as_slice())),
+        };
+        let clusters = Clusters {
+            of_clip,
+            crossed,
+            unit: self.split.ci_unit(),
+        };
+        let mut ev = evaluate(
             &self.y_true,
             &self.y_pred,
             N_DIMS,
             &self.folds,
             Some(clusters),
             boot,
-        )
+        )?;
+        if rows.iter().any(|&r| clips.is_rendering[r]) {
+            let oof = crate::metrics::OutOfFold::new(&self.y_true, &self.y_pred, N_DIMS)?;
+            let humans: Vec<Vec<usize>> = crate::metrics::rows_by_fold(&self.folds)?
+                .into_iter()
+                .map(|f| {
+                    f.into_iter()
+                        .filter(|&i| !clips.is_rendering[rows[i]])
+                        .collect()
+                })
+                .collect();
+            ev.r2_humans = oof.fold_mean_r2(&humans);
+        }
+        Ok(ev)
     }
 }
 
@@ -468,7 +583,7 @@ mod tests {
     fn learnable_features_reach_high_r2_and_shuffled_labels_do_not() {
         let dir = tempfile::tempdir().unwrap();
         let (clips, feats) = write_tables(dir.path(), 240, true);
-        let out = train(&quick_head(), &clips, &feats, None).unwrap();
+        let out = train(&quick_head(), &clips, &feats, None, Split::Piece).unwrap();
         assert_eq!(out.clip_ids, clips.clip_ids);
         let ev = out.evaluate(&BootstrapConfig::default()).unwrap();
         assert!(ev.r2 > 0.95, "learnable case: R2 {}", ev.r2);
@@ -476,7 +591,7 @@ mod tests {
 
         let shuffled = tempfile::tempdir().unwrap();
         let (clips, feats) = write_tables(shuffled.path(), 240, false);
-        let ev = train(&quick_head(), &clips, &feats, None)
+        let ev = train(&quick_head(), &clips, &feats, None, Split::Piece)
             .unwrap()
             .evaluate(&BootstrapConfig::default())
             .unwrap();
@@ -488,11 +603,11 @@ mod tests {
     fn the_piece_ci_resamples_the_manifests_pieces_and_keeps_the_clip_ci_beside() {
         let dir = tempfile::tempdir().unwrap();
         let (clips, feats) = write_tables(dir.path(), 120, true);
-        let out = train(&quick_head(), &clips, &feats, None).unwrap();
+        let out = train(&quick_head(), &clips, &feats, None, Split::Piece).unwrap();
         let boot = BootstrapConfig::default();
         let (by_clip, by_piece) = (
             out.evaluate(&boot).unwrap(),
-            out.evaluate_by_piece(&boot, &clips).unwrap(),
+            out.evaluate_split(&boot, &clips).unwrap(),
         );
         assert_eq!(by_piece.r2, by_clip.r2);
         assert_eq!(by_piece.clip_r2_ci.as_ref(), Some(&by_clip.r2_ci));
@@ -505,14 +620,113 @@ mod tests {
         assert_ne!(by_piece.r2_ci, by_clip.r2_ci);
         let mut missing = clips.clone();
         missing.clip_ids[5] = "other".into();
-        let e = out
-            .evaluate_by_piece(&boot, &missing)
-            .unwrap_err()
-            .to_string();
+        let e = out.evaluate_split(&boot, &missing).unwrap_err().to_string();
         assert!(
             e.contains("clip clip005 of the predictions is not in the manifest"),
             "{e}"
         );
+    }
+
+    /// 200 clips: 40 pieces of 5 performances by 5 of 12 performers (a
+    /// sparse crossing, as in PercePiano), folds as the dataset packs them.
+    fn crossed_clips() -> LabeledClips {
+        let n = 200;
+        let pieces: Vec<String> = (0..n).map(|i| format!("piece{}", i / 5)).collect();
+        let performers: Vec<String> = (0..n)
+            .map(|i| format!("player{}", (i / 5 * 7 + i % 5) % 12))
+            .collect();
+        let fold_of = |names: &[String]| {
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let f = crate::dataset::folds::piece_folds(&refs, 4, 42);
+            names
+                .iter()
+                .map(|p| Some(f[p] as usize))
+                .collect::<Vec<_>>()
+        };
+        LabeledClips {
+            clip_ids: (0..n).map(|i| format!("c{i:03}")).collect(),
+            folds: fold_of(&pieces),
+            performer_folds: fold_of(&performers),
+            works: pieces.clone(),
+            is_rendering: vec![false; n],
+            labels: (0..n * N_DIMS).map(|k| (k % 7) as f32 / 7.0).collect(),
+            failed: Vec::new(),
+            pieces,
+            performers,
+        }
+    }
+
+    /// Every split scores every clip exactly once, and no model learns from
+    /// a clip that shares what the split keeps apart with any clip it scores.
+    #[test]
+    fn every_split_keeps_its_clusters_apart_and_scores_each_clip_once() {
+        let c = crossed_clips();
+        let rows: Vec<usize> = (0..c.clip_ids.len()).collect();
+        for split in Split::ALL {
+            let (folds, cross) = c.split_folds(split, &rows).unwrap();
+            let cells = Cells {
+                folds: &folds,
+                cross: cross.as_deref(),
+            };
+            let models = cells.models();
+            assert_eq!(
+                models.len(),
+                if split == Split::PiecePerformer {
+                    16
+                } else {
+                    4
+                }
+            );
+            let mut scored = vec![0; rows.len()];
+            for (key, test) in &models {
+                let learn = cells.learn_rows(*key);
+                for &t in test {
+                    scored[t] += 1;
+                    for &l in &learn {
+                        let piece = c.pieces[t] == c.pieces[l];
+                        let player = c.performers[t] == c.performers[l];
+                        let shared = match split {
+                            Split::Piece => piece,
+                            Split::Performer => player,
+                            Split::PiecePerformer => piece || player,
+                        };
+                        assert!(!shared, "{split}: clip {t} shares with training clip {l}");
+                    }
+                }
+                // Everything not shared trains: the piece split learns from the other folds' pieces.
+                let blocked = |l: usize| {
+                    test.iter().any(|&t| match split {
+                        Split::Piece => folds[t] == folds[l],
+                        Split::Performer => folds[t] == folds[l],
+                        Split::PiecePerformer => {
+                            folds[t] == folds[l]
+                                || cross.as_ref().unwrap()[t] == cross.as_ref().unwrap()[l]
+                        }
+                    })
+                };
+                assert_eq!(learn.len(), rows.iter().filter(|&&l| !blocked(l)).count());
+            }
+            assert!(scored.iter().all(|&s| s == 1), "{split}: {scored:?}");
+            // A label-only baseline goes through the same cells.
+            let out = label_only::predict(label_only::LabelOnly::GlobalMean, &c, split).unwrap();
+            assert!(out.y_pred.iter().all(|p| p.is_finite()));
+            assert_eq!(out.folds, folds);
+            let boot = BootstrapConfig {
+                resamples: 50,
+                ..Default::default()
+            };
+            let ev = out.evaluate_split(&boot, &c).unwrap();
+            assert_eq!(ev.ci_unit.as_deref(), Some(split.ci_unit()));
+            assert_eq!(ev.crossed_of_clip.is_some(), split == Split::PiecePerformer);
+        }
+        // Without performer folds, the performer splits say why.
+        let mut none = c.clone();
+        none.performer_folds = vec![None; rows.len()];
+        let e = none
+            .split_folds(Split::Performer, &rows)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fewer performers than folds"), "{e}");
     }
 
     /// Bad labels and features are named by clip id and dimension, not by
@@ -522,7 +736,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut clips, mut feats) = write_tables(dir.path(), 24, true);
         clips.labels[7 * N_DIMS + 16] = 1.7;
-        let err = train(&quick_head(), &clips, &feats, None)
+        let err = train(&quick_head(), &clips, &feats, None, Split::Piece)
             .unwrap_err()
             .to_string();
         assert!(
@@ -532,7 +746,7 @@ mod tests {
         clips.labels[7 * N_DIMS + 16] = 0.5;
         let row = feats.clip_ids.iter().position(|c| c == "clip010").unwrap();
         feats.values[row * feats.dim + 3] = f32::NAN;
-        let err = train(&quick_head(), &clips, &feats, None)
+        let err = train(&quick_head(), &clips, &feats, None, Split::Piece)
             .unwrap_err()
             .to_string();
         assert!(err.contains("feature 3 of clip `clip010` is NaN"), "{err}");
@@ -543,7 +757,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (clips, mut feats) = write_tables(dir.path(), 24, true);
         feats.clip_ids[0] = "renamed".into();
-        let err = train(&quick_head(), &clips, &feats, None).unwrap_err();
+        let err = train(&quick_head(), &clips, &feats, None, Split::Piece).unwrap_err();
         assert!(err.to_string().contains("clip023"), "{err}");
     }
 
@@ -587,7 +801,10 @@ mod tests {
             max_epochs: 2,
             ..Default::default()
         };
-        let err = format!("{:#}", train(&head, &clips, &a, Some(&b)).unwrap_err());
+        let err = format!(
+            "{:#}",
+            train(&head, &clips, &a, Some(&b), Split::Piece).unwrap_err()
+        );
         assert!(
             err.contains("cover different clips") && err.contains("clip023"),
             "{err}"
@@ -596,7 +813,7 @@ mod tests {
         let mut shuffled = clips.clip_ids.clone();
         shuffled.reverse();
         let c = frame_table(dir.path(), "c.parquet", &shuffled);
-        let out = train(&head, &clips, &a, Some(&c)).unwrap();
+        let out = train(&head, &clips, &a, Some(&c), Split::Piece).unwrap();
         assert!(out.y_pred.iter().all(|p| p.is_finite()));
     }
 }
