@@ -39,6 +39,10 @@ pub struct Clip {
     pub source_kind: SourceKind,
     /// The 19 labels in canonical order.
     pub labels: [f64; N_DIMS],
+    /// Standard error of each label (a mean of ratings), where the dataset
+    /// gives the raters' spread: what counts as a real difference in
+    /// pairwise accuracy.
+    pub label_se: Option<[f64; N_DIMS]>,
     /// Cross-validation fold; `None` = always in training (performer split only).
     pub fold: Option<u32>,
     /// Its performer's fold (the `performer` and `piece_performer` splits);
@@ -299,6 +303,7 @@ mod tests {
             labels: [0.5; N_DIMS],
             fold: None,
             performer_fold: None,
+            label_se: None,
         }
     }
 

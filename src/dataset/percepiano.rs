@@ -41,6 +41,7 @@ pub fn load(
             work: m.work.clone(),
             performer: m.performer.clone(),
             is_rendering: m.is_rendering,
+            label_se: m.label_se,
             source,
             source_kind: SourceKind::Midi,
             labels: values,
@@ -116,6 +117,9 @@ struct Meta {
     work: String,
     performer: String,
     is_rendering: bool,
+    /// Standard error of each mean rating: the raters' std / sqrt(raters),
+    /// where the metadata has `std_<dimension>` and `n_annotations`.
+    label_se: Option<[f64; N_DIMS]>,
 }
 
 fn read_metadata(path: &Path) -> Result<HashMap<String, Meta>> {
@@ -138,6 +142,18 @@ fn read_metadata(path: &Path) -> Result<HashMap<String, Meta>> {
         col("performer")?,
         col("is_score_rendering")?,
     );
+    // The raters' spread, where given: PercePiano names `pace` as
+    // `std_music_making_pace` (and space, balance, drama alike).
+    let std_cols: Option<Vec<usize>> = crate::dims::DIMENSIONS
+        .iter()
+        .map(|d| {
+            headers.iter().position(|h| {
+                h.strip_prefix("std_")
+                    .is_some_and(|rest| rest == *d || rest.ends_with(&format!("_{d}")))
+            })
+        })
+        .collect();
+    let spread = std_cols.zip(headers.iter().position(|h| h == "n_annotations"));
     let mut out = HashMap::new();
     for row in rdr.records() {
         let row = row.map_err(|e| super::csv_error(path, e))?;
@@ -152,11 +168,42 @@ fn read_metadata(path: &Path) -> Result<HashMap<String, Meta>> {
                 path.display()
             ),
         };
+        let number = |c: usize| -> Result<f64> {
+            let text = get(c);
+            text.parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .with_context(|| {
+                    format!(
+                        "{}: line {line}: `{}` = {text:?}, expected a non-negative number",
+                        path.display(),
+                        &headers[c]
+                    )
+                })
+        };
+        let label_se = match &spread {
+            Some((cols, n_c)) => {
+                let n = number(*n_c)?;
+                if n < 1.0 {
+                    bail!(
+                        "{}: line {line}: n_annotations = {n}, expected at least 1",
+                        path.display()
+                    );
+                }
+                let mut se = [0.0; N_DIMS];
+                for (slot, &c) in se.iter_mut().zip(cols) {
+                    *slot = number(c)? / n.sqrt();
+                }
+                Some(se)
+            }
+            None => None,
+        };
         let meta = Meta {
             piece: get(piece_c),
             work: get(work_c),
             performer: get(perf_c),
             is_rendering,
+            label_se,
         };
         if out.insert(id.clone(), meta).is_some() {
             bail!("{}: clip {id} appears twice", path.display());

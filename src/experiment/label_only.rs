@@ -176,6 +176,7 @@ mod tests {
                 .iter()
                 .map(|p| Some((*p == "b") as usize))
                 .collect(),
+            label_se: None,
             labels: (0..n).flat_map(|i| [i as f32 / 10.0; N_DIMS]).collect(),
             failed: Vec::new(),
         }

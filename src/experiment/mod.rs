@@ -40,6 +40,8 @@ pub struct LabeledClips {
     /// Each clip's performer fold; `None` where the dataset has fewer
     /// performers than folds (or the manifest no such column).
     pub performer_folds: Vec<Option<usize>>,
+    /// `[n, 19]` standard errors of the labels, where the manifest has them.
+    pub label_se: Option<Vec<f32>>,
     /// `[n, 19]` in canonical dimension order.
     pub labels: Vec<f32>,
     /// Clips of the dataset that are not in the manifest (their audio failed).
@@ -83,6 +85,23 @@ impl LabeledClips {
             .iter()
             .map(|d| table::column::<Float64Array>(&batch, d).with_context(ctx))
             .collect::<Result<Vec<_>>>()?;
+        let label_se = if has("label_se") {
+            let c = table::column::<FixedSizeListArray>(&batch, "label_se").with_context(ctx)?;
+            let v = c
+                .values()
+                .as_any()
+                .downcast_ref::<Float32Array>()
+                .with_context(|| format!("{}: label_se is not Float32", ctx()))?;
+            anyhow::ensure!(
+                c.value_length() as usize == N_DIMS,
+                "{}: label_se holds {} values per clip, expected {N_DIMS}",
+                ctx(),
+                c.value_length()
+            );
+            Some(v.values()[..n * N_DIMS].to_vec())
+        } else {
+            None
+        };
         let mut labels = Vec::with_capacity(n * N_DIMS);
         for i in 0..n {
             labels.extend(dims.iter().map(|c| c.value(i) as f32));
@@ -94,6 +113,7 @@ impl LabeledClips {
             performers: strings("performer")?,
             is_rendering,
             performer_folds,
+            label_se,
             folds: (0..n)
                 .map(|i| (!folds.is_null(i)).then(|| folds.value(i) as usize))
                 .collect(),
@@ -502,6 +522,13 @@ impl TrainOutput {
             Some(clusters),
             boot,
         )?;
+        if let Some(se) = &clips.label_se {
+            let oof = crate::metrics::OutOfFold::new(&self.y_true, &self.y_pred, N_DIMS)?;
+            let se: Vec<f32> = (rows.iter())
+                .flat_map(|&r| se[r * N_DIMS..(r + 1) * N_DIMS].iter().copied())
+                .collect();
+            ev.pairwise = Some(crate::metrics::pairwise_accuracy(&oof, &piece, &se)?);
+        }
         if rows.iter().any(|&r| clips.is_rendering[r]) {
             let oof = crate::metrics::OutOfFold::new(&self.y_true, &self.y_pred, N_DIMS)?;
             let humans: Vec<Vec<usize>> = crate::metrics::rows_by_fold(&self.folds)?
@@ -649,6 +676,7 @@ mod tests {
             performer_folds: fold_of(&performers),
             works: pieces.clone(),
             is_rendering: vec![false; n],
+            label_se: None,
             labels: (0..n * N_DIMS).map(|k| (k % 7) as f32 / 7.0).collect(),
             failed: Vec::new(),
             pieces,

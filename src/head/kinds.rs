@@ -378,8 +378,9 @@ impl Model {
             }
             Kind::MelCnn { blocks, head } => {
                 let f = batch.frames()?;
-                // [b, t, bands] → [b, 1, bands, t], at least one frame per pool.
-                let mut x = f.x.transpose(1, 2)?.unsqueeze(1)?.contiguous()?;
+                // [b, t, bands] → [1, b, bands, t] (channels first, see
+                // nn::cnn), at least one frame per pool.
+                let mut x = f.x.transpose(1, 2)?.unsqueeze(0)?.contiguous()?;
                 let min_t = 1usize << blocks.iter().filter(|b| b.pool).count();
                 let t = x.dim(3)?;
                 if t < min_t {

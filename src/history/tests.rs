@@ -58,6 +58,7 @@ fn eval(r2: f64) -> Evaluation {
         cluster_of_clip: None,
         crossed_of_clip: None,
         r2_humans: None,
+        pairwise: None,
         clip_r2_ci: None,
         pooled_r2_ci: None,
     }

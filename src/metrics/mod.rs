@@ -209,6 +209,10 @@ pub struct Evaluation {
     /// still train), where the caller flagged any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub r2_humans: Option<f64>,
+    /// Pairwise accuracy within segment groups, where the caller has the
+    /// labels' standard errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairwise: Option<PairwiseAccuracy>,
 }
 
 /// Row-major `[n, n_dims]` labels and predictions plus the fold of each row:
@@ -324,6 +328,72 @@ impl<'a> OutOfFold<'a> {
         }
         Some(sum / fold_rows.len() as f64)
     }
+}
+
+/// Pairwise accuracy: of the pairs of clips in the same group (a segment
+/// group's performances) whose labels differ by more than the standard
+/// error of their difference, sqrt(se_i² + se_j²), the share the
+/// predictions order the same way (a tie in the predictions counts half).
+/// The question a student asks of two takes of the same passage: is this
+/// one better than that one? Differences within the raters' own noise are
+/// not asked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairwiseAccuracy {
+    /// Per dimension; `None` where no pair differs enough.
+    pub per_dim: Vec<Option<f64>>,
+    /// Pairs counted per dimension.
+    pub n_pairs: Vec<usize>,
+    /// Mean over the dimensions where it is defined.
+    pub mean: Option<f64>,
+}
+
+/// [`PairwiseAccuracy`] of `oof`'s clips: `group[i]` is clip i's group,
+/// `se` the labels' standard errors, `[n, n_dims]` like the labels.
+pub fn pairwise_accuracy(oof: &OutOfFold, group: &[usize], se: &[f32]) -> Result<PairwiseAccuracy> {
+    let (n, nd) = (oof.n_clips(), oof.n_dims);
+    ensure!(group.len() == n, "{} group ids for {n} clips", group.len());
+    ensure!(
+        se.len() == n * nd,
+        "{} standard errors for {n} clips x {nd} dimensions",
+        se.len()
+    );
+    let mut members: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (i, &g) in group.iter().enumerate() {
+        members.entry(g).or_default().push(i);
+    }
+    let (mut right, mut n_pairs) = (vec![0.0f64; nd], vec![0usize; nd]);
+    for clips in members.values() {
+        for (a, &i) in clips.iter().enumerate() {
+            for &j in &clips[a + 1..] {
+                for d in 0..nd {
+                    let (k, l) = (i * nd + d, j * nd + d);
+                    let dy = oof.y_true[k] as f64 - oof.y_true[l] as f64;
+                    let bar = (se[k] as f64).hypot(se[l] as f64);
+                    if dy.abs() <= bar {
+                        continue;
+                    }
+                    let dp = oof.y_pred[k] as f64 - oof.y_pred[l] as f64;
+                    n_pairs[d] += 1;
+                    right[d] += if dp == 0.0 {
+                        0.5
+                    } else if dp.signum() == dy.signum() {
+                        1.0
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+    }
+    let per_dim: Vec<Option<f64>> = (right.iter().zip(&n_pairs))
+        .map(|(&r, &m)| (m > 0).then(|| r / m as f64))
+        .collect();
+    let mean = mean_defined(per_dim.iter().copied());
+    Ok(PairwiseAccuracy {
+        per_dim,
+        n_pairs,
+        mean,
+    })
 }
 
 /// Rows of each fold `0..k`, with k = max fold + 1. Every fold must be non-empty.
@@ -494,6 +564,7 @@ pub fn evaluate(
         clip_r2_ci,
         pooled_r2_ci,
         r2_humans: None,
+        pairwise: None,
     })
 }
 

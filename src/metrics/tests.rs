@@ -635,3 +635,40 @@ fn a_crossed_resample_multiplies_the_two_draw_counts() {
         );
     }
 }
+
+/// Pairwise accuracy by hand: dimension 0 has 4 pairs that differ by more
+/// than their standard error (0.05·√2 ≈ 0.071), ordered right, wrong, right
+/// and tied; dimension 1 has none.
+#[test]
+fn pairwise_accuracy_counts_only_real_differences_within_groups() {
+    // Clips 0-2 in group 0, 3-4 in group 1, 5-6 in group 2; clip 7 alone.
+    let group = [0, 0, 0, 1, 1, 2, 2, 3];
+    let y0 = [0.2f32, 0.5, 0.9, 0.5, 0.52, 0.4, 0.7, 0.1];
+    let p0 = [0.3f32, 0.2, 0.8, 0.9, 0.1, 0.5, 0.5, 0.9];
+    let (mut yt, mut yp) = (Vec::new(), Vec::new());
+    for i in 0..8 {
+        // Dimension 1: every label 0.5 ± 0.01, within the raters' noise.
+        yt.extend([y0[i], 0.5 + 0.01 * (i % 2) as f32]);
+        yp.extend([p0[i], i as f32 / 8.0]);
+    }
+    let se = vec![0.05f32; 16];
+    let oof = OutOfFold::new(&yt, &yp, 2).unwrap();
+    let acc = pairwise_accuracy(&oof, &group, &se).unwrap();
+    // Group 0: (0,1) wrong, (0,2) right, (1,2) right; group 1: 0.02 apart, not
+    // counted; group 2: a tie in the predictions, half. 2.5 of 4.
+    assert_eq!(acc.n_pairs, [4, 0]);
+    assert_eq!(acc.per_dim, [Some(0.625), None]);
+    assert_eq!(acc.mean, Some(0.625));
+    // Perfect predictions get every counted pair right; reversed ones none.
+    let perfect = OutOfFold::new(&yt, &yt, 2).unwrap();
+    assert_eq!(
+        pairwise_accuracy(&perfect, &group, &se).unwrap().mean,
+        Some(1.0)
+    );
+    let reversed: Vec<f32> = yt.iter().map(|y| -y).collect();
+    let rev = OutOfFold::new(&yt, &reversed, 2).unwrap();
+    assert_eq!(
+        pairwise_accuracy(&rev, &group, &se).unwrap().mean,
+        Some(0.0)
+    );
+}

@@ -86,6 +86,9 @@ pub fn experiments(results: &Results) -> PolarsResult<LazyFrame> {
         best_delta("delta_best_ci_low", &|c| c.lo),
         best_delta("delta_best_ci_high", &|c| c.hi),
         metric("r2_humans", &|r| r.eval.r2_humans),
+        metric("pairwise_acc", &|r| {
+            r.eval.pairwise.as_ref().and_then(|p| p.mean)
+        }),
         Column::new(
             "study_r2".into(),
             infos
@@ -154,11 +157,16 @@ pub fn dimensions(results: &Results) -> PolarsResult<LazyFrame> {
         .ran
         .iter()
         .flat_map(|r| {
+            let pairwise = r.eval.pairwise.as_ref();
             r.eval
                 .per_dim
                 .iter()
                 .zip(DIMENSIONS)
-                .map(move |(s, d)| (r.info.id.as_str(), d, s))
+                .enumerate()
+                .map(move |(k, (s, d))| {
+                    let pairs = pairwise.map(|p| (p.per_dim[k], p.n_pairs[k] as i32));
+                    (r.info.id.as_str(), d, s, pairs)
+                })
         })
         .collect();
     let metric = |name: &str, f: &dyn Fn(&crate::metrics::DimSummary) -> Option<f64>| {
@@ -184,6 +192,16 @@ pub fn dimensions(results: &Results) -> PolarsResult<LazyFrame> {
         Column::new(
             "dispersion".into(),
             rows.iter().map(|r| r.2.dispersion).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "pairwise_acc".into(),
+            rows.iter()
+                .map(|r| r.3.and_then(|p| p.0))
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "n_pairs".into(),
+            rows.iter().map(|r| r.3.map(|p| p.1)).collect::<Vec<_>>(),
         ),
     ])
 }

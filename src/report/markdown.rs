@@ -93,6 +93,7 @@ pub fn render(all: &[Results], plots: &[(&str, &str)]) -> String {
         let heading = format!("{RANKED_HEADING}: `{}` split", other.split);
         md.push_str(&table.replacen(RANKED_HEADING, &heading, 1));
     }
+    claims(&mut md, all);
     study_protocol(&mut md, results);
     per_fold(&mut md, results);
     per_category(&mut md, results);
@@ -120,11 +121,11 @@ pub fn ranked_table(results: &Results) -> String {
     } else {
         let _ = writeln!(
             md,
-            "| rank | experiment | description | R² | 95% CI | clip-level CI | ΔR² to best [95% CI] | R² humans | study R² | MAE | Pearson r | dispersion | train s | clips |"
+            "| rank | experiment | description | R² | 95% CI | clip-level CI | ΔR² to best [95% CI] | R² humans | pairwise acc. | study R² | MAE | Pearson r | dispersion | train s | clips |"
         );
         let _ = writeln!(
             md,
-            "|---:|---|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|"
+            "|---:|---|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         let vs_best = results.vs_best();
         for (i, r) in results.ran.iter().enumerate() {
@@ -143,7 +144,7 @@ pub fn ranked_table(results: &Results) -> String {
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {}{mark} | {} | [{}, {}]{outside} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} |",
+                "| {} | {} | {}{mark} | {} | [{}, {}]{outside} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} |",
                 i + 1,
                 r.info.id,
                 r.info.description,
@@ -160,6 +161,7 @@ pub fn ranked_table(results: &Results) -> String {
                     format!("{} [{}, {}]{tie}", f3(d.estimate), f3(d.lo), f3(d.hi))
                 }),
                 opt3(e.r2_humans),
+                opt3(e.pairwise.as_ref().and_then(|p| p.mean)),
                 study_row(&r.info.id).map_or("–".into(), |s| s.cell()),
                 f3(e.mae),
                 opt3(e.pearson_r),
@@ -170,6 +172,21 @@ pub fn ranked_table(results: &Results) -> String {
         }
         let _ = writeln!(md);
         ci_footnote(&mut md, results);
+        if results
+            .ran
+            .iter()
+            .any(|r| r.eval.r2_humans.is_some() || r.eval.pairwise.is_some())
+        {
+            let _ = writeln!(
+                md,
+                "R² humans: R² on the human performances only (the notation-software renderings \
+                 train but are not scored: their labels are not a human performance's). Pairwise \
+                 acc.: of the pairs of performances of one segment group whose labels differ by \
+                 more than the standard error of the difference (each label's raters' std / \
+                 √raters), the share the predictions order the same way, mean over the 19 \
+                 dimensions (0.5 is chance; per dimension in `results/per_dimension.parquet`).\n"
+            );
+        }
         if vs_best.iter().flatten().next().is_some() {
             let ties = vs_best.iter().flatten().filter(|d| d.lo <= 0.0).count();
             let _ = writeln!(
@@ -288,6 +305,64 @@ fn without_listening(md: &mut String, all: &[Results]) {
         let _ = writeln!(md);
     }
     let _ = writeln!(md);
+}
+
+/// "The study's claims": each validated claim on the rows that ran, per
+/// split, with the paired ΔR² and whether the data back it.
+fn claims(md: &mut String, all: &[Results]) {
+    let tests: Vec<(&Results, super::ClaimTest)> = all
+        .iter()
+        .flat_map(|r| r.claims().into_iter().map(move |t| (r, t)))
+        .collect();
+    if tests.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "## The study's claims\n");
+    let _ = writeln!(
+        md,
+        "Each claim the study validated, on the rows of this run that test it: ΔR² = R²(first row) − \
+         R²(second row) on the same clips and folds, with a paired bootstrap resampling the split's \
+         clusters for both. holds: the interval is above 0; reversed: below 0; undecided: it \
+         reaches 0 (these data cannot tell the rows apart).\n"
+    );
+    let _ = writeln!(md, "| claim | split | rows | ΔR² | 95% CI | holds? |");
+    let _ = writeln!(md, "|---|---|---|---:|---|---|");
+    let mut any_control = false;
+    for (r, t) in &tests {
+        let control = t.better.info.control || t.worse.info.control;
+        any_control |= control;
+        let (delta, ci, verdict) = match &t.delta {
+            Some(d) => (
+                f3(d.estimate),
+                format!("[{}, {}]", f3(d.lo), f3(d.hi)),
+                if d.lo > 0.0 {
+                    "holds"
+                } else if d.hi < 0.0 {
+                    "reversed"
+                } else {
+                    "undecided"
+                },
+            ),
+            None => ("–".into(), "–".into(), "not comparable"),
+        };
+        let _ = writeln!(
+            md,
+            "| {}{} | `{}` | {} > {} | {delta} | {ci} | {verdict} |",
+            t.claim,
+            if control { " **[control]**" } else { "" },
+            r.split,
+            t.better.info.id,
+            t.worse.info.id
+        );
+    }
+    let _ = writeln!(md);
+    if any_control {
+        let _ = writeln!(
+            md,
+            "**[control]**: at least one row reads a random-init encoder: the comparison tests the \
+             head, pooling or loss on a control, not the study's claim about pre-trained weights.\n"
+        );
+    }
 }
 
 /// Ours vs the study's protocol for every pair of ran experiments that

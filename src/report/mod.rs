@@ -104,6 +104,91 @@ pub fn setup_fingerprint(
     blake3::hash(json.to_string().as_bytes()).to_hex()[..16].to_string()
 }
 
+/// One of the study's validated claims: "better beats worse" for each
+/// pair of row stems (an id without its encoder suffix, see [`Family`]).
+pub struct Claim {
+    pub name: &'static str,
+    pub pairs: &'static [(&'static str, &'static str)],
+}
+
+/// The study's validated claims (STUDY.md), as pairs of its rows.
+pub const CLAIMS: &[Claim] = &[
+    Claim {
+        name: "MLP > linear probe",
+        pairs: &[("B0", "A1")],
+    },
+    Claim {
+        name: "foundation model > mel-CNN",
+        pairs: &[("B0", "A2")],
+    },
+    Claim {
+        name: "mid > late > early layers",
+        pairs: &[("B1b", "B1c"), ("B1c", "B1a")],
+    },
+    Claim {
+        name: "mean > attention > LSTM pooling",
+        pairs: &[("B1c", "B2b"), ("B2b", "B2c")],
+    },
+    Claim {
+        name: "MSE > hybrid > CCC loss",
+        pairs: &[("B0", "C1a"), ("C1a", "C1b")],
+    },
+    Claim {
+        name: "mean+std > mean pooling",
+        pairs: &[("D1a", "B0")],
+    },
+    Claim {
+        name: "audio > symbolic",
+        pairs: &[("E3-audio", "E3-symbolic")],
+    },
+    Claim {
+        name: "MuQ > MERT",
+        pairs: &[("D7:muq", "B0")],
+    },
+];
+
+/// Which rows a claim reads: a stem's id is `<stem>-control` (MERT
+/// controls; `<stem>-muq-control` for a `:muq` stem) or `<stem>-mert330`
+/// (`<stem>-muq`) on the real weights; weight-free and symbolic stems
+/// (A2, E3-symbolic) are the same rows in both.
+pub struct Family {
+    pub mert: &'static str,
+    pub muq: &'static str,
+}
+
+pub const FAMILIES: [Family; 2] = [
+    Family {
+        mert: "-control",
+        muq: "-muq-control",
+    },
+    Family {
+        mert: "-mert330",
+        muq: "-muq",
+    },
+];
+
+impl Family {
+    fn id(&self, stem: &str) -> String {
+        match stem {
+            "A2" | "E3-symbolic" => stem.to_string(),
+            _ => match stem.strip_suffix(":muq") {
+                Some(s) => format!("{s}{}", self.muq),
+                None => format!("{stem}{}", self.mert),
+            },
+        }
+    }
+}
+
+/// A claim's comparison on one pair of rows that ran.
+#[derive(Debug)]
+pub struct ClaimTest<'a> {
+    pub claim: &'static str,
+    pub better: &'a Ran,
+    pub worse: &'a Ran,
+    /// R²(better) − R²(worse), paired; `None` where not comparable.
+    pub delta: Option<Ci>,
+}
+
 /// A trained and evaluated experiment.
 #[derive(Clone, Debug)]
 pub struct Ran {
@@ -163,33 +248,63 @@ impl Results {
             return vec![None; self.ran.len()];
         };
         let best = &self.ran[b];
-        let paired = |r: &Ran| -> Option<Ci> {
-            let clusters = best.eval.cluster_of_clip.as_ref()?;
-            let (t, u) = (&best.train, &r.train);
-            let crossed = best.eval.crossed_of_clip.as_deref();
-            let same = t.clip_ids == u.clip_ids
-                && t.folds == u.folds
-                && t.y_true == u.y_true
-                && r.eval.cluster_of_clip.as_ref() == Some(clusters)
-                && r.eval.crossed_of_clip.as_deref() == crossed;
-            if !same {
-                return None;
-            }
-            let a = OutOfFold::new(&t.y_true, &t.y_pred, N_DIMS).ok()?;
-            let b = OutOfFold::new(&u.y_true, &u.y_pred, N_DIMS).ok()?;
-            let resampling = Resampling {
-                fold_clusters: clusters_by_fold(&rows_by_fold(&t.folds).ok()?, clusters),
-                crossed,
-            };
-            let (ra, rb) = (
-                |x: &[Vec<usize>]| a.fold_mean_r2(x),
-                |x: &[Vec<usize>]| b.fold_mean_r2(x),
-            );
-            paired_delta_ci(&resampling, &self.bootstrap, ra, rb).ok()
-        };
         (self.ran.iter().enumerate())
-            .map(|(i, r)| if i == b { None } else { paired(r) })
+            .map(|(i, r)| if i == b { None } else { self.paired(best, r) })
             .collect()
+    }
+
+    /// ΔR² = R²(a) − R²(b) with the paired bootstrap of
+    /// [`crate::metrics::paired_delta_ci`] (a's clusters resampled for both),
+    /// where both were scored on the same clips, labels, folds and clusters;
+    /// `None` where not (a clip-level evaluation, other clips).
+    pub fn paired(&self, a: &Ran, b: &Ran) -> Option<Ci> {
+        let clusters = a.eval.cluster_of_clip.as_ref()?;
+        let (t, u) = (&a.train, &b.train);
+        let crossed = a.eval.crossed_of_clip.as_deref();
+        let same = t.clip_ids == u.clip_ids
+            && t.folds == u.folds
+            && t.y_true == u.y_true
+            && b.eval.cluster_of_clip.as_ref() == Some(clusters)
+            && b.eval.crossed_of_clip.as_deref() == crossed;
+        if !same {
+            return None;
+        }
+        let oa = OutOfFold::new(&t.y_true, &t.y_pred, N_DIMS).ok()?;
+        let ob = OutOfFold::new(&u.y_true, &u.y_pred, N_DIMS).ok()?;
+        let resampling = Resampling {
+            fold_clusters: clusters_by_fold(&rows_by_fold(&t.folds).ok()?, clusters),
+            crossed,
+        };
+        let (ra, rb) = (
+            |x: &[Vec<usize>]| oa.fold_mean_r2(x),
+            |x: &[Vec<usize>]| ob.fold_mean_r2(x),
+        );
+        paired_delta_ci(&resampling, &self.bootstrap, ra, rb).ok()
+    }
+
+    /// The study's validated claims ([`CLAIMS`]) tested on the rows that
+    /// ran, for each family of rows (the controls; the real weights): per
+    /// comparison the two rows and the paired ΔR² (better − worse).
+    pub fn claims(&self) -> Vec<ClaimTest<'_>> {
+        let mut out = Vec::new();
+        for claim in CLAIMS {
+            for family in FAMILIES {
+                for &(better, worse) in claim.pairs {
+                    let (Some(a), Some(b)) =
+                        (self.get(&family.id(better)), self.get(&family.id(worse)))
+                    else {
+                        continue;
+                    };
+                    out.push(ClaimTest {
+                        claim: claim.name,
+                        better: a,
+                        worse: b,
+                        delta: self.paired(a, b),
+                    });
+                }
+            }
+        }
+        out
     }
 
     pub fn get(&self, id: &str) -> Option<&Ran> {

@@ -66,7 +66,8 @@ r2_ci_clip_low/high: the same resampling clips as if independent (too narrow on 
 delta_best, delta_best_ci_low/high: r2 of the best row validated on held-out pieces minus this row's, on the same clips, with a paired bootstrap resampling the same ci_units for both. \
 split: what no test clip shares with its model's training clips (piece: segment group; performer: performer; piece_performer: both, one model per cell of piece fold x performer fold, folds = piece folds); ranks and delta_best are within a split. \
 ci_unit on piece_performer: pieces within folds and performers across folds, crossed (the pigeonhole bootstrap, Owen 2007). \
-r2_humans: r2 on the human performances only (renderings train but are not scored). label_only: a baseline that reads no audio and no MIDI.";
+r2_humans: r2 on the human performances only (renderings train but are not scored). label_only: a baseline that reads no audio and no MIDI. \
+pairwise_acc: of the pairs of performances of one segment group whose labels differ by more than sqrt(se_i^2 + se_j^2) (se: the raters' std / sqrt(raters)), the share the predictions order the same way (ties half), n_pairs of them; summary: mean over dimensions.";
 
 use Kind::{Bool, F32, F64, F64Opt, I32Opt, Utf8, Utf8Opt};
 
@@ -89,6 +90,7 @@ const SUMMARY: &[Col] = &[
     ("delta_best_ci_low", F64Opt),
     ("delta_best_ci_high", F64Opt),
     ("r2_humans", F64Opt),
+    ("pairwise_acc", F64Opt),
     ("study_r2", F64Opt),
     ("mae", F64Opt),
     ("pearson", F64Opt),
@@ -121,6 +123,8 @@ const PER_DIMENSION: &[Col] = &[
     ("pooled_pearson", F64Opt),
     ("pooled_pearson_p", F64Opt),
     ("dispersion", F64),
+    ("pairwise_acc", F64Opt),
+    ("n_pairs", I32Opt),
 ];
 
 const PER_CATEGORY: &[Col] = &[

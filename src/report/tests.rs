@@ -252,6 +252,8 @@ fn every_table_equals_the_hand_built_one_of_main_to_the_last_bit() {
                 "split",
                 "label_only",
                 "r2_humans",
+                "pairwise_acc",
+                "n_pairs",
                 "ci_unit",
                 "r2_ci_clip_low",
                 "r2_ci_clip_high",
@@ -618,4 +620,66 @@ fn rows_are_compared_with_the_best_by_a_paired_piece_bootstrap() {
     let d = r.vs_best();
     assert!(d[1].is_none() && d[0].as_ref().unwrap().hi < 0.0, "{d:?}");
     assert!(markdown::ranked_table(&r).contains("held-out pieces (best) minus"));
+
+    // The study's claims on control rows: "MLP > linear probe" reads
+    // B0-control and A1-control; "MSE > hybrid > CCC" two pairs, of which
+    // only the ones that ran are tested. B0 is the better predictor here,
+    // C1a as good as B0 (the `close` construction), C1b far worse.
+    let named = |mut r: Ran, id: &str| {
+        r.info.id = id.into();
+        r.info.control = true;
+        r
+    };
+    let b0 = named(clustered(ran("x", 0.05, false)), "B0-control");
+    let a1 = named(clustered(ran("x", 0.3, false)), "A1-control");
+    let mut c1a = named(clustered(ran("x", 0.05, false)), "C1a-control");
+    c1a.train.y_pred = d_close_pred(&c1a.train, &piece);
+    let c1a = clustered(c1a);
+    let c1b = named(clustered(ran("x", 0.3, false)), "C1b-control");
+    let r = Results::new(vec![a1, b0, c1a, c1b], Vec::new());
+    let tests = r.claims();
+    let found: Vec<(&str, &str, &str)> = tests
+        .iter()
+        .map(|t| (t.claim, t.better.info.id.as_str(), t.worse.info.id.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("MLP > linear probe", "B0-control", "A1-control"),
+            ("MSE > hybrid > CCC loss", "B0-control", "C1a-control"),
+            ("MSE > hybrid > CCC loss", "C1a-control", "C1b-control"),
+        ]
+    );
+    let delta = |i: usize| tests[i].delta.clone().unwrap();
+    // Far apart by construction: holds; as good: undecided.
+    assert_eq!(
+        delta(0).estimate,
+        r.get("B0-control").unwrap().eval.r2 - r.get("A1-control").unwrap().eval.r2
+    );
+    assert!(delta(0).lo > 0.0 && delta(2).lo > 0.0, "{tests:?}");
+    assert!(delta(1).lo <= 0.0 && delta(1).hi >= 0.0);
+    let md = markdown::render(std::slice::from_ref(&r), &[]);
+    assert!(md.contains("## The study's claims"), "{md}");
+    assert!(
+        md.contains("| MLP > linear probe **[control]** | `piece` | B0-control > A1-control |")
+    );
+    assert!(
+        md.contains("| holds |") && md.contains("| undecided |"),
+        "{md}"
+    );
+}
+
+/// `train`'s predictions moved toward the truth on even pieces and away on
+/// odd ones: about as good overall, better or worse piece by piece.
+fn d_close_pred(t: &TrainOutput, piece: &dyn Fn(usize) -> usize) -> Vec<f32> {
+    (t.y_pred.iter().enumerate())
+        .map(|(k, p)| {
+            let scale = if piece(k / N_DIMS).is_multiple_of(2) {
+                0.8
+            } else {
+                1.18
+            };
+            t.y_true[k] + scale * (p - t.y_true[k])
+        })
+        .collect()
 }

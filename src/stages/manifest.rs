@@ -1,4 +1,5 @@
 //! manifest: one row per clip (ids, piece, work, performer, fold, performer fold, duration,
+//! the labels' standard errors where the dataset has the raters' spread,
 //! source, the 19 labels) as `data/out/manifest.parquet`. A partial
 //! aggregate: clips whose audio failed are left out of the rows and listed
 //! in `pipe.failed`; folds come from the labels, so they never move when a
@@ -111,6 +112,11 @@ impl Stage for Manifest {
             );
         for (d, name) in DIMENSIONS.iter().enumerate() {
             t = t.f64(name, clips.iter().map(|c| c.labels[d]).collect());
+        }
+        // Each label's standard error, where the dataset gives the raters' spread.
+        if let Some(se) = clips.iter().map(|c| c.label_se).collect::<Option<Vec<_>>>() {
+            let values = se.iter().flatten().map(|&x| x as f32).collect();
+            t = t.f32_vectors("label_se", DIMENSIONS.len(), values)?;
         }
         t = t
             .meta("pipe.dimensions", DIMENSIONS.join(","))

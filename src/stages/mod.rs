@@ -55,9 +55,10 @@ pub static RESAMPLE: StageDecl = StageDecl::new("resample", 1, "wav", &[&DECODE]
 /// the clip table with folds, durations and labels (one node; reads the label
 /// files). v2: rows for the clips that made it, failed ones in `pipe.failed`;
 /// its `audio` column names the store's `<key>.<hash>.wav` files. v3: each
-/// clip's `performer_fold` (the performer and piece_performer splits).
+/// clip's `performer_fold` (the performer and piece_performer splits). v4:
+/// `label_se`, each label's standard error (PercePiano's raters' spread).
 pub static MANIFEST: StageDecl =
-    StageDecl::new("manifest", 3, "parquet", &[&RESAMPLE]).per("tables");
+    StageDecl::new("manifest", 4, "parquet", &[&RESAMPLE]).per("tables");
 /// one pooled vector per (feature set, clip)
 pub static FEATURES: StageDecl = StageDecl::new("features", 1, "f32", &[&RESAMPLE]).per("vectors");
 /// one Parquet table per feature set. v2: no names or descriptions inside
@@ -71,8 +72,10 @@ pub static FEATURE_TABLES: StageDecl =
 /// as JSON in its metadata (`pipe.train`). v4: pooled linear and MLP heads
 /// train on the hand-written path whatever their depth, schedule and
 /// clipping (they took the autodiff one; predictions agree within 1e-4).
+/// v5: the mel-CNN's 3×3 convolutions as shifted copies and a matmul
+/// (`head::nn::cnn::conv3x3`: the same sums in another order).
 pub static TRAIN: StageDecl =
-    StageDecl::new("train", 4, "safetensors", &[&FEATURE_TABLES, &MANIFEST]).per("experiments");
+    StageDecl::new("train", 5, "safetensors", &[&FEATURE_TABLES, &MANIFEST]).per("experiments");
 /// metrics per experiment. v2: the study's pooled CI (`pooled_r2_ci`),
 /// which the report read by recomputing it. v3: on piece folds the CI
 /// resamples pieces within folds (`ci_unit`), the clip-level CI beside it.
