@@ -436,17 +436,26 @@ fn clustered(seed: u64) -> (Vec<f32>, Vec<f32>, Vec<usize>, Vec<usize>) {
     (yt, yp, folds, cluster)
 }
 
+/// The statistic's expected value under a design (labels, predictions and
+/// folds of seed s), from 2,000 fresh draws: the target a CI should cover.
+fn expected_r2(draw: impl Fn(u64) -> (Vec<f32>, Vec<f32>, Vec<usize>)) -> f64 {
+    let stat = |s: u64| {
+        let (yt, yp, folds) = draw(s);
+        let oof = OutOfFold::new(&yt, &yp, 1).unwrap();
+        oof.fold_mean_r2(&rows_by_fold(&folds).unwrap()).unwrap()
+    };
+    (10_000..12_000).map(stat).sum::<f64>() / 2000.0
+}
+
 #[test]
 fn clustered_ci_covers_where_the_clip_bootstrap_does_not() {
     // The target: the statistic's expected value, from 2,000 fresh draws
     // (the interval is about sampling variability, not the small bias of a
     // fold's R² around its own mean).
-    let stat = |s: u64| {
+    let truth = expected_r2(|s| {
         let (yt, yp, folds, _) = clustered(s);
-        let oof = OutOfFold::new(&yt, &yp, 1).unwrap();
-        oof.fold_mean_r2(&rows_by_fold(&folds).unwrap()).unwrap()
-    };
-    let truth = (10_000..12_000).map(stat).sum::<f64>() / 2000.0;
+        (yt, yp, folds)
+    });
     let cfg = BootstrapConfig {
         resamples: 400,
         ..Default::default()
@@ -562,12 +571,10 @@ fn crossed(seed: u64) -> Crossed {
 /// misses the performers' shared errors and under-covers.
 #[test]
 fn crossed_ci_covers_where_resampling_one_way_does_not() {
-    let stat = |s: u64| {
+    let truth = expected_r2(|s| {
         let (yt, yp, folds, _, _) = crossed(s);
-        let oof = OutOfFold::new(&yt, &yp, 1).unwrap();
-        oof.fold_mean_r2(&rows_by_fold(&folds).unwrap()).unwrap()
-    };
-    let truth = (10_000..12_000).map(stat).sum::<f64>() / 2000.0;
+        (yt, yp, folds)
+    });
     let cfg = BootstrapConfig {
         resamples: 400,
         ..Default::default()
