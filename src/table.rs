@@ -272,6 +272,24 @@ pub fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a 
     })
 }
 
+/// A `FixedSizeList<Float32, D>` column (what [`TableBuilder::f32_vectors`]
+/// writes) as its width D and its row-major `[rows, D]` values.
+pub fn f32_vectors(batch: &RecordBatch, name: &str) -> Result<(usize, Vec<f32>)> {
+    let list = column::<FixedSizeListArray>(batch, name)?;
+    let dim = list.value_length() as usize;
+    let values = list
+        .values()
+        .as_any()
+        .downcast_ref::<Float32Array>()
+        .with_context(|| {
+            format!(
+                "column `{name}` holds {} values, not Float32",
+                list.value_type()
+            )
+        })?;
+    Ok((dim, values.values()[..batch.num_rows() * dim].to_vec()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -129,9 +129,11 @@ pub fn predict(baseline: LabelOnly, clips: &LabeledClips, split: Split) -> Resul
         for &r in &learn {
             by_key.entry(baseline.key(clips, r)).or_default().push(r);
         }
+        let means: HashMap<Option<String>, [f64; N_DIMS]> = (by_key.into_iter())
+            .map(|(k, rows)| (k, mean_labels(&clips.labels, &rows)))
+            .collect();
         for &t in &test {
-            let m = (by_key.get(&baseline.key(clips, t)))
-                .map_or(global, |same| mean_labels(&clips.labels, same));
+            let m = means.get(&baseline.key(clips, t)).unwrap_or(&global);
             for d in 0..N_DIMS {
                 y_pred[t * N_DIMS + d] = m[d] as f32;
             }

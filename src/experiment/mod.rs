@@ -86,19 +86,13 @@ impl LabeledClips {
             .map(|d| table::column::<Float64Array>(&batch, d).with_context(ctx))
             .collect::<Result<Vec<_>>>()?;
         let label_se = if has("label_se") {
-            let c = table::column::<FixedSizeListArray>(&batch, "label_se").with_context(ctx)?;
-            let v = c
-                .values()
-                .as_any()
-                .downcast_ref::<Float32Array>()
-                .with_context(|| format!("{}: label_se is not Float32", ctx()))?;
+            let (dim, values) = table::f32_vectors(&batch, "label_se").with_context(ctx)?;
             anyhow::ensure!(
-                c.value_length() as usize == N_DIMS,
-                "{}: label_se holds {} values per clip, expected {N_DIMS}",
-                ctx(),
-                c.value_length()
+                dim == N_DIMS,
+                "{}: label_se holds {dim} values per clip, expected {N_DIMS}",
+                ctx()
             );
-            Some(v.values()[..n * N_DIMS].to_vec())
+            Some(values)
         } else {
             None
         };
@@ -213,19 +207,13 @@ impl FeatureTable {
                 failed,
             });
         }
-        let list = table::column::<FixedSizeListArray>(&batch, "features").with_context(ctx)?;
-        let dim = list.value_length() as usize;
-        let values = list
-            .values()
-            .as_any()
-            .downcast_ref::<Float32Array>()
-            .with_context(|| format!("{}: features are not Float32", ctx()))?;
+        let (dim, values) = table::f32_vectors(&batch, "features").with_context(ctx)?;
         Ok(FeatureTable {
             clip_ids: (0..batch.num_rows())
                 .map(|i| ids.value(i).to_string())
                 .collect(),
             dim,
-            values: values.values()[..batch.num_rows() * dim].to_vec(),
+            values,
             frames: None,
             failed,
         })
@@ -522,15 +510,14 @@ impl TrainOutput {
             Some(clusters),
             boot,
         )?;
+        let oof = crate::metrics::OutOfFold::new(&self.y_true, &self.y_pred, N_DIMS)?;
         if let Some(se) = &clips.label_se {
-            let oof = crate::metrics::OutOfFold::new(&self.y_true, &self.y_pred, N_DIMS)?;
             let se: Vec<f32> = (rows.iter())
                 .flat_map(|&r| se[r * N_DIMS..(r + 1) * N_DIMS].iter().copied())
                 .collect();
             ev.pairwise = Some(crate::metrics::pairwise_accuracy(&oof, &piece, &se)?);
         }
         if rows.iter().any(|&r| clips.is_rendering[r]) {
-            let oof = crate::metrics::OutOfFold::new(&self.y_true, &self.y_pred, N_DIMS)?;
             let humans: Vec<Vec<usize>> = crate::metrics::rows_by_fold(&self.folds)?
                 .into_iter()
                 .map(|f| {
