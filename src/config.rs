@@ -1053,8 +1053,10 @@ mod template_tests {
     /// d9d88b5): every encoder, feature set, experiment (head, protocol,
     /// description) and setting. Node keys are functions of this parsed
     /// configuration and the inputs' bytes, so a store made before is fresh.
-    /// Since then, only the splits each experiment runs on were added (the
-    /// listing's are all `["piece"]`): compared with those set aside.
+    /// Since then, the splits each experiment runs on were added (the
+    /// listing's are all `["piece"]`): compared with those set aside; and
+    /// one experiment, `B0-control-fixedepoch` (B0-control's setup under
+    /// `validation = "held_out_epoch"`).
     #[test]
     fn shipped_study_is_the_listing_it_replaced() {
         let root = Path::new(ROOT);
@@ -1101,6 +1103,13 @@ mod template_tests {
         }
         assert_eq!(new.encoders, old.encoders);
         assert_eq!(new.features.len(), 42);
+        let fixed = new.experiments.remove("B0-control-fixedepoch").unwrap();
+        let b0 = &new.experiments["B0-control"];
+        assert_eq!(fixed.head.validation, crate::head::Validation::HeldOutEpoch);
+        assert_eq!(
+            (&fixed.features, &fixed.head.hidden, fixed.head.max_epochs),
+            (&b0.features, &b0.head.hidden, b0.head.max_epochs)
+        );
         assert_eq!(new.experiments.len(), 75);
         for (name, f) in &old.features {
             assert_eq!(new.features.get(name), Some(f), "feature set {name}");

@@ -304,20 +304,28 @@ fn with_every_experiment_skipped_the_tables_and_report_still_say_why() {
 }
 
 /// A copy of a row under the study's protocol (`validation = "test_fold"`)
-/// is a new train node (the protocol is in its key) that leaves the others
-/// fresh, and the report pairs it with the original and computes the
-/// inflation; the summary quotes the study's figure by id prefix.
+/// and one under `"held_out_epoch"` are new train nodes (the protocol is in
+/// their keys) that leave the others fresh, and the report pairs them with
+/// the original: the inflation, and its split into peeking and the rest;
+/// the summary quotes the study's figure by id prefix.
 #[test]
 fn a_study_protocol_copy_trains_alone_and_the_report_pairs_it() {
     let dir = setup();
     run(dir.path(), "1e-3");
+    let copy = |id: &str, validation: &str| {
+        format!(
+            "[experiments.{id}]\nfeatures = \"raw\"\ndescription = \"A3, {validation}\"\n\
+             head = {{ max_epochs = 20, lr = 1e-3 }}\nvalidation = \"{validation}\"\n"
+        )
+    };
     let text = format!(
-        "{}[experiments.A3-studyprotocol]\nfeatures = \"raw\"\ndescription = \"A3, the study's protocol\"\n\
-         head = {{ max_epochs = 20, lr = 1e-3 }}\nvalidation = \"test_fold\"\n",
-        config("1e-3")
+        "{}{}{}",
+        config("1e-3"),
+        copy("A3-studyprotocol", "test_fold"),
+        copy("A3-fixedepoch", "held_out_epoch")
     );
     let (r, _) = pipeline::run(dir.path(), &text);
-    assert_eq!(computed(&r, "train"), 1, "only the copy trains");
+    assert_eq!(computed(&r, "train"), 2, "only the copies train");
     let s = results(dir.path(), "summary");
     let exp = table::column::<StringArray>(&s, "experiment").unwrap();
     let r2 = table::column::<Float64Array>(&s, "r2").unwrap();
@@ -331,13 +339,24 @@ fn a_study_protocol_copy_trains_alone_and_the_report_pairs_it() {
     let md = std::fs::read_to_string(dir.path().join("data/out/report.md")).unwrap();
     let inflation = r2.value(copy) - r2.value(ours);
     let want = format!(
-        "| A3 | A3-studyprotocol | {:.3} | {:.3} | {inflation:+.3} |",
+        "| A3 | A3-studyprotocol | {:.3} | {:.3} | {inflation:+.3} [",
         r2.value(ours),
         r2.value(copy)
     );
     assert!(md.contains("## The study's protocol"), "{md}");
     assert!(md.contains(&want), "{want}\n{md}");
     assert!(md.contains("**[study protocol]**"), "{md}");
+    let fixed = row("A3-fixedepoch");
+    let want = format!(
+        "| A3 | A3-fixedepoch | {:.3} | {:.3} | {:.3} | {:+.3} [",
+        r2.value(ours),
+        r2.value(fixed),
+        r2.value(copy),
+        r2.value(copy) - r2.value(fixed)
+    );
+    assert!(md.contains("### The inflation, decomposed"), "{md}");
+    assert!(md.contains(&want), "{want}\n{md}");
+    assert!(md.contains("**[fixed epoch]**"), "{md}");
 }
 
 /// An `E3-audio*` and an `E3-symbolic*` experiment give the report's

@@ -84,11 +84,20 @@ pub fn lr_at(cfg: &HeadConfig, e: usize) -> f32 {
 /// `torch.nn.utils.clip_grad_norm_` (coefficient max/(norm + 1e-6), capped
 /// at 1). Returns the norm before clipping.
 pub fn clip_grad_norm(grad: &mut [f32], max_norm: f32) -> f64 {
-    let norm = grad
-        .iter()
-        .map(|&g| g as f64 * g as f64)
-        .sum::<f64>()
-        .sqrt();
+    // Eight partial sums (lane j takes elements ≡ j mod 8), added in lane
+    // order: one running sum is a chain of dependent adds, as slow per
+    // element as a step's whole matmul work on a small head.
+    let mut lanes = [0f64; 8];
+    let mut chunks = grad.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, &g) in lanes.iter_mut().zip(c) {
+            *l += g as f64 * g as f64;
+        }
+    }
+    for (l, &g) in lanes.iter_mut().zip(chunks.remainder()) {
+        *l += g as f64 * g as f64;
+    }
+    let norm = lanes.iter().sum::<f64>().sqrt();
     if max_norm > 0.0 {
         let coef = max_norm as f64 / (norm + 1e-6);
         if coef < 1.0 {

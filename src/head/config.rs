@@ -178,6 +178,14 @@ pub enum Validation {
     /// then scored. Its out-of-fold R² is optimistic by construction; it is
     /// here to measure by how much.
     TestFold,
+    /// The study's training clips and criterion without its peek: the
+    /// training folds less held-out pieces train until R² on those pieces
+    /// stops improving (patience as configured); then a second fit on all
+    /// the training folds runs exactly the epoch count that scored best,
+    /// on the same learning-rate schedule, and keeps its last epoch. Beside
+    /// `test_fold` on the same setup it splits the study's inflation into
+    /// peeking and training-set size plus criterion.
+    HeldOutEpoch,
 }
 
 impl Validation {
@@ -185,6 +193,7 @@ impl Validation {
         match self {
             Validation::HeldOutPieces => "held_out_pieces",
             Validation::TestFold => "test_fold",
+            Validation::HeldOutEpoch => "held_out_epoch",
         }
     }
 }
@@ -288,6 +297,11 @@ pub struct HeadConfig {
     /// keys of experiments on ours.
     #[serde(skip_deserializing, skip_serializing_if = "is_held_out")]
     pub validation: Validation,
+    /// Set by the trainer, never by a config: train exactly this many
+    /// epochs with no validation and keep the last (the second fit of
+    /// `validation = "held_out_epoch"`).
+    #[serde(skip)]
+    pub run_epochs: Option<usize>,
 }
 
 fn is_held_out(v: &Validation) -> bool {
@@ -394,6 +408,7 @@ impl Default for HeadConfig {
             lr_floor: 1e-6,
             grad_clip: 0.0,
             validation: Validation::HeldOutPieces,
+            run_epochs: None,
         }
     }
 }

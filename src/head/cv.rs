@@ -282,14 +282,20 @@ fn train_val_rows<G: Ord>(
 ) -> Result<(Vec<usize>, Vec<usize>)> {
     let learn = cells.learn_rows(key);
     match cfg.validation {
-        Validation::HeldOutPieces => split_rows(groups, &learn, model, cfg.val_fraction, cfg.seed),
+        Validation::HeldOutPieces | Validation::HeldOutEpoch => {
+            split_rows(groups, &learn, model, cfg.val_fraction, cfg.seed)
+        }
         Validation::TestFold => Ok((learn, test_rows.to_vec())),
     }
 }
 
 /// The fold loop both trainers share: for each model (in parallel), the
-/// validation split, `fit_fold(train, val, test, stream)`, and the
-/// out-of-fold predictions put back in clip order.
+/// validation split, `fit_fold(cfg, train, val, test, stream)`, and the
+/// out-of-fold predictions put back in clip order. Under `validation =
+/// "held_out_epoch"` each model fits twice: on the training rows to find
+/// the epoch (by R² on the held-out pieces), then on training and
+/// held-out rows together for exactly that many epochs; the second fit
+/// predicts, its report keeping the first's validation figures.
 fn cross_validate<G, F>(
     cfg: &HeadConfig,
     cells: &Cells,
@@ -298,7 +304,7 @@ fn cross_validate<G, F>(
 ) -> Result<CvOutput>
 where
     G: Ord + Debug + Sync,
-    F: Fn(&[usize], &[usize], &[usize], u64) -> Result<FoldFit> + Sync,
+    F: Fn(&HeadConfig, &[usize], &[usize], &[usize], u64) -> Result<FoldFit> + Sync,
 {
     let models = cells.models();
     let m = models.len();
@@ -314,9 +320,24 @@ where
             };
             let (train_rows, val_rows) =
                 train_val_rows(cfg, groups, cells, model, key, &test_rows).with_context(what)?;
-            let (pred, report, head) =
-                fit_fold(&train_rows, &val_rows, &test_rows, 16 * (model as u64 + 1))
-                    .with_context(what)?;
+            let stream = 16 * (model as u64 + 1);
+            let (mut pred, mut report, mut head) =
+                fit_fold(cfg, &train_rows, &val_rows, &test_rows, stream).with_context(what)?;
+            let mut n_train = train_rows.len();
+            if cfg.validation == Validation::HeldOutEpoch {
+                let refit = HeadConfig {
+                    run_epochs: Some(report.best_epoch),
+                    ..cfg.clone()
+                };
+                let all = cells.learn_rows(key);
+                let (p, r, h) = fit_fold(&refit, &all, &[], &test_rows, stream)
+                    .with_context(|| format!("{}, refit on all its training clips", what()))?;
+                report = FitReport {
+                    train_seconds: report.train_seconds + r.train_seconds,
+                    ..report
+                };
+                (pred, head, n_train) = (p, h, all.len());
+            }
             let n_val_pieces = val_rows
                 .iter()
                 .map(|&r| &groups[r])
@@ -324,7 +345,7 @@ where
                 .len();
             let fold_report = FoldReport {
                 fold: model,
-                n_train: train_rows.len(),
+                n_train,
                 n_val: val_rows.len(),
                 n_test: test_rows.len(),
                 n_val_pieces,
@@ -369,7 +390,7 @@ pub fn train_cv<G: Ord + Debug + Sync>(cfg: &HeadConfig, data: &CvData<G>) -> Re
         cfg,
         &cells,
         data.groups,
-        |train_rows, val_rows, test_rows, stream| {
+        |cfg, train_rows, val_rows, test_rows, stream| {
             fit_pooled(cfg, data, train_rows, val_rows, test_rows, stream)
         },
     )
@@ -449,7 +470,7 @@ pub fn train_cv_cells<G: Ord + Debug + Sync>(
             cfg,
             cells,
             groups,
-            |train_rows, val_rows, test_rows, stream| {
+            |cfg, train_rows, val_rows, test_rows, stream| {
                 fit_pooled(cfg, &data, train_rows, val_rows, test_rows, stream)
             },
         );
@@ -472,7 +493,7 @@ pub fn train_cv_cells<G: Ord + Debug + Sync>(
         cfg,
         cells,
         groups,
-        |train_rows, val_rows, test_rows, stream| {
+        |cfg, train_rows, val_rows, test_rows, stream| {
             let (head, report) =
                 fit_graph(cfg, input, labels, N_DIMS, train_rows, val_rows, stream)?;
             Ok((

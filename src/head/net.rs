@@ -7,7 +7,7 @@
 
 use super::act::{self, sigmoid};
 use super::config::{Activation, Arch, HeadConfig, OutputActivation};
-use super::gemm::{matmul, matmul_at_b, transpose};
+use super::gemm::{matmul, matmul_a_bt, matmul_at_b};
 use crate::rng::Rng;
 
 /// Where each tensor lives in the flat parameter vector: a stack of dense
@@ -72,7 +72,6 @@ pub struct Cache {
     dz: Vec<f32>,
     dh: Vec<f32>,
     du: Vec<f32>,
-    wt: Vec<f32>,
     tmp: Vec<f32>,
 }
 
@@ -354,9 +353,9 @@ impl Net {
                 if n_hidden == 0 {
                     return;
                 }
-                transpose(&params[dense.w.clone()], fan_in, k, &mut cache.wt);
                 cache.dh.resize(b * fan_in, 0.0);
-                matmul(&mut cache.dh, &cache.dz, &cache.wt, b, k, fan_in, false);
+                let w = &params[dense.w.clone()];
+                matmul_a_bt(&mut cache.dh, &cache.dz, w, b, k, fan_in, false);
             }
             Some(pd) => {
                 let (h, hh) = (self.hidden[0], self.head_hidden);
@@ -390,8 +389,7 @@ impl Net {
                         hh,
                         &mut grad[pd.b2 + dim * hh..pd.b2 + (dim + 1) * hh],
                     );
-                    transpose(&params[w2], h, hh, &mut cache.wt);
-                    matmul(&mut cache.dh, &cache.du, &cache.wt, b, hh, h, true);
+                    matmul_a_bt(&mut cache.dh, &cache.du, &params[w2], b, hh, h, true);
                 }
             }
         }
@@ -413,17 +411,11 @@ impl Net {
             );
             col_sums(&cache.dh, dense.fan_out, &mut grad[dense.b.clone()]);
             if i > 0 {
-                transpose(
-                    &params[dense.w.clone()],
-                    dense.fan_in,
-                    dense.fan_out,
-                    &mut cache.wt,
-                );
                 cache.tmp.resize(b * dense.fan_in, 0.0);
-                matmul(
+                matmul_a_bt(
                     &mut cache.tmp,
                     &cache.dh,
-                    &cache.wt,
+                    &params[dense.w.clone()],
                     b,
                     dense.fan_out,
                     dense.fan_in,

@@ -698,3 +698,78 @@ fn test_fold_protocol_scores_on_the_fold_it_validates_on_and_inflates_r2() {
         assert_eq!(bits(&again), bits(&b));
     }
 }
+
+/// `validation = "held_out_epoch"`: each fold's first fit chooses the epoch
+/// by R² on held-out pieces (the same pieces ours holds out), the second
+/// fit trains on every training-fold clip for exactly that many epochs and
+/// is what predicts: the same bits as a direct fit with `run_epochs` on
+/// those clips, the test fold never looked at.
+#[test]
+fn held_out_epoch_refits_on_all_training_folds_for_the_epoch_held_out_pieces_chose() {
+    let s = synthetic(24, 4, 8, 0.12, 21);
+    let ours = HeadConfig {
+        max_epochs: 40,
+        patience: 5,
+        ..fast(Arch::Mlp)
+    };
+    let fixed = HeadConfig {
+        validation: Validation::HeldOutEpoch,
+        ..ours.clone()
+    };
+    let input = HeadInput::Pooled {
+        values: s.features.clone(),
+        dim: s.d,
+    };
+    let run =
+        |cfg: &HeadConfig| train_cv_input(cfg, &input, &s.labels, &s.folds, &s.groups).unwrap();
+    let (a, b) = (run(&ours), run(&fixed));
+    let by_fold = rows_by_fold(&s.folds).unwrap();
+    for (fa, fb) in a.folds.iter().zip(&b.folds) {
+        // The same held-out pieces choose, but by R² (ours: the loss).
+        assert_eq!((fa.n_val, fa.n_val_pieces), (fb.n_val, fb.n_val_pieces));
+        // Every training-fold clip trains the scored model.
+        assert_eq!(fb.n_train + fb.n_test, s.folds.len());
+        assert!(fb.fit.best_epoch >= 1 && fb.fit.best_epoch <= fb.fit.epochs_run);
+        // The scored model is a plain fit of best_epoch epochs on them.
+        let learn: Vec<usize> = (0..s.folds.len())
+            .filter(|&i| s.folds[i] != fb.fold)
+            .collect();
+        let refit = HeadConfig {
+            run_epochs: Some(fb.fit.best_epoch),
+            ..fixed.clone()
+        };
+        let data = FitData {
+            features: &s.features,
+            d_in: s.d,
+            labels: &s.labels,
+            n_out: N_DIMS,
+            train_rows: &learn,
+            val_rows: &[],
+        };
+        let (head, report) = fit(&refit, &data, 16 * (fb.fold as u64 + 1)).unwrap();
+        assert_eq!(
+            (report.epochs_run, report.best_epoch),
+            (fb.fit.best_epoch, fb.fit.best_epoch)
+        );
+        let test = &by_fold[fb.fold];
+        let x: Vec<f32> = (test.iter())
+            .flat_map(|&r| s.features[r * s.d..(r + 1) * s.d].iter().copied())
+            .collect();
+        let want = head.predict(&x).unwrap();
+        let got: Vec<f32> = (test.iter())
+            .flat_map(|&r| b.predictions[r * N_DIMS..(r + 1) * N_DIMS].iter().copied())
+            .collect();
+        assert_eq!(got, want, "fold {}", fb.fold);
+    }
+    // Without validation rows and without run_epochs there is nothing to stop on.
+    let data = FitData {
+        features: &s.features,
+        d_in: s.d,
+        labels: &s.labels,
+        n_out: N_DIMS,
+        train_rows: &[0, 1, 2],
+        val_rows: &[],
+    };
+    let e = fit(&ours, &data, 0).unwrap_err();
+    assert!(e.to_string().contains("no validation rows"), "{e}");
+}

@@ -158,11 +158,12 @@ pub fn val_r2(y: &[f32], pred: &[f32], n_out: usize) -> Option<f64> {
 }
 
 /// What early stopping minimises: the validation loss (ours), or −R² (the
-/// study's "patience 15 on validation R²"). NaN never counts as better.
+/// study's "patience 15 on validation R²", also what `held_out_epoch`
+/// chooses its epoch by). NaN never counts as better.
 pub(crate) fn stop_score(validation: Validation, loss: f64, r2: Option<f64>) -> f64 {
     match validation {
         Validation::HeldOutPieces => loss,
-        Validation::TestFold => r2.map_or(f64::NAN, |r| -r),
+        Validation::TestFold | Validation::HeldOutEpoch => r2.map_or(f64::NAN, |r| -r),
     }
 }
 
@@ -224,8 +225,10 @@ pub(crate) struct Fitted {
 /// in eval mode (no dropout): CCC over the whole split, and for the
 /// uncertainty loss including its 0.5·s_d terms. Training stops after
 /// `patience` epochs without a strictly lower validation loss (under
-/// `validation = "test_fold"`: a strictly higher validation R²,
-/// [`stop_score`]), and the best epoch's weights are kept.
+/// `validation = "test_fold"` or `"held_out_epoch"`: a strictly higher
+/// validation R², [`stop_score`]), and the best epoch's weights are kept.
+/// With `cfg.run_epochs = Some(e)` it trains exactly `e` epochs of the same
+/// schedule, looks at no validation rows and keeps the last.
 pub(crate) fn fit_loop<M: Trainable>(
     cfg: &HeadConfig,
     model: &mut M,
@@ -236,7 +239,10 @@ pub(crate) fn fit_loop<M: Trainable>(
     stream: u64,
 ) -> Result<Fitted> {
     ensure!(!train_rows.is_empty(), "no training rows");
-    ensure!(!val_rows.is_empty(), "no validation rows");
+    ensure!(
+        !val_rows.is_empty() || cfg.run_epochs.is_some(),
+        "no validation rows"
+    );
     let start = Instant::now();
     let loss = Loss {
         kind: cfg.loss,
@@ -265,7 +271,7 @@ pub(crate) fn fit_loop<M: Trainable>(
         None,
     );
     let (mut since_best, mut epochs_run) = (0, 0);
-    for epoch in 1..=cfg.max_epochs {
+    for epoch in 1..=cfg.run_epochs.unwrap_or(cfg.max_epochs) {
         epochs_run = epoch;
         adam.set_lr(lr_at(cfg, epoch - 1));
         shuffle_rng.shuffle(&mut order);
@@ -286,6 +292,9 @@ pub(crate) fn fit_loop<M: Trainable>(
             clip_grad_norm(&mut grad, cfg.grad_clip);
             adam.step(&mut theta, &grad);
         }
+        if cfg.run_epochs.is_some() {
+            continue;
+        }
         let (params, loss_params) = theta.split_at(n_net);
         let val_pred = model.predict(params, val_rows)?;
         let val_loss = loss.eval(&val_pred, &y_val, loss_params, None);
@@ -301,13 +310,24 @@ pub(crate) fn fit_loop<M: Trainable>(
             }
         }
     }
+    if cfg.run_epochs.is_some() {
+        ensure!(epochs_run > 0, "run_epochs = 0: nothing to train");
+        best = (
+            f64::NAN,
+            epochs_run,
+            theta,
+            model.buffers()?,
+            f64::NAN,
+            None,
+        );
+    }
     let (_, best_epoch, mut params, buffers, best_val_loss, best_val_r2) = best;
     ensure!(
         best_epoch > 0,
         "validation {} was never finite",
         match cfg.validation {
             Validation::HeldOutPieces => "loss",
-            Validation::TestFold => "R²",
+            Validation::TestFold | Validation::HeldOutEpoch => "R²",
         }
     );
     let loss_params = params.split_off(n_net);

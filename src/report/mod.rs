@@ -331,26 +331,39 @@ impl Results {
             .collect()
     }
 
-    /// (ours, the study's protocol) pairs of ran experiments that differ only
-    /// in `validation` (same [`ExperimentInfo::setup`]), by our row's id.
-    pub fn protocol_pairs(&self) -> Vec<(&Ran, &Ran)> {
-        let mut pairs: Vec<(&Ran, &Ran)> = self
-            .ran
-            .iter()
+    /// One [`ProtocolRows`] per ran study-protocol experiment with a row on
+    /// ours of the same [`ExperimentInfo::setup`], by our row's id.
+    pub fn protocol_pairs(&self) -> Vec<ProtocolRows<'_>> {
+        let with = |setup: &str, v: Validation| {
+            (self.ran.iter()).find(|o| o.info.validation == v && o.info.setup == setup)
+        };
+        let mut rows: Vec<ProtocolRows> = (self.ran.iter())
             .filter(|s| s.info.validation == Validation::TestFold && !s.info.setup.is_empty())
-            .filter_map(|s| {
-                self.ran
-                    .iter()
-                    .find(|o| {
-                        o.info.validation == Validation::HeldOutPieces
-                            && o.info.setup == s.info.setup
-                    })
-                    .map(|o| (o, s))
+            .filter_map(|study| {
+                let ours = with(&study.info.setup, Validation::HeldOutPieces)?;
+                Some(ProtocolRows {
+                    ours,
+                    study,
+                    fixed_epoch: with(&study.info.setup, Validation::HeldOutEpoch),
+                })
             })
             .collect();
-        pairs.sort_by(|a, b| (&a.0.info.id, &a.1.info.id).cmp(&(&b.0.info.id, &b.1.info.id)));
-        pairs
+        rows.sort_by(|a, b| {
+            (&a.ours.info.id, &a.study.info.id).cmp(&(&b.ours.info.id, &b.study.info.id))
+        });
+        rows
     }
+}
+
+/// One setup (features, head, seed) trained under the protocols: ours, the
+/// study's, and where it ran the study's without its peek
+/// (`held_out_epoch`: the study's training clips and criterion, the epoch
+/// fixed on held-out pieces).
+#[derive(Clone, Copy, Debug)]
+pub struct ProtocolRows<'a> {
+    pub ours: &'a Ran,
+    pub study: &'a Ran,
+    pub fixed_epoch: Option<&'a Ran>,
 }
 
 /// E3 prefixes: an `E3-audio*` and an `E3-symbolic*` experiment that ran

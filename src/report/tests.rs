@@ -327,9 +327,30 @@ fn plots_are_pngs_of_the_declared_size() {
     }
 }
 
+/// Pieces of 2 clips within each fold of [`ran`] (clips i and i + 4 share a fold).
+fn test_piece(i: usize) -> usize {
+    (i % 4) * 10 + (i / 4) / 2
+}
+
+/// `r` evaluated with [`test_piece`]'s pieces as clusters (what paired
+/// comparisons need).
+fn clustered(mut r: Ran) -> Ran {
+    let t = &r.train;
+    let cluster: Vec<usize> = (0..t.clip_ids.len()).map(test_piece).collect();
+    let c = crate::metrics::Clusters {
+        of_clip: &cluster,
+        crossed: None,
+        unit: "piece",
+    };
+    let boot = BootstrapConfig::default();
+    r.eval =
+        crate::metrics::evaluate(&t.y_true, &t.y_pred, N_DIMS, &t.folds, Some(c), &boot).unwrap();
+    r
+}
+
 /// `ran` under a protocol and setup, its fold reports holding `val_r2` each.
 fn ran_as(id: &str, noise: f32, validation: Validation, setup: &str, val_r2: [f64; 4]) -> Ran {
-    let mut r = ran(id, noise, true);
+    let mut r = clustered(ran(id, noise, true));
     r.info.validation = validation;
     r.info.setup = setup.into();
     r.train.fold_reports = val_r2
@@ -382,7 +403,9 @@ fn study_protocol_section_pairs_rows_that_differ_only_in_the_protocol() {
         ],
         Vec::new(),
     );
-    let pairs = results.protocol_pairs();
+    let pairs: Vec<_> = (results.protocol_pairs().into_iter())
+        .map(|r| (r.ours, r.study))
+        .collect();
     assert_eq!(pairs.len(), 1);
     let (ours, study) = pairs[0];
     assert_eq!(
@@ -406,9 +429,12 @@ fn study_protocol_section_pairs_rows_that_differ_only_in_the_protocol() {
     } else {
         " (misses the aggregate)"
     };
+    // The inflation with its paired CI (same clips and clusters).
+    let d = results.paired(study, ours).unwrap();
+    assert!((d.estimate - inflation).abs() < 1e-12);
     let row = format!(
-        "| B0-control | B0-control-studyprotocol | {:.3} | {:.3} | {inflation:+.3} | 0.250 | 0.650 | [{:.3}, {:.3}]{misses} |",
-        ours.eval.r2, study.eval.r2, ci.lo, ci.hi
+        "| B0-control | B0-control-studyprotocol | {:.3} | {:.3} | {inflation:+.3} [{:+.3}, {:+.3}] | 0.250 | 0.650 | [{:.3}, {:.3}]{misses} |",
+        ours.eval.r2, study.eval.r2, d.lo, d.hi, ci.lo, ci.hi
     );
     assert!(md.contains("## The study's protocol"), "{md}");
     assert!(md.contains(&row), "{row}\n{md}");
@@ -417,11 +443,62 @@ fn study_protocol_section_pairs_rows_that_differ_only_in_the_protocol() {
         "{md}"
     );
     assert!(md.contains("| B0-control-studyprotocol | B0-control-studyprotocol head **[control]** **[study protocol]** |"), "{md}");
+    // Without a fixed-epoch copy the inflation is not decomposed.
+    assert!(!md.contains("### The inflation, decomposed"), "{md}");
+    assert!(
+        md.contains("`validation = \"held_out_epoch\"` splits it"),
+        "{md}"
+    );
     // Without a study-protocol row there is no section.
     assert!(
         !markdown::render(std::slice::from_ref(&self::results()), &[])
             .contains("The study's protocol")
     );
+}
+
+/// With a fixed-epoch copy of the same setup the inflation splits into
+/// peeking (study's − fixed epoch) and training clips + criterion (fixed
+/// epoch − ours), each with its paired CI; the two add up to the inflation.
+#[test]
+fn a_fixed_epoch_copy_decomposes_the_inflation_into_peeking_and_the_rest() {
+    let mk = |id: &str, noise: f32, v: Validation| ran_as(id, noise, v, "s1", [0.3; 4]);
+    let results = Results::new(
+        vec![
+            mk("B0-control", 0.4, Validation::HeldOutPieces),
+            mk("B0-control-studyprotocol", 0.1, Validation::TestFold),
+            mk("B0-control-fixedepoch", 0.3, Validation::HeldOutEpoch),
+        ],
+        Vec::new(),
+    );
+    let rows = results.protocol_pairs();
+    assert_eq!(rows.len(), 1);
+    let r = rows[0];
+    let fixed = r.fixed_epoch.expect("the fixed-epoch copy pairs by setup");
+    assert_eq!(fixed.info.id, "B0-control-fixedepoch");
+    let peek = r.study.eval.r2 - fixed.eval.r2;
+    let rest = fixed.eval.r2 - r.ours.eval.r2;
+    assert!(peek > 0.0 && rest > 0.0, "{peek} {rest}");
+    assert!((peek + rest - (r.study.eval.r2 - r.ours.eval.r2)).abs() < 1e-12);
+    let (cp, cr) = (
+        results.paired(r.study, fixed).unwrap(),
+        results.paired(fixed, r.ours).unwrap(),
+    );
+    assert!((cp.estimate - peek).abs() < 1e-12 && (cr.estimate - rest).abs() < 1e-12);
+    let md = markdown::render(std::slice::from_ref(&results), &[]);
+    let row = format!(
+        "| B0-control | B0-control-fixedepoch | {:.3} | {:.3} | {:.3} | {peek:+.3} [{:+.3}, {:+.3}] | {rest:+.3} [{:+.3}, {:+.3}] | {:.0} % |",
+        r.ours.eval.r2,
+        fixed.eval.r2,
+        r.study.eval.r2,
+        cp.lo,
+        cp.hi,
+        cr.lo,
+        cr.hi,
+        100.0 * peek / (peek + rest)
+    );
+    assert!(md.contains("### The inflation, decomposed"), "{md}");
+    assert!(md.contains(&row), "{row}\n{md}");
+    assert!(md.contains("**[fixed epoch]**"), "{md}");
 }
 
 /// Every `README.md#anchor` link of the report names a heading of README.md.
@@ -558,27 +635,13 @@ fn audio_vs_symbolic_table_from_a_hand_made_pair() {
 
 #[test]
 fn rows_are_compared_with_the_best_by_a_paired_piece_bootstrap() {
-    // Pieces of 2 clips within each fold (clips i and i + 4 share a fold).
-    let piece = |i: usize| (i % 4) * 10 + (i / 4) / 2;
-    let clustered = |mut r: Ran| {
-        let t = &r.train;
-        let cluster: Vec<usize> = (0..t.clip_ids.len()).map(piece).collect();
-        let c = crate::metrics::Clusters {
-            of_clip: &cluster,
-            crossed: None,
-            unit: "piece",
-        };
-        let boot = BootstrapConfig::default();
-        r.eval = crate::metrics::evaluate(&t.y_true, &t.y_pred, N_DIMS, &t.folds, Some(c), &boot)
-            .unwrap();
-        r
-    };
+    let (piece, clustered) = (test_piece, clustered);
     let best = clustered(ran("best", 0.05, false));
     // As good overall, better on some pieces and worse on others.
     let mut close = ran("close", 0.05, false);
     let t = &mut close.train;
     for (k, p) in t.y_pred.iter_mut().enumerate() {
-        let scale = if piece(k / N_DIMS) % 2 == 0 {
+        let scale = if piece(k / N_DIMS).is_multiple_of(2) {
             0.8
         } else {
             1.18

@@ -73,9 +73,11 @@ pub static FEATURE_TABLES: StageDecl =
 /// train on the hand-written path whatever their depth, schedule and
 /// clipping (they took the autodiff one; predictions agree within 1e-4).
 /// v5: the mel-CNN's 3×3 convolutions as shifted copies and a matmul
-/// (`head::nn::cnn::conv3x3`: the same sums in another order).
+/// (`head::nn::cnn::conv3x3`: the same sums in another order). v6: the
+/// gradient's global norm summed in eight lanes (another order: the clip's
+/// coefficient moves in its last bits), `validation = "held_out_epoch"`.
 pub static TRAIN: StageDecl =
-    StageDecl::new("train", 5, "safetensors", &[&FEATURE_TABLES, &MANIFEST]).per("experiments");
+    StageDecl::new("train", 6, "safetensors", &[&FEATURE_TABLES, &MANIFEST]).per("experiments");
 /// metrics per experiment. v2: the study's pooled CI (`pooled_r2_ci`),
 /// which the report read by recomputing it. v3: on piece folds the CI
 /// resamples pieces within folds (`ci_unit`), the clip-level CI beside it.
@@ -101,9 +103,10 @@ pub static PLOTS: StageDecl = StageDecl::new("plots", 2, "png", &[&TRAIN, &EVALU
 /// report.md. v2: clips per experiment, the failed clips. v3: "The study's
 /// protocol", links to README sections. v4: the clip-level CI and the paired
 /// ΔR² to the best row in the ranked table. v5: a ranked table per split,
-/// "What a model gets without listening", R² on humans.
+/// "What a model gets without listening", R² on humans. v6: the study's
+/// inflation with its paired CI, decomposed where a fixed-epoch copy ran.
 pub static REPORT: StageDecl =
-    StageDecl::new("report", 5, "md", &[&TRAIN, &EVALUATE]).per("reports");
+    StageDecl::new("report", 6, "md", &[&TRAIN, &EVALUATE]).per("reports");
 
 /// A partial aggregate's clips (its inputs are named by clip id): those whose
 /// input exists, in dataset order, and the failed ones with where and why.
