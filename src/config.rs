@@ -138,6 +138,13 @@ pub struct ExperimentConfig {
     /// when the config loads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub splits: Option<Vec<Split>>,
+    /// Train every fold once per seed (`[42, 43, 44]`): the first is the
+    /// experiment's own run (it replaces `head.seed` when the config
+    /// loads: predictions, models, CIs and comparisons are that run's),
+    /// the others measure training noise (the summary's mean and sd of R²
+    /// over all of them). Empty: one run on `head.seed`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<u64>,
 }
 
 impl ExperimentConfig {
@@ -323,6 +330,9 @@ impl Config {
             exp.head.validation = exp.validation.unwrap_or(cfg.evaluation.validation);
             if exp.splits.is_none() {
                 exp.splits = Some(cfg.evaluation.splits.clone());
+            }
+            if let Some(&first) = exp.seeds.first() {
+                exp.head.seed = first;
             }
         }
         cfg.validate().map_err(|e| {
@@ -592,6 +602,13 @@ impl Config {
                 );
             }
             self.check_head_inputs(id, exp)?;
+            let mut seen = std::collections::BTreeSet::new();
+            if let Some(s) = exp.seeds.iter().find(|&&s| !seen.insert(s)) {
+                anyhow::bail!(
+                    "experiments.{id}.seeds = {:?}: seed {s} is listed twice (each seed is one more training run)",
+                    exp.seeds
+                );
+            }
             exp.head
                 .validate()
                 .map_err(|e| anyhow::anyhow!("experiments.{id}.{e:#}"))?;
@@ -724,6 +741,29 @@ labels = "labels.json"
 metadata = "manifest.csv"
 midi_dir = "midi"
 "#;
+
+    /// `seeds`: the first becomes the head's seed (the experiment's own
+    /// run), and a seed listed twice is an error naming the key.
+    #[test]
+    fn seeds_set_the_heads_seed_and_repeats_are_errors() {
+        let exps = "[features.f]\nencoder = \"raw_stats\"\n\
+                    [experiments.a]\nfeatures = \"f\"\nseeds = [7, 8]\n\
+                    [experiments.b]\nfeatures = \"f\"\n";
+        let cfg = Config::parse(&format!("{MINIMAL}{exps}"), Path::new(".")).unwrap();
+        assert_eq!(cfg.experiments["a"].head.seed, 7);
+        assert_eq!(cfg.experiments["a"].seeds, [7, 8]);
+        assert_eq!(cfg.experiments["b"].head.seed, 42);
+        assert!(cfg.experiments["b"].seeds.is_empty());
+        let e = Config::parse(
+            &format!("{MINIMAL}{}", exps.replace("[7, 8]", "[7, 8, 7]")),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("experiments.a.seeds = [7, 8, 7]: seed 7 is listed twice"),
+            "{e:#}"
+        );
+    }
 
     /// `[evaluation] validation` sets every experiment's protocol, an
     /// experiment's own `validation` wins, the protocol is in the train
@@ -1054,7 +1094,8 @@ mod template_tests {
     /// description) and setting. Node keys are functions of this parsed
     /// configuration and the inputs' bytes, so a store made before is fresh.
     /// Since then, the splits each experiment runs on were added (the
-    /// listing's are all `["piece"]`): compared with those set aside; and
+    /// listing's are all `["piece"]`) and the seeds some train with (the
+    /// first is the listing's `head.seed`): compared with those set aside; and
     /// one experiment, `B0-control-fixedepoch` (B0-control's setup under
     /// `validation = "held_out_epoch"`).
     #[test]
@@ -1099,6 +1140,7 @@ mod template_tests {
             c.evaluation.splits = vec![Split::Piece];
             for e in c.experiments.values_mut() {
                 e.splits = None;
+                e.seeds.clear();
             }
         }
         assert_eq!(new.encoders, old.encoders);

@@ -150,6 +150,8 @@ pub fn predict(baseline: LabelOnly, clips: &LabeledClips, split: Split) -> Resul
         fold_reports: Vec::new(),
         failed: clips.failed.clone(),
         heads: Vec::new(),
+        seeds: Vec::new(),
+        seed_predictions: Vec::new(),
     })
 }
 

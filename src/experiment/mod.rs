@@ -22,9 +22,10 @@ use crate::dims::{DIMENSIONS, N_DIMS};
 use crate::head::{
     Cells, FoldHead, FoldReport, FrameSet, HeadConfig, HeadDescriptor, HeadInput, train_cv_cells,
 };
-use crate::metrics::{BootstrapConfig, Clusters, Evaluation, evaluate};
+use crate::metrics::{BootstrapConfig, Clusters, Evaluation, SeedR2, evaluate};
 use crate::table;
 use crate::tensors::TensorFile;
+use rayon::prelude::*;
 
 /// The manifest's view of the clips: ids, pieces, performers, folds and labels.
 #[derive(Clone, Debug)]
@@ -316,6 +317,14 @@ pub struct TrainOutput {
     /// loaded only by [`TrainOutput::read_heads`].
     #[serde(skip)]
     pub heads: Vec<FoldHead>,
+    /// Every seed it trained with, its own first (`y_pred`, the heads and
+    /// the reports are that run's); empty when it trained once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<u64>,
+    /// `[n, 19]` out-of-fold predictions of each further seed (`seeds[1..]`),
+    /// on the same folds: training noise, nothing else differs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seed_predictions: Vec<Vec<f32>>,
 }
 
 fn is_piece(s: &Split) -> bool {
@@ -327,13 +336,15 @@ const META_TRAIN: &str = "pipe.train";
 const META_HEADS: &str = "pipe.heads";
 
 /// Trains `head` on `features` (and `second`, for a two-input head) with the
-/// manifest's folds on `split`.
+/// manifest's folds on `split`; once more per `extra_seeds` (each in place
+/// of `head.seed`, same folds), the runs in parallel.
 pub fn train(
     head: &HeadConfig,
     clips: &LabeledClips,
     features: &FeatureTable,
     second: Option<&FeatureTable>,
     split: Split,
+    extra_seeds: &[u64],
 ) -> Result<TrainOutput> {
     // Clips a feature table lists as failed are left out (with the reason);
     // any other clip without a row is an error.
@@ -408,7 +419,22 @@ pub fn train(
         folds: &folds,
         cross: cross.as_deref(),
     };
-    let out = train_cv_cells(head, &input, &labels, &cells, &pieces)?;
+    let seeds: Vec<u64> = std::iter::once(head.seed)
+        .chain(extra_seeds.iter().copied())
+        .collect();
+    let mut runs = (seeds.par_iter())
+        .map(|&seed| {
+            let cfg = HeadConfig {
+                seed,
+                ..head.clone()
+            };
+            train_cv_cells(&cfg, &input, &labels, &cells, &pieces)
+                .with_context(|| format!("seed {seed}"))
+        })
+        .collect::<Result<Vec<_>>>()?
+        .into_iter();
+    let out = runs.next().context("no training run")?;
+    let seed_predictions: Vec<Vec<f32>> = runs.map(|r| r.predictions).collect();
     Ok(TrainOutput {
         clip_ids,
         split,
@@ -420,6 +446,12 @@ pub fn train(
         fold_reports: out.folds,
         failed,
         heads: out.heads,
+        seeds: if extra_seeds.is_empty() {
+            Vec::new()
+        } else {
+            seeds
+        },
+        seed_predictions,
     })
 }
 
@@ -528,6 +560,19 @@ impl TrainOutput {
                 .collect();
             ev.r2_humans = oof.fold_mean_r2(&humans);
         }
+        if !self.seeds.is_empty() {
+            let by_fold = crate::metrics::rows_by_fold(&self.folds)?;
+            let preds = std::iter::once(&self.y_pred).chain(&self.seed_predictions);
+            ev.seed_r2 = (self.seeds.iter().zip(preds))
+                .map(|(&seed, y_pred)| -> Result<SeedR2> {
+                    let oof = crate::metrics::OutOfFold::new(&self.y_true, y_pred, N_DIMS)?;
+                    Ok(SeedR2 {
+                        seed,
+                        r2: oof.fold_mean_r2(&by_fold),
+                    })
+                })
+                .collect::<Result<_>>()?;
+        }
         Ok(ev)
     }
 }
@@ -597,7 +642,7 @@ mod tests {
     fn learnable_features_reach_high_r2_and_shuffled_labels_do_not() {
         let dir = tempfile::tempdir().unwrap();
         let (clips, feats) = write_tables(dir.path(), 240, true);
-        let out = train(&quick_head(), &clips, &feats, None, Split::Piece).unwrap();
+        let out = train(&quick_head(), &clips, &feats, None, Split::Piece, &[]).unwrap();
         assert_eq!(out.clip_ids, clips.clip_ids);
         let ev = out.evaluate(&BootstrapConfig::default()).unwrap();
         assert!(ev.r2 > 0.95, "learnable case: R2 {}", ev.r2);
@@ -605,7 +650,7 @@ mod tests {
 
         let shuffled = tempfile::tempdir().unwrap();
         let (clips, feats) = write_tables(shuffled.path(), 240, false);
-        let ev = train(&quick_head(), &clips, &feats, None, Split::Piece)
+        let ev = train(&quick_head(), &clips, &feats, None, Split::Piece, &[])
             .unwrap()
             .evaluate(&BootstrapConfig::default())
             .unwrap();
@@ -613,11 +658,71 @@ mod tests {
         assert!(ev.r2_ci.contains_estimate());
     }
 
+    /// Further seeds are further runs on the same folds: the first run is
+    /// bit for bit the single-seed one, each other differs, and the
+    /// evaluation's per-seed R² is the same statistic as `r2` on each run,
+    /// the first equal to `r2` itself.
+    #[test]
+    fn extra_seeds_train_again_on_the_same_folds_and_report_r2_per_seed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (clips, feats) = write_tables(dir.path(), 96, true);
+        let head = HeadConfig {
+            max_epochs: 20,
+            ..quick_head()
+        };
+        let one = train(&head, &clips, &feats, None, Split::Piece, &[]).unwrap();
+        let three = train(&head, &clips, &feats, None, Split::Piece, &[7, 8]).unwrap();
+        assert!(one.seeds.is_empty() && one.seed_predictions.is_empty());
+        assert_eq!(three.seeds, [head.seed, 7, 8]);
+        assert_eq!(three.y_pred, one.y_pred);
+        let fits = |o: &TrainOutput| -> Vec<_> {
+            (o.fold_reports.iter())
+                .map(|f| (f.fit.best_epoch, f.fit.best_val_r2))
+                .collect()
+        };
+        assert_eq!(fits(&three), fits(&one));
+        assert_eq!(three.seed_predictions.len(), 2);
+        for p in &three.seed_predictions {
+            assert_ne!(p, &three.y_pred);
+            assert_eq!(p.len(), three.y_pred.len());
+        }
+        let boot = BootstrapConfig {
+            resamples: 50,
+            ..Default::default()
+        };
+        let ev = three.evaluate_split(&boot, &clips).unwrap();
+        let seeds: Vec<u64> = ev.seed_r2.iter().map(|s| s.seed).collect();
+        assert_eq!(seeds, [head.seed, 7, 8]);
+        assert_eq!(ev.seed_r2[0].r2, Some(ev.r2));
+        let again = TrainOutput {
+            y_pred: three.seed_predictions[1].clone(),
+            seeds: Vec::new(),
+            seed_predictions: Vec::new(),
+            ..three.clone()
+        };
+        let r2_8 = again.evaluate_split(&boot, &clips).unwrap().r2;
+        assert_eq!(ev.seed_r2[2].r2, Some(r2_8));
+        assert!(
+            one.evaluate_split(&boot, &clips)
+                .unwrap()
+                .seed_r2
+                .is_empty()
+        );
+        // Written and read back with the artifact.
+        let path = dir.path().join("train.safetensors");
+        three.write(&path).unwrap();
+        let back = TrainOutput::read(&path).unwrap();
+        assert_eq!(
+            (back.seeds, back.seed_predictions),
+            (three.seeds, three.seed_predictions)
+        );
+    }
+
     #[test]
     fn the_piece_ci_resamples_the_manifests_pieces_and_keeps_the_clip_ci_beside() {
         let dir = tempfile::tempdir().unwrap();
         let (clips, feats) = write_tables(dir.path(), 120, true);
-        let out = train(&quick_head(), &clips, &feats, None, Split::Piece).unwrap();
+        let out = train(&quick_head(), &clips, &feats, None, Split::Piece, &[]).unwrap();
         let boot = BootstrapConfig::default();
         let (by_clip, by_piece) = (
             out.evaluate(&boot).unwrap(),
@@ -751,7 +856,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut clips, mut feats) = write_tables(dir.path(), 24, true);
         clips.labels[7 * N_DIMS + 16] = 1.7;
-        let err = train(&quick_head(), &clips, &feats, None, Split::Piece)
+        let err = train(&quick_head(), &clips, &feats, None, Split::Piece, &[])
             .unwrap_err()
             .to_string();
         assert!(
@@ -761,7 +866,7 @@ mod tests {
         clips.labels[7 * N_DIMS + 16] = 0.5;
         let row = feats.clip_ids.iter().position(|c| c == "clip010").unwrap();
         feats.values[row * feats.dim + 3] = f32::NAN;
-        let err = train(&quick_head(), &clips, &feats, None, Split::Piece)
+        let err = train(&quick_head(), &clips, &feats, None, Split::Piece, &[])
             .unwrap_err()
             .to_string();
         assert!(err.contains("feature 3 of clip `clip010` is NaN"), "{err}");
@@ -772,7 +877,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (clips, mut feats) = write_tables(dir.path(), 24, true);
         feats.clip_ids[0] = "renamed".into();
-        let err = train(&quick_head(), &clips, &feats, None, Split::Piece).unwrap_err();
+        let err = train(&quick_head(), &clips, &feats, None, Split::Piece, &[]).unwrap_err();
         assert!(err.to_string().contains("clip023"), "{err}");
     }
 
@@ -818,7 +923,7 @@ mod tests {
         };
         let err = format!(
             "{:#}",
-            train(&head, &clips, &a, Some(&b), Split::Piece).unwrap_err()
+            train(&head, &clips, &a, Some(&b), Split::Piece, &[]).unwrap_err()
         );
         assert!(
             err.contains("cover different clips") && err.contains("clip023"),
@@ -828,7 +933,7 @@ mod tests {
         let mut shuffled = clips.clip_ids.clone();
         shuffled.reverse();
         let c = frame_table(dir.path(), "c.parquet", &shuffled);
-        let out = train(&head, &clips, &a, Some(&c), Split::Piece).unwrap();
+        let out = train(&head, &clips, &a, Some(&c), Split::Piece, &[]).unwrap();
         assert!(out.y_pred.iter().all(|p| p.is_finite()));
     }
 }

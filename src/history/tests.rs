@@ -59,6 +59,7 @@ fn eval(r2: f64) -> Evaluation {
         crossed_of_clip: None,
         r2_humans: None,
         pairwise: None,
+        seed_r2: Vec::new(),
         clip_r2_ci: None,
         pooled_r2_ci: None,
     }

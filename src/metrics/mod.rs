@@ -165,6 +165,29 @@ pub struct DimSummary {
     pub pooled_pearson: Option<Pearson>,
 }
 
+/// One training seed's R² (the fold mean over dimensions, as `r2`); `None`
+/// where a dimension's labels are constant in a fold.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeedR2 {
+    pub seed: u64,
+    pub r2: Option<f64>,
+}
+
+impl Evaluation {
+    /// Mean and sample standard deviation of R² over the seeds (`None`
+    /// with fewer than 2 seeds or an undefined R²).
+    pub fn seed_r2_mean_sd(&self) -> Option<(f64, f64)> {
+        let r2: Vec<f64> = self.seed_r2.iter().map(|s| s.r2).collect::<Option<_>>()?;
+        let n = r2.len();
+        if n < 2 {
+            return None;
+        }
+        let mean = r2.iter().sum::<f64>() / n as f64;
+        let var = r2.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+        Some((mean, var.sqrt()))
+    }
+}
+
 /// Everything [`evaluate`] computes for one experiment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
@@ -213,6 +236,10 @@ pub struct Evaluation {
     /// labels' standard errors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pairwise: Option<PairwiseAccuracy>,
+    /// R² (the same statistic as `r2`) of each seed an experiment trained
+    /// with, its own first; empty when it trained once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seed_r2: Vec<SeedR2>,
 }
 
 /// Row-major `[n, n_dims]` labels and predictions plus the fold of each row:
@@ -564,6 +591,7 @@ pub fn evaluate(
         clip_r2_ci,
         pooled_r2_ci,
         r2_humans: None,
+        seed_r2: Vec::new(),
         pairwise: None,
     })
 }

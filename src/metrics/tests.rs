@@ -679,3 +679,34 @@ fn pairwise_accuracy_counts_only_real_differences_within_groups() {
         Some(0.0)
     );
 }
+
+/// Mean and sample sd over seeds, by hand: R² 0.1, 0.2, 0.3 → mean 0.2,
+/// sd √((0.01 + 0 + 0.01) / 2) = 0.1; one seed or an undefined R²: none.
+#[test]
+fn seed_r2_mean_and_sample_sd() {
+    let mut ev = evaluate(
+        &[0.1, 0.9, 0.2, 0.8],
+        &[0.2, 0.7, 0.3, 0.9],
+        1,
+        &[0, 0, 1, 1],
+        None,
+        &BootstrapConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(ev.seed_r2_mean_sd(), None);
+    let seed = |seed, r2| SeedR2 { seed, r2 };
+    ev.seed_r2 = vec![
+        seed(42, Some(0.1)),
+        seed(43, Some(0.2)),
+        seed(44, Some(0.3)),
+    ];
+    let (mean, sd) = ev.seed_r2_mean_sd().unwrap();
+    assert!(
+        (mean - 0.2).abs() < 1e-12 && (sd - 0.1).abs() < 1e-12,
+        "{mean} {sd}"
+    );
+    ev.seed_r2.truncate(1);
+    assert_eq!(ev.seed_r2_mean_sd(), None);
+    ev.seed_r2 = vec![seed(42, Some(0.1)), seed(43, None)];
+    assert_eq!(ev.seed_r2_mean_sd(), None);
+}

@@ -23,7 +23,8 @@ fn frame(columns: Vec<Column>) -> PolarsResult<LazyFrame> {
 /// within folds), `r2_ci_clip_low/high` (resampling clips, where `ci_unit`
 /// is not the clip), `delta_best` and `delta_best_ci_low/high` (ΔR² = best
 /// − this row, paired cluster bootstrap; null for the best row and rows not
-/// comparable), `mae`, `pearson`,
+/// comparable), `r2_seeds_mean`, `r2_seeds_sd` and `n_seeds` (over the
+/// seeds of an experiment with `seeds`), `mae`, `pearson`,
 /// `dispersion`, `train_seconds` and `n_clips`.
 pub fn experiments(results: &Results) -> PolarsResult<LazyFrame> {
     let vs_best = results.vs_best();
@@ -85,6 +86,15 @@ pub fn experiments(results: &Results) -> PolarsResult<LazyFrame> {
         best_delta("delta_best", &|c| c.estimate),
         best_delta("delta_best_ci_low", &|c| c.lo),
         best_delta("delta_best_ci_high", &|c| c.hi),
+        metric("r2_seeds_mean", &|r| r.eval.seed_r2_mean_sd().map(|m| m.0)),
+        metric("r2_seeds_sd", &|r| r.eval.seed_r2_mean_sd().map(|m| m.1)),
+        Column::new(
+            "n_seeds".into(),
+            (results.ran.iter())
+                .map(|r| (!r.eval.seed_r2.is_empty()).then_some(r.eval.seed_r2.len() as i32))
+                .chain(results.not_run.iter().map(|_| None))
+                .collect::<Vec<_>>(),
+        ),
         metric("r2_humans", &|r| r.eval.r2_humans),
         metric("pairwise_acc", &|r| {
             r.eval.pairwise.as_ref().and_then(|p| p.mean)

@@ -94,6 +94,7 @@ pub fn render(all: &[Results], plots: &[(&str, &str)]) -> String {
         md.push_str(&table.replacen(RANKED_HEADING, &heading, 1));
     }
     claims(&mut md, all);
+    seed_noise(&mut md, all);
     study_protocol(&mut md, results);
     per_fold(&mut md, results);
     per_category(&mut md, results);
@@ -466,6 +467,48 @@ fn study_protocol(md: &mut String, results: &Results) {
         inflation.len()
     );
     inflation_decomposed(md, results, &rows);
+}
+
+/// Rows trained once per seed: R² of each, their mean and sd, on every
+/// split (training noise, which the study never reported).
+fn seed_noise(md: &mut String, all: &[Results]) {
+    let rows: Vec<(&Results, &crate::report::Ran)> = all
+        .iter()
+        .flat_map(|r| {
+            (r.ran.iter())
+                .filter(|x| x.eval.seed_r2.len() > 1)
+                .map(move |x| (r, x))
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "## Training noise across seeds\n");
+    let _ = writeln!(
+        md,
+        "Rows with `seeds = [...]` trained every fold once per seed on the same folds, so only the \
+         initialisation, shuffling, dropout and held-out pieces differ. The first seed's run is the row's \
+         (its R², CI and comparisons above); sd is the sample standard deviation over the runs. A difference \
+         between two rows smaller than a few sd can be training noise whatever its CI says.\n"
+    );
+    let _ = writeln!(md, "| experiment | split | R² per seed | mean | sd |");
+    let _ = writeln!(md, "|---|---|---|---:|---:|");
+    for (r, x) in rows {
+        let per_seed: Vec<String> = (x.eval.seed_r2.iter())
+            .map(|s| format!("{}: {}", s.seed, opt3(s.r2)))
+            .collect();
+        let (mean, sd) = x.eval.seed_r2_mean_sd().unzip();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            x.info.id,
+            r.split,
+            per_seed.join(", "),
+            opt3(mean),
+            opt3(sd)
+        );
+    }
+    let _ = writeln!(md);
 }
 
 /// `±d.ddd [lo, hi]`, or the bare difference where no paired CI exists.

@@ -64,6 +64,7 @@ experiment r2 = mean over folds. mae, pearson, dispersion (std(pred)/std(true), 
 r2_ci_low/high: percentile bootstrap of exactly that statistic, resampling held-out ci_units within each fold (the split's clusters, whole: pieces, performers, or pieces and performers crossed); \
 r2_ci_clip_low/high: the same resampling clips as if independent (too narrow on clustered data), where ci_unit is not the clip; \
 delta_best, delta_best_ci_low/high: r2 of the best row validated on held-out pieces minus this row's, on the same clips, with a paired bootstrap resampling the same ci_units for both. \
+r2_seeds_mean, r2_seeds_sd, n_seeds: where an experiment trained once per seed (seeds = [...]), the mean and sample standard deviation of r2 over its n_seeds runs (same folds: training noise only); r2, its CI and every comparison are its first seed's run. \
 split: what no test clip shares with its model's training clips (piece: segment group; performer: performer; piece_performer: both, one model per cell of piece fold x performer fold, folds = piece folds); ranks and delta_best are within a split. \
 ci_unit on piece_performer: pieces within folds and performers across folds, crossed (the pigeonhole bootstrap, Owen 2007). \
 r2_humans: r2 on the human performances only (renderings train but are not scored). label_only: a baseline that reads no audio and no MIDI. \
@@ -89,6 +90,9 @@ const SUMMARY: &[Col] = &[
     ("delta_best", F64Opt),
     ("delta_best_ci_low", F64Opt),
     ("delta_best_ci_high", F64Opt),
+    ("r2_seeds_mean", F64Opt),
+    ("r2_seeds_sd", F64Opt),
+    ("n_seeds", I32Opt),
     ("r2_humans", F64Opt),
     ("pairwise_acc", F64Opt),
     ("study_r2", F64Opt),

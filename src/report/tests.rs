@@ -38,6 +38,8 @@ fn ran(id: &str, noise: f32, control: bool) -> Ran {
         fold_reports: Vec::new(),
         failed: Vec::new(),
         heads: Vec::new(),
+        seeds: Vec::new(),
+        seed_predictions: Vec::new(),
     };
     let eval = train.evaluate(&BootstrapConfig::default()).unwrap();
     Ran {
@@ -260,6 +262,9 @@ fn every_table_equals_the_hand_built_one_of_main_to_the_last_bit() {
                 "delta_best",
                 "delta_best_ci_low",
                 "delta_best_ci_high",
+                "r2_seeds_mean",
+                "r2_seeds_sd",
+                "n_seeds",
             ];
             let keep: Vec<usize> = (0..got.num_columns())
                 .filter(|&i| !added.contains(&got.schema().field(i).name().as_str()))
@@ -745,4 +750,40 @@ fn d_close_pred(t: &TrainOutput, piece: &dyn Fn(usize) -> usize) -> Vec<f32> {
             t.y_true[k] + scale * (p - t.y_true[k])
         })
         .collect()
+}
+
+/// A row trained once per seed: the summary's mean, sd and count over the
+/// seeds, and the report's "Training noise across seeds" row, by hand.
+#[test]
+fn seeds_give_the_summarys_mean_and_sd_and_a_report_row() {
+    use crate::metrics::SeedR2;
+    let mut a = ran("B1c-control", 0.1, true);
+    a.eval.seed_r2 = [(42, 0.1), (43, 0.2), (44, 0.3)]
+        .map(|(seed, r2)| SeedR2 { seed, r2: Some(r2) })
+        .to_vec();
+    let results = Results::new(vec![a, ran("B0-control", 0.2, true)], Vec::new());
+    let s = tables::build("summary", std::slice::from_ref(&results))
+        .unwrap()
+        .batch()
+        .unwrap();
+    let exp = crate::table::column::<StringArray>(&s, "experiment").unwrap();
+    let mean = crate::table::column::<Float64Array>(&s, "r2_seeds_mean").unwrap();
+    let sd = crate::table::column::<Float64Array>(&s, "r2_seeds_sd").unwrap();
+    let n = crate::table::column::<Int32Array>(&s, "n_seeds").unwrap();
+    for i in 0..s.num_rows() {
+        if exp.value(i) == "B1c-control" {
+            assert!((mean.value(i) - 0.2).abs() < 1e-12 && (sd.value(i) - 0.1).abs() < 1e-12);
+            assert_eq!(n.value(i), 3);
+        } else {
+            assert!(mean.is_null(i) && sd.is_null(i) && n.is_null(i));
+        }
+    }
+    let md = markdown::render(std::slice::from_ref(&results), &[]);
+    assert!(md.contains("## Training noise across seeds"), "{md}");
+    assert!(
+        md.contains("| B1c-control | piece | 42: 0.100, 43: 0.200, 44: 0.300 | 0.200 | 0.100 |"),
+        "{md}"
+    );
+    let alone = Results::new(vec![ran("B0-control", 0.2, true)], Vec::new());
+    assert!(!markdown::render(std::slice::from_ref(&alone), &[]).contains("Training noise"));
 }

@@ -99,6 +99,12 @@ impl Stage for Train {
                     TrainJob::Head { cfg, .. } => json!({ "head": cfg.head }),
                     TrainJob::LabelOnly(b, _) => json!({ "label_only": b }),
                 };
+                // Further seeds are further runs (the first is `head.seed`).
+                if let TrainJob::Head { cfg, .. } = job
+                    && cfg.seeds.len() > 1
+                {
+                    params["seeds"] = json!(cfg.seeds);
+                }
                 if split != Split::Piece {
                     params["split"] = json!(split);
                 }
@@ -140,14 +146,22 @@ impl Stage for Train {
             Some(_) => Some(FeatureTable::read(&node.input("second_features")?.path)?),
             None => None,
         };
-        let trained = experiment::train(&cfg.head, &clips, &features, second.as_ref(), split)
-            .with_context(|| match &cfg.second_features {
-                Some(s) => format!(
-                    "experiment {} (features `{}`, second_features `{s}`)",
-                    node.item, cfg.features
-                ),
-                None => format!("experiment {} (features `{}`)", node.item, cfg.features),
-            })?;
+        let extra_seeds = cfg.seeds.get(1..).unwrap_or_default();
+        let trained = experiment::train(
+            &cfg.head,
+            &clips,
+            &features,
+            second.as_ref(),
+            split,
+            extra_seeds,
+        )
+        .with_context(|| match &cfg.second_features {
+            Some(s) => format!(
+                "experiment {} (features `{}`, second_features `{s}`)",
+                node.item, cfg.features
+            ),
+            None => format!("experiment {} (features `{}`)", node.item, cfg.features),
+        })?;
         trained.write(out)
     }
 }

@@ -75,7 +75,8 @@ pub static FEATURE_TABLES: StageDecl =
 /// v5: the mel-CNN's 3×3 convolutions as shifted copies and a matmul
 /// (`head::nn::cnn::conv3x3`: the same sums in another order). v6: the
 /// gradient's global norm summed in eight lanes (another order: the clip's
-/// coefficient moves in its last bits), `validation = "held_out_epoch"`.
+/// coefficient moves in its last bits), `validation = "held_out_epoch"`,
+/// the further seeds' predictions of an experiment with `seeds`.
 pub static TRAIN: StageDecl =
     StageDecl::new("train", 6, "safetensors", &[&FEATURE_TABLES, &MANIFEST]).per("experiments");
 /// metrics per experiment. v2: the study's pooled CI (`pooled_r2_ci`),
@@ -94,9 +95,10 @@ pub static MODELS: StageDecl =
 /// summary, the `failed` table. v3: `study_r2` in the summary. v4: the
 /// summary's `ci_unit`, clip-level CI and paired ΔR² to the best row. v5:
 /// a `split` column in every table but `failed`, `label_only` and
-/// `r2_humans` in the summary.
+/// `r2_humans` in the summary. v6: `r2_seeds_mean`, `r2_seeds_sd` and
+/// `n_seeds` in the summary.
 pub static RESULTS: StageDecl =
-    StageDecl::new("results", 5, "parquet", &[&TRAIN, &EVALUATE]).per("tables");
+    StageDecl::new("results", 6, "parquet", &[&TRAIN, &EVALUATE]).per("tables");
 /// PNG figures. v2: the bar chart's legend in its own strip, axis titles on
 /// the scatter panels.
 pub static PLOTS: StageDecl = StageDecl::new("plots", 2, "png", &[&TRAIN, &EVALUATE]).per("plots");
@@ -104,7 +106,8 @@ pub static PLOTS: StageDecl = StageDecl::new("plots", 2, "png", &[&TRAIN, &EVALU
 /// protocol", links to README sections. v4: the clip-level CI and the paired
 /// ΔR² to the best row in the ranked table. v5: a ranked table per split,
 /// "What a model gets without listening", R² on humans. v6: the study's
-/// inflation with its paired CI, decomposed where a fixed-epoch copy ran.
+/// inflation with its paired CI, decomposed where a fixed-epoch copy ran;
+/// "Training noise across seeds".
 pub static REPORT: StageDecl =
     StageDecl::new("report", 6, "md", &[&TRAIN, &EVALUATE]).per("reports");
 
