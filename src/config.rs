@@ -509,6 +509,21 @@ impl Config {
                 "dataset.folds.strategy = \"performer\" needs dataset.folds.performer_split (a performer4fold.json)"
             );
         }
+        if folds.performer_split.is_none() {
+            let published = Split::PerformerPublished;
+            if self.evaluation.splits.contains(&published) {
+                anyhow::bail!(
+                    "evaluation.splits names \"performer_published\", which needs dataset.folds.performer_split (a performer4fold.json)"
+                );
+            }
+            if let Some((id, _)) =
+                (self.experiments.iter()).find(|(_, e)| e.splits().contains(&published))
+            {
+                anyhow::bail!(
+                    "experiments.{id}.splits names \"performer_published\", which needs dataset.folds.performer_split (a performer4fold.json)"
+                );
+            }
+        }
         if let DatasetConfig::Percepiano {
             limit: Some(limit), ..
         } = &self.dataset
@@ -741,6 +756,37 @@ labels = "labels.json"
 metadata = "manifest.csv"
 midi_dir = "midi"
 "#;
+
+    /// The split `performer_published` needs the published split's file,
+    /// and says so naming the key that asked for it.
+    #[test]
+    fn performer_published_needs_the_performer_split() {
+        let exps = "[features.f]\nencoder = \"raw_stats\"\n\
+                    [experiments.a]\nfeatures = \"f\"\nsplits = [\"piece\", \"performer_published\"]\n";
+        let e = Config::parse(&format!("{MINIMAL}{exps}"), Path::new(".")).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("experiments.a.splits names \"performer_published\", which needs dataset.folds.performer_split"),
+            "{e:#}"
+        );
+        let with = format!(
+            "{}\n[dataset.folds]\nperformer_split = \"split.json\"\n{exps}",
+            MINIMAL.trim_end()
+        );
+        let cfg = Config::parse(&with, Path::new(".")).unwrap();
+        assert_eq!(
+            cfg.experiments["a"].splits(),
+            [Split::Piece, Split::PerformerPublished]
+        );
+        let e = Config::parse(
+            &format!("{MINIMAL}[evaluation]\nsplits = [\"performer_published\"]\n"),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("evaluation.splits names"),
+            "{e:#}"
+        );
+    }
 
     /// `seeds`: the first becomes the head's seed (the experiment's own
     /// run), and a seed listed twice is an error naming the key.
@@ -1097,7 +1143,8 @@ mod template_tests {
     /// listing's are all `["piece"]`) and the seeds some train with (the
     /// first is the listing's `head.seed`): compared with those set aside; and
     /// one experiment, `B0-control-fixedepoch` (B0-control's setup under
-    /// `validation = "held_out_epoch"`).
+    /// `validation = "held_out_epoch"`), and the published performer split
+    /// the split `performer_published` reads (`dataset.folds.performer_split`).
     #[test]
     fn shipped_study_is_the_listing_it_replaced() {
         let root = Path::new(ROOT);
@@ -1113,9 +1160,14 @@ mod template_tests {
         let three = [Split::Piece, Split::Performer, Split::PiecePerformer];
         assert_eq!(new.evaluation.splits, three);
         let on_three: Vec<&str> = (new.experiments.iter())
-            .filter(|(_, e)| e.splits() == three)
+            .filter(|(_, e)| e.splits().starts_with(&three))
             .map(|(id, _)| id.as_str())
             .collect();
+        let published: Vec<&str> = (new.experiments.iter())
+            .filter(|(_, e)| e.splits().contains(&Split::PerformerPublished))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        assert_eq!(published, ["B0-control", "B0-mert330"]);
         assert_eq!(
             on_three,
             [
@@ -1159,6 +1211,11 @@ mod template_tests {
         for (id, e) in &old.experiments {
             assert_eq!(new.experiments.get(id), Some(e), "experiment {id}");
         }
+        let DatasetConfig::Percepiano { folds, .. } = &mut new.dataset else {
+            panic!("the shipped dataset is PercePiano")
+        };
+        let published = folds.performer_split.take().unwrap();
+        assert!(published.ends_with("data/percepiano/splits/performer4fold.json"));
         assert_eq!(without_hash(new), without_hash(old));
     }
 

@@ -102,6 +102,22 @@ fn performer_split_matches_percepiano_sizes() {
             .iter()
             .any(|p| p.ends_with("performer4fold.json"))
     );
+    // Beside piece folds (the shipped pipeline's): the same published
+    // folds as `published_fold`, the piece folds untouched.
+    let beside = shipped(FoldConfig {
+        performer_split: Some(data().join("splits/performer4fold.json")),
+        ..Default::default()
+    });
+    let plain = shipped(FoldConfig::default());
+    for ((b, p), s) in beside.clips.iter().zip(&plain.clips).zip(&ds.clips) {
+        assert_eq!((b.fold, b.published_fold), (p.fold, s.fold), "{}", b.id);
+    }
+    let published: Vec<_> = beside
+        .clips
+        .iter()
+        .filter_map(|c| c.published_fold)
+        .collect();
+    assert_eq!(published.len(), 175 + 175 + 162 + 175);
 }
 
 #[test]

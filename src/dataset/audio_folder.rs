@@ -125,6 +125,7 @@ pub fn load(audio_dir: &Path, labels: &Path) -> Result<Vec<Clip>> {
             labels: values,
             fold: None,
             performer_fold: None,
+            published_fold: None,
             label_se: None,
             id,
         });

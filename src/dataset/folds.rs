@@ -8,7 +8,8 @@
 //! `piece_performer` (neither: one model per cell of the k×k grid of piece
 //! folds × performer folds, trained on the clips outside both the cell's
 //! row and its column, so on about (k−1)²/k² of the clips: 56 % at k = 4).
-//! PercePiano's published performer split is read too (`performer4fold.json`).
+//! PercePiano's published performer split is read too (`performer4fold.json`):
+//! the `performer_published` split, whose unfolded clips only ever train.
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -30,10 +31,20 @@ pub enum Split {
     Performer,
     /// No test clip shares a segment group or a performer with training.
     PiecePerformer,
+    /// PercePiano's published performer split (`dataset.folds.
+    /// performer_split`): fold k tests its validation performers; the clips
+    /// of no fold (its held-out test performers and always-train ones)
+    /// train in every fold and are never scored.
+    PerformerPublished,
 }
 
 impl Split {
-    pub const ALL: [Split; 3] = [Split::Piece, Split::Performer, Split::PiecePerformer];
+    pub const ALL: [Split; 4] = [
+        Split::Piece,
+        Split::Performer,
+        Split::PiecePerformer,
+        Split::PerformerPublished,
+    ];
 
     /// The name in pipeline.toml and in the tables' `split` column.
     pub fn name(self) -> &'static str {
@@ -41,6 +52,7 @@ impl Split {
             Split::Piece => "piece",
             Split::Performer => "performer",
             Split::PiecePerformer => "piece_performer",
+            Split::PerformerPublished => "performer_published",
         }
     }
 
@@ -48,7 +60,7 @@ impl Split {
     pub fn ci_unit(self) -> &'static str {
         match self {
             Split::Piece => "piece",
-            Split::Performer => "performer",
+            Split::Performer | Split::PerformerPublished => "performer",
             Split::PiecePerformer => "piece x performer",
         }
     }

@@ -48,6 +48,9 @@ pub struct Clip {
     /// Its performer's fold (the `performer` and `piece_performer` splits);
     /// `None` where the dataset has fewer performers than folds.
     pub performer_fold: Option<u32>,
+    /// Its fold in PercePiano's published performer split, where
+    /// `dataset.folds.performer_split` names one (`None`: it only trains).
+    pub published_fold: Option<u32>,
 }
 
 #[derive(Clone, Debug)]
@@ -127,8 +130,16 @@ impl Dataset {
                 for c in &mut clips {
                     c.fold = folds.get(&c.id).copied();
                 }
-                table_files.push(path.clone());
             }
+        }
+        // The published performer split, beside the folds (the
+        // `performer_published` split reads it).
+        if let Some(path) = &fcfg.performer_split {
+            let folds = folds::performer_folds(path)?;
+            for c in &mut clips {
+                c.published_fold = folds.get(&c.id).copied();
+            }
+            table_files.push(path.clone());
         }
         // Performers into k folds the way pieces are (a performer's clips
         // stay together); none with fewer performers than folds.
@@ -303,6 +314,7 @@ mod tests {
             labels: [0.5; N_DIMS],
             fold: None,
             performer_fold: None,
+            published_fold: None,
             label_se: None,
         }
     }

@@ -47,6 +47,7 @@ pub fn load(
             labels: values,
             fold: None,
             performer_fold: None,
+            published_fold: None,
             id,
         });
     }

@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use super::{LabeledClips, TrainOutput};
 use crate::dataset::folds::Split;
 use crate::dims::N_DIMS;
-use crate::head::Cells;
 
 /// A label-only baseline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,11 +109,8 @@ fn mean_labels(labels: &[f32], rows: &[usize]) -> [f64; N_DIMS] {
 pub fn predict(baseline: LabelOnly, clips: &LabeledClips, split: Split) -> Result<TrainOutput> {
     let started = Instant::now();
     let rows: Vec<usize> = (0..clips.clip_ids.len()).collect();
-    let (folds, cross) = clips.split_folds(split, &rows)?;
-    let cells = Cells {
-        folds: &folds,
-        cross: cross.as_deref(),
-    };
+    let split_folds = clips.split_folds(split, &rows)?;
+    let cells = split_folds.cells();
     let mut y_pred = vec![0f32; rows.len() * N_DIMS];
     for (key, test) in cells.models() {
         let learn = cells.learn_rows(key);
@@ -139,10 +135,10 @@ pub fn predict(baseline: LabelOnly, clips: &LabeledClips, split: Split) -> Resul
             }
         }
     }
-    Ok(TrainOutput {
+    let out = TrainOutput {
         clip_ids: clips.clip_ids.clone(),
         split,
-        folds,
+        folds: split_folds.folds.clone(),
         y_true: clips.labels.clone(),
         y_pred,
         d_in: 0,
@@ -152,7 +148,8 @@ pub fn predict(baseline: LabelOnly, clips: &LabeledClips, split: Split) -> Resul
         heads: Vec::new(),
         seeds: Vec::new(),
         seed_predictions: Vec::new(),
-    })
+    };
+    Ok(out.only_rows(&split_folds.scored()))
 }
 
 #[cfg(test)]
@@ -180,6 +177,7 @@ mod tests {
                 .iter()
                 .map(|p| Some((*p == "b") as usize))
                 .collect(),
+            published_folds: None,
             label_se: None,
             labels: (0..n).flat_map(|i| [i as f32 / 10.0; N_DIMS]).collect(),
             failed: Vec::new(),

@@ -41,6 +41,10 @@ pub struct LabeledClips {
     /// Each clip's performer fold; `None` where the dataset has fewer
     /// performers than folds (or the manifest no such column).
     pub performer_folds: Vec<Option<usize>>,
+    /// Each clip's fold in PercePiano's published performer split (`None`:
+    /// it only trains); `None` for all where the manifest has no such
+    /// column (no `dataset.folds.performer_split`).
+    pub published_folds: Option<Vec<Option<usize>>>,
     /// `[n, 19]` standard errors of the labels, where the manifest has them.
     pub label_se: Option<Vec<f32>>,
     /// `[n, 19]` in canonical dimension order.
@@ -74,14 +78,19 @@ impl LabeledClips {
         } else {
             vec![false; n]
         };
-        let performer_folds = if has("performer_fold") {
-            let c = table::column::<Int32Array>(&batch, "performer_fold").with_context(ctx)?;
-            (0..n)
-                .map(|i| (!c.is_null(i)).then(|| c.value(i) as usize))
-                .collect()
-        } else {
-            vec![None; n]
+        let optional_folds = |name: &str| -> Result<Option<Vec<Option<usize>>>> {
+            if !has(name) {
+                return Ok(None);
+            }
+            let c = table::column::<Int32Array>(&batch, name).with_context(ctx)?;
+            Ok(Some(
+                (0..n)
+                    .map(|i| (!c.is_null(i)).then(|| c.value(i) as usize))
+                    .collect(),
+            ))
         };
+        let performer_folds = optional_folds("performer_fold")?.unwrap_or(vec![None; n]);
+        let published_folds = optional_folds("published_fold")?;
         let dims = DIMENSIONS
             .iter()
             .map(|d| table::column::<Float64Array>(&batch, d).with_context(ctx))
@@ -108,6 +117,7 @@ impl LabeledClips {
             performers: strings("performer")?,
             is_rendering,
             performer_folds,
+            published_folds,
             label_se,
             folds: (0..n)
                 .map(|i| (!folds.is_null(i)).then(|| folds.value(i) as usize))
@@ -118,18 +128,36 @@ impl LabeledClips {
     }
 
     /// The folds of `rows` (manifest rows) on `split`, as the trainer's
-    /// [`Cells`] take them: the test folds (the evaluation's folds too) and,
-    /// for `piece_performer`, the crossed performer folds.
-    pub fn split_folds(
-        &self,
-        split: Split,
-        rows: &[usize],
-    ) -> Result<(Vec<usize>, Option<Vec<usize>>)> {
+    /// [`Cells`] take them: the test folds (the evaluation's folds too),
+    /// for `piece_performer` the crossed performer folds, and for
+    /// `performer_published` the fold of the clips that only ever train.
+    pub fn split_folds(&self, split: Split, rows: &[usize]) -> Result<SplitFolds> {
+        if split == Split::PerformerPublished {
+            let published = self.published_folds.as_ref().context(
+                "split `performer_published` needs PercePiano's published performer split: \
+                 set dataset.folds.performer_split (e.g. \"data/percepiano/splits/performer4fold.json\")",
+            )?;
+            let k = rows
+                .iter()
+                .filter_map(|&i| published[i])
+                .max()
+                .map_or(0, |f| f + 1);
+            anyhow::ensure!(
+                k >= 2,
+                "split `performer_published`: the published split puts these clips in {k} fold(s); \
+                 cross-validation needs 2"
+            );
+            return Ok(SplitFolds {
+                folds: rows.iter().map(|&i| published[i].unwrap_or(k)).collect(),
+                cross: None,
+                train_only: Some(k),
+            });
+        }
         if let Some(&i) = rows.iter().find(|&&i| self.folds[i].is_none()) {
             bail!(
                 "clip {} has no cross-validation fold (the published performer split's \
-                 always-train clips); training supports folds that cover every clip: use \
-                 dataset.folds.strategy = \"piece\" and [evaluation] splits",
+                 always-train clips): use dataset.folds.strategy = \"piece\" and the \
+                 split `performer_published` for PercePiano's performer split",
                 self.clip_ids[i]
             );
         }
@@ -148,11 +176,43 @@ impl LabeledClips {
                 })
                 .collect()
         };
-        Ok(match split {
+        let (folds, cross) = match split {
             Split::Piece => (piece, None),
             Split::Performer => (performer()?, None),
             Split::PiecePerformer => (piece, Some(performer()?)),
+            Split::PerformerPublished => unreachable!("handled above"),
+        };
+        Ok(SplitFolds {
+            folds,
+            cross,
+            train_only: None,
         })
+    }
+}
+
+/// A split's folds over some rows (see [`LabeledClips::split_folds`]).
+#[derive(Clone, Debug)]
+pub struct SplitFolds {
+    pub folds: Vec<usize>,
+    pub cross: Option<Vec<usize>>,
+    /// The fold whose clips train every model and are never scored.
+    pub train_only: Option<usize>,
+}
+
+impl SplitFolds {
+    pub fn cells(&self) -> Cells<'_> {
+        Cells {
+            folds: &self.folds,
+            cross: self.cross.as_deref(),
+            train_only: self.train_only,
+        }
+    }
+
+    /// Positions (into the rows it was made of) of the clips that are scored.
+    pub fn scored(&self) -> Vec<usize> {
+        (0..self.folds.len())
+            .filter(|&i| Some(self.folds[i]) != self.train_only)
+            .collect()
     }
 }
 
@@ -357,7 +417,7 @@ pub fn train(
         .collect();
     let clip_ids: Vec<String> = keep.iter().map(|&i| clips.clip_ids[i].clone()).collect();
     let pieces: Vec<String> = keep.iter().map(|&i| clips.pieces[i].clone()).collect();
-    let (folds, cross) = clips.split_folds(split, &keep)?;
+    let split_folds = clips.split_folds(split, &keep)?;
     let mut labels = Vec::with_capacity(keep.len() * N_DIMS);
     for &i in &keep {
         labels.extend_from_slice(&clips.labels[i * N_DIMS..(i + 1) * N_DIMS]);
@@ -415,10 +475,7 @@ pub fn train(
         }
     }
     let started = Instant::now();
-    let cells = Cells {
-        folds: &folds,
-        cross: cross.as_deref(),
-    };
+    let cells = split_folds.cells();
     let seeds: Vec<u64> = std::iter::once(head.seed)
         .chain(extra_seeds.iter().copied())
         .collect();
@@ -435,10 +492,10 @@ pub fn train(
         .into_iter();
     let out = runs.next().context("no training run")?;
     let seed_predictions: Vec<Vec<f32>> = runs.map(|r| r.predictions).collect();
-    Ok(TrainOutput {
+    let trained = TrainOutput {
         clip_ids,
         split,
-        folds,
+        folds: split_folds.folds.clone(),
         y_true: labels,
         y_pred: out.predictions,
         d_in: features.dim,
@@ -452,10 +509,31 @@ pub fn train(
             seeds
         },
         seed_predictions,
-    })
+    };
+    Ok(trained.only_rows(&split_folds.scored()))
 }
 
 impl TrainOutput {
+    /// The output on rows `keep` only (positions into its clips, in
+    /// order): clips that trained but are not scored leave the
+    /// predictions, labels and folds; reports and heads stay.
+    pub fn only_rows(mut self, keep: &[usize]) -> TrainOutput {
+        if keep.len() == self.clip_ids.len() {
+            return self;
+        }
+        let rows = |v: &[f32]| -> Vec<f32> {
+            (keep.iter())
+                .flat_map(|&r| v[r * N_DIMS..(r + 1) * N_DIMS].iter().copied())
+                .collect()
+        };
+        self.clip_ids = keep.iter().map(|&r| self.clip_ids[r].clone()).collect();
+        self.folds = keep.iter().map(|&r| self.folds[r]).collect();
+        self.y_true = rows(&self.y_true);
+        self.y_pred = rows(&self.y_pred);
+        self.seed_predictions = self.seed_predictions.iter().map(|p| rows(p)).collect();
+        self
+    }
+
     /// Writes the train artifact: a safetensors file whose tensors are the
     /// fold heads (`fold<k>.params` ...) and whose metadata holds everything
     /// else as JSON (`pipe.train`) and the heads' descriptors (`pipe.heads`),
@@ -526,7 +604,7 @@ impl TrainOutput {
         let performer = ids(&clips.performers);
         let (of_clip, crossed) = match self.split {
             Split::Piece => (&piece, None),
-            Split::Performer => (&performer, None),
+            Split::Performer | Split::PerformerPublished => (&performer, None),
             Split::PiecePerformer => (&piece, Some(performer.as_slice())),
         };
         let clusters = Clusters {
@@ -762,10 +840,19 @@ mod tests {
                 .map(|p| Some(f[p] as usize))
                 .collect::<Vec<_>>()
         };
+        // The published split tests players 0-7 (fold = number mod 4);
+        // players 8-11 only train.
+        let published = (performers.iter())
+            .map(|p| {
+                let k: usize = p["player".len()..].parse().unwrap();
+                (k < 8).then_some(k % 4)
+            })
+            .collect();
         LabeledClips {
             clip_ids: (0..n).map(|i| format!("c{i:03}")).collect(),
             folds: fold_of(&pieces),
             performer_folds: fold_of(&performers),
+            published_folds: Some(published),
             works: pieces.clone(),
             is_rendering: vec![false; n],
             label_se: None,
@@ -776,18 +863,20 @@ mod tests {
         }
     }
 
-    /// Every split scores every clip exactly once, and no model learns from
-    /// a clip that shares what the split keeps apart with any clip it scores.
+    /// Every split scores every clip exactly once (on `performer_published`
+    /// every clip of a published fold once, the others never, though they
+    /// train every model), and no model learns from a clip that shares what
+    /// the split keeps apart with any clip it scores.
     #[test]
     fn every_split_keeps_its_clusters_apart_and_scores_each_clip_once() {
         let c = crossed_clips();
         let rows: Vec<usize> = (0..c.clip_ids.len()).collect();
         for split in Split::ALL {
-            let (folds, cross) = c.split_folds(split, &rows).unwrap();
-            let cells = Cells {
-                folds: &folds,
-                cross: cross.as_deref(),
-            };
+            let sf = c.split_folds(split, &rows).unwrap();
+            let (folds, cross, cells) = (&sf.folds, &sf.cross, sf.cells());
+            let published = split == Split::PerformerPublished;
+            let train_only =
+                |i: usize| published && c.published_folds.as_ref().unwrap()[i].is_none();
             let models = cells.models();
             assert_eq!(
                 models.len(),
@@ -807,7 +896,7 @@ mod tests {
                         let player = c.performers[t] == c.performers[l];
                         let shared = match split {
                             Split::Piece => piece,
-                            Split::Performer => player,
+                            Split::Performer | Split::PerformerPublished => player,
                             Split::PiecePerformer => piece || player,
                         };
                         assert!(!shared, "{split}: clip {t} shares with training clip {l}");
@@ -816,8 +905,9 @@ mod tests {
                 // Everything not shared trains: the piece split learns from the other folds' pieces.
                 let blocked = |l: usize| {
                     test.iter().any(|&t| match split {
-                        Split::Piece => folds[t] == folds[l],
-                        Split::Performer => folds[t] == folds[l],
+                        Split::Piece | Split::Performer | Split::PerformerPublished => {
+                            folds[t] == folds[l]
+                        }
                         Split::PiecePerformer => {
                             folds[t] == folds[l]
                                 || cross.as_ref().unwrap()[t] == cross.as_ref().unwrap()[l]
@@ -825,12 +915,21 @@ mod tests {
                     })
                 };
                 assert_eq!(learn.len(), rows.iter().filter(|&&l| !blocked(l)).count());
+                assert!(rows.iter().all(|&l| !train_only(l) || learn.contains(&l)));
             }
-            assert!(scored.iter().all(|&s| s == 1), "{split}: {scored:?}");
-            // A label-only baseline goes through the same cells.
+            for (i, &s) in scored.iter().enumerate() {
+                assert_eq!(s, usize::from(!train_only(i)), "{split}: clip {i}");
+            }
+            let tested = c.published_folds.as_ref().unwrap().iter().flatten().count();
+            assert!(tested > 0 && tested < 200);
+            assert_eq!(sf.scored().len(), if published { tested } else { 200 });
+            // A label-only baseline goes through the same cells, and
+            // only the scored clips reach its output.
             let out = label_only::predict(label_only::LabelOnly::GlobalMean, &c, split).unwrap();
             assert!(out.y_pred.iter().all(|p| p.is_finite()));
-            assert_eq!(out.folds, folds);
+            let kept: Vec<usize> = sf.scored().iter().map(|&i| folds[i]).collect();
+            assert_eq!(out.folds, kept);
+            assert_eq!(out.clip_ids.len(), kept.len());
             let boot = BootstrapConfig {
                 resamples: 50,
                 ..Default::default()
@@ -847,6 +946,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("fewer performers than folds"), "{e}");
+        none.published_folds = None;
+        let e = none
+            .split_folds(Split::PerformerPublished, &rows)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("set dataset.folds.performer_split"), "{e}");
     }
 
     /// Bad labels and features are named by clip id and dimension, not by

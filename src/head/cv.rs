@@ -242,10 +242,13 @@ type FoldFit = (Vec<f32>, FitReport, FoldHead);
 /// test fold, or with a second axis (`cross`, e.g. performer folds beside
 /// piece folds) one per non-empty cell (fold, cross fold), row-major.
 /// A model learns only from clips that share neither key with its cell.
+/// Clips of the `train_only` fold learn in every model and are scored by
+/// none (their predictions stay NaN).
 #[derive(Clone, Copy, Debug)]
 pub struct Cells<'a> {
     pub folds: &'a [usize],
     pub cross: Option<&'a [usize]>,
+    pub train_only: Option<usize>,
 }
 
 impl Cells<'_> {
@@ -254,6 +257,9 @@ impl Cells<'_> {
     pub fn models(&self) -> Vec<((usize, usize), Vec<usize>)> {
         let mut cells: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
         for (i, &f) in self.folds.iter().enumerate() {
+            if Some(f) == self.train_only {
+                continue;
+            }
             let c = self.cross.map_or(0, |x| x[i]);
             cells.entry((f, c)).or_default().push(i);
         }
@@ -385,6 +391,7 @@ pub fn train_cv<G: Ord + Debug + Sync>(cfg: &HeadConfig, data: &CvData<G>) -> Re
     let cells = Cells {
         folds: data.folds,
         cross: None,
+        train_only: None,
     };
     cross_validate(
         cfg,
@@ -433,7 +440,11 @@ pub fn train_cv_input<G: Ord + Debug + Sync>(
     folds: &[usize],
     groups: &[G],
 ) -> Result<CvOutput> {
-    let cells = Cells { folds, cross: None };
+    let cells = Cells {
+        folds,
+        cross: None,
+        train_only: None,
+    };
     train_cv_cells(cfg, input, labels, &cells, groups)
 }
 

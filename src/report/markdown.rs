@@ -88,10 +88,12 @@ pub fn render(all: &[Results], plots: &[(&str, &str)]) -> String {
     }
     without_listening(&mut md, all);
     md.push_str(&ranked_table(results));
+    published_note(&mut md, all, results);
     for other in &all[1..] {
         let table = ranked_table(other);
         let heading = format!("{RANKED_HEADING}: `{}` split", other.split);
         md.push_str(&table.replacen(RANKED_HEADING, &heading, 1));
+        published_note(&mut md, all, other);
     }
     claims(&mut md, all);
     seed_noise(&mut md, all);
@@ -467,6 +469,30 @@ fn study_protocol(md: &mut String, results: &Results) {
         inflation.len()
     );
     inflation_decomposed(md, results, &rows);
+}
+
+/// Under the ranked table of PercePiano's published performer split: which
+/// clips it scores and which only train.
+fn published_note(md: &mut String, all: &[Results], r: &Results) {
+    if r.split != Split::PerformerPublished {
+        return;
+    }
+    let Some(first) = r.ran.first() else { return };
+    let scored = first.train.clip_ids.len();
+    let all_clips = (all.iter().flat_map(|x| &x.ran))
+        .map(|x| x.train.clip_ids.len())
+        .max()
+        .unwrap_or(scored);
+    let k = first.train.folds.iter().max().map_or(0, |f| f + 1);
+    let _ = writeln!(
+        md,
+        "`performer_published` is PercePiano's own performer split (`dataset.folds.performer_split`): \
+         {scored} clips in its {k} folds are scored, each by the model that never trained on its performer; \
+         the other {} clips (its held-out test performers and its always-train ones) train every model and \
+         are **never scored**. So these rows rest on fewer clips and performers than the other splits', and \
+         are not comparable with them clip for clip.\n",
+        all_clips.saturating_sub(scored)
+    );
 }
 
 /// Rows trained once per seed: R² of each, their mean and sd, on every
@@ -866,7 +892,7 @@ fn ci_footnote(md: &mut String, results: &Results) {
              performances share their score and most of their label variance, so they are not \
              independent draws)"
         ),
-        Split::Performer => format!(
+        Split::Performer | Split::PerformerPublished => format!(
             "resampling whole performers within folds ({n} performers; the cluster bootstrap: a \
              performer's clips share the player and the raters' view of them)"
         ),

@@ -101,7 +101,17 @@ impl Stage for Manifest {
                     .map(|c| c.performer_fold.map(|f| f as i32))
                     .collect(),
             )
-            .f64("duration_s", durations)
+            .f64("duration_s", durations);
+        if self.dataset.folds.performer_split.is_some() {
+            t = t.i32_opt(
+                "published_fold",
+                clips
+                    .iter()
+                    .map(|c| c.published_fold.map(|f| f as i32))
+                    .collect(),
+            );
+        }
+        t = t
             .utf8(
                 "source",
                 &clips.iter().map(|c| display(&c.source)).collect::<Vec<_>>(),

@@ -57,8 +57,9 @@ pub static RESAMPLE: StageDecl = StageDecl::new("resample", 1, "wav", &[&DECODE]
 /// its `audio` column names the store's `<key>.<hash>.wav` files. v3: each
 /// clip's `performer_fold` (the performer and piece_performer splits). v4:
 /// `label_se`, each label's standard error (PercePiano's raters' spread).
+/// v5: `published_fold` where `dataset.folds.performer_split` names one.
 pub static MANIFEST: StageDecl =
-    StageDecl::new("manifest", 4, "parquet", &[&RESAMPLE]).per("tables");
+    StageDecl::new("manifest", 5, "parquet", &[&RESAMPLE]).per("tables");
 /// one pooled vector per (feature set, clip)
 pub static FEATURES: StageDecl = StageDecl::new("features", 1, "f32", &[&RESAMPLE]).per("vectors");
 /// one Parquet table per feature set. v2: no names or descriptions inside
@@ -284,8 +285,18 @@ pub fn build(config: &Config) -> Result<Pipeline> {
     } else {
         &[]
     };
+    // ... on every split anything runs on.
+    let mut label_only_splits: Vec<Split> = config.evaluation.splits.clone();
+    label_only_splits.extend(
+        infos
+            .iter()
+            .filter(|i| i.not_run.is_none())
+            .map(|i| i.split),
+    );
+    label_only_splits.sort();
+    label_only_splits.dedup();
     for &b in label_only {
-        for &split in &config.evaluation.splits {
+        for &split in &label_only_splits {
             infos.push(ExperimentInfo {
                 id: b.id(),
                 description: b.description().to_string(),
@@ -308,9 +319,9 @@ pub fn build(config: &Config) -> Result<Pipeline> {
         .map(|i| i.id.as_str())
         .collect();
     // Splits on performers need each clip's performer fold.
-    let needs_performers = infos
-        .iter()
-        .any(|i| i.not_run.is_none() && i.split != Split::Piece);
+    let needs_performers = infos.iter().any(|i| {
+        i.not_run.is_none() && matches!(i.split, Split::Performer | Split::PiecePerformer)
+    });
     if needs_performers && let Some(c) = dataset.clips.iter().find(|c| c.performer_fold.is_none()) {
         anyhow::bail!(
             "a split on performers (\"performer\", \"piece_performer\") needs at least \
@@ -391,7 +402,7 @@ pub fn build(config: &Config) -> Result<Pipeline> {
             }
         }
         for &b in label_only {
-            for &split in &config.evaluation.splits {
+            for &split in &label_only_splits {
                 jobs.push(TrainJob::LabelOnly(b, split));
             }
         }
