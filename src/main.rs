@@ -72,6 +72,7 @@ enum Command {
 fn main() -> ExitCode {
     pipe::gpu::quiet_device_select_layer();
     ignore_file_size_signal();
+    keep_freed_memory();
     let args = Args::parse();
     match dispatch(args) {
         Ok(code) => code,
@@ -90,6 +91,28 @@ fn ignore_file_size_signal() {
     // SAFETY: sets one signal's disposition to SIG_IGN, before any thread starts.
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
+/// glibc maps each block over its mmap threshold (128 KiB to start) on its
+/// own and unmaps it when freed, and hands the heap's free top back to the
+/// kernel past 128 KiB; training frees and reallocates the same tensors
+/// every step, so each round trip page-faults the pages back in and shoots
+/// down TLBs on every core. Blocks up to 32 MiB (the largest threshold
+/// glibc takes) now come from the heap, which keeps what is freed (trim
+/// threshold 2 GiB, 256 MiB of top padding): the mel-CNN's training ran in
+/// 0.7 s of system time instead of 10.8 s and 25 % less wall (farm-bench,
+/// `pipe run --force train/A2 --until train`). The trim threshold alone
+/// would freeze the mmap threshold at 128 KiB (3x slower), so it is set
+/// only once the first call took.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before any thread starts.
+    unsafe {
+        if libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20) == 1 {
+            libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+            libc::mallopt(libc::M_TOP_PAD, 256 << 20);
+        }
     }
 }
 
