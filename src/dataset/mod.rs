@@ -99,6 +99,16 @@ impl Dataset {
             } => (audio_folder::load(audio_dir, labels)?, vec![labels.clone()]),
         };
         clips.sort_by(|a, b| a.id.cmp(&b.id));
+        // PercePiano's published performer split, read once: the
+        // `performer_published` split's folds, and `fold` itself under
+        // `strategy = "performer"`.
+        let published = match &fcfg.performer_split {
+            Some(path) => {
+                table_files.push(path.clone());
+                Some(folds::performer_folds(path)?)
+            }
+            None => None,
+        };
         match fcfg.strategy {
             FoldStrategy::Piece => {
                 let pieces: Vec<&str> = clips.iter().map(|c| c.piece.as_str()).collect();
@@ -125,21 +135,16 @@ impl Dataset {
                 }
             }
             FoldStrategy::Performer => {
-                let path = fcfg.performer_split.as_ref().expect("validated in config");
-                let folds = folds::performer_folds(path)?;
+                let folds = published.as_ref().expect("validated in config");
                 for c in &mut clips {
                     c.fold = folds.get(&c.id).copied();
                 }
             }
         }
-        // The published performer split, beside the folds (the
-        // `performer_published` split reads it).
-        if let Some(path) = &fcfg.performer_split {
-            let folds = folds::performer_folds(path)?;
+        if let Some(folds) = &published {
             for c in &mut clips {
                 c.published_fold = folds.get(&c.id).copied();
             }
-            table_files.push(path.clone());
         }
         // Performers into k folds the way pieces are (a performer's clips
         // stay together); none with fewer performers than folds.

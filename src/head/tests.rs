@@ -724,6 +724,17 @@ fn held_out_epoch_refits_on_all_training_folds_for_the_epoch_held_out_pieces_cho
         |cfg: &HeadConfig| train_cv_input(cfg, &input, &s.labels, &s.folds, &s.groups).unwrap();
     let (a, b) = (run(&ours), run(&fixed));
     let by_fold = rows_by_fold(&s.folds).unwrap();
+    // A fit on `rows` with no validation rows.
+    fn unvalidated<'a>(s: &'a Synthetic, rows: &'a [usize]) -> FitData<'a> {
+        FitData {
+            features: &s.features,
+            d_in: s.d,
+            labels: &s.labels,
+            n_out: N_DIMS,
+            train_rows: rows,
+            val_rows: &[],
+        }
+    }
     for (fa, fb) in a.folds.iter().zip(&b.folds) {
         // The same held-out pieces choose, but by R² (ours: the loss).
         assert_eq!((fa.n_val, fa.n_val_pieces), (fb.n_val, fb.n_val_pieces));
@@ -738,14 +749,7 @@ fn held_out_epoch_refits_on_all_training_folds_for_the_epoch_held_out_pieces_cho
             run_epochs: Some(fb.fit.best_epoch),
             ..fixed.clone()
         };
-        let data = FitData {
-            features: &s.features,
-            d_in: s.d,
-            labels: &s.labels,
-            n_out: N_DIMS,
-            train_rows: &learn,
-            val_rows: &[],
-        };
+        let data = unvalidated(&s, &learn);
         let (head, report) = fit(&refit, &data, 16 * (fb.fold as u64 + 1)).unwrap();
         assert_eq!(
             (report.epochs_run, report.best_epoch),
@@ -762,14 +766,6 @@ fn held_out_epoch_refits_on_all_training_folds_for_the_epoch_held_out_pieces_cho
         assert_eq!(got, want, "fold {}", fb.fold);
     }
     // Without validation rows and without run_epochs there is nothing to stop on.
-    let data = FitData {
-        features: &s.features,
-        d_in: s.d,
-        labels: &s.labels,
-        n_out: N_DIMS,
-        train_rows: &[0, 1, 2],
-        val_rows: &[],
-    };
-    let e = fit(&ours, &data, 0).unwrap_err();
+    let e = fit(&ours, &unvalidated(&s, &[0, 1, 2]), 0).unwrap_err();
     assert!(e.to_string().contains("no validation rows"), "{e}");
 }

@@ -59,13 +59,14 @@ pub fn build(name: &str, all: &[Results]) -> Result<TableBuilder> {
         .meta("pipe.metric_definitions", DEFINITIONS))
 }
 
-const DEFINITIONS: &str = "r2: per fold, mean over the 19 dimensions of each dimension's R2 on the fold's held-out clips; \
+/// The metric definitions every result table carries (`pipe.metric_definitions`).
+pub(super) const DEFINITIONS: &str = "r2: per fold, mean over the 19 dimensions of each dimension's R2 on the fold's held-out clips; \
 experiment r2 = mean over folds. mae, pearson, dispersion (std(pred)/std(true), population std) are aggregated the same way. \
 r2_ci_low/high: percentile bootstrap of exactly that statistic, resampling held-out ci_units within each fold (the split's clusters, whole: pieces, performers, or pieces and performers crossed); \
 r2_ci_clip_low/high: the same resampling clips as if independent (too narrow on clustered data), where ci_unit is not the clip; \
 delta_best, delta_best_ci_low/high: r2 of the best row validated on held-out pieces minus this row's, on the same clips, with a paired bootstrap resampling the same ci_units for both. \
 r2_seeds_mean, r2_seeds_sd, n_seeds: where an experiment trained once per seed (seeds = [...]), the mean and sample standard deviation of r2 over its n_seeds runs (same folds: training noise only); r2, its CI and every comparison are its first seed's run. \
-split: what no test clip shares with its model's training clips (piece: segment group; performer: performer; piece_performer: both, one model per cell of piece fold x performer fold, folds = piece folds); ranks and delta_best are within a split. \
+split: what no test clip shares with its model's training clips (piece: segment group; performer: performer; piece_performer: both, one model per cell of piece fold x performer fold, folds = piece folds; performer_published: PercePiano's published performer folds, its clips of no fold train every model and are not in the tables); ranks and delta_best are within a split. \
 ci_unit on piece_performer: pieces within folds and performers across folds, crossed (the pigeonhole bootstrap, Owen 2007). \
 r2_humans: r2 on the human performances only (renderings train but are not scored). label_only: a baseline that reads no audio and no MIDI. \
 pairwise_acc: of the pairs of performances of one segment group whose labels differ by more than sqrt(se_i^2 + se_j^2) (se: the raters' std / sqrt(raters)), the share the predictions order the same way (ties half), n_pairs of them; summary: mean over dimensions.";
